@@ -1,0 +1,77 @@
+"""gitstate: a versioned state store whose state directory is a Git repository.
+
+Programs write state (toggles, sessions, task queues, agent memory) through the library; writes land in memory at
+once and each debounced flush becomes one Git commit. History gives backups, rollback, pre-migration snapshots and
+an audit trail; a watcher commits hand edits; a Git remote gives off-machine backup and sharing.
+
+Example:
+    >>> import gitstate, tempfile
+    >>> with gitstate.open(tempfile.mkdtemp()) as store:
+    ...     store.set("state.json", "services.slack", True)
+    ...     store.get("state.json", "services.slack")
+    True
+"""
+
+from __future__ import annotations
+
+from .docdiff import Change, Conflict
+from .errors import (
+    DecodeError,
+    EncodeError,
+    GitStateError,
+    InvalidPath,
+    KeyNotFound,
+    LockError,
+    MergeConflict,
+    MigrationError,
+    PushRejected,
+    RemoteError,
+    RepositoryError,
+    RevisionNotFound,
+    SaveError,
+    StoreClosed,
+    StoreNotFound,
+)
+from .store import Store, clone, open
+
+__all__ = [
+    "Change",
+    "Commit",
+    "Conflict",
+    "DecodeError",
+    "EncodeError",
+    "GitStateError",
+    "InvalidPath",
+    "KeyNotFound",
+    "LockError",
+    "MergeConflict",
+    "MigrationError",
+    "PushRejected",
+    "RemoteError",
+    "RepositoryError",
+    "RevisionNotFound",
+    "SaveError",
+    "Snapshot",
+    "Store",
+    "StoreClosed",
+    "StoreNotFound",
+    "__version__",
+    "aopen",
+    "clone",
+    "open",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Modules above the core load on first use, so `import gitstate` stays fast for the CLI and small scripts.
+    if name in ("Commit", "Snapshot"):
+        from . import history
+
+        return getattr(history, name)
+    if name in ("aopen", "AsyncStore"):
+        from . import aio
+
+        return getattr(aio, name)
+    raise AttributeError(f"module 'gitstate' has no attribute {name!r}")

@@ -1,0 +1,171 @@
+"""Shared pieces of the CLI: the root group, store opening, output (JSON, colour, pager, times)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import GitStateError
+
+__all__ = [
+    "Context",
+    "emit_json",
+    "human_time",
+    "main",
+    "open_store",
+    "output",
+    "pass_ctx",
+    "to_jsonable",
+]
+
+logger = logging.getLogger("gitstate.cli")
+
+
+class Context:
+    """Options of the root command, passed to every subcommand."""
+
+    def __init__(self, directory: str | None) -> None:
+        self.directory = directory
+
+    @property
+    def path(self) -> Path:
+        """The store directory: ``-C DIR``, else ``$GITSTATE_DIR``, else the current directory."""
+        return Path(self.directory or os.environ.get("GITSTATE_DIR") or ".").expanduser()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class _Group(click.Group):
+    """Turns library errors into one line on stderr and exit 1 (no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GitStateError as e:
+            click.echo(f"gitstate: error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("gitstate: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:  # `gitstate log | head`
+            sys.stderr.close()
+            ctx.exit(0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-C", "directory", metavar="DIR", help="The store directory (default: $GITSTATE_DIR, else the "
+              "current directory).")
+@click.option("-v", "--verbose", count=True, help="Log what happens (-vv for debug).")
+@click.version_option(package_name="gitstate", prog_name="gitstate")
+@click.pass_context
+def main(ctx: click.Context, directory: str | None, verbose: int) -> None:
+    """gitstate: a versioned state store whose directory is a Git repository.
+
+    \b
+    Examples:
+      gitstate init
+      gitstate set state.json services.slack true
+      gitstate log --key services.slack
+      gitstate restore HEAD~3 state.json
+    """
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,
+                            format="%(name)s: %(message)s")
+    ctx.obj = Context(directory)
+
+
+@contextmanager
+def open_store(ctx: Context, *, create: bool = False, **options: Any) -> Iterator[Any]:
+    """Open the store for one command (manual durability: the command flushes what it writes)."""
+    from ..store import open as open_
+
+    options.setdefault("durability", "manual")
+    options.setdefault("handle_signals", False)
+    store = open_(ctx.path, create=create, **options)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Make library values (dataclasses, dates, bytes, sentinels) printable as JSON."""
+    import dataclasses
+
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return {"bytes": len(value)}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
+
+
+def output(lines: list[str], *, pager_threshold: int | None = None) -> None:
+    """Print lines; through a pager when on a terminal and longer than the screen."""
+    text = "\n".join(lines)
+    if sys.stdout.isatty():
+        height = pager_threshold or max(10, os.get_terminal_size().lines - 2)
+        if len(lines) > height:
+            click.echo_via_pager(text + "\n")
+            return
+    if text:
+        click.echo(text)
+
+
+def style(text: str, **kwargs: Any) -> str:
+    """Colour only on a terminal (click strips ANSI codes when stdout is not one)."""
+    return click.style(text, **kwargs)
+
+
+def human_time(when: _dt.datetime, now: _dt.datetime | None = None) -> str:
+    """``3 minutes ago`` / ``2 days ago`` / the date for older times."""
+    now = now or _dt.datetime.now(tz=when.tzinfo or _dt.timezone.utc)
+    seconds = int((now - when).total_seconds())
+    if seconds < 0:
+        return when.isoformat(timespec="seconds")
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            if unit == "day" and n > 30:
+                return when.strftime("%Y-%m-%d %H:%M")
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now" if seconds < 5 else f"{seconds} seconds ago"
+
+
+def parse_cli_value(text: str) -> Any:
+    """A VALUE argument: JSON when it parses, else the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+JsonOption = Callable[[Callable[..., Any]], Callable[..., Any]]
+json_option: JsonOption = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -1,0 +1,120 @@
+"""Core commands: ``init``, ``get``, ``set``, ``delete``, ``docs``."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+from ..codecs import codec_for
+from ..errors import StoreNotFound
+from ._common import Context, emit_json, json_option, main, open_store, parse_cli_value, pass_ctx, to_jsonable
+
+__all__ = ["delete_cmd", "docs_cmd", "get_cmd", "init_cmd", "set_cmd"]
+
+logger = logging.getLogger("gitstate.cli")
+
+
+@main.command("init")
+@pass_ctx
+def init_cmd(ctx: Context) -> None:
+    """Make DIR a state store (creates the directory and repository if needed).
+
+    Files already in DIR are committed as the first state.
+
+    \b
+    Example:
+      gitstate -C ~/.config/my-agent init
+    """
+    existed = (ctx.path / ".git").is_dir()
+    with open_store(ctx, create=True) as store:
+        head = store.head
+    what = "already a store" if existed else "initialized store"
+    click.echo(f"{what} in {ctx.path.absolute()}" + (f" (HEAD {head[:8]})" if head else ""))
+
+
+@main.command("get")
+@click.argument("doc")
+@click.argument("key", required=False)
+@pass_ctx
+def get_cmd(ctx: Context, doc: str, key: str | None) -> None:
+    """Print the value of KEY in DOC (the whole document without KEY) as JSON.
+
+    Text documents print as they are.
+
+    \b
+    Examples:
+      gitstate get state.json services.slack
+      gitstate get memory/current_work.yaml
+    """
+    if not (ctx.path / ".git").is_dir():
+        raise StoreNotFound(f"no gitstate store at {ctx.path}; run 'gitstate init' there first")
+    with open_store(ctx) as store:
+        value = store.get(doc, key)
+    if isinstance(value, str) and key is None and not codec_for(doc).structured:
+        click.echo(value, nl=not value.endswith("\n"))
+    else:
+        emit_json(value)
+
+
+@main.command("set")
+@click.argument("doc")
+@click.argument("key")
+@click.argument("value")
+@click.option("-m", "--message", help="Commit message subject.")
+@pass_ctx
+def set_cmd(ctx: Context, doc: str, key: str, value: str, message: str | None) -> None:
+    """Set KEY in DOC to VALUE and commit. VALUE is parsed as JSON, else taken as a string.
+
+    Use '.' as KEY to replace the whole document.
+
+    \b
+    Examples:
+      gitstate set state.json services.slack true
+      gitstate set state.json owner alice
+      gitstate set tasks/t1.json . '{"status": "open"}'
+    """
+    parsed = parse_cli_value(value)
+    with open_store(ctx, create=True) as store:
+        store.set(doc, None if key == "." else key, parsed)
+        commit = store.flush(message)
+    click.echo(f"{commit[:8]} {doc}" if commit else "no change", err=commit is None)
+
+
+@main.command("delete")
+@click.argument("doc")
+@click.argument("key", required=False)
+@click.option("-m", "--message", help="Commit message subject.")
+@pass_ctx
+def delete_cmd(ctx: Context, doc: str, key: str | None, message: str | None) -> None:
+    """Delete KEY from DOC, or the whole document without KEY, and commit.
+
+    \b
+    Example:
+      gitstate delete state.json meetings.old
+    """
+    with open_store(ctx) as store:
+        store.delete(doc, key)
+        commit = store.flush(message)
+    click.echo(f"{commit[:8]} {doc}" if commit else "no change")
+
+
+@main.command("docs")
+@click.argument("prefix", required=False, default="")
+@json_option
+@pass_ctx
+def docs_cmd(ctx: Context, prefix: str, as_json: bool) -> None:
+    """List the documents in the store (optionally under PREFIX).
+
+    \b
+    Example:
+      gitstate docs tasks/
+    """
+    with open_store(ctx) as store:
+        docs = store.docs(prefix)
+    if as_json:
+        click.echo(json.dumps(to_jsonable(docs)))
+    else:
+        for d in docs:
+            click.echo(d)

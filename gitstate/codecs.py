@@ -1,0 +1,289 @@
+"""Codecs: how a document's value becomes bytes and back, chosen by the path's suffix.
+
+| suffix | codec | value |
+|---|---|---|
+| ``.json`` | JSON, 2-space indent, key order kept, UTF-8, trailing newline | JSON-like (dict, list, str, int, float, bool, None) |
+| ``.yaml`` / ``.yml`` | YAML, block style, key order kept, no aliases written | JSON-like plus dates and scalar keys |
+| ``.txt`` / ``.md`` | UTF-8 text | ``str`` |
+| anything else | raw | ``bytes`` |
+
+Output is canonical: the same value always gives the same bytes, so a write that changes nothing makes no commit.
+YAML is only ever loaded with the safe loader (the C one when PyYAML has it), and aliases in files read from
+disk are bounded: a document whose aliases would expand past :data:`MAX_YAML_NODES` nodes is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+from typing import Any, Final
+
+import orjson
+import yaml
+
+from .errors import DecodeError, EncodeError
+
+__all__ = [
+    "BYTES",
+    "JSON",
+    "MAX_YAML_NODES",
+    "TEXT",
+    "YAML",
+    "Codec",
+    "codec_for",
+    "copy_value",
+]
+
+logger = logging.getLogger("gitstate.codecs")
+
+#: Most nodes a YAML document may expand to once its aliases are resolved (alias-bomb guard).
+MAX_YAML_NODES: Final = 200_000
+
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
+    """Safe dumper that never writes anchors/aliases: a shared sub-value is written out in full."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _path(parts: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in parts) or "(document)"
+
+
+def copy_value(value: Any) -> Any:
+    """Deep copy of a JSON-like value, much faster than ``copy.deepcopy`` for this shape of data."""
+    if isinstance(value, dict):
+        return {k: copy_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_value(v) for v in value]
+    return value  # immutable scalars (str, int, float, bool, None, dates, bytes)
+
+
+class Codec:
+    """Turns a document value into canonical bytes and back.
+
+    Attributes:
+        name: ``json``, ``yaml``, ``text`` or ``bytes``.
+        structured: True when values are trees that keys can address.
+    """
+
+    name: str = ""
+    structured: bool = False
+
+    def encode(self, value: Any) -> bytes:
+        """Canonical bytes of ``value`` (already normalized)."""
+        raise NotImplementedError
+
+    def decode(self, data: bytes, doc: str = "") -> Any:
+        """Parse bytes read from disk or history. Raises :class:`~gitstate.errors.DecodeError`."""
+        raise NotImplementedError
+
+    def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
+        """Check that ``value`` can be stored and return a private deep copy of it (tuples become lists).
+
+        Raises:
+            EncodeError: the value (or something inside it) cannot be encoded; the message names where.
+        """
+        raise NotImplementedError
+
+
+class _TreeCodec(Codec):
+    structured = True
+    allow_dates = False
+    allow_scalar_keys = False
+
+    def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
+        return self._norm(value, doc, key, 0)
+
+    def _norm(self, value: Any, doc: str, key: tuple[Any, ...], depth: int) -> Any:
+        if depth > 500:
+            raise EncodeError(f"{doc}: value at {_path(key)} is nested deeper than 500 levels")
+        if isinstance(value, _SCALARS):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise EncodeError(f"{doc}: {value!r} at {_path(key)} cannot be stored ({self.name} has no NaN/inf)")
+            return value
+        if isinstance(value, dict):
+            out: dict[Any, Any] = {}
+            for k, v in value.items():
+                if not isinstance(k, str) and not (self.allow_scalar_keys and isinstance(k, _SCALARS)):
+                    raise EncodeError(
+                        f"{doc}: key {k!r} at {_path(key)} is a {type(k).__name__}; {self.name} keys must be strings"
+                    )
+                out[k] = self._norm(v, doc, (*key, k), depth + 1)
+            return out
+        if isinstance(value, (list, tuple)):
+            return [self._norm(v, doc, (*key, i), depth + 1) for i, v in enumerate(value)]
+        if self.allow_dates and isinstance(value, (_dt.date, _dt.datetime)):
+            return value
+        raise EncodeError(
+            f"{doc}: a {type(value).__name__} at {_path(key)} cannot be stored in a {self.name} document "
+            "(use dict, list, str, int, float, bool or None)"
+        )
+
+
+class _JsonCodec(_TreeCodec):
+    name = "json"
+
+    def encode(self, value: Any) -> bytes:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)  # type: ignore[no-any-return]
+        except TypeError:
+            # orjson refuses integers beyond 64 bits; the stdlib handles them (same layout otherwise).
+            return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+
+    def decode(self, data: bytes, doc: str = "") -> Any:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        try:  # the stdlib gives line and column, and accepts integers beyond 64 bits
+            return json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise DecodeError(doc, f"not valid UTF-8 at byte {e.start}") from e
+        except json.JSONDecodeError as e:
+            raise DecodeError(doc, f"invalid JSON: {e.msg}", line=e.lineno, column=e.colno) from e
+        except RecursionError as e:
+            raise DecodeError(doc, "invalid JSON: nested too deeply") from e
+
+
+def _yaml_expanded_size(node: yaml.Node) -> int:
+    """Number of nodes ``node`` expands to with aliases resolved; stops counting past the limit."""
+    memo: dict[int, int] = {}
+    on_stack: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        nid = id(n)
+        if nid in memo:
+            return memo[nid]
+        if nid in on_stack:  # recursive alias: infinite expansion
+            return MAX_YAML_NODES + 1
+        on_stack.add(nid)
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            for child in n.value:
+                total += size(child)
+                if total > MAX_YAML_NODES:
+                    break
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += size(k) + size(v)
+                if total > MAX_YAML_NODES:
+                    break
+        on_stack.discard(nid)
+        memo[nid] = total
+        return total
+
+    return size(node)
+
+
+class _YamlCodec(_TreeCodec):
+    name = "yaml"
+    allow_dates = True
+    allow_scalar_keys = True
+
+    def encode(self, value: Any) -> bytes:
+        if value is None:
+            return b""
+        text: str = yaml.dump(
+            value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096
+        )
+        return text.encode("utf-8")
+
+    def decode(self, data: bytes, doc: str = "") -> Any:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DecodeError(doc, f"not valid UTF-8 at byte {e.start}") from e
+        loader = _SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if _yaml_expanded_size(node) > MAX_YAML_NODES:
+                raise DecodeError(
+                    doc, f"YAML aliases expand to more than {MAX_YAML_NODES} nodes; refused (possible alias bomb)"
+                )
+            return loader.construct_document(node)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            problem = " ".join(p for p in (e.context, e.problem) if p) or "invalid YAML"
+            raise DecodeError(
+                doc,
+                f"invalid YAML: {problem}",
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+            ) from e
+        except yaml.YAMLError as e:
+            raise DecodeError(doc, f"invalid YAML: {e}") from e
+        except RecursionError as e:
+            raise DecodeError(doc, "invalid YAML: nested too deeply") from e
+        finally:
+            loader.dispose()
+
+
+class _TextCodec(Codec):
+    name = "text"
+
+    def encode(self, value: Any) -> bytes:
+        return str(value).encode("utf-8")
+
+    def decode(self, data: bytes, doc: str = "") -> Any:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DecodeError(doc, f"not valid UTF-8 at byte {e.start}") from e
+
+    def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
+        if not isinstance(value, str):
+            raise EncodeError(f"{doc}: text documents hold a str, not a {type(value).__name__}")
+        if key:
+            raise EncodeError(f"{doc}: text documents have no keys; pass key=None")
+        return value
+
+
+class _BytesCodec(Codec):
+    name = "bytes"
+
+    def encode(self, value: Any) -> bytes:
+        return bytes(value)
+
+    def decode(self, data: bytes, doc: str = "") -> Any:
+        return bytes(data)
+
+    def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise EncodeError(
+                f"{doc}: documents without a .json/.yaml/.txt/.md suffix hold bytes, not {type(value).__name__}"
+            )
+        if key:
+            raise EncodeError(f"{doc}: raw documents have no keys; pass key=None")
+        return bytes(value)
+
+
+JSON: Final[Codec] = _JsonCodec()
+YAML: Final[Codec] = _YamlCodec()
+TEXT: Final[Codec] = _TextCodec()
+BYTES: Final[Codec] = _BytesCodec()
+
+_BY_SUFFIX: Final = {".json": JSON, ".yaml": YAML, ".yml": YAML, ".txt": TEXT, ".md": TEXT}
+
+
+def codec_for(doc: str) -> Codec:
+    """The codec a document path's suffix selects.
+
+    Example:
+        >>> codec_for("memory/work.yaml").name
+        'yaml'
+    """
+    name = doc.rsplit("/", 1)[-1]
+    dot = name.rfind(".")
+    return _BY_SUFFIX.get(name[dot:].lower(), BYTES) if dot > 0 else BYTES

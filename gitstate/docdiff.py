@@ -1,0 +1,1013 @@
+"""Structured diffs, text diffs and three-way merges of document values.
+
+Everything here is pure: no I/O and no imports from the rest of :mod:`gitstate`. Values are "JSON-like":
+``dict`` (``str`` keys; YAML documents may also have ``int``/``float``/``bool``/``None`` keys), ``list``,
+``str``, ``int``, ``float``, ``bool``, ``None`` and, in YAML, ``datetime.date``/``datetime.datetime``. Text
+documents are ``str`` and raw documents ``bytes``; both are compared as a whole.
+
+A *key* is a tuple of parts: ``str`` (or the YAML scalar itself) for mapping keys, ``int`` for list indices.
+``()`` means the whole document. :data:`MISSING` stands for "absent" (a document or key that does not exist).
+
+Main entry points:
+
+* :func:`diff` gives key-level :class:`Change` records; :func:`apply_changes` replays them.
+* :func:`summarize` / :func:`format_key` / :func:`format_value` render changes for commit messages.
+* :func:`diff_text` gives a git-style unified diff of two texts.
+* :func:`merge3` / :func:`merge_text3` do key-level and line-level three-way merges.
+
+Types are compared strictly (see :func:`same`): ``True`` is not ``1`` and ``1`` is not ``1.0`` here, unlike
+Python's ``==``.
+
+Example:
+    >>> [c.to_dict() for c in diff({"a": 1}, {"a": 2}, doc="s.json")]
+    [{'doc': 's.json', 'key': ['a'], 'op': 'change', 'old': 1, 'new': 2}]
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import difflib
+import json
+import logging
+import marshal
+import math
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+__all__ = [
+    "MISSING",
+    "Change",
+    "Conflict",
+    "Key",
+    "MergeConflictError",
+    "MergeResult",
+    "apply_changes",
+    "diff",
+    "diff_text",
+    "format_key",
+    "format_value",
+    "merge3",
+    "merge_text3",
+    "same",
+    "summarize",
+]
+
+logger = logging.getLogger("gitstate.docdiff")
+
+#: A key path: ``str`` parts for mapping keys, ``int`` parts for list indices; ``()`` is the whole document.
+Key: TypeAlias = tuple[str | int, ...]
+
+_OPS: Final = frozenset({"add", "remove", "change"})
+_PREFERS: Final = frozenset({"ours", "theirs", "fail"})
+
+
+class _MissingType:
+    """Type of :data:`MISSING`; there is only ever one instance (it survives copy and pickle)."""
+
+    _instance: _MissingType | None = None
+    __slots__ = ()
+
+    def __new__(cls) -> _MissingType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+    def __copy__(self) -> _MissingType:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _MissingType:
+        return self
+
+
+#: Sentinel meaning "absent": a document or key that does not exist. Falsy; ``repr`` is ``MISSING``.
+#:
+#: Example:
+#:     >>> diff(MISSING, {"a": 1}, doc="t.json")[0].op
+#:     'add'
+MISSING: Final = _MissingType()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Value helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _kind(value: Any) -> str:
+    """Strict category of a value: booleans, ints, floats, dates and datetimes are all different kinds."""
+    if value is None:
+        return "null"
+    if value is MISSING:
+        return "missing"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, dict):
+        return "dict"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes"
+    if isinstance(value, _dt.datetime):
+        return "datetime"
+    if isinstance(value, _dt.date):
+        return "date"
+    return "other:" + type(value).__qualname__
+
+
+def _copy(value: Any) -> Any:
+    """Deep copy tuned for JSON-like values (much faster than :func:`copy.deepcopy` on dict/list trees)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bytes, _dt.date, _MissingType)):
+        return value
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    if isinstance(value, bytearray):
+        return bytearray(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return copy.deepcopy(value)
+
+
+def _canon(value: Any) -> bytes | str:
+    """Canonical form of a value: equal forms mean :func:`same` values (the converse fails only on key order).
+
+    ``marshal`` format 0 (no interning flags or back-references, so it depends only on values and exact types)
+    is several times faster than ``repr``; values it cannot take (dates, subclasses) fall back to ``repr``.
+    ``repr`` and ``marshal`` both tell ``True``/``1``/``1.0`` apart, which ``==`` does not.
+    """
+    try:
+        return marshal.dumps(value, 0)
+    except ValueError:
+        return repr(value)
+
+
+def _may_hold_nan(value: Any) -> bool:
+    """False when ``value`` surely holds no float NaN (NaN makes ``==`` report a false difference)."""
+    form = _canon(value)
+    if isinstance(form, bytes):
+        return b"nan" in form
+    return "nan" in form
+
+
+def _same_dict_keys(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
+    """True when ``a`` and ``b`` (already known equal as key sets) use keys of the same kinds."""
+    b_keys = {k: k for k in b}
+    return all(k in b_keys and _kind(b_keys[k]) == _kind(k) for k in a)
+
+
+def _fast_same(a: Any, b: Any) -> bool:
+    """Sound but incomplete :func:`same`: True means same; False may be wrong only for NaN inside containers.
+
+    Used where a false "different" is harmless because the caller then recurses (it is cheaper: unequal
+    containers are rejected by C-level ``==`` without serializing them).
+    """
+    if a is b:
+        return True
+    kind = _kind(a)
+    if kind != _kind(b):
+        return False
+    if kind == "float":
+        return bool(a == b) or (math.isnan(a) and math.isnan(b))
+    if kind in ("dict", "list"):
+        if len(a) != len(b) or a != b:
+            return False
+        # ``==`` ignores bool/int/float differences; equal canonical forms rule them out (they also differ on
+        # key order, in which case the slow walk decides).
+        return _canon(a) == _canon(b) or _walk_same(a, b, kind, _fast_same)
+    try:
+        return bool(a == b)
+    except Exception:  # pragma: no cover - exotic values with a raising __eq__
+        return False
+
+
+def _walk_same(a: Any, b: Any, kind: str, child_same: Any) -> bool:
+    if len(a) != len(b):
+        return False
+    if kind == "dict":
+        if a.keys() != b.keys() or not _same_dict_keys(a, b):
+            return False
+        return all(child_same(v, b[k]) for k, v in a.items())
+    return all(child_same(x, y) for x, y in zip(a, b, strict=True))
+
+
+def same(a: Any, b: Any) -> bool:
+    """Type-aware equality of two JSON-like values.
+
+    Like ``==`` except that kinds must match all the way down: ``True`` is not ``1``, ``1`` is not ``1.0``, a
+    ``date`` is not a ``datetime``, mapping keys ``1`` and ``True`` differ, and two NaNs are the same.
+    Mapping key order does not matter; a ``tuple`` and a ``list`` with the same items are the same. Identical
+    and equal subtrees are short-circuited with ``is``, C-level ``==`` and a C-level serialization, so this is
+    fast on large documents.
+
+    Args:
+        a: first value (may be :data:`MISSING`).
+        b: second value (may be :data:`MISSING`).
+
+    Returns:
+        True when the two values are the same.
+
+    Example:
+        >>> same({"a": [1, 2]}, {"a": [1, 2]}), same(1, True), 1 == True
+        (True, False, True)
+    """
+    if a is b:
+        return True
+    kind = _kind(a)
+    if kind != _kind(b):
+        return False
+    if kind in ("dict", "list"):
+        if len(a) != len(b):
+            return False
+        if type(a) is type(b) and a == b:
+            return _canon(a) == _canon(b) or _walk_same(a, b, kind, same)
+        if type(a) is type(b) and not _may_hold_nan(a):
+            return False  # unequal and no NaN that could make ``==`` lie
+        return _walk_same(a, b, kind, same)
+    return _fast_same(a, b)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Rendering helpers
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _json_key(key: Any) -> str:
+    """A mapping key as a JSON object key (the same conversion :func:`json.dumps` applies)."""
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, (_dt.date, _dt.datetime)):
+        return key.isoformat()
+    if isinstance(key, float):
+        return json.dumps(key)
+    return str(key)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-serializable copy of ``value``: dates -> ISO strings, bytes -> ``{"bytes": n}``, keys -> str."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {_json_key(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"bytes": len(value)}
+    if value is MISSING:
+        return None
+    return repr(value)
+
+
+def _jsonable_key(key: tuple[Any, ...]) -> list[Any]:
+    out: list[Any] = []
+    for part in key:
+        if part is None or isinstance(part, (str, bool, int, float)):
+            out.append(part)
+        else:
+            out.append(_json_key(part))
+    return out
+
+
+def format_key(key: tuple[str | int, ...]) -> str:
+    """Render a key path for humans, dot-separated.
+
+    ``str`` parts that are empty or contain ``.``, ``"``, ``'`` or unprintable characters (newlines, tabs,
+    control characters) are written as JSON strings. ``int`` parts are written as numbers; other YAML scalar
+    keys as JSON scalars (``true``, ``null``, ``1.5`` quoted because of its dot).
+
+    Args:
+        key: the key parts; ``()`` gives ``""``.
+
+    Returns:
+        The rendered key.
+
+    Example:
+        >>> format_key(("services", "slack")), format_key(("meetings", "event.123", "status")), format_key(())
+        ('services.slack', 'meetings."event.123".status', '')
+    """
+    parts: list[str] = []
+    for part in key:
+        if isinstance(part, str):
+            text = part
+        elif isinstance(part, int) and not isinstance(part, bool):
+            parts.append(str(part))
+            continue
+        else:
+            text = _json_key(part)
+        needs_quotes = (
+            not text or "." in text or '"' in text or "'" in text or any(not ch.isprintable() for ch in text)
+        )
+        parts.append(json.dumps(text, ensure_ascii=False) if needs_quotes else text)
+    return ".".join(parts)
+
+
+def format_value(value: Any, *, max_chars: int = 60) -> str:
+    """Compact one-line rendering of a value for commit messages.
+
+    ``true``/``false``/``null``/numbers as in JSON, strings JSON-quoted, containers as compact JSON (dates as
+    ISO strings inside containers, bare at top level), ``bytes`` as ``<N bytes>``, :data:`MISSING` as
+    ``(none)``.
+    Output longer than ``max_chars`` is cut and ends with ``…``.
+
+    Args:
+        value: the value to render.
+        max_chars: longest output, ``…`` included (at least 1).
+
+    Returns:
+        One line of text.
+
+    Example:
+        >>> format_value(True), format_value("hi"), format_value({"a": [1, None]}), format_value(MISSING)
+        ('true', '"hi"', '{"a":[1,null]}', '(none)')
+    """
+    if value is MISSING:
+        text = "(none)"
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        text = f"<{len(value)} bytes>"
+    elif isinstance(value, (_dt.date, _dt.datetime)):
+        text = value.isoformat()
+    else:
+        try:
+            text = json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError):  # pragma: no cover - _jsonable already made it serializable
+            text = repr(value)
+    limit = max(1, max_chars)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Structured diff
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key-level change in one document.
+
+    Attributes:
+        doc: document path, e.g. ``"state.json"`` (``""`` when not known).
+        key: key parts; ``()`` means the whole document. For list items, a ``remove`` names the index in the
+            old list and an ``add``/``change`` (and any deeper key through a list) the index in the new list.
+        op: ``"add"``, ``"remove"`` or ``"change"``.
+        old: the previous value (:data:`MISSING` for ``add``).
+        new: the new value (:data:`MISSING` for ``remove``).
+
+    Example:
+        >>> Change("s.json", ("a",), "add", MISSING, 1).to_dict()
+        {'doc': 's.json', 'key': ['a'], 'op': 'add', 'new': 1}
+    """
+
+    doc: str
+    key: tuple[str | int, ...]
+    op: str
+    old: Any = MISSING
+    new: Any = MISSING
+
+    def __post_init__(self) -> None:
+        if self.op not in _OPS:
+            raise ValueError(f"op must be one of add, remove, change, not {self.op!r}")
+        if not isinstance(self.key, tuple):
+            object.__setattr__(self, "key", tuple(self.key))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form: ``{"doc", "key": [...], "op", "old", "new"}``.
+
+        ``old`` is left out for ``add`` and ``new`` for ``remove``. Dates become ISO strings, ``bytes`` become
+        ``{"bytes": length}`` and non-string mapping keys become strings.
+
+        Example:
+            >>> Change("", ("a", 0), "remove", "x").to_dict()
+            {'doc': '', 'key': ['a', 0], 'op': 'remove', 'old': 'x'}
+        """
+        out: dict[str, Any] = {"doc": self.doc, "key": _jsonable_key(self.key), "op": self.op}
+        if self.op != "add":
+            out["old"] = _jsonable(self.old)
+        if self.op != "remove":
+            out["new"] = _jsonable(self.new)
+        return out
+
+
+def diff(old: Any, new: Any, *, doc: str = "") -> list[Change]:
+    """Key-level differences between two document values.
+
+    * Either side may be :data:`MISSING` (document created/deleted): one ``add``/``remove`` at key ``()``.
+    * Dicts recurse per key, keys of ``old`` in its order then new keys in ``new``'s order. A key only in
+      ``new`` is one ``add`` carrying the whole subtree; a key only in ``old`` one ``remove``.
+    * Lists are aligned with :class:`difflib.SequenceMatcher` over a canonical form of each item (type-aware,
+      key-order-sensitive) after trimming the common head and tail: appending or inserting one item is one
+      ``add`` at its index in ``new``, deleting one is one ``remove`` at its index in ``old``; items replaced
+      in place (equal-length ``replace`` blocks) are diffed recursively (so a field of a list item shows as
+      ``("tasks", 3, "status")``); other replaced blocks are removes followed by adds.
+    * A change of kind (dict -> list, scalar -> dict, ``False`` -> ``0``, ``1`` -> ``1.0``) is one ``change``.
+    * ``str``/``bytes`` values (text and raw documents) are compared whole: one ``change``.
+
+    Equal values give ``[]``; equal subtrees are skipped using :func:`same`'s fast paths. Values in the
+    changes are private copies.
+
+    Args:
+        old: previous value, or :data:`MISSING`.
+        new: new value, or :data:`MISSING`.
+        doc: document path recorded in each change.
+
+    Returns:
+        The changes; ``apply_changes(old, diff(old, new))`` gives ``new``.
+
+    Example:
+        >>> [(c.key, c.op) for c in diff({"t": [1, 2]}, {"t": [1, 2, 3]})]
+        [(('t', 2), 'add')]
+    """
+    out: list[Change] = []
+    _diff(old, new, (), doc, out)
+    return out
+
+
+def _diff(old: Any, new: Any, key: tuple[Any, ...], doc: str, out: list[Change]) -> None:
+    if _fast_same(old, new):
+        return
+    if old is MISSING:
+        out.append(Change(doc, key, "add", MISSING, _copy(new)))
+        return
+    if new is MISSING:
+        out.append(Change(doc, key, "remove", _copy(old), MISSING))
+        return
+    kind_old, kind_new = _kind(old), _kind(new)
+    if kind_old == kind_new == "dict":
+        for k, v in old.items():
+            if k in new:
+                _diff(v, new[k], (*key, k), doc, out)
+            else:
+                out.append(Change(doc, (*key, k), "remove", _copy(v), MISSING))
+        for k, v in new.items():
+            if k not in old:
+                out.append(Change(doc, (*key, k), "add", MISSING, _copy(v)))
+        return
+    if kind_old == kind_new == "list":
+        _diff_list(old, new, key, doc, out)
+        return
+    out.append(Change(doc, key, "change", _copy(old), _copy(new)))
+
+
+def _diff_list(old: Any, new: Any, key: tuple[Any, ...], doc: str, out: list[Change]) -> None:
+    old_reprs = [_canon(x) for x in old]
+    new_reprs = [_canon(x) for x in new]
+    # Trim the common head and tail first: cheap, and it makes "append"/"insert one" exact and unambiguous.
+    lo = 0
+    limit = min(len(old_reprs), len(new_reprs))
+    while lo < limit and old_reprs[lo] == new_reprs[lo]:
+        lo += 1
+    end_old, end_new = len(old_reprs), len(new_reprs)
+    while end_old > lo and end_new > lo and old_reprs[end_old - 1] == new_reprs[end_new - 1]:
+        end_old -= 1
+        end_new -= 1
+    matcher = difflib.SequenceMatcher(None, old_reprs[lo:end_old], new_reprs[lo:end_new], autojunk=False)
+    for tag, a1, a2, b1, b2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        i1, i2, j1, j2 = a1 + lo, a2 + lo, b1 + lo, b2 + lo
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            for offset in range(i2 - i1):
+                _diff(old[i1 + offset], new[j1 + offset], (*key, j1 + offset), doc, out)
+            continue
+        for i in range(i1, i2):
+            out.append(Change(doc, (*key, i), "remove", _copy(old[i]), MISSING))
+        for j in range(j1, j2):
+            out.append(Change(doc, (*key, j), "add", MISSING, _copy(new[j])))
+
+
+def apply_changes(value: Any, changes: list[Change]) -> Any:
+    """Apply changes (as made by :func:`diff`) to a value and return the result; the input is not mutated.
+
+    Order contract, per container: keys of the changes are resolved against the container they name.
+
+    * Mapping parts simply name the key; order does not matter (new keys are appended).
+    * In a list, all direct ``remove`` s (index = position in the OLD list) are applied first, in descending
+      index order; then ``change`` s and deeper changes through an index (index = position in the NEW list,
+      translated to the current position by skipping the adds still to come); then direct ``add`` s in
+      ascending index order (index = position in the NEW list).
+
+    This is exactly the convention :func:`diff` follows, so ``apply_changes(a, diff(a, b))`` is ``b``. A
+    change at key ``()`` replaces the whole value (``remove`` gives :data:`MISSING`). The ``doc`` field is
+    ignored.
+
+    Args:
+        value: the starting value (may be :data:`MISSING`).
+        changes: the changes to apply, all for the same document.
+
+    Returns:
+        A new value (:data:`MISSING` when the document was removed).
+
+    Raises:
+        ValueError: a change cannot be applied (a key walks into a scalar or a list index is out of range).
+
+    Example:
+        >>> old = {"tasks": [{"s": "todo"}, {"s": "todo"}]}
+        >>> new = {"tasks": [{"s": "done"}, {"s": "todo"}, {"s": "new"}]}
+        >>> apply_changes(old, diff(old, new)) == new
+        True
+    """
+    return _apply(_copy(value), [(c.key, c) for c in changes], ())
+
+
+def _apply(value: Any, entries: list[tuple[tuple[Any, ...], Change]], at: tuple[Any, ...]) -> Any:
+    """Apply ``entries`` (key relative to ``value``, change) to ``value`` (a private copy) in place."""
+    rest: list[tuple[tuple[Any, ...], Change]] = []
+    for rel, change in entries:
+        if rel:
+            rest.append((rel, change))
+        else:
+            value = MISSING if change.op == "remove" else _copy(change.new)
+    if not rest:
+        return value
+    kind = _kind(value)
+    if kind == "dict":
+        groups: dict[Any, list[tuple[tuple[Any, ...], Change]]] = {}
+        for rel, change in rest:
+            groups.setdefault(rel[0], []).append((rel[1:], change))
+        for part, sub in groups.items():
+            child = _apply(value.get(part, MISSING), sub, (*at, part))
+            if child is MISSING:
+                value.pop(part, None)
+            else:
+                value[part] = child
+        return value
+    if kind == "list":
+        if not isinstance(value, list):
+            value = list(value)
+        return _apply_list(value, rest, at)
+    raise ValueError(
+        f"cannot apply a change at {format_key(rest[0][1].key)}: {format_key(at) or 'value'} is a {kind}"
+    )
+
+
+def _apply_list(
+    value: list[Any], rest: list[tuple[tuple[Any, ...], Change]], at: tuple[Any, ...]
+) -> list[Any]:
+    removes: list[int] = []
+    adds: list[tuple[int, Change]] = []
+    modified: dict[int, list[tuple[tuple[Any, ...], Change]]] = {}
+    for rel, change in rest:
+        index = rel[0]
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ValueError(f"cannot apply a change at {format_key(change.key)}: {format_key(at)} is a list")
+        if len(rel) == 1 and change.op == "remove":
+            removes.append(index)
+        elif len(rel) == 1 and change.op == "add":
+            adds.append((index, change))
+        else:
+            modified.setdefault(index, []).append((rel[1:], change))
+    for index in sorted(set(removes), reverse=True):
+        if not 0 <= index < len(value):
+            raise ValueError(f"cannot remove {format_key((*at, index))}: list has {len(value)} items")
+        del value[index]
+    add_indices = sorted(index for index, _ in adds)
+    for index, sub in sorted(modified.items()):
+        position = index - _count_below(add_indices, index)
+        if not 0 <= position < len(value):
+            raise ValueError(f"cannot change {format_key((*at, index))}: index out of range")
+        value[position] = _apply(value[position], sub, (*at, index))
+    for index, change in sorted(adds, key=lambda item: item[0]):
+        if not 0 <= index <= len(value):
+            raise ValueError(f"cannot add {format_key((*at, index))}: list has {len(value)} items")
+        value.insert(index, _copy(change.new))
+    return value
+
+
+def _count_below(sorted_values: list[int], limit: int) -> int:
+    count = 0
+    for v in sorted_values:
+        if v >= limit:
+            break
+        count += 1
+    return count
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Summaries
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, (str, bytes, bytearray, memoryview))
+
+
+def _summary_line(change: Change) -> str:
+    prefix = f"{change.doc}: " if change.doc else ""
+    if not change.key:
+        if change.op == "add":
+            return f"{prefix}created"
+        if change.op == "remove":
+            return f"{prefix}deleted"
+        if _is_text(change.old) or _is_text(change.new):
+            return f"{prefix}changed"
+        return f"{prefix}changed {format_value(change.old)} -> {format_value(change.new)}"
+    key = format_key(change.key)
+    if change.op == "add":
+        return f"{prefix}{key} = {format_value(change.new)}"
+    if change.op == "remove":
+        return f"{prefix}{key} removed (was {format_value(change.old)})"
+    return f"{prefix}{key} {format_value(change.old)} -> {format_value(change.new)}"
+
+
+def summarize(changes: list[Change], *, max_lines: int = 20) -> list[str]:
+    """One line per change, as used in commit messages.
+
+    Forms: ``state.json: services.slack false -> true`` (change), ``state.json: services.new = 3`` (add),
+    ``state.json: services.old removed (was 3)`` (remove), ``tasks/t1.json: created`` / ``deleted`` (whole
+    document added/removed), ``notes.md: changed`` (whole text document changed; a whole non-text value gives
+    ``doc: changed OLD -> NEW``). The ``doc: `` prefix is left out when the change has no ``doc``. After
+    ``max_lines`` lines, one final line ``… and N more changes`` (``change`` when N is 1).
+
+    Args:
+        changes: the changes, e.g. from :func:`diff`.
+        max_lines: most change lines to write (at least 0).
+
+    Returns:
+        The lines, without newlines.
+
+    Example:
+        >>> summarize(diff({"s": False}, {"s": True}, doc="state.json"))
+        ['state.json: s false -> true']
+    """
+    limit = max(0, max_lines)
+    lines = [_summary_line(c) for c in changes[:limit]]
+    more = len(changes) - limit
+    if more > 0:
+        lines.append(f"… and {more} more change{'s' if more != 1 else ''}")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Text diff
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _split_lines(text: str) -> list[str]:
+    """Split on ``\\n`` only (like git), keeping the line ends; a last line without ``\\n`` is kept bare."""
+    if not text:
+        return []
+    lines = text.split("\n")
+    out = [line + "\n" for line in lines[:-1]]
+    if lines[-1]:
+        out.append(lines[-1])
+    return out
+
+
+def diff_text(old: str | None, new: str | None, *, doc: str = "", context_lines: int = 3) -> str:
+    """Unified diff of two texts, formatted like ``git diff``.
+
+    Headers are ``--- a/<doc>`` and ``+++ b/<doc>`` (``/dev/null`` for a side that is ``None``). Lines are
+    split on ``\\n`` only; every output line ends with ``\\n`` and a last line without a newline is
+    followed by ``\\ No newline at end of file``.
+
+    Args:
+        old: previous text, or ``None`` for a missing document.
+        new: new text, or ``None`` for a missing document.
+        doc: document path used in the headers.
+        context_lines: unchanged lines shown around each change.
+
+    Returns:
+        The diff, or ``""`` when the texts are the same.
+
+    Example:
+        >>> print(diff_text("a\\nb\\n", "a\\nc\\n", doc="n.md"), end="")
+        --- a/n.md
+        +++ b/n.md
+        @@ -1,2 +1,2 @@
+         a
+        -b
+        +c
+    """
+    if old == new:
+        return ""
+    from_file = "/dev/null" if old is None else f"a/{doc}"
+    to_file = "/dev/null" if new is None else f"b/{doc}"
+    lines = difflib.unified_diff(
+        _split_lines(old or ""),
+        _split_lines(new or ""),
+        fromfile=from_file,
+        tofile=to_file,
+        n=max(0, context_lines),
+    )
+    out: list[str] = []
+    for line in lines:
+        if line.endswith("\n"):
+            out.append(line)
+        else:
+            out.append(line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Three-way merge
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Both sides changed the same key differently.
+
+    Attributes:
+        key: where (``()`` is the whole document).
+        base: the common ancestor's value (:data:`MISSING` where absent).
+        ours: our value (:data:`MISSING` where absent, e.g. we deleted it).
+        theirs: their value (:data:`MISSING` where absent).
+        chosen: ``"ours"`` or ``"theirs"``: the side the merged value took. With ``prefer="fail"`` nothing is
+            merged; the conflicts carried by :class:`MergeConflictError` say ``"ours"``.
+
+    Example:
+        >>> merge3({"a": 1}, {"a": 2}, {"a": 3}).conflicts[0].to_dict()
+        {'key': ['a'], 'base': 1, 'ours': 2, 'theirs': 3, 'chosen': 'ours'}
+    """
+
+    key: tuple[str | int, ...]
+    base: Any
+    ours: Any
+    theirs: Any
+    chosen: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form ``{"key": [...], "base", "ours", "theirs", "chosen"}``; absent sides left out.
+
+        Example:
+            >>> Conflict(("a",), MISSING, 1, MISSING, "theirs").to_dict()
+            {'key': ['a'], 'ours': 1, 'chosen': 'theirs'}
+        """
+        out: dict[str, Any] = {"key": _jsonable_key(self.key)}
+        for name in ("base", "ours", "theirs"):
+            value = getattr(self, name)
+            if value is not MISSING:
+                out[name] = _jsonable(value)
+        out["chosen"] = self.chosen
+        return out
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """Outcome of :func:`merge3` / :func:`merge_text3`.
+
+    Attributes:
+        value: the merged value, a private copy (:data:`MISSING` when the document ends up deleted).
+        conflicts: the conflicts that were resolved by ``prefer`` (empty for a clean merge).
+
+    Example:
+        >>> merge3({"a": 1}, {"a": 2}, {"a": 1})
+        MergeResult(value={'a': 2}, conflicts=[])
+    """
+
+    value: Any
+    conflicts: list[Conflict]
+
+
+class MergeConflictError(ValueError):
+    """Raised by :func:`merge3` / :func:`merge_text3` with ``prefer="fail"`` when anything conflicts.
+
+    Attributes:
+        conflicts: every conflict found (not just the first).
+
+    Example:
+        >>> try:
+        ...     merge3({"a": 1}, {"a": 2}, {"a": 3}, prefer="fail")
+        ... except MergeConflictError as e:
+        ...     [c.key for c in e.conflicts]
+        [('a',)]
+    """
+
+    def __init__(self, conflicts: list[Conflict]) -> None:
+        self.conflicts = list(conflicts)
+        keys = ", ".join(format_key(c.key) or "(document)" for c in self.conflicts[:5])
+        if len(self.conflicts) > 5:
+            keys += ", …"
+        count = len(self.conflicts)
+        super().__init__(f"{count} merge conflict{'s' if count != 1 else ''}: {keys}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.conflicts,))
+
+
+def _check_prefer(prefer: str) -> None:
+    if prefer not in _PREFERS:
+        raise ValueError(f"prefer must be 'ours', 'theirs' or 'fail', not {prefer!r}")
+
+
+def merge3(base: Any, ours: Any, theirs: Any, *, prefer: str = "ours") -> MergeResult:
+    """Key-level three-way merge of document values.
+
+    Rules, applied recursively from the document down:
+
+    * A side that is the same as ``base`` (see :func:`same`) yields to the other; equal sides merge trivially.
+    * Two dicts (``base`` a dict, or :data:`MISSING` taken as ``{}``) merge per key: a key changed (added,
+      removed, modified) on one side only takes that side; keys changed on both sides are merged recursively.
+    * Two lists (``base`` a list, or :data:`MISSING` taken as ``[]``): if both only appended to ``base``, the
+      result is ``base`` + our new items + their new items not already appended by us. Otherwise, when all
+      three have the same length, items are merged index by index; else the whole list is one conflict.
+    * Anything else (scalars, a change of kind, removal vs modification) is a conflict at that key.
+    * Whole-document text (``str`` on both sides, ``base`` a ``str`` or missing) is merged line by line with
+      :func:`merge_text3`.
+
+    A conflict is resolved by taking the ``prefer`` side's value at that key (which may mean removing it);
+    ``prefer="fail"`` collects every conflict and raises :class:`MergeConflictError`. Inputs are never mutated
+    and the result shares no mutable structure with them.
+
+    Args:
+        base: common ancestor, or :data:`MISSING`.
+        ours: our version, or :data:`MISSING` (deleted / never created).
+        theirs: their version, or :data:`MISSING`.
+        prefer: ``"ours"``, ``"theirs"`` or ``"fail"``.
+
+    Returns:
+        The merged value and the conflicts that were resolved.
+
+    Raises:
+        MergeConflictError: ``prefer="fail"`` and at least one conflict.
+        ValueError: ``prefer`` is not one of the three values.
+
+    Example:
+        >>> merge3({"a": 1, "b": 1}, {"a": 2, "b": 1}, {"a": 1, "b": 3}).value
+        {'a': 2, 'b': 3}
+    """
+    _check_prefer(prefer)
+    if isinstance(ours, str) and isinstance(theirs, str) and (base is MISSING or isinstance(base, str)):
+        text_base: str | None = base if isinstance(base, str) else None
+        return merge_text3(text_base, ours, theirs, prefer=prefer)
+    conflicts: list[Conflict] = []
+    value = _merge(base, ours, theirs, (), prefer, conflicts)
+    if conflicts:
+        logger.debug("merge3: %d conflict(s) resolved with prefer=%s", len(conflicts), prefer)
+        if prefer == "fail":
+            raise MergeConflictError(conflicts)
+    return MergeResult(value, conflicts)
+
+
+def _merge(
+    base: Any, ours: Any, theirs: Any, key: tuple[Any, ...], prefer: str, conflicts: list[Conflict]
+) -> Any:
+    if same(ours, base):
+        return _copy(theirs)
+    if same(theirs, base) or same(ours, theirs):
+        return _copy(ours)
+    k_base, k_ours, k_theirs = _kind(base), _kind(ours), _kind(theirs)
+    if k_ours == k_theirs == "dict" and k_base in ("dict", "missing"):
+        b = base if k_base == "dict" else {}
+        merged: dict[Any, Any] = {}
+        keys = list(ours) + [k for k in theirs if k not in ours]
+        for k in keys:
+            v = _merge(
+                b.get(k, MISSING), ours.get(k, MISSING), theirs.get(k, MISSING), (*key, k), prefer, conflicts
+            )
+            if v is not MISSING:
+                merged[k] = v
+        return merged
+    if k_ours == k_theirs == "list" and k_base in ("list", "missing"):
+        b_list = list(base) if k_base == "list" else []
+        n = len(b_list)
+        if (
+            len(ours) >= n
+            and len(theirs) >= n
+            and same(list(ours[:n]), b_list)
+            and same(list(theirs[:n]), b_list)
+        ):
+            ours_new = [_copy(x) for x in ours[n:]]
+            pending = list(ours_new)
+            extra: list[Any] = []
+            for item in theirs[n:]:
+                match = next((i for i, x in enumerate(pending) if same(x, item)), None)
+                if match is None:
+                    extra.append(_copy(item))
+                else:
+                    del pending[match]
+            return [_copy(x) for x in b_list] + ours_new + extra
+        if len(ours) == len(theirs) == n:
+            return [_merge(b_list[i], ours[i], theirs[i], (*key, i), prefer, conflicts) for i in range(n)]
+    return _conflict(base, ours, theirs, key, prefer, conflicts)
+
+
+def _conflict(
+    base: Any, ours: Any, theirs: Any, key: tuple[Any, ...], prefer: str, conflicts: list[Conflict]
+) -> Any:
+    chosen = "theirs" if prefer == "theirs" else "ours"
+    conflicts.append(Conflict(key, _copy(base), _copy(ours), _copy(theirs), chosen))
+    return _copy(theirs if chosen == "theirs" else ours)
+
+
+def _side_hunks(base: list[str], side: list[str]) -> list[tuple[int, int, int, int]]:
+    matcher = difflib.SequenceMatcher(None, base, side, autojunk=False)
+    return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+
+
+def _region_text(
+    base: list[str], side: list[str], hunks: list[tuple[int, int, int, int]], start: int, end: int
+) -> list[str]:
+    """The side's replacement for ``base[start:end]``, given its hunks inside that region."""
+    out: list[str] = []
+    pos = start
+    for i1, i2, j1, j2 in hunks:
+        out.extend(base[pos:i1])
+        out.extend(side[j1:j2])
+        pos = i2
+    out.extend(base[pos:end])
+    return out
+
+
+def _merge_lines(base: list[str], ours: list[str], theirs: list[str]) -> list[str] | None:
+    """diff3-style merge of line lists; None when changes overlap (touching counts, as in git)."""
+    tagged = [(h, 0) for h in _side_hunks(base, ours)] + [(h, 1) for h in _side_hunks(base, theirs)]
+    tagged.sort(key=lambda item: (item[0][0], item[0][1], item[1]))
+    sides = (ours, theirs)
+    out: list[str] = []
+    pos = 0
+    index = 0
+    while index < len(tagged):
+        (start, end, _, _), _side = tagged[index]
+        region = [tagged[index]]
+        index += 1
+        while index < len(tagged) and tagged[index][0][0] <= end:
+            region.append(tagged[index])
+            end = max(end, tagged[index][0][1])
+            index += 1
+        out.extend(base[pos:start])
+        versions = []
+        for side_no in (0, 1):
+            hunks = [h for h, s in region if s == side_no]
+            if hunks:
+                versions.append(_region_text(base, sides[side_no], hunks, start, end))
+        if len(versions) == 2 and versions[0] != versions[1]:
+            return None
+        out.extend(versions[0])
+        pos = end
+    out.extend(base[pos:])
+    return out
+
+
+def merge_text3(
+    base: str | None, ours: str | None, theirs: str | None, *, prefer: str = "ours"
+) -> MergeResult:
+    """Line-based three-way merge of texts (diff3 style).
+
+    Changes by the two sides to separate line regions are both applied; identical changes are applied once.
+    Changes that overlap or touch (as in git) and differ make one conflict at key ``()``, resolved by taking
+    the ``prefer`` side's WHOLE text (``prefer="fail"`` raises :class:`MergeConflictError`). ``None`` means a
+    missing document; a missing base merges as an empty text, and deletion vs modification is a conflict.
+
+    Args:
+        base: common ancestor text, or ``None``.
+        ours: our text, or ``None`` (deleted).
+        theirs: their text, or ``None``.
+        prefer: ``"ours"``, ``"theirs"`` or ``"fail"``.
+
+    Returns:
+        The merged text (:data:`MISSING` when the document ends up deleted) and at most one conflict.
+
+    Raises:
+        MergeConflictError: ``prefer="fail"`` and the changes conflict.
+        ValueError: ``prefer`` is not one of the three values.
+
+    Example:
+        >>> merge_text3("a\\nb\\nc\\n", "A\\nb\\nc\\n", "a\\nb\\nC\\n").value
+        'A\\nb\\nC\\n'
+    """
+    _check_prefer(prefer)
+
+    def present(text: str | None) -> Any:
+        return MISSING if text is None else text
+
+    if ours == base:
+        return MergeResult(present(theirs), [])
+    if theirs == base or ours == theirs:
+        return MergeResult(present(ours), [])
+    if ours is not None and theirs is not None:
+        merged = _merge_lines(_split_lines(base or ""), _split_lines(ours), _split_lines(theirs))
+        if merged is not None:
+            return MergeResult("".join(merged), [])
+    chosen = "theirs" if prefer == "theirs" else "ours"
+    conflict = Conflict((), present(base), present(ours), present(theirs), chosen)
+    logger.debug("merge_text3: conflict resolved with prefer=%s", prefer)
+    if prefer == "fail":
+        raise MergeConflictError([conflict])
+    return MergeResult(present(theirs if chosen == "theirs" else ours), [conflict])

@@ -1,0 +1,193 @@
+"""The exception tree of gitstate.
+
+Every error gitstate raises derives from :class:`GitStateError`, and each one says what went wrong and what the
+user can do about it. Where callers expect a builtin, the error also derives from it::
+
+    GitStateError (Exception)
+    ├── InvalidPath (ValueError)        a document path that is unsafe or malformed
+    ├── KeyNotFound (KeyError)          a document or key that does not exist
+    ├── EncodeError (TypeError)         a value the document's codec cannot store
+    ├── DecodeError (ValueError)        a file that does not parse (line and column when known)
+    ├── RevisionNotFound (LookupError)  a revision (id, HEAD~N, snapshot, time) that names nothing
+    ├── StoreNotFound                   no store at the path, and create=False
+    ├── StoreClosed                     the store was used after close()
+    ├── LockError                       the store's lock could not be taken
+    ├── SaveError                       a flush failed (disk full, read-only...); pending writes are kept
+    ├── RepositoryError                 the Git repository is damaged or unusable
+    ├── RemoteError                     a push, pull or clone failed
+    │   └── PushRejected                the remote moved: sync first
+    ├── MergeConflict                   a merge rule of "fail" met a conflicting key
+    └── MigrationError                  a migration step raised; nothing landed
+
+Errors chain their cause (``raise ... from e``), so the dulwich or OS error stays visible in tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+__all__ = [
+    "DecodeError",
+    "EncodeError",
+    "GitStateError",
+    "InvalidPath",
+    "KeyNotFound",
+    "LockError",
+    "MergeConflict",
+    "MigrationError",
+    "PushRejected",
+    "RemoteError",
+    "RepositoryError",
+    "RevisionNotFound",
+    "SaveError",
+    "StoreClosed",
+    "StoreNotFound",
+]
+
+logger = logging.getLogger("gitstate.errors")
+
+
+class GitStateError(Exception):
+    """Root of every error gitstate raises.
+
+    Example:
+        >>> try:
+        ...     raise StoreNotFound("/nowhere")
+        ... except GitStateError as e:
+        ...     print(type(e).__name__)
+        StoreNotFound
+    """
+
+
+class InvalidPath(GitStateError, ValueError):
+    """A document path that is absolute, climbs out with ``..``, names ``.git``, holds control characters or
+    goes through a symlink. Raised before any I/O.
+
+    Attributes:
+        path: the offending path, as given.
+        reason: why it was refused.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"invalid document path {path!r}: {reason}")
+
+
+class KeyNotFound(GitStateError, KeyError):
+    """A document or a key inside it that does not exist. Pass ``default=`` to ``get()`` to avoid it.
+
+    Attributes:
+        doc: the document path.
+        key: the key as a tuple of parts (``()`` for the whole document).
+    """
+
+    def __init__(self, doc: str, key: tuple[str | int, ...] = (), detail: str = "") -> None:
+        self.doc = doc
+        self.key = key
+        self.detail = detail
+        super().__init__(doc, key)
+
+    def __str__(self) -> str:
+        where = self.doc if not self.key else f"{self.doc}: {'.'.join(str(p) for p in self.key)}"
+        msg = f"not found: {where}"
+        return f"{msg} ({self.detail})" if self.detail else msg
+
+
+class EncodeError(GitStateError, TypeError):
+    """A value the document's codec cannot store (raised in ``set()``, on the caller's thread)."""
+
+
+class DecodeError(GitStateError, ValueError):
+    """A document whose bytes do not parse with its codec.
+
+    Attributes:
+        doc: the document path.
+        line: 1-based line of the error, when known.
+        column: 1-based column of the error, when known.
+        problem: the parser's description.
+    """
+
+    def __init__(self, doc: str, problem: str, *, line: int | None = None, column: int | None = None) -> None:
+        self.doc = doc
+        self.problem = problem
+        self.line = line
+        self.column = column
+        where = doc
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {problem}")
+
+
+class RevisionNotFound(GitStateError, LookupError):
+    """A revision that names nothing: unknown id or prefix, ``HEAD~N`` past the root, unknown snapshot, or a time
+    before the first commit."""
+
+    def __init__(self, rev: str, detail: str = "") -> None:
+        self.rev = rev
+        super().__init__(f"unknown revision {rev!r}" + (f": {detail}" if detail else ""))
+
+
+class StoreNotFound(GitStateError):
+    """No state store at the path and ``create=False`` (or no path given and ``$GITSTATE_DIR`` unset)."""
+
+
+class StoreClosed(GitStateError):
+    """The store was used after ``close()``."""
+
+
+class LockError(GitStateError):
+    """The store's inter-process lock could not be taken in time."""
+
+
+class SaveError(GitStateError):
+    """A flush failed (disk full, read-only directory, permission denied). The pending writes stay in memory and
+    the next flush retries them.
+
+    Attributes:
+        pending: number of writes still pending.
+    """
+
+    def __init__(self, message: str, *, pending: int = 0) -> None:
+        self.pending = pending
+        super().__init__(message)
+
+
+class RepositoryError(GitStateError):
+    """The Git repository is damaged or in a state gitstate cannot use."""
+
+
+class RemoteError(GitStateError):
+    """A push, pull, clone or connection to a remote failed. URLs in the message never carry credentials."""
+
+
+class PushRejected(RemoteError):
+    """The remote branch moved since the last pull; run ``sync`` (pull, then push)."""
+
+
+class MergeConflict(GitStateError):
+    """A merge with rule ``"fail"`` met keys that both sides changed.
+
+    Attributes:
+        conflicts: the conflicting keys with both values.
+    """
+
+    def __init__(self, message: str, conflicts: list[Any] | None = None) -> None:
+        self.conflicts = conflicts or []
+        super().__init__(message)
+
+
+class MigrationError(GitStateError):
+    """A migration step raised. The branch and the files are as they were before the migration; the
+    pre-migration snapshot stays.
+
+    Attributes:
+        version: the step that failed.
+    """
+
+    def __init__(self, message: str, *, version: int | None = None) -> None:
+        self.version = version
+        super().__init__(message)

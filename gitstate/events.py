@@ -1,0 +1,168 @@
+"""Event types delivered to callbacks registered with ``Store.on(event, callback)``.
+
+Every event is a frozen dataclass with a ``name`` class attribute. Callbacks run on the thread that caused the
+event (often the background flusher); an exception in a callback is logged and never breaks a write.
+
+Example:
+    >>> import gitstate, tempfile
+    >>> with gitstate.open(tempfile.mkdtemp(), durability="manual") as store:
+    ...     store.on("committed", lambda e: print(e.docs))
+    ...     store.set("state.json", "a", 1)
+    ...     _ = store.flush()
+    ['state.json']
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "EVENT_TYPES",
+    "Committed",
+    "Event",
+    "EventBus",
+    "ExternalChange",
+    "InvalidEdit",
+    "Loaded",
+    "PushError",
+    "Pushed",
+    "SaveErrorEvent",
+]
+
+logger = logging.getLogger("gitstate.events")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events."""
+
+    name: ClassVar[str] = "event"
+
+
+@dataclass(frozen=True)
+class Committed(Event):
+    """A commit landed on the store's branch.
+
+    Attributes:
+        commit: the new commit id.
+        actor: ``library``, ``human``, ``restore``, ``migration`` or ``merge``.
+        docs: the document paths it changed.
+        message: the full commit message.
+        duration_ms: how long the flush took.
+    """
+
+    name: ClassVar[str] = "committed"
+    commit: str
+    actor: str
+    docs: list[str]
+    message: str = ""
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Loaded(Event):
+    """The store opened. ``recovered`` lists documents found changed on disk and committed on open;
+    ``quarantined`` maps documents that did not parse to where their content was kept."""
+
+    name: ClassVar[str] = "loaded"
+    head: str | None
+    recovered: list[str] = field(default_factory=list)
+    quarantined: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SaveErrorEvent(Event):
+    """A flush failed; the pending writes are kept and retried. ``error`` is the exception."""
+
+    name: ClassVar[str] = "save_error"
+    error: BaseException
+    pending: int
+
+
+@dataclass(frozen=True)
+class ExternalChange(Event):
+    """Documents changed under the store (a human edit, another process, a restore, a pull).
+
+    Attributes:
+        docs: the changed document paths.
+        changes: the structured changes (``gitstate.Change``).
+        overwritten: the program's pending values that a human edit overrode (``gitstate.Conflict``).
+        source: ``human``, ``process``, ``restore``, ``merge`` or ``migration``.
+    """
+
+    name: ClassVar[str] = "external_change"
+    docs: list[str]
+    changes: list[Any] = field(default_factory=list)
+    overwritten: list[Any] = field(default_factory=list)
+    source: str = "process"
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class InvalidEdit(Event):
+    """A file edited by hand did not parse: not committed; its content was kept at ``quarantined_to``."""
+
+    name: ClassVar[str] = "invalid_edit"
+    doc: str
+    error: str
+    line: int | None = None
+    column: int | None = None
+    quarantined_to: str | None = None
+
+
+@dataclass(frozen=True)
+class Pushed(Event):
+    """Commits reached a remote."""
+
+    name: ClassVar[str] = "pushed"
+    remote: str
+    commit: str
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class PushError(Event):
+    """A background push failed; it is retried with backoff."""
+
+    name: ClassVar[str] = "push_error"
+    remote: str
+    error: str
+    attempts: int = 0
+    retry_in_s: float | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.name: cls
+    for cls in (Committed, Loaded, SaveErrorEvent, ExternalChange, InvalidEdit, Pushed, PushError)
+}
+
+
+class EventBus:
+    """Callbacks by event name. Thread-safe; a raising callback is logged, never propagated."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callable[[Any], object]]] = {}
+
+    def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[], None]:
+        """Register ``callback`` for ``name``; returns a function that unregisters it."""
+        if name not in EVENT_TYPES:
+            raise ValueError(f"unknown event {name!r}; known events: {', '.join(sorted(EVENT_TYPES))}")
+        # Copy-on-write so emit() can iterate without a lock.
+        self._callbacks = {**self._callbacks, name: [*self._callbacks.get(name, []), callback]}
+
+        def off() -> None:
+            cbs = [c for c in self._callbacks.get(name, []) if c is not callback]
+            self._callbacks = {**self._callbacks, name: cbs}
+
+        return off
+
+    def emit(self, event: Event) -> None:
+        """Call every callback registered for the event's name."""
+        for cb in self._callbacks.get(event.name, ()):
+            try:
+                cb(event)
+            except Exception:
+                logger.exception("callback %r for event %r raised; ignored", cb, event.name)

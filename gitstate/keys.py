@@ -1,0 +1,235 @@
+"""Key paths inside structured documents, and the pure operations the store applies with them.
+
+A key is a dotted string (``"services.slack"``, ``"tasks.3.status"``) or a tuple of parts for keys that contain
+dots (``("meetings", "event.123", "status")``). A part that is a whole number indexes a list when the container
+at that point is a list; in a mapping it is a string key. ``None`` means the whole document.
+
+The operations (:func:`get_in`, :func:`set_in`, :func:`delete_in`, :func:`merge_in`, :func:`append_in`) work in
+place on a private value and return the new root; they never do I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+__all__ = [
+    "MISSING_KEY",
+    "Key",
+    "KeyPathError",
+    "append_in",
+    "delete_in",
+    "get_in",
+    "key_overlaps",
+    "merge_in",
+    "parse_key",
+    "set_in",
+]
+
+logger = logging.getLogger("gitstate.keys")
+
+Key = tuple[str | int, ...]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING_KEY"
+
+
+#: Returned by :func:`get_in` when the key does not exist.
+MISSING_KEY: Final = _Missing()
+
+
+class KeyPathError(Exception):
+    """A key that cannot be applied to the value (a part that walks into a scalar, a bad list index).
+
+    Attributes:
+        key: the key, as parts.
+        depth: how many parts were resolved before the problem.
+    """
+
+    def __init__(self, key: Key, depth: int, problem: str) -> None:
+        self.key = key
+        self.depth = depth
+        self.problem = problem
+        super().__init__(problem)
+
+
+def parse_key(key: object) -> Key:
+    """Turn a user's key into a tuple of parts. ``None`` gives ``()`` (the whole document).
+
+    Example:
+        >>> parse_key("tasks.3.status")
+        ('tasks', '3', 'status')
+        >>> parse_key(("meetings", "event.123"))
+        ('meetings', 'event.123')
+    """
+    if key is None:
+        return ()
+    if isinstance(key, str):
+        if key == "":
+            raise ValueError("empty key; pass None for the whole document")
+        parts = key.split(".")
+        if any(p == "" for p in parts):
+            raise ValueError(f"key {key!r} has an empty part; use a tuple for keys that contain dots")
+        return tuple(parts)
+    if isinstance(key, bool):
+        raise TypeError("a key must be a str, an int, a tuple of parts or None, not bool")
+    if isinstance(key, int):
+        return (key,)
+    if isinstance(key, (tuple, list)):
+        out: list[str | int] = []
+        for part in key:
+            if isinstance(part, bool) or not isinstance(part, (str, int)):
+                raise TypeError(f"key part {part!r} must be a str or an int")
+            out.append(part)
+        return tuple(out)
+    raise TypeError(f"a key must be a str, a tuple of parts or None, not {type(key).__name__}")
+
+
+def _index(container: list[Any], part: str | int, key: Key, depth: int, *, allow_end: bool = False) -> int:
+    if isinstance(part, str):
+        try:
+            idx = int(part)
+        except ValueError:
+            raise KeyPathError(key, depth, f"{part!r} is not a list index") from None
+    else:
+        idx = part
+    n = len(container)
+    if idx < 0:
+        idx += n
+    if idx < 0 or idx > n or (idx == n and not allow_end):
+        raise KeyPathError(key, depth, f"list index {part} out of range (length {n})")
+    return idx
+
+
+def _dict_key(container: dict[Any, Any], part: str | int) -> Any:
+    """The mapping key a part names: the part itself, or its int/str twin when only that exists (YAML)."""
+    if part in container:
+        return part
+    if isinstance(part, int) and str(part) in container:
+        return str(part)
+    if isinstance(part, str) and part.lstrip("-").isdigit() and int(part) in container:
+        return int(part)
+    return part
+
+
+def get_in(value: Any, key: Key) -> Any:
+    """The value at ``key``, or :data:`MISSING_KEY`. Returns the stored object itself (no copy)."""
+    cur = value
+    for depth, part in enumerate(key):
+        if isinstance(cur, dict):
+            k = _dict_key(cur, part)
+            if k not in cur:
+                return MISSING_KEY
+            cur = cur[k]
+        elif isinstance(cur, list):
+            try:
+                cur = cur[_index(cur, part, key, depth)]
+            except KeyPathError:
+                return MISSING_KEY
+        else:
+            return MISSING_KEY
+    return cur
+
+
+def _walk_create(root: Any, key: Key) -> Any:
+    """Return the container that holds ``key[-1]``, creating mappings along the way."""
+    cur = root
+    for depth, part in enumerate(key[:-1]):
+        if isinstance(cur, dict):
+            k = _dict_key(cur, part)
+            nxt = cur.get(k)
+            if nxt is None or not isinstance(nxt, (dict, list)):
+                if k in cur and nxt is not None:
+                    raise KeyPathError(key, depth + 1, f"{'.'.join(map(str, key[: depth + 1]))} is a "
+                                       f"{type(nxt).__name__}, not a mapping or list")
+                nxt = {}
+                cur[k] = nxt
+            cur = nxt
+        elif isinstance(cur, list):
+            cur = cur[_index(cur, part, key, depth)]
+            if not isinstance(cur, (dict, list)):
+                raise KeyPathError(key, depth + 1, f"{'.'.join(map(str, key[: depth + 1]))} is a "
+                                   f"{type(cur).__name__}, not a mapping or list")
+        else:
+            raise KeyPathError(key, depth, f"cannot index into a {type(cur).__name__}")
+    return cur
+
+
+def set_in(root: Any, key: Key, value: Any) -> Any:
+    """Set ``key`` to ``value``, creating intermediate mappings; return the new root."""
+    if not key:
+        return value
+    if root is None or root is MISSING_KEY:
+        root = {}
+    if not isinstance(root, (dict, list)):
+        raise KeyPathError(key, 0, f"the document is a {type(root).__name__}, not a mapping or list")
+    parent = _walk_create(root, key)
+    last = key[-1]
+    if isinstance(parent, dict):
+        parent[_dict_key(parent, last)] = value
+    else:
+        idx = _index(parent, last, key, len(key) - 1, allow_end=True)
+        if idx == len(parent):
+            parent.append(value)
+        else:
+            parent[idx] = value
+    return root
+
+
+def delete_in(root: Any, key: Key) -> tuple[Any, bool]:
+    """Delete ``key``; return (new root, whether something was deleted). ``()`` deletes the whole value."""
+    if not key:
+        return MISSING_KEY, root is not MISSING_KEY
+    parent = get_in(root, key[:-1])
+    last = key[-1]
+    if isinstance(parent, dict):
+        k = _dict_key(parent, last)
+        if k in parent:
+            del parent[k]
+            return root, True
+    elif isinstance(parent, list):
+        try:
+            del parent[_index(parent, last, key, len(key) - 1)]
+            return root, True
+        except KeyPathError:
+            pass
+    return root, False
+
+
+def _deep_merge(dst: dict[Any, Any], src: dict[Any, Any]) -> None:
+    for k, v in src.items():
+        cur = dst.get(k)
+        if isinstance(cur, dict) and isinstance(v, dict):
+            _deep_merge(cur, v)
+        else:
+            dst[k] = v
+
+
+def merge_in(root: Any, key: Key, mapping: dict[Any, Any]) -> Any:
+    """Deep-merge ``mapping`` into the mapping at ``key`` (created if missing); return the new root."""
+    target = get_in(root, key) if root is not None else MISSING_KEY
+    if target is MISSING_KEY or target is None:
+        return set_in(root, key, mapping) if key else mapping
+    if not isinstance(target, dict):
+        raise KeyPathError(key, len(key), f"cannot merge a mapping into a {type(target).__name__}")
+    _deep_merge(target, mapping)
+    return root
+
+
+def append_in(root: Any, key: Key, item: Any) -> Any:
+    """Append ``item`` to the list at ``key`` (created if missing); return the new root."""
+    target = get_in(root, key) if root is not None else MISSING_KEY
+    if target is MISSING_KEY or target is None:
+        return set_in(root, key, [item]) if key else [item]
+    if not isinstance(target, list):
+        raise KeyPathError(key, len(key), f"cannot append to a {type(target).__name__}; it is not a list")
+    target.append(item)
+    return root
+
+
+def key_overlaps(a: Key, b: Key) -> bool:
+    """True if one key is a prefix of the other (writing one affects the other). Parts compare as strings."""
+    n = min(len(a), len(b))
+    return all(str(x) == str(y) for x, y in zip(a[:n], b[:n], strict=True))

@@ -1,0 +1,240 @@
+"""Document path validation and crash-safe file writes.
+
+A document path is relative to the store root and ``/``-separated. :func:`validate_doc_path` refuses anything
+that could escape the store or touch Git's own files, before any I/O. :func:`atomic_write` writes a file so that
+a crash leaves either the old or the new content, never a mix: temp file in the same directory, fsync,
+``os.replace``, fsync of the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import stat
+import unicodedata
+from pathlib import Path
+
+from .errors import InvalidPath
+
+__all__ = [
+    "TEMP_MARKER",
+    "atomic_write",
+    "check_no_symlinks",
+    "fsync_dir",
+    "is_scratch_name",
+    "is_temp_name",
+    "remove_file",
+    "validate_doc_path",
+]
+
+logger = logging.getLogger("gitstate.paths")
+
+#: Marker in the names of gitstate's own temp files; the watcher ignores them and open() removes stale ones.
+TEMP_MARKER = ".gitstate-tmp-"
+
+# Characters that HFS+ and some Git hosts ignore when comparing names, so ".g\u200cit" is ".git" there.
+_IGNORABLE = {chr(c) for c in (0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
+                               0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF)}
+_MAX_PATH_BYTES = 1024
+
+
+def _is_git_name(part: str) -> bool:
+    """True if ``part`` names ``.git`` on some file system: any case, trailing dots/spaces (NTFS), the 8.3
+    short name ``GIT~1``, NTFS streams (``.git::$INDEX_ALLOCATION``) and HFS+ ignorable code points."""
+    p = "".join(ch for ch in unicodedata.normalize("NFC", part) if ch not in _IGNORABLE).casefold()
+    p = p.split(":", 1)[0].rstrip(". ")
+    return p in (".git", "git~1")
+
+
+def validate_doc_path(doc: object) -> str:
+    """Check a document path and return it in normal form. Pure: touches no file.
+
+    Raises:
+        InvalidPath: absolute path, ``..`` or ``.`` parts, empty parts, a ``.git`` part in any spelling,
+            NUL or control characters, backslashes, gitstate temp names, or a path over 1024 bytes.
+
+    Example:
+        >>> validate_doc_path("memory/current_work.yaml")
+        'memory/current_work.yaml'
+        >>> validate_doc_path("../x.json")
+        Traceback (most recent call last):
+        ...
+        gitstate.errors.InvalidPath: invalid document path '../x.json': '..' is not allowed
+    """
+    if not isinstance(doc, str):
+        raise InvalidPath(doc, f"must be a str, not {type(doc).__name__}")
+    if not doc:
+        raise InvalidPath(doc, "empty path")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in doc):
+        raise InvalidPath(doc, "NUL or control characters are not allowed")
+    if "\\" in doc:
+        raise InvalidPath(doc, "backslashes are not allowed; use '/'")
+    if doc.startswith("/"):
+        raise InvalidPath(doc, "absolute paths are not allowed; give a path relative to the store")
+    try:
+        encoded = doc.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidPath(doc, "not valid UTF-8") from e
+    if len(encoded) > _MAX_PATH_BYTES:
+        raise InvalidPath(doc, f"longer than {_MAX_PATH_BYTES} bytes")
+    parts = doc.split("/")
+    for part in parts:
+        if part == "":
+            raise InvalidPath(doc, "empty path component (double or trailing '/')")
+        if part == "..":
+            raise InvalidPath(doc, "'..' is not allowed")
+        if part == ".":
+            raise InvalidPath(doc, "'.' components are not allowed")
+        if _is_git_name(part):
+            raise InvalidPath(doc, "'.git' is reserved for the repository")
+        if TEMP_MARKER in part:
+            raise InvalidPath(doc, "names containing '.gitstate-tmp-' are reserved for gitstate's temp files")
+    return doc
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the names of gitstate's own temp files."""
+    return TEMP_MARKER in name
+
+
+def check_no_symlinks(root: Path, doc: str) -> None:
+    """Refuse a document path that goes through a symlink (or a non-directory) inside the store.
+
+    Raises:
+        InvalidPath: a component of ``doc`` is a symlink, or the final file is not a regular file.
+    """
+    current = root
+    parts = doc.split("/")
+    for i, part in enumerate(parts):
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return
+        except NotADirectoryError as e:
+            raise InvalidPath(doc, f"{'/'.join(parts[:i])!r} is not a directory") from e
+        if stat.S_ISLNK(st.st_mode):
+            raise InvalidPath(doc, f"{'/'.join(parts[: i + 1])!r} is a symlink; symlinks are not followed")
+        last = i == len(parts) - 1
+        if not last and not stat.S_ISDIR(st.st_mode):
+            raise InvalidPath(doc, f"{'/'.join(parts[: i + 1])!r} is not a directory")
+        if last and not stat.S_ISREG(st.st_mode):
+            raise InvalidPath(doc, "exists and is not a regular file")
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that a rename or a new entry in it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some file systems (tmpfs on old kernels) refuse; the data is still written
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _makedirs(root: Path, rel_dir: str, dir_mode: int) -> list[Path]:
+    """Create the directories of ``rel_dir`` below ``root``; return the parents whose entries changed."""
+    created_in: list[Path] = []
+    current = root
+    for part in rel_dir.split("/") if rel_dir else []:
+        nxt = current / part
+        try:
+            os.mkdir(nxt, dir_mode)
+            created_in.append(current)
+        except FileExistsError:
+            st = os.lstat(nxt)
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidPath(rel_dir, f"{part!r} exists and is not a directory") from None
+        current = nxt
+    return created_in
+
+
+def atomic_write(root: Path, doc: str, data: bytes, *, file_mode: int = 0o600, dir_mode: int = 0o700,
+                 fsync: bool = True) -> os.stat_result:
+    """Write ``data`` to ``root/doc`` atomically and durably; return the new file's stat.
+
+    An existing file keeps its permission bits. A crash at any point leaves the old content or the new one.
+    """
+    check_no_symlinks(root, doc)
+    rel_dir, _, name = doc.rpartition("/")
+    created_in = _makedirs(root, rel_dir, dir_mode)
+    directory = root / rel_dir if rel_dir else root
+    target = directory / name
+    with contextlib.suppress(FileNotFoundError):
+        file_mode = stat.S_IMODE(os.lstat(target).st_mode)
+    tmp = directory / f".{name[:80]}{TEMP_MARKER}{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, file_mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if fsync:
+                os.fsync(fd)
+            os.fchmod(fd, file_mode)  # umask may have narrowed or widened nothing; be exact
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_dir(directory)
+        for parent in created_in:
+            fsync_dir(parent)
+    return st
+
+
+def remove_file(root: Path, doc: str, *, fsync: bool = True) -> bool:
+    """Remove ``root/doc`` and the directories it leaves empty; True if a file was removed."""
+    check_no_symlinks(root, doc)
+    target = root / doc
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        return False
+    directory = target.parent
+    while directory != root:
+        try:
+            os.rmdir(directory)
+        except OSError:
+            break
+        directory = directory.parent
+    if fsync:
+        fsync_dir(directory)
+    return True
+
+
+# Names editors and tools create next to the files they save; never state, never committed.
+_SCRATCH_SUFFIXES = (".swp", ".swx", ".swo", ".swn", "~", ".tmp", ".temp", ".part", ".crswap", ".kate-swp",
+                     ".orig.tmp", "___jb_tmp___", "___jb_old___", ".bak~")
+_SCRATCH_PREFIXES = (".#", ".goutputstream-", ".nfs", ".~lock.")
+_SCRATCH_NAMES = frozenset({"4913", ".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
+def is_scratch_name(name: str) -> bool:
+    """True for editor swap/backup/temp files and gitstate's own temp files (by base name).
+
+    Covers vim (``.x.swp``, ``x~``, the ``4913`` probe), emacs (``#x#``, ``.#x``), JetBrains safe-write files,
+    GNOME's ``.goutputstream-*``, ``sed -i``'s ``sedXXXXXX``, NFS silly-renames, ``*.tmp`` and the like.
+
+    Example:
+        >>> is_scratch_name(".state.json.swp"), is_scratch_name("state.json")
+        (True, False)
+    """
+    if TEMP_MARKER in name or name in _SCRATCH_NAMES:
+        return True
+    if name.endswith(_SCRATCH_SUFFIXES) or name.startswith(_SCRATCH_PREFIXES):
+        return True
+    if len(name) > 1 and name.startswith("#") and name.endswith("#"):
+        return True
+    # sed -i writes "sed" + 6 random alphanumerics in the same directory, then renames it over the file.
+    return len(name) == 9 and name.startswith("sed") and name[3:].isalnum()

@@ -1,0 +1,1138 @@
+"""The Git repository under a store: the only module that imports dulwich (with ``remote.py``).
+
+What it does, and the traps it avoids (see ARCHITECTURE.md):
+
+* **No porcelain.** Commits are built from blobs: only the trees on the changed paths are rebuilt, so a flush
+  costs the same in a store of ten files or ten thousand. Nothing from the repository's config or hooks is ever
+  executed (dulwich's porcelain runs ``post-commit`` hooks and ``filter.*.clean`` commands).
+* **One writer at a time, across processes.** :meth:`Repository.lock` takes an ``flock`` on
+  ``.git/gitstate.lock`` for the whole read-modify-write, and the branch moves with a compare-and-swap through
+  Git's own lock-file protocol, so real ``git`` running beside us is respected too.
+* **Durable.** Loose objects, refs and the directories that hold them are fsynced before a commit is reported.
+* **Stale locks.** A ``*.lock`` file left by a killed process is removed only when provably stale: we hold the
+  store lock, and no live process has the file open.
+* **Index kept cheap.** The Git index is parsed once and updated entry by entry, then written with one join, so
+  ``git status`` stays clean without dulwich's O(n) index writer on every flush.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import stat
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from dulwich.errors import NotGitRepository
+from dulwich.object_store import DiskObjectStore
+from dulwich.objects import Blob, Commit, ShaFile, Tag, Tree, format_timezone, parse_timezone
+
+from .errors import LockError, RepositoryError, RevisionNotFound
+from .paths import fsync_dir, is_scratch_name, is_temp_name
+
+__all__ = [
+    "EMPTY_TREE",
+    "CommitInfo",
+    "Repository",
+    "TagInfo",
+    "blob_id",
+]
+
+logger = logging.getLogger("gitstate.repo")
+
+#: Id of the empty tree.
+EMPTY_TREE: Final = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+FILE_MODE: Final = 0o100644
+EXEC_MODE: Final = 0o100755
+TREE_MODE: Final = 0o040000
+_LOCK_TIMEOUT_S: Final = 30.0
+_STALE_LOCK_AGE_S: Final = 10.0  # fallback when /proc cannot tell us who holds a file
+
+
+def blob_id(data: bytes) -> str:
+    """The Git object id of a blob holding ``data``."""
+    h = hashlib.sha1(b"blob %d\x00" % len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit as gitstate needs it.
+
+    Attributes:
+        id: hex id.
+        tree: hex id of the root tree.
+        parents: hex ids of the parents.
+        author: ``Name <email>``.
+        time: author time, seconds since the epoch.
+        tz_offset_s: the author's UTC offset in seconds.
+        message: the full message.
+    """
+
+    id: str
+    tree: str
+    parents: tuple[str, ...]
+    author: str
+    time: int
+    tz_offset_s: int
+    message: str
+    commit_time: int = 0
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """A tag: its name, the commit it points at, when it was made (tagger time, else the commit's)."""
+
+    name: str
+    commit: str
+    time: int
+    message: str = ""
+
+
+def _fmt_person(ident: str) -> bytes:
+    return ident.encode("utf-8")
+
+
+class _Index:
+    """The Git index (``.git/index``), kept in memory as pre-encoded entries in path order.
+
+    Only versions 2 and 3 without a split index are parsed; anything else is rebuilt from HEAD. Extensions (the
+    TREE cache, the untracked cache) are dropped on rewrite, which Git allows: they are caches it recomputes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[bytes, bytes] = {}  # path -> full encoded entry (header, path, padding)
+        self.shas: dict[bytes, bytes] = {}  # path -> binary sha
+        self._order: list[bytes] = []
+        self._sorted = True
+        self.stamp: tuple[int, int, int] | None = None
+        self.valid = False
+
+    def file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def load(self) -> bool:
+        """(Re)read the index file if it changed on disk. False if it cannot be used (must rebuild)."""
+        stamp = self.file_stamp()
+        if self.valid and stamp == self.stamp:
+            return True
+        self.entries.clear()
+        self.shas.clear()
+        self._order = []
+        self.valid = False
+        if stamp is None:
+            self.stamp = None
+            return False
+        try:
+            data = self.path.read_bytes()
+            ok = self._parse(data)
+        except (OSError, struct.error, ValueError) as e:
+            logger.warning("index %s unreadable (%s); it will be rebuilt", self.path, e)
+            ok = False
+        if ok:
+            self.stamp = stamp
+            self.valid = True
+            self._sorted = True
+        else:
+            self.entries.clear()
+            self.shas.clear()
+            self._order = []
+        return ok
+
+    def _parse(self, data: bytes) -> bool:
+        if len(data) < 32 or data[:4] != b"DIRC":
+            return False
+        if hashlib.sha1(data[:-20]).digest() != data[-20:]:
+            logger.warning("index checksum mismatch (truncated write?); rebuilding it")
+            return False
+        version, count = struct.unpack(">II", data[4:12])
+        if version not in (2, 3):
+            return False
+        pos = 12
+        end = len(data) - 20
+        for _ in range(count):
+            start = pos
+            flags = struct.unpack(">H", data[pos + 60 : pos + 62])[0]
+            sha = data[pos + 40 : pos + 60]
+            pos += 62
+            if flags & 0x4000:  # extended flags (skip-worktree, intent-to-add): not ours to keep
+                return False
+            if flags & 0x3000:  # a merge stage: the user is mid-merge with git; rebuild from HEAD
+                return False
+            nul = data.index(b"\x00", pos)
+            name = data[pos:nul]
+            entry_len = ((nul + 1 - start) + 7) & ~7
+            pos = start + entry_len
+            self.entries[name] = data[start:pos]
+            self.shas[name] = sha
+            self._order.append(name)
+        # Extensions: a split index ("link") or a sparse index ("sdir") change the meaning of the entries.
+        while pos + 8 <= end:
+            sig = data[pos : pos + 4]
+            size = struct.unpack(">I", data[pos + 4 : pos + 8])[0]
+            if sig in (b"link", b"sdir"):
+                return False
+            pos += 8 + size
+        return True
+
+    def set(self, name: bytes, sha_hex: str, st: os.stat_result | None, mode: int = FILE_MODE) -> None:
+        sha = bytes.fromhex(sha_hex)
+        if st is None:
+            header = struct.pack(">10I", 0, 0, 0, 0, 0, 0, mode, 0, 0, 0)
+        else:
+            header = struct.pack(
+                ">10I",
+                int(st.st_ctime) & 0xFFFFFFFF,
+                st.st_ctime_ns % 1_000_000_000,
+                int(st.st_mtime) & 0xFFFFFFFF,
+                st.st_mtime_ns % 1_000_000_000,
+                st.st_dev & 0xFFFFFFFF,
+                st.st_ino & 0xFFFFFFFF,
+                mode,
+                st.st_uid & 0xFFFFFFFF,
+                st.st_gid & 0xFFFFFFFF,
+                st.st_size & 0xFFFFFFFF,
+            )
+        flags = min(len(name), 0xFFF)
+        raw = header + sha + struct.pack(">H", flags) + name
+        raw += b"\x00" * (8 - (len(raw) % 8))
+        if name not in self.entries:
+            self._order.append(name)
+            self._sorted = False
+        self.entries[name] = raw
+        self.shas[name] = sha
+
+    def remove(self, name: bytes) -> None:
+        if self.entries.pop(name, None) is not None:
+            self.shas.pop(name, None)
+            self._order.remove(name)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.shas.clear()
+        self._order = []
+
+    def write(self) -> bool:
+        """Write the index through ``index.lock``; False (nothing written) if another git holds the lock."""
+        if not self._sorted:
+            self._order.sort()
+            self._sorted = True
+        body = b"".join([b"DIRC", struct.pack(">II", 2, len(self._order)), *map(self.entries.__getitem__, self._order)])
+        body += hashlib.sha1(body).digest()
+        # Git's protocol: whoever creates index.lock owns the index until it renames the lock over it.
+        tmp = self.path.with_name("index.lock")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            # The index is a cache Git can rebuild: atomic rename, but no fsync on the hot path.
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.stamp = self.file_stamp()
+        self.valid = True
+        return True
+
+
+class Repository:
+    """A Git repository used as a state store. Thread-safe; use :meth:`lock` around read-modify-write.
+
+    Example:
+        >>> import tempfile
+        >>> repo = Repository.open(tempfile.mkdtemp(), create=True)
+        >>> repo.head() is None
+        True
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.git_dir = root / ".git"
+        self.meta_dir = self.git_dir / "gitstate"
+        self._mutex = threading.RLock()  # dulwich objects are not thread-safe; held only around object access
+        self._write_mutex = threading.RLock()  # threads of this process queue here before the flock
+        self._lock_owner: int | None = None
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+        try:
+            self._objects = DiskObjectStore(str(self.git_dir / "objects"))
+        except (OSError, NotGitRepository) as e:
+            raise RepositoryError(f"{root}: cannot open the Git object store: {e}") from e
+        self._tree_cache: OrderedDict[str, Tree] = OrderedDict()
+        self._paths_cache: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._commit_cache: OrderedDict[str, CommitInfo] = OrderedDict()
+        self.index = _Index(self.git_dir / "index")
+        self._index_behind = False
+        self.branch_ref = self._read_head_symref()
+
+    # ----------------------------------------------------------------- creation
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool = True, branch: str = "main") -> Repository:
+        """Open the repository at ``path``; create it (0700 directories) when missing and ``create``.
+
+        Raises:
+            RepositoryError: ``path`` exists but is not a usable repository (a bare one, a file...).
+        """
+        root = Path(path).absolute()
+        git_dir = root / ".git"
+        if git_dir.is_file():
+            raise RepositoryError(
+                f"{root}: .git is a file (a linked worktree or submodule); gitstate needs its own repository"
+            )
+        if not git_dir.is_dir():
+            if not create:
+                raise RepositoryError(f"{root}: not a gitstate store (no .git directory)")
+            cls._init(root, branch)
+        repo = cls(root)
+        repo.meta_dir.mkdir(mode=0o700, exist_ok=True)
+        return repo
+
+    @staticmethod
+    def _init(root: Path, branch: str) -> None:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        git_dir = root / ".git"
+        tmp = root / f".git{'.gitstate-tmp-'}{secrets.token_hex(4)}"
+        tmp.mkdir(mode=0o700)
+        for d in ("objects", "objects/info", "objects/pack", "refs", "refs/heads", "refs/tags", "info",
+                  "gitstate"):
+            (tmp / d).mkdir(mode=0o700)
+        files = {
+            "HEAD": f"ref: refs/heads/{branch}\n",
+            "config": "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+            "\tlogallrefupdates = false\n",
+            "description": "gitstate state store\n",
+            "info/exclude": "# gitstate's own temp files\n*.gitstate-tmp-*\n",
+        }
+        for name, text in files.items():
+            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        try:
+            os.rename(tmp, git_dir)  # all or nothing: a crash never leaves half a repository
+        except OSError:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not git_dir.is_dir():
+                raise
+        fsync_dir(root)
+
+    def _read_head_symref(self) -> str:
+        try:
+            head = (self.git_dir / "HEAD").read_text().strip()
+        except OSError as e:
+            raise RepositoryError(f"{self.root}: cannot read .git/HEAD: {e}") from e
+        if not head.startswith("ref: refs/heads/"):
+            raise RepositoryError(
+                f"{self.root}: HEAD is detached ({head[:12]}); check out a branch with "
+                "'git -C <store> switch <branch>' first"
+            )
+        return head[5:]
+
+    @property
+    def branch(self) -> str:
+        """Short name of the store's branch (``main``)."""
+        return self.branch_ref[len("refs/heads/") :]
+
+    # ----------------------------------------------------------------- locking
+    @contextlib.contextmanager
+    def lock(self, timeout_s: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Hold the store's inter-process lock (re-entrant within a thread).
+
+        Raises:
+            LockError: another process held the lock for longer than ``timeout_s``.
+        """
+        me = threading.get_ident()
+        if self._lock_owner == me:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        deadline = time.monotonic() + timeout_s
+        if not self._write_mutex.acquire(timeout=timeout_s):
+            raise LockError(f"{self.root}: timed out after {timeout_s:.0f}s waiting for another thread's flush")
+        try:
+            fd = os.open(self.git_dir / "gitstate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                delay = 0.0005
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise LockError(
+                                f"{self.root}: another process has held the store lock for over {timeout_s:.0f}s "
+                                "(a hung writer?); 'gitstate doctor' shows who"
+                            ) from None
+                        time.sleep(delay)  # lock back-off, not a test wait
+                        delay = min(delay * 2, 0.02)
+                with contextlib.suppress(OSError):  # who holds it, for doctor
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                self._lock_fd = fd
+                self._lock_owner = me
+                self._lock_depth = 1
+                try:
+                    yield
+                finally:
+                    self._lock_owner = None
+                    self._lock_depth = 0
+                    self._lock_fd = None
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        finally:
+            self._write_mutex.release()
+
+    def holds_lock(self) -> bool:
+        """True if the calling thread holds :meth:`lock`."""
+        return self._lock_owner == threading.get_ident()
+
+    def lock_holder_pid(self) -> int | None:
+        """PID of a process holding the store lock right now, or None (for ``doctor``)."""
+        path = self.git_dir / "gitstate.lock"
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                with contextlib.suppress(ValueError, OSError):
+                    return int(os.pread(fd, 32, 0).decode().strip() or 0) or -1
+                return -1
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _file_is_open_anywhere(path: Path) -> bool | None:
+        """True/False if /proc says whether any process has ``path`` open; None if it cannot tell."""
+        proc = Path("/proc")
+        if not proc.is_dir():
+            return None
+        target = str(path)
+        try:
+            pids = [p for p in os.listdir(proc) if p.isdigit()]
+        except OSError:
+            return None
+        for pid in pids:
+            fd_dir = f"/proc/{pid}/fd"
+            try:
+                fds = os.listdir(fd_dir)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(f"{fd_dir}/{fd}") == target:
+                        return True
+                except OSError:
+                    continue
+        return False
+
+    def stale_lock_files(self) -> list[Path]:
+        """Git ``*.lock`` files in the places gitstate writes that no live process holds."""
+        candidates = [self.git_dir / "index.lock", self.git_dir / "HEAD.lock", self.git_dir / "packed-refs.lock",
+                      self.git_dir / f"{self.branch_ref}.lock", self.git_dir / "config.lock"]
+        candidates += list((self.git_dir / "refs").rglob("*.lock"))
+        stale = []
+        for p in dict.fromkeys(candidates):
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            held = self._file_is_open_anywhere(p)
+            if held is False or (held is None and time.time() - st.st_mtime > _STALE_LOCK_AGE_S):
+                stale.append(p)
+        return stale
+
+    def recover_stale_locks(self) -> list[Path]:
+        """Remove stale lock and temp files; call with :meth:`lock` held. Returns what was removed."""
+        assert self.holds_lock()
+        removed = []
+        for p in self.stale_lock_files():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+                removed.append(p)
+                logger.warning("removed stale lock file %s (left by a process that died)", p)
+        # Our own temp files are only ever open while the store lock is held: any found now are debris.
+        for d in (self.git_dir, *(self.git_dir / "objects").glob("[0-9a-f][0-9a-f]")):
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(d):
+                    if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
+        return removed
+
+    # ----------------------------------------------------------------- objects
+    def read_object(self, sha: str) -> ShaFile:
+        """Read any object by hex id. Raises :class:`RepositoryError` if it is missing."""
+        with self._mutex:
+            try:
+                return self._objects[sha.encode()]
+            except KeyError as e:
+                raise RepositoryError(f"{self.root}: object {sha} is missing; run 'gitstate doctor'") from e
+
+    def has_object(self, sha: str) -> bool:
+        """True if the object exists (loose or packed)."""
+        with self._mutex:
+            return sha.encode() in self._objects
+
+    def read_blob(self, sha: str) -> bytes:
+        """The content of a blob."""
+        obj = self.read_object(sha)
+        if not isinstance(obj, Blob):
+            raise RepositoryError(f"{sha} is a {obj.type_name.decode()}, not a blob")
+        return obj.as_raw_string()
+
+    def write_objects(self, objs: Iterable[ShaFile], *, fsync: bool = True) -> None:
+        """Write objects as loose files: temp file, fsync, rename, then fsync each touched directory once."""
+        dirs: set[str] = set()
+        objects_dir = self.git_dir / "objects"
+        for obj in objs:
+            sha = obj.id.decode()
+            d = objects_dir / sha[:2]
+            target = d / sha[2:]
+            if os.path.exists(target):
+                continue
+            with self._mutex:
+                if obj.id in self._objects:  # already in a pack
+                    continue
+            try:
+                os.mkdir(d, 0o700)
+                dirs.add(str(objects_dir))
+            except FileExistsError:
+                pass
+            data = obj.as_legacy_object(compression_level=1)
+            tmp = d / f"tmp_obj{'.gitstate-tmp-'}{secrets.token_hex(6)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                try:
+                    os.write(fd, data)
+                    if fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            dirs.add(str(d))
+        if fsync:
+            for d2 in sorted(dirs, reverse=True):
+                fsync_dir(Path(d2))
+
+    # ----------------------------------------------------------------- trees
+    def read_tree(self, sha: str) -> Tree:
+        """A tree object (cached; trees never change)."""
+        cached = self._tree_cache.get(sha)
+        if cached is not None:
+            self._tree_cache.move_to_end(sha)
+            return cached
+        if sha == EMPTY_TREE:
+            tree = Tree()
+        else:
+            obj = self.read_object(sha)
+            if not isinstance(obj, Tree):
+                raise RepositoryError(f"{sha} is not a tree")
+            tree = obj
+        self._tree_cache[sha] = tree
+        if len(self._tree_cache) > 4096:
+            self._tree_cache.popitem(last=False)
+        return tree
+
+    def blob_id_at(self, tree_sha: str, path: str) -> str | None:
+        """Id of the blob at ``path`` in the tree, or None."""
+        tree = self.read_tree(tree_sha)
+        parts = path.encode().split(b"/")
+        for i, part in enumerate(parts):
+            try:
+                mode, sha = tree[part]
+            except KeyError:
+                return None
+            if i == len(parts) - 1:
+                return sha.decode() if stat.S_ISREG(mode) else None
+            if not stat.S_ISDIR(mode):
+                return None
+            tree = self.read_tree(sha.decode())
+        return None
+
+    def read_at(self, tree_sha: str, path: str) -> bytes | None:
+        """Content of ``path`` in the tree, or None if absent."""
+        sha = self.blob_id_at(tree_sha, path)
+        return None if sha is None else self.read_blob(sha)
+
+    def list_blobs(self, tree_sha: str, prefix: str = "") -> dict[str, str]:
+        """Every file in the tree (recursively): path -> blob id, in Git's path order."""
+        cached = self._paths_cache.get(tree_sha)
+        if cached is None:
+            cached = {}
+            self._collect(tree_sha, "", cached)
+            self._paths_cache[tree_sha] = cached
+            if len(self._paths_cache) > 8:
+                self._paths_cache.popitem(last=False)
+        if prefix:
+            return {p: s for p, s in cached.items() if p.startswith(prefix)}
+        return cached
+
+    def _collect(self, tree_sha: str, base: str, out: dict[str, str]) -> None:
+        for entry in self.read_tree(tree_sha).iteritems():
+            name = entry.path.decode("utf-8", "surrogateescape")
+            path = f"{base}{name}"
+            if stat.S_ISDIR(entry.mode):
+                self._collect(entry.sha.decode(), path + "/", out)
+            elif stat.S_ISREG(entry.mode):
+                out[path] = entry.sha.decode()
+
+    def changed_paths(self, tree_a: str | None, tree_b: str | None) -> dict[str, tuple[str | None, str | None]]:
+        """Files that differ between two trees: path -> (blob id in a, blob id in b). Equal subtrees are
+        skipped without being read, so the cost follows the change."""
+        out: dict[str, tuple[str | None, str | None]] = {}
+        self._diff_trees(tree_a or EMPTY_TREE, tree_b or EMPTY_TREE, "", out)
+        return out
+
+    def _diff_trees(self, a: str, b: str, base: str, out: dict[str, tuple[str | None, str | None]]) -> None:
+        if a == b:
+            return
+        ta = {e.path: (e.mode, e.sha.decode()) for e in self.read_tree(a).iteritems()}
+        tb = {e.path: (e.mode, e.sha.decode()) for e in self.read_tree(b).iteritems()}
+        for name in ta.keys() | tb.keys():
+            ea, eb = ta.get(name), tb.get(name)
+            if ea == eb:
+                continue
+            path = base + name.decode("utf-8", "surrogateescape")
+            da = ea is not None and stat.S_ISDIR(ea[0])
+            db = eb is not None and stat.S_ISDIR(eb[0])
+            if da or db:
+                self._diff_trees(ea[1] if da and ea else EMPTY_TREE, eb[1] if db and eb else EMPTY_TREE,
+                                 path + "/", out)
+            fa = ea[1] if ea is not None and not da and stat.S_ISREG(ea[0]) else None
+            fb = eb[1] if eb is not None and not db and stat.S_ISREG(eb[0]) else None
+            if fa != fb:
+                out[path] = (fa, fb)
+
+    def build_tree(self, base_tree: str | None, changes: dict[str, bytes | None],
+                   new_objects: list[ShaFile]) -> str:
+        """A new root tree: ``base_tree`` with each path set to a blob of the given bytes, or removed (None).
+
+        Only trees on the changed paths are rebuilt. New objects are appended to ``new_objects`` (not written).
+        """
+        nested: dict[str, Any] = {}
+        for path, data in changes.items():
+            node = nested
+            parts = path.split("/")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise RepositoryError(f"{path}: a parent is also a file in this change")
+            node[parts[-1]] = data if data is None else Blob.from_string(data)
+        sha = self._build(base_tree or EMPTY_TREE, nested, new_objects)
+        return sha or EMPTY_TREE
+
+    def _build(self, tree_sha: str, nested: dict[str, Any], new_objects: list[ShaFile]) -> str | None:
+        tree = self.read_tree(tree_sha).copy()
+        for name, change in nested.items():
+            bname = name.encode("utf-8", "surrogateescape")
+            try:
+                mode, sha = tree[bname]
+            except KeyError:
+                mode, sha = 0, None
+            if isinstance(change, dict):
+                sub = sha.decode() if sha is not None and stat.S_ISDIR(mode) else EMPTY_TREE
+                new_sub = self._build(sub, change, new_objects)
+                if new_sub is None:
+                    if sha is not None and stat.S_ISDIR(mode):
+                        del tree[bname]
+                else:
+                    tree[bname] = (TREE_MODE, new_sub.encode())
+            elif change is None:
+                if sha is not None:
+                    del tree[bname]
+            else:
+                new_objects.append(change)
+                keep_exec = mode == EXEC_MODE
+                tree[bname] = (EXEC_MODE if keep_exec else FILE_MODE, change.id)
+        if not tree.items():
+            return None
+        new_objects.append(tree)
+        tid = tree.id.decode()
+        self._tree_cache[tid] = tree
+        return tid
+
+    # ----------------------------------------------------------------- commits
+    def make_commit(self, tree: str, parents: Iterable[str], message: str, *, author: str,
+                    committer: str | None = None, when: float | None = None,
+                    tz_offset_s: int | None = None) -> Commit:
+        """A commit object (not yet written)."""
+        now = int(time.time() if when is None else when)
+        if tz_offset_s is None:
+            tz_offset_s = -time.altzone if time.localtime(now).tm_isdst > 0 else -time.timezone
+        c = Commit()
+        c.tree = tree.encode()
+        c.parents = [p.encode() for p in parents]
+        c.author = _fmt_person(author)
+        c.committer = _fmt_person(committer or author)
+        c.author_time = c.commit_time = now
+        c.author_timezone = c.commit_timezone = tz_offset_s
+        c.encoding = None
+        c.message = message.encode("utf-8")
+        return c
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        """Parsed commit by id (cached)."""
+        cached = self._commit_cache.get(sha)
+        if cached is not None:
+            return cached
+        obj = self.read_object(sha)
+        if not isinstance(obj, Commit):
+            raise RevisionNotFound(sha, f"it is a {obj.type_name.decode()}, not a commit")
+        info = CommitInfo(
+            id=sha,
+            tree=obj.tree.decode(),
+            parents=tuple(p.decode() for p in obj.parents),
+            author=obj.author.decode("utf-8", "replace"),
+            time=obj.author_time,
+            tz_offset_s=obj.author_timezone,
+            message=obj.message.decode("utf-8", "replace"),
+            commit_time=obj.commit_time,
+        )
+        self._commit_cache[sha] = info
+        if len(self._commit_cache) > 50_000:
+            self._commit_cache.popitem(last=False)
+        return info
+
+    def iter_commits(self, start: str | None, *, first_parent: bool = False) -> Iterator[CommitInfo]:
+        """Commits reachable from ``start``, newest first by commit time (like ``git log``)."""
+        if start is None:
+            return
+        import heapq
+
+        seen = {start}
+        first = self.commit_info(start)
+        heap: list[tuple[int, int, CommitInfo]] = [(-first.commit_time, 0, first)]
+        counter = 1
+        while heap:
+            _, _, info = heapq.heappop(heap)
+            yield info
+            parents = info.parents[:1] if first_parent else info.parents
+            for p in parents:
+                if p in seen:
+                    continue
+                seen.add(p)
+                pi = self.commit_info(p)
+                heapq.heappush(heap, (-pi.commit_time, counter, pi))
+                counter += 1
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """True if ``ancestor`` is reachable from ``descendant`` (or equal)."""
+        if ancestor == descendant:
+            return True
+        target_time = self.commit_info(ancestor).commit_time
+        stack, seen = [descendant], {descendant}
+        while stack:
+            c = self.commit_info(stack.pop())
+            for p in c.parents:
+                if p == ancestor:
+                    return True
+                if p not in seen and self.commit_info(p).commit_time >= target_time - 86400:
+                    seen.add(p)
+                    stack.append(p)
+        return False
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """A best common ancestor of two commits (the newest one reachable from both), or None."""
+        ancestors_a = {c.id for c in self.iter_commits(a)}
+        for c in self.iter_commits(b):
+            if c.id in ancestors_a:
+                return c.id
+        return None
+
+    # ----------------------------------------------------------------- refs
+    def _ref_path(self, ref: str) -> Path:
+        return self.git_dir / ref
+
+    def ref_stamp(self) -> tuple[int, int, int] | None:
+        """A cheap fingerprint of the branch ref (one ``stat``): changes whenever the branch moves."""
+        for p in (self._ref_path(self.branch_ref), self.git_dir / "packed-refs"):
+            try:
+                st = os.stat(p)
+                return (st.st_ino, st.st_mtime_ns, st.st_size)
+            except FileNotFoundError:
+                continue
+        return None
+
+    def read_ref(self, ref: str) -> str | None:
+        """Hex id a ref points at (loose or packed), or None."""
+        try:
+            value = self._ref_path(ref).read_text().strip()
+        except FileNotFoundError:
+            value = ""
+        except (IsADirectoryError, NotADirectoryError):
+            return None
+        if value.startswith("ref: "):
+            return self.read_ref(value[5:])
+        if value:
+            return value
+        try:
+            with open(self.git_dir / "packed-refs", encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith(("#", "^")):
+                        continue
+                    sha, _, name = line.strip().partition(" ")
+                    if name == ref:
+                        return sha
+        except FileNotFoundError:
+            pass
+        return None
+
+    def head(self) -> str | None:
+        """Commit id the store's branch points at, or None before the first commit."""
+        return self.read_ref(self.branch_ref)
+
+    def list_refs(self, prefix: str) -> dict[str, str]:
+        """Refs under ``prefix`` (e.g. ``refs/tags/``): name -> hex id, loose refs winning over packed."""
+        out: dict[str, str] = {}
+        try:
+            with open(self.git_dir / "packed-refs", encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith(("#", "^")):
+                        continue
+                    sha, _, name = line.strip().partition(" ")
+                    if name.startswith(prefix):
+                        out[name] = sha
+        except FileNotFoundError:
+            pass
+        base = self.git_dir / prefix
+        if base.is_dir():
+            for p in base.rglob("*"):
+                if p.is_file() and not p.name.endswith(".lock"):
+                    with contextlib.suppress(OSError):
+                        out[str(p.relative_to(self.git_dir))] = p.read_text().strip()
+        return out
+
+    def update_ref(self, ref: str, new: str | None, expected: str | None, *, fsync: bool = True) -> None:
+        """Compare-and-swap a ref through Git's lock-file protocol; ``new=None`` deletes it (loose only).
+
+        Raises:
+            RepositoryError: the ref is not at ``expected`` (someone else moved it) or is locked by a live git.
+        """
+        path = self._ref_path(ref)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = path.with_name(path.name + ".lock")
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                if self.holds_lock() and lock in self.stale_lock_files():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(lock)
+                        logger.warning("removed stale ref lock %s", lock)
+                    continue
+                if time.monotonic() > deadline:
+                    raise RepositoryError(
+                        f"{lock} is held by another git process; if none is running, remove it or run "
+                        "'gitstate doctor'"
+                    ) from None
+                time.sleep(0.005)  # a real git holds ref locks for milliseconds
+        try:
+            try:
+                current = self.read_ref(ref)
+                if current != expected:
+                    raise RepositoryError(f"{ref} moved to {current} (expected {expected}); retry")
+                if new is not None:
+                    os.write(fd, f"{new}\n".encode())
+                    if fsync:
+                        os.fsync(fd)
+            finally:
+                os.close(fd)
+            if new is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                os.unlink(lock)
+                self._remove_packed_ref(ref)
+            else:
+                os.replace(lock, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            raise
+        if fsync:
+            fsync_dir(path.parent)
+
+    def _remove_packed_ref(self, ref: str) -> None:
+        packed = self.git_dir / "packed-refs"
+        try:
+            lines = packed.read_text().splitlines(keepends=True)
+        except FileNotFoundError:
+            return
+        out, skip_peel = [], False
+        for line in lines:
+            if skip_peel and line.startswith("^"):
+                continue
+            skip_peel = False
+            if line.strip().endswith(" " + ref):
+                skip_peel = True
+                continue
+            out.append(line)
+        if len(out) != len(lines):
+            tmp = packed.with_name(f"packed-refs{'.gitstate-tmp-'}{secrets.token_hex(4)}")
+            tmp.write_text("".join(out))
+            os.replace(tmp, packed)
+
+    def commit_files(self, parent: str | None, changes: dict[str, bytes | None], message: str, *,
+                     author: str, committer: str | None = None, extra_parents: Iterable[str] = (),
+                     when: float | None = None, fsync: bool = True, move_branch: bool = True,
+                     base_tree: str | None = None) -> str:
+        """Write blobs, the changed trees and a commit on top of ``parent``, then move the branch from
+        ``parent`` to it (compare-and-swap). Call with :meth:`lock` held. Returns the commit id.
+
+        ``base_tree`` overrides the tree the changes apply to (default: ``parent``'s tree).
+        """
+        if base_tree is None:
+            base_tree = self.commit_info(parent).tree if parent else EMPTY_TREE
+        new_objects: list[ShaFile] = []
+        tree = self.build_tree(base_tree, changes, new_objects)
+        parents = ([parent] if parent else []) + list(extra_parents)
+        commit = self.make_commit(tree, parents, message, author=author, committer=committer, when=when)
+        new_objects.append(commit)
+        self.write_objects(new_objects, fsync=fsync)
+        cid = commit.id.decode()
+        if move_branch:
+            self.update_ref(self.branch_ref, cid, parent, fsync=fsync)
+        return cid
+
+    # ----------------------------------------------------------------- tags
+    def create_tag(self, name: str, commit: str, *, tagger: str, message: str = "") -> str:
+        """Make an annotated tag ``refs/tags/<name>``. Raises RepositoryError if it exists."""
+        ref = f"refs/tags/{name}"
+        if self.read_ref(ref) is not None:
+            raise RepositoryError(f"snapshot {name!r} already exists")
+        tag = Tag()
+        tag.name = name.encode()
+        tag.object = (Commit, commit.encode())
+        tag.tagger = _fmt_person(tagger)
+        tag.tag_time = int(time.time())
+        tag.tag_timezone = -time.timezone
+        tag.message = (message or f"gitstate snapshot {name}").encode() + b"\n"
+        self.write_objects([tag])
+        self.update_ref(ref, tag.id.decode(), None)
+        return tag.id.decode()
+
+    def tags(self) -> list[TagInfo]:
+        """Every tag, peeled to its commit, oldest first."""
+        out = []
+        for ref, sha in self.list_refs("refs/tags/").items():
+            name = ref[len("refs/tags/") :]
+            try:
+                obj = self.read_object(sha)
+            except RepositoryError:
+                continue
+            if isinstance(obj, Tag):
+                target = obj.object[1].decode()
+                out.append(TagInfo(name, target, obj.tag_time, obj.message.decode("utf-8", "replace").strip()))
+            elif isinstance(obj, Commit):
+                out.append(TagInfo(name, sha, obj.commit_time))
+        out.sort(key=lambda t: (t.time, t.name))
+        return out
+
+    # ----------------------------------------------------------------- index and work tree
+    def sync_index(self, head_tree: str, changed: dict[str, str | None]) -> None:
+        """Bring index entries of ``changed`` paths (path -> blob id or None) up to date and write the index.
+        Call with :meth:`lock` held, after the work-tree files are written. Rebuilds the whole index from
+        ``head_tree`` when the file is missing or unusable."""
+        if self._index_behind or not self.index.load():
+            self.rebuild_index(head_tree)
+            return
+        for path, sha in changed.items():
+            name = path.encode("utf-8", "surrogateescape")
+            if sha is None:
+                self.index.remove(name)
+            else:
+                try:
+                    st = os.lstat(self.root / path)
+                except FileNotFoundError:
+                    st = None
+                self.index.set(name, sha, st)
+        self._write_index()
+
+    def _write_index(self) -> None:
+        lock = self.git_dir / "index.lock"
+        if os.path.lexists(lock) and self.holds_lock() and lock in self.stale_lock_files():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+                logger.warning("removed stale %s", lock)
+        if self.index.write():
+            self._index_behind = False
+        else:
+            # A live git is updating the index; ours is rebuilt from HEAD on the next sync.
+            self._index_behind = True
+            self.index.valid = False
+            logger.info("index.lock is held by another git process; the index will be refreshed later")
+
+    def rebuild_index(self, head_tree: str) -> None:
+        """Write a fresh index for ``head_tree``; stat data is taken only where the file matches the blob."""
+        self.index.clear()
+        for path, sha in self.list_blobs(head_tree).items():
+            st = None
+            full = self.root / path
+            with contextlib.suppress(OSError):
+                st_ = os.lstat(full)
+                if stat.S_ISREG(st_.st_mode) and blob_id(full.read_bytes()) == sha:
+                    st = st_
+            self.index.set(path.encode("utf-8", "surrogateescape"), sha, st)
+        self._write_index()
+
+    def worktree_changes(self, head_tree: str, *, ignored: Any = None) -> dict[str, bytes | None]:
+        """Files whose content differs from ``head_tree``: path -> current bytes, or None if deleted.
+
+        Unchanged files are recognised by the index's stat data without being read. Scratch files and what
+        ``.gitignore`` ignores are skipped; gitstate's own stale temp files are removed.
+        """
+        committed = self.list_blobs(head_tree)
+        index_ok = self.index.load()
+        out: dict[str, bytes | None] = {}
+        seen: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            if not rel_dir:
+                dirnames[:] = [d for d in dirnames if d != ".git"]
+            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+            if ignored is not None:
+                dirnames[:] = [d for d in dirnames if not ignored(rel_dir + d + "/")]
+            for name in filenames:
+                path = rel_dir + name
+                full = os.path.join(dirpath, name)
+                if is_temp_name(name):
+                    with contextlib.suppress(OSError):
+                        if self.holds_lock():
+                            os.unlink(full)
+                    continue
+                if path in committed:
+                    seen.add(path)
+                elif is_scratch_name(name) or (ignored is not None and ignored(path)):
+                    continue
+                try:
+                    st = os.lstat(full)
+                except FileNotFoundError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                sha = committed.get(path)
+                if sha is not None and index_ok and self._stat_matches(path, sha, st):
+                    continue
+                try:
+                    data = Path(full).read_bytes()
+                except OSError as e:
+                    logger.warning("cannot read %s: %s", full, e)
+                    continue
+                if sha is None or blob_id(data) != sha:
+                    out[path] = data
+        for path in committed.keys() - seen:
+            if not os.path.lexists(self.root / path):
+                out[path] = None
+        return out
+
+    def _stat_matches(self, path: str, sha: str, st: os.stat_result) -> bool:
+        entry = self.index.entries.get(path.encode("utf-8", "surrogateescape"))
+        if entry is None or entry[40:60] != bytes.fromhex(sha):
+            return False
+        _, _, mtime_s, mtime_ns, _, ino, _, _, _, size = struct.unpack(">10I", entry[:40])
+        return (mtime_s == int(st.st_mtime) & 0xFFFFFFFF and mtime_ns == st.st_mtime_ns % 1_000_000_000
+                and size == st.st_size & 0xFFFFFFFF and ino == st.st_ino & 0xFFFFFFFF and size != 0)
+
+    def ignore_matcher(self) -> Any:
+        """A function ``path -> bool`` applying the store's ``.gitignore`` files and ``info/exclude``."""
+        from dulwich.ignore import IgnoreFilterManager
+
+        try:
+            mgr = IgnoreFilterManager(str(self.root), [], False)
+            exclude = self.git_dir / "info" / "exclude"
+            if exclude.exists():
+                from dulwich.ignore import IgnoreFilter
+
+                with open(exclude, "rb") as f:
+                    mgr._global_filters.append(IgnoreFilter(f.readlines()))
+        except Exception as e:  # a broken .gitignore must not stop the store
+            logger.warning("cannot read .gitignore rules: %s", e)
+            return lambda path: False
+
+        def is_ignored(path: str) -> bool:
+            try:
+                return bool(mgr.is_ignored(path))
+            except Exception:
+                return False
+
+        return is_ignored
+
+    # ----------------------------------------------------------------- misc
+    def config_get(self, section: str, name: str, subsection: str | None = None) -> str | None:
+        """Read one value from ``.git/config`` (no includes, nothing executed)."""
+        from dulwich.config import ConfigFile
+
+        try:
+            cfg = ConfigFile.from_path(str(self.git_dir / "config"))
+            key = (section.encode(), subsection.encode()) if subsection else (section.encode(),)
+            return cfg.get(key, name.encode()).decode()
+        except (KeyError, OSError):
+            return None
+
+    def disk_usage(self) -> int:
+        """Bytes used by ``.git``."""
+        total = 0
+        for dirpath, _, files in os.walk(self.git_dir):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+        return total
+
+    def invalidate_caches(self) -> None:
+        """Forget cached packs (after a repack by another process)."""
+        with self._mutex, contextlib.suppress(Exception):
+            self._objects._update_pack_cache()
+
+    def close(self) -> None:
+        """Release file handles held by the object store."""
+        with self._mutex, contextlib.suppress(Exception):
+            self._objects.close()
+
+
+def format_tz(offset_s: int) -> str:
+    """``+0100`` style offset."""
+    return format_timezone(offset_s).decode()
+
+
+def parse_tz(text: str) -> int:
+    """Offset in seconds from ``+0100`` style text."""
+    return int(parse_timezone(text.encode())[0])
+

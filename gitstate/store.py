@@ -1,0 +1,1453 @@
+"""The Store: documents in memory, key operations, transactions, the flush policy, recovery on open, events.
+
+Writes land in memory at once and are recorded as *operations* in a journal; a background flusher turns the
+journal into one commit per flush. Under the repository's inter-process lock it reads the branch head; if the
+branch moved (another process, a human edit, a restore, a pull), the touched documents are reloaded from the new
+head and the pending operations re-applied on top, so no process ever overwrites keys it did not write.
+
+Lock order, to stay deadlock-free: ``_flush_lock`` → repository lock (threads, then ``flock``) → ``_lock``
+(in-memory state) → the repository's object mutex. Every path that takes the repository lock takes
+``_flush_lock`` first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import getpass
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from . import docdiff
+from .codecs import Codec, codec_for, copy_value
+from .errors import (
+    DecodeError,
+    EncodeError,
+    GitStateError,
+    InvalidPath,
+    KeyNotFound,
+    RepositoryError,
+    SaveError,
+    StoreClosed,
+    StoreNotFound,
+)
+from .events import Committed, Event, EventBus, ExternalChange, InvalidEdit, Loaded, SaveErrorEvent
+from .keys import (
+    MISSING_KEY,
+    Key,
+    KeyPathError,
+    append_in,
+    delete_in,
+    get_in,
+    key_overlaps,
+    merge_in,
+    parse_key,
+    set_in,
+)
+from .paths import atomic_write, check_no_symlinks, remove_file, validate_doc_path
+from .repo import Repository, blob_id
+
+if TYPE_CHECKING:
+    from .history import Commit, Snapshot, StateView
+
+__all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_MAX_DELAY_MS", "META_PREFIX", "Store", "clone", "open"]
+
+logger = logging.getLogger("gitstate.store")
+
+DEFAULT_DEBOUNCE_MS: Final = 2000
+DEFAULT_MAX_DELAY_MS: Final = 10000
+#: Documents under this prefix hold gitstate's own metadata (schema version); ``docs()`` hides them.
+META_PREFIX: Final = ".gitstate/"
+_HEAD_POLL_S: Final = 0.5
+_MAX_RETRY_DELAY_S: Final = 30.0
+
+Durability = Literal["immediate", "debounced", "manual"]
+_DEFAULT: Any = object()
+
+
+class _Absent:
+    """The value of a document that does not exist."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+_ABSENT: Final = _Absent()
+
+
+@dataclass(slots=True)
+class _Op:
+    seq: int
+    doc: str
+    kind: str  # "set" | "delete" | "update" | "append"
+    key: Key
+    value: Any = None
+
+
+@dataclass
+class _Stats:
+    flushes: int = 0
+    commits: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_flush_ms: float = 0.0
+    flush_ms: list[float] = field(default_factory=list)
+
+
+def _default_path() -> str:
+    path = os.environ.get("GITSTATE_DIR")
+    if not path:
+        raise StoreNotFound("no store path given and $GITSTATE_DIR is not set; pass a path or set GITSTATE_DIR")
+    return path
+
+
+def _default_author() -> str:
+    return f"gitstate <gitstate@{socket.gethostname() or 'localhost'}>"
+
+
+def human_author() -> str:
+    """``user <user@host>`` for commits of human edits."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user} <{user}@{socket.gethostname() or 'localhost'}>"
+
+
+def _apply(view: Any, op: _Op) -> Any:
+    """Apply one journal operation to a private document value; returns the new value."""
+    base = None if view is _ABSENT else view
+    if op.kind == "set":
+        return set_in(base, op.key, copy_value(op.value))
+    if op.kind == "delete":
+        if not op.key:
+            return _ABSENT
+        if view is _ABSENT:
+            return _ABSENT
+        return delete_in(view, op.key)[0]
+    if op.kind == "update":
+        return merge_in(base, op.key, copy_value(op.value))
+    if op.kind == "append":
+        return append_in(base, op.key, copy_value(op.value))
+    raise AssertionError(op.kind)
+
+
+def _trailer_key(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in str(name)).strip("-")
+    return cleaned[:1].upper() + cleaned[1:] if cleaned else "Meta"
+
+
+def build_message(subject: str | None, changes: list[docdiff.Change], actor: str,
+                  metadata: Mapping[str, str] | None = None, extra_lines: list[str] | None = None) -> str:
+    """A commit message: a subject naming what changed, the change lines, then Git trailers."""
+    lines = docdiff.summarize(changes, max_lines=50) if changes else []
+    if subject:
+        head, body = subject.strip(), lines
+    elif lines:
+        more = len(changes) - 1
+        head = lines[0] if more == 0 else f"{lines[0]} (+{more} more)"
+        body = lines if more else []
+    else:
+        head, body = "no changes", []
+    body = body + (extra_lines or [])
+    trailers = [f"Gitstate-Actor: {actor}"]
+    for k, v in (metadata or {}).items():
+        trailers.append(f"{_trailer_key(k)}: {' '.join(str(v).split())}")
+    parts = [head]
+    if body:
+        parts.append("\n".join(body))
+    parts.append("\n".join(trailers))
+    return "\n\n".join(parts) + "\n"
+
+
+class Store:
+    """A directory of JSON/YAML/text documents that is also a Git repository.
+
+    Open one with :func:`gitstate.open`. Reads and writes are in memory; each flush of pending writes becomes one
+    Git commit. Thread-safe; several processes may open the same store.
+
+    Example:
+        >>> import gitstate, tempfile
+        >>> with gitstate.open(tempfile.mkdtemp()) as store:
+        ...     store.set("state.json", "services.slack", True)
+        ...     store.get("state.json", "services")
+        {'slack': True}
+    """
+
+    def __init__(self, repo: Repository, *, durability: Durability = "debounced",
+                 debounce_ms: int = DEFAULT_DEBOUNCE_MS, max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
+                 author: str | None = None, fsync: bool = True) -> None:
+        if durability not in ("immediate", "debounced", "manual"):
+            raise ValueError(f"durability must be 'immediate', 'debounced' or 'manual', not {durability!r}")
+        if debounce_ms < 0 or max_delay_ms < 0:
+            raise ValueError("debounce_ms and max_delay_ms must be >= 0")
+        self._repo = repo
+        self.path = repo.root
+        self.durability: Durability = durability
+        self.debounce_ms = debounce_ms
+        self.max_delay_ms = max(max_delay_ms, debounce_ms)
+        self.author = author or _default_author()
+        self._fsync = fsync
+        self._events = EventBus()
+        self._lock = threading.RLock()
+        self._flush_lock = threading.RLock()
+        self._cv = threading.Condition(self._lock)
+        self._views: dict[str, Any] = {}
+        self._journal: list[_Op] = []
+        self._dirty: dict[str, int] = {}
+        self._seq = 0
+        self._first_pending: float | None = None
+        self._last_write: float = 0.0
+        self._retry_at: float = 0.0
+        self._failures_in_row = 0
+        self._head: str | None = None
+        self._head_tree: str | None = None
+        self._ref_stamp: tuple[int, int, int] | None = None
+        self._validated: set[str] = set()
+        self._written: dict[str, str] = {}  # doc -> blob id written to disk by a flush not yet committed
+        self._closed = False
+        self._stop = threading.Event()
+        self._tx_depth = 0
+        self._tx_owner: int | None = None
+        self._flusher: threading.Thread | None = None
+        self._watcher: Any = None
+        self._push_queue: Any = None
+        self._background: list[Any] = []
+        self._stats = _Stats()
+        self._after_commit_hooks: list[Callable[[str], None]] = []
+
+    # ================================================================= lifecycle
+    def _start(self) -> None:
+        self._flusher = threading.Thread(target=self._flusher_loop, name=f"gitstate-flusher[{self.path.name}]",
+                                         daemon=True)
+        self._flusher.start()
+        _register(self)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<gitstate.Store {str(self.path)!r} head={(self._head or 'none')[:8]} pending={self.pending}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._closed
+
+    def close(self) -> None:
+        """Flush pending writes, stop the background threads and release the store. Idempotent.
+
+        Raises:
+            SaveError: the final flush failed; the pending writes could not be saved.
+        """
+        if self._closed:
+            return
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        for component in (self._watcher, *self._background):
+            if component is not None:
+                with contextlib.suppress(Exception):
+                    component.stop()
+        if self._flusher is not None and self._flusher is not threading.current_thread():
+            self._flusher.join(timeout=60)
+        try:
+            self.flush()
+            if self._push_queue is not None:
+                with contextlib.suppress(Exception):
+                    self._push_queue.stop()
+        finally:
+            self._closed = True
+            _unregister(self)
+            self._repo.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"store {self.path} is closed; open it again with gitstate.open()")
+
+    # ================================================================= events
+    def on(self, event: str, callback: Callable[[Any], object]) -> Callable[[], None]:
+        """Call ``callback(event_object)`` on each ``event``; returns a function that unregisters it.
+
+        Events: ``committed``, ``loaded``, ``save_error``, ``external_change``, ``invalid_edit``, ``pushed``,
+        ``push_error`` (see :mod:`gitstate.events`). A callback that raises is logged and never breaks a write.
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> store = gitstate.open(tempfile.mkdtemp(), durability="manual")
+            >>> off = store.on("committed", lambda e: print("committed", e.docs))
+            >>> store.set("a.json", "x", 1); _ = store.flush()
+            committed ['a.json']
+            >>> store.close()
+        """
+        return self._events.on(event, callback)
+
+    def _emit(self, event: Event) -> None:
+        self._events.emit(event)
+
+    # ================================================================= reading
+    def _doc(self, doc: str) -> str:
+        if doc in self._validated:
+            return doc
+        validate_doc_path(doc)
+        check_no_symlinks(self.path, doc)
+        if len(self._validated) < 100_000:
+            self._validated.add(doc)
+        return doc
+
+    def _committed_bytes(self, doc: str) -> bytes | None:
+        if self._head_tree is None:
+            return None
+        return self._repo.read_at(self._head_tree, doc)
+
+    def _load(self, doc: str) -> Any:
+        """The current value of ``doc`` (committed + pending ops). Call with ``_lock`` held."""
+        view = self._views.get(doc, None)
+        if view is not None or doc in self._views:
+            return view
+        data = self._committed_bytes(doc)
+        view = _ABSENT if data is None else codec_for(doc).decode(data, doc)
+        for op in self._journal:
+            if op.doc == doc:
+                try:
+                    view = _apply(view, op)
+                except KeyPathError as e:
+                    logger.warning("%s: pending write to %s no longer applies (%s); dropped", doc,
+                                   docdiff.format_key(op.key), e.problem)
+        self._views[doc] = view
+        return view
+
+    def _maybe_refresh(self) -> None:
+        """Pick up commits made by other processes (one ``stat`` when nothing changed)."""
+        stamp = self._repo.ref_stamp()
+        if stamp == self._ref_stamp:
+            return
+        if not self._flush_lock.acquire(blocking=False):
+            return  # a flush in progress will bring us up to date
+        events: list[Event] = []
+        try:
+            head = self._repo.head()
+            with self._lock:
+                self._ref_stamp = stamp
+                if head != self._head:
+                    events.append(self._advance_to(head, source="process"))
+        finally:
+            self._flush_lock.release()
+        for e in events:
+            self._emit(e)
+
+    def _advance_to(self, head: str | None, *, source: str) -> ExternalChange:
+        """The branch moved to ``head``: forget the views of changed documents (they reload from ``head`` and
+        replay pending operations on next use). Call with ``_lock`` held; returns the event to emit."""
+        new_tree = self._repo.commit_info(head).tree if head else None
+        changed = self._repo.changed_paths(self._head_tree, new_tree)
+        self._head, self._head_tree = head, new_tree
+        for path in changed:
+            self._views.pop(path, None)
+        docs = sorted(p for p in changed if not p.startswith(META_PREFIX))
+        return ExternalChange(docs=docs, source=source, commit=head)
+
+    def get(self, doc: str, key: object = None, default: Any = _DEFAULT) -> Any:
+        """A deep copy of the value at ``key`` in ``doc`` (the whole document when ``key`` is None).
+
+        Raises:
+            KeyNotFound: the document or key does not exist and no ``default`` was given.
+            InvalidPath: the document path is unsafe.
+            DecodeError: the committed document does not parse.
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp()) as s:
+            ...     s.set("state.json", ("meetings", "event.123", "status"), "skipped")
+            ...     s.get("state.json", ("meetings", "event.123")), s.get("state.json", "nope", default=0)
+            ({'status': 'skipped'}, 0)
+        """
+        self._check_open()
+        doc = self._doc(doc)
+        keyt = parse_key(key)
+        self._maybe_refresh()
+        with self._lock:
+            view = self._load(doc)
+            value = MISSING_KEY if view is _ABSENT else get_in(view, keyt)
+            if value is MISSING_KEY:
+                if default is not _DEFAULT:
+                    return default
+                raise KeyNotFound(doc, keyt, "no such document" if view is _ABSENT else "no such key")
+            return copy_value(value)
+
+    def exists(self, doc: str, key: object = None) -> bool:
+        """True if the document (and key, when given) exists."""
+        marker = object()
+        return self.get(doc, key, default=marker) is not marker
+
+    def docs(self, prefix: str = "") -> list[str]:
+        """Sorted paths of the documents in the store (pending creations and deletions included).
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp()) as s:
+            ...     s.set("tasks/t1.json", None, {"id": 1}); s.set("state.json", "a", 1)
+            ...     s.docs(), s.docs("tasks/")
+            (['state.json', 'tasks/t1.json'], ['tasks/t1.json'])
+        """
+        self._check_open()
+        self._maybe_refresh()
+        with self._lock:
+            paths = set(self._repo.list_blobs(self._head_tree)) if self._head_tree else set()
+            for doc in self._dirty:
+                if self._load(doc) is _ABSENT:
+                    paths.discard(doc)
+                else:
+                    paths.add(doc)
+        return sorted(p for p in paths if p.startswith(prefix) and not p.startswith(META_PREFIX))
+
+    @property
+    def head(self) -> str | None:
+        """Id of the last commit this store has seen on its branch."""
+        return self._head
+
+    @property
+    def pending(self) -> int:
+        """Number of writes not yet committed."""
+        with self._lock:
+            return len(self._journal)
+
+    # ================================================================= writing
+    def _write(self, doc: str, kind: str, key: object, value: Any) -> None:
+        self._check_open()
+        doc = self._doc(doc)
+        codec = codec_for(doc)
+        keyt = parse_key(key)
+        if keyt and not codec.structured:
+            raise EncodeError(f"{doc}: {codec.name} documents have no keys; pass key=None")
+        if kind == "update":
+            if not isinstance(value, Mapping):
+                raise EncodeError(f"{doc}: update() takes a mapping, not {type(value).__name__}")
+            value = codec.normalize(dict(value), doc, keyt)
+        elif kind in ("set", "append"):
+            value = codec.normalize(value, doc, keyt)
+        with self._lock:
+            if self._tx_depth and self._tx_owner != threading.get_ident():
+                pass  # another thread's transaction holds _lock; we only get here after it ends
+            view = self._load(doc)
+            if kind == "delete":
+                if view is _ABSENT or (keyt and get_in(view, keyt) is MISSING_KEY):
+                    raise KeyNotFound(doc, keyt, "no such document" if view is _ABSENT else "no such key")
+            elif kind in ("append", "update") and view is not _ABSENT and not isinstance(view, (dict, list)):
+                raise EncodeError(f"{doc}: cannot {kind} into a document holding a {type(view).__name__}")
+            if keyt and view is not _ABSENT and not isinstance(view, (dict, list)):
+                raise EncodeError(f"{doc}: the document holds a {type(view).__name__}; only whole-document "
+                                  "writes (key=None) apply")
+            self._seq += 1
+            op = _Op(self._seq, doc, kind, keyt, value)
+            try:
+                self._views[doc] = _apply(view, op)
+            except KeyPathError as e:
+                self._views.pop(doc, None)  # may be half-applied; reload from history + journal
+                raise KeyNotFound(doc, keyt, e.problem) from None
+            # The journal keeps its own copy: later in-place ops on the view must not reach it.
+            op.value = copy_value(value)
+            self._journal.append(op)
+            self._dirty[doc] = self._seq
+            now = time.monotonic()
+            self._last_write = now
+            if self._first_pending is None:
+                self._first_pending = now
+            if self.durability == "debounced" and not self._tx_depth:
+                self._cv.notify()
+        if self.durability == "immediate" and not self._tx_depth:
+            self.flush()
+
+    def set(self, doc: str, key: object, value: Any) -> None:
+        """Set ``key`` in ``doc`` to ``value`` (a private copy is kept); ``key=None`` replaces the document.
+
+        Intermediate mappings are created. The value is checked here, on the caller's thread: one the document's
+        codec cannot store raises :class:`~gitstate.errors.EncodeError` at once.
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp()) as s:
+            ...     s.set("state.json", "services.slack", True)
+            ...     s.set("notes.md", None, "# notes\\n")
+            ...     s.get("state.json")
+            {'services': {'slack': True}}
+        """
+        self._write(doc, "set", key, value)
+
+    def delete(self, doc: str, key: object = None) -> None:
+        """Delete ``key`` from ``doc``; ``key=None`` removes the document.
+
+        Raises:
+            KeyNotFound: the document or key does not exist.
+        """
+        self._write(doc, "delete", key, None)
+
+    def update(self, doc: str, mapping: Mapping[str, Any], key: object = None) -> None:
+        """Deep-merge ``mapping`` into the document (or into the mapping at ``key``).
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp()) as s:
+            ...     s.set("state.json", None, {"services": {"a": True}, "jobs": {}})
+            ...     s.update("state.json", {"services": {"b": False}})
+            ...     s.get("state.json", "services")
+            {'a': True, 'b': False}
+        """
+        self._write(doc, "update", key, mapping)
+
+    def append(self, doc: str, key: object, value: Any) -> None:
+        """Append ``value`` to the list at ``key`` (created if missing).
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp()) as s:
+            ...     s.append("memory/current_work.yaml", "follow_ups", "check coverage")
+            ...     s.get("memory/current_work.yaml", "follow_ups")
+            ['check coverage']
+        """
+        self._write(doc, "append", key, value)
+
+    @contextlib.contextmanager
+    def transaction(self, message: str | None = None, *,
+                    metadata: Mapping[str, str] | None = None) -> Iterator[Store]:
+        """Group writes into one commit, or none if the block raises (memory and disk then stay as before).
+
+        Other threads' reads and writes wait until the block ends. Writes pending from before the block are
+        committed first, on their own. On success the block's writes are flushed at once.
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp()) as s:
+            ...     with s.transaction("move task 3 to done"):
+            ...         s.set("tasks/t3.json", "status", "done")
+            ...         s.append("state.json", "done", 3)
+            ...     s.log(limit=1)[0].docs
+            ['state.json', 'tasks/t3.json']
+        """
+        self._check_open()
+        with self._flush_lock, self._lock:
+            if self._tx_depth:  # nested: part of the outer transaction
+                self._tx_depth += 1
+                try:
+                    yield self
+                finally:
+                    self._tx_depth -= 1
+                return
+            if self._journal:
+                self.flush()
+            mark = self._seq
+            saved_views = dict(self._views)
+            self._tx_depth, self._tx_owner = 1, threading.get_ident()
+            try:
+                yield self
+            except BaseException:
+                self._journal = [op for op in self._journal if op.seq <= mark]
+                self._dirty = {d: s for d, s in self._dirty.items() if s <= mark}
+                # Views of documents the block touched are dropped and rebuilt from history + journal.
+                touched = {d for d in self._views if self._views.get(d) is not saved_views.get(d)}
+                self._views = {d: v for d, v in saved_views.items() if d not in touched}
+                if not self._journal:
+                    self._first_pending = None
+                raise
+            finally:
+                self._tx_depth, self._tx_owner = 0, None
+            self.flush(message, metadata=metadata)
+
+    # ================================================================= flushing
+    def flush(self, message: str | None = None, *, metadata: Mapping[str, str] | None = None) -> str | None:
+        """Commit pending writes now and wait until they are durable.
+
+        Args:
+            message: subject of the commit (default: a summary of the changed keys).
+            metadata: extra Git trailers (``{"Run-Id": "42"}``).
+
+        Returns:
+            The new commit id, or None when nothing was pending (or the writes changed nothing).
+
+        Raises:
+            SaveError: the commit could not be written (disk full, read-only...). The writes stay pending and a
+                later flush retries them.
+        """
+        if self._closed:
+            with self._lock:
+                if not self._journal:
+                    return None
+            raise StoreClosed(f"store {self.path} is closed")
+        with self._flush_lock:
+            with self._lock:
+                if not self._journal:
+                    return None
+            t0 = time.perf_counter()
+            try:
+                commit, changes, events = self._flush_locked(message, metadata)
+            except GitStateError as e:
+                err = e if isinstance(e, SaveError) else SaveError(f"{self.path}: flush failed: {e}",
+                                                                    pending=self.pending)
+                self._record_failure(err)
+                if err is e:
+                    raise
+                raise err from e
+            except OSError as e:
+                err = SaveError(f"{self.path}: could not save {self.pending} pending write(s): {_oserror(e)}",
+                                pending=self.pending)
+                self._record_failure(err)
+                raise err from e
+            ms = (time.perf_counter() - t0) * 1000
+            self._stats.flushes += 1
+            self._stats.last_flush_ms = ms
+            self._stats.flush_ms.append(ms)
+            del self._stats.flush_ms[:-1000]
+            self._failures_in_row = 0
+        for ev in events:
+            self._emit(ev)
+        if commit is not None:
+            self._stats.commits += 1
+            self._emit(Committed(commit=commit, actor="library", docs=sorted(changes), message="",
+                                 duration_ms=ms))
+            self._after_commit(commit)
+        return commit
+
+    def _record_failure(self, err: SaveError) -> None:
+        self._stats.failures += 1
+        self._stats.last_error = str(err)
+        self._failures_in_row += 1
+        self._retry_at = time.monotonic() + min(_MAX_RETRY_DELAY_S, 0.25 * 2 ** min(self._failures_in_row, 8))
+        logger.error("%s", err)
+        self._emit(SaveErrorEvent(error=err, pending=self.pending))
+
+    def _flush_locked(self, message: str | None, metadata: Mapping[str, str] | None
+                      ) -> tuple[str | None, dict[str, bytes | None], list[Event]]:
+        events: list[Event] = []
+        with self._repo.lock():
+            head = self._repo.head()
+            with self._lock:
+                if head != self._head:
+                    events.append(self._advance_to(head, source="process"))
+                seq_hi = self._seq
+                docs = list(self._dirty)
+                ops_by_doc: dict[str, list[_Op]] = {}
+                for op in self._journal:
+                    ops_by_doc.setdefault(op.doc, []).append(op)
+                encoded: dict[str, bytes | None] = {}
+                new_values: dict[str, Any] = {}
+                for doc in docs:
+                    view = self._load(doc)
+                    new_values[doc] = view
+                    encoded[doc] = None if view is _ABSENT else codec_for(doc).encode(view)
+                    if view is not _ABSENT:
+                        new_values[doc] = copy_value(view)
+            # Outside _lock: readers and writers go on while we talk to the disk.
+            files: dict[str, bytes | None] = {}
+            for doc, data in encoded.items():
+                old = self._committed_bytes(doc)
+                if old != data:
+                    files[doc] = data
+            if files:
+                events += self._take_unsaved_human_edits(files)
+            commit = None
+            if files:
+                changes = self._describe(files, new_values)
+                msg = build_message(message, changes, "library", metadata)
+                commit = self._commit(files, msg, author=self.author, actor="library", changes=changes,
+                                      parent=self._head)
+            with self._lock:
+                if commit is not None:
+                    self._head = commit
+                    self._head_tree = self._repo.commit_info(commit).tree
+                    self._ref_stamp = self._repo.ref_stamp()
+                self._journal = [op for op in self._journal if op.seq > seq_hi]
+                self._dirty = {d: s for d, s in self._dirty.items() if s > seq_hi}
+                if not self._journal:
+                    self._first_pending = None
+        return commit, files, events
+
+    def _describe(self, files: Mapping[str, bytes | None], new_values: Mapping[str, Any] | None = None
+                  ) -> list[docdiff.Change]:
+        """Structured changes of ``files`` against the current head (for messages and the key index)."""
+        changes: list[docdiff.Change] = []
+        for doc, data in files.items():
+            codec = codec_for(doc)
+            old_bytes = self._committed_bytes(doc)
+            old = docdiff.MISSING if old_bytes is None else _safe_decode(codec, old_bytes, doc)
+            if new_values is not None and doc in new_values:
+                new = new_values[doc]
+                new = docdiff.MISSING if new is _ABSENT else new
+            else:
+                new = docdiff.MISSING if data is None else _safe_decode(codec, data, doc)
+            if not codec.structured and old is not docdiff.MISSING and new is not docdiff.MISSING:
+                changes.append(docdiff.Change(doc=doc, key=(), op="change", old=old, new=new))
+            else:
+                changes.extend(docdiff.diff(old, new, doc=doc))
+        return changes
+
+    def _commit(self, files: Mapping[str, bytes | None], message: str, *, author: str, actor: str,
+                changes: list[docdiff.Change], parent: str | None, extra_parents: tuple[str, ...] = ()) -> str:
+        """Write work-tree files, then the commit, move the branch, sync the index and record the change keys.
+        Call with the repository lock held and ``parent`` equal to the branch head."""
+        for doc, data in files.items():
+            if data is None:
+                remove_file(self.path, doc, fsync=self._fsync)
+            else:
+                self._written[doc] = blob_id(data)
+                atomic_write(self.path, doc, data, fsync=self._fsync)
+        commit = self._repo.commit_files(parent, dict(files), message, author=author,
+                                         extra_parents=extra_parents, fsync=self._fsync)
+        tree = self._repo.commit_info(commit).tree
+        self._repo.sync_index(tree, {doc: None if data is None else blob_id(data) for doc, data in files.items()})
+        self._record(commit, actor, changes)
+        for doc in files:
+            self._written.pop(doc, None)
+        return commit
+
+    def _record(self, commit: str, actor: str, changes: list[docdiff.Change]) -> None:
+        try:
+            from . import history
+
+            history.record(self._repo, commit, actor=actor, changes=changes)
+        except Exception:  # the key index is a cache; history rebuilds what it misses
+            logger.exception("could not record the key index entry of %s", commit)
+
+    def _after_commit(self, commit: str) -> None:
+        for hook in self._after_commit_hooks:
+            try:
+                hook(commit)
+            except Exception:
+                logger.exception("after-commit hook %r failed", hook)
+
+    # ================================================================= the background flusher
+    def _due_in(self, now: float) -> float | None:
+        """Seconds until the pending writes are due, None when nothing is pending. Call with ``_lock``."""
+        if not self._journal or self.durability != "debounced" or self._tx_depth:
+            return None
+        first = self._first_pending if self._first_pending is not None else now
+        due = min(self._last_write + self.debounce_ms / 1000, first + self.max_delay_ms / 1000)
+        return max(due, self._retry_at) - now
+
+    def _flusher_loop(self) -> None:
+        next_poll = time.monotonic() + _HEAD_POLL_S
+        while not self._stop.is_set():
+            with self._cv:
+                now = time.monotonic()
+                due = self._due_in(now)
+                wait = min(due if due is not None else _HEAD_POLL_S, max(0.0, next_poll - now))
+                if wait > 0:
+                    self._cv.wait(wait)
+                    now = time.monotonic()
+                    due = self._due_in(now)
+            if self._stop.is_set():
+                break
+            if due is not None and due <= 0:
+                try:
+                    self.flush()
+                except GitStateError:
+                    pass  # recorded and emitted as save_error; retried after a back-off
+                except Exception:
+                    logger.exception("unexpected error in the background flush")
+                    self._retry_at = time.monotonic() + _MAX_RETRY_DELAY_S
+            if now >= next_poll:
+                next_poll = now + _HEAD_POLL_S
+                try:
+                    self._maybe_refresh()
+                except Exception:
+                    logger.debug("head poll failed", exc_info=True)
+
+    # ================================================================= commits made by others
+    def _take_unsaved_human_edits(self, files: dict[str, bytes | None]) -> list[Event]:
+        """Before overwriting files, commit hand edits to them that nothing has committed yet (no watcher
+        running), so a library write never silently discards a human's change. Repository lock held."""
+        events: list[Event] = []
+        for doc in list(files):
+            on_disk = self._read_worktree(doc)
+            committed = self._committed_bytes(doc)
+            if on_disk == committed or on_disk == files[doc]:
+                continue
+            if on_disk is not None and self._written.get(doc) == blob_id(on_disk):
+                continue  # our own write from a flush that failed before its commit
+            events += self._ingest_locked(doc, on_disk, reason="unsaved edit found before a library write")
+            # The branch moved: re-encode our view of this document on top of the human's version.
+            with self._lock:
+                view = self._load(doc)
+                files[doc] = None if view is _ABSENT else codec_for(doc).encode(view)
+            if files[doc] == self._committed_bytes(doc):
+                del files[doc]
+        return events
+
+    def _read_worktree(self, doc: str) -> bytes | None:
+        try:
+            check_no_symlinks(self.path, doc)
+            entry = self._repo.index.entries.get(doc.encode("utf-8", "surrogateescape"))
+            st = os.lstat(self.path / doc)
+            if entry is not None and self._head_tree and self._repo.index.valid:
+                sha = self._repo.blob_id_at(self._head_tree, doc)
+                if sha is not None and self._repo._stat_matches(doc, sha, st):
+                    return self._committed_bytes(doc)
+            return (self.path / doc).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except InvalidPath:
+            return None
+
+    def _quarantine(self, doc: str, data: bytes, error: DecodeError) -> str:
+        """Keep content that does not parse in ``.git/gitstate/quarantine/`` (deduplicated); return its path."""
+        qdir = self._repo.meta_dir / "quarantine"
+        qdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        safe = doc.replace("/", "%2F")
+        digest = blob_id(data)[:12]
+        for existing in qdir.glob(f"*--{safe}--{digest}"):
+            return str(existing)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = qdir / f"{stamp}--{safe}--{digest}"
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        (qdir / f"{target.name}.reason").write_text(f"{error}\n")
+        logger.warning("%s does not parse (%s); kept its content in %s and serve the last committed version",
+                       doc, error, target)
+        return str(target)
+
+    def quarantined(self) -> list[dict[str, str]]:
+        """Edits that did not parse and were kept aside: ``[{doc, path, error}]``, oldest first."""
+        qdir = self._repo.meta_dir / "quarantine"
+        out = []
+        for p in sorted(qdir.glob("*--*--*")):
+            if p.name.endswith(".reason"):
+                continue
+            parts = p.name.split("--")
+            reason = p.with_name(p.name + ".reason")
+            out.append({"doc": parts[1].replace("%2F", "/"), "path": str(p),
+                        "error": reason.read_text().strip() if reason.exists() else ""})
+        return out
+
+    def ingest(self, docs: list[str] | set[str], *, source: str = "human") -> list[Event]:
+        """Commit edits made to files on disk (used by the watcher): each valid edit becomes a commit by the OS
+        user with actor ``human``, merged key by key with this store's pending writes (the human's value wins
+        on a key both changed); an edit that does not parse is kept aside and reported (``invalid_edit``).
+
+        Returns the events it emitted.
+        """
+        self._check_open()
+        events: list[Event] = []
+        with self._flush_lock, self._repo.lock():
+            head = self._repo.head()
+            with self._lock:
+                if head != self._head:
+                    events.append(self._advance_to(head, source="process"))
+            for doc in sorted(set(docs)):
+                try:
+                    validate_doc_path(doc)
+                except InvalidPath as e:
+                    logger.warning("ignoring %s: %s", doc, e.reason)
+                    continue
+                events += self._ingest_locked(doc, self._read_worktree(doc), reason=None)
+        for e in events:
+            self._emit(e)
+        return events
+
+    def _ingest_locked(self, doc: str, on_disk: bytes | None, *, reason: str | None) -> list[Event]:
+        """Commit the on-disk content of ``doc`` as a human edit. Repository lock held."""
+        committed = self._committed_bytes(doc)
+        if on_disk == committed:
+            return []
+        codec = codec_for(doc)
+        if on_disk is None:
+            theirs: Any = docdiff.MISSING
+        else:
+            try:
+                theirs = codec.decode(on_disk, doc)
+                if codec.structured:
+                    codec.normalize(theirs, doc)
+            except (DecodeError, EncodeError) as e:
+                err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
+                where = self._quarantine(doc, on_disk, err)
+                return [InvalidEdit(doc=doc, error=err.problem, line=err.line, column=err.column,
+                                    quarantined_to=where)]
+        base = docdiff.MISSING if committed is None else _safe_decode(codec, committed, doc)
+        human_changes = docdiff.diff(base, theirs, doc=doc) if codec.structured else (
+            [] if base == theirs else [docdiff.Change(doc, (), "change" if base is not docdiff.MISSING
+                                                      and theirs is not docdiff.MISSING else
+                                                      ("add" if base is docdiff.MISSING else "remove"),
+                                                      base, theirs)])
+        overwritten: list[docdiff.Conflict] = []
+        with self._lock:
+            ours_view = self._load(doc)
+            pending = [op for op in self._journal if op.doc == doc]
+            keep: list[_Op] = []
+            for op in pending:
+                hit = [c for c in human_changes if key_overlaps(c.key, op.key)]
+                if hit:
+                    ours_val = get_in(ours_view, op.key) if ours_view is not _ABSENT else MISSING_KEY
+                    theirs_val = get_in(theirs, op.key) if theirs is not docdiff.MISSING else MISSING_KEY
+                    overwritten.append(docdiff.Conflict(
+                        key=op.key, base=docdiff.MISSING, chosen="theirs",
+                        ours=docdiff.MISSING if ours_val is MISSING_KEY else copy_value(ours_val),
+                        theirs=docdiff.MISSING if theirs_val is MISSING_KEY else copy_value(theirs_val)))
+                else:
+                    keep.append(op)
+            if len(keep) != len(pending):
+                dropped = {id(op) for op in pending} - {id(op) for op in keep}
+                self._journal = [op for op in self._journal if id(op) not in dropped]
+                if not any(op.doc == doc for op in self._journal):
+                    self._dirty.pop(doc, None)
+        extra = [f"overrode pending library value of {doc}: {docdiff.format_key(c.key)} = "
+                 f"{docdiff.format_value(c.ours)}" for c in overwritten]
+        if reason:
+            extra.append(f"({reason})")
+        msg = build_message(None, human_changes, "human", extra_lines=extra)
+        commit = self._commit({doc: on_disk}, msg, author=human_author(), actor="human", changes=human_changes,
+                              parent=self._head)
+        with self._lock:
+            self._advance_to(commit, source="human")
+            self._ref_stamp = self._repo.ref_stamp()
+        return [
+            Committed(commit=commit, actor="human", docs=[doc], message=msg),
+            ExternalChange(docs=[doc], changes=human_changes, overwritten=overwritten, source="human",
+                           commit=commit),
+        ]
+
+    def _commit_external(self, steps: list[tuple[Mapping[str, bytes | None], str]], *, actor: str,
+                         author: str | None = None, expected_head: Any = _DEFAULT,
+                         extra_parents: tuple[str, ...] = ()) -> str | None:
+        """Commit file contents made elsewhere (restore, undo, migration steps): one commit per step, the branch
+        moved once at the end, pending writes re-applied on top. Returns the last commit id (None if nothing
+        changed). Raises RepositoryError if ``expected_head`` is given and the branch is elsewhere."""
+        self._check_open()
+        events: list[Event] = []
+        with self._flush_lock, self._repo.lock():
+            head = self._repo.head()
+            if expected_head is not _DEFAULT and head != expected_head:
+                raise RepositoryError(f"the branch moved while preparing the {actor} commit; try again")
+            with self._lock:
+                if head != self._head:
+                    events.append(self._advance_to(head, source="process"))
+            parent = head
+            tree = self._head_tree
+            all_files: dict[str, bytes | None] = {}
+            commits: list[tuple[str, list[docdiff.Change], list[str]]] = []
+            for files, message in steps:
+                files = {d: b for d, b in files.items()
+                         if b != (self._repo.read_at(tree, d) if tree else None)}
+                if not files:
+                    continue
+                changes = self._describe_between(tree, files)
+                full = message if "Gitstate-Actor:" in message else build_message(message, changes, actor)
+                cid = self._repo.commit_files(parent, dict(files), full, author=author or self.author,
+                                              fsync=self._fsync, move_branch=False, base_tree=tree,
+                                              extra_parents=extra_parents if not commits else ())
+                commits.append((cid, changes, sorted(files)))
+                parent, tree = cid, self._repo.commit_info(cid).tree
+                all_files.update(files)
+            if not commits:
+                return None
+            for doc, data in all_files.items():
+                if data is None:
+                    remove_file(self.path, doc, fsync=self._fsync)
+                else:
+                    atomic_write(self.path, doc, data, fsync=self._fsync)
+            self._repo.update_ref(self._repo.branch_ref, parent, head, fsync=self._fsync)
+            assert tree is not None
+            self._repo.sync_index(tree, {d: None if b is None else blob_id(b) for d, b in all_files.items()})
+            for cid, changes, _ in commits:
+                self._record(cid, actor, changes)
+            with self._lock:
+                ev = self._advance_to(parent, source=actor)
+                self._ref_stamp = self._repo.ref_stamp()
+        for e in events:
+            self._emit(e)
+        for cid, changes, docs in commits:
+            self._emit(Committed(commit=cid, actor=actor, docs=docs))
+        self._emit(ExternalChange(docs=ev.docs, changes=[c for _, cs, _ in commits for c in cs], source=actor,
+                                  commit=parent))
+        self._after_commit(parent)
+        return parent
+
+    def _describe_between(self, tree: str | None, files: Mapping[str, bytes | None]) -> list[docdiff.Change]:
+        changes: list[docdiff.Change] = []
+        for doc, data in files.items():
+            codec = codec_for(doc)
+            old_b = self._repo.read_at(tree, doc) if tree else None
+            old = docdiff.MISSING if old_b is None else _safe_decode(codec, old_b, doc)
+            new = docdiff.MISSING if data is None else _safe_decode(codec, data, doc)
+            if codec.structured:
+                changes.extend(docdiff.diff(old, new, doc=doc))
+            elif old != new:
+                op = "add" if old is docdiff.MISSING else "remove" if new is docdiff.MISSING else "change"
+                changes.append(docdiff.Change(doc, (), op, old, new))
+        return changes
+
+    def _checkout(self, new_head: str, *, expected_head: str | None, actor: str) -> None:
+        """Move the branch to ``new_head`` (a fast-forward or a merge commit already written), updating the
+        work tree and index for the changed paths. Repository lock and ``_flush_lock`` held."""
+        assert self._repo.holds_lock()
+        old_tree = self._repo.commit_info(expected_head).tree if expected_head else None
+        new_tree = self._repo.commit_info(new_head).tree
+        changed = self._repo.changed_paths(old_tree, new_tree)
+        for doc, (_, new_sha) in changed.items():
+            if new_sha is None:
+                remove_file(self.path, doc, fsync=self._fsync)
+            else:
+                atomic_write(self.path, doc, self._repo.read_blob(new_sha), fsync=self._fsync)
+        self._repo.update_ref(self._repo.branch_ref, new_head, expected_head, fsync=self._fsync)
+        self._repo.sync_index(new_tree, {d: s for d, (_, s) in changed.items()})
+        with self._lock:
+            ev = self._advance_to(new_head, source=actor)
+            self._ref_stamp = self._repo.ref_stamp()
+        self._emit(ev)
+
+    # ================================================================= recovery on open
+    def _recover(self) -> Loaded:
+        """Bring the store to a clean state on open: stale locks removed, files changed on disk committed as
+        recovered state, files that do not parse quarantined (the last committed version is served)."""
+        recovered: dict[str, bytes | None] = {}
+        quarantined: dict[str, str] = {}
+        with self._flush_lock, self._repo.lock():
+            self._repo.recover_stale_locks()
+            head = self._repo.head()
+            tree = self._repo.commit_info(head).tree if head else None
+            changes = self._repo.worktree_changes(tree or "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+                                                  ignored=self._repo.ignore_matcher())
+            for doc, data in sorted(changes.items()):
+                try:
+                    validate_doc_path(doc)
+                except InvalidPath as e:
+                    logger.warning("not tracking %s: %s", doc, e.reason)
+                    continue
+                if data is not None:
+                    try:
+                        codec = codec_for(doc)
+                        value = codec.decode(data, doc)
+                        if codec.structured:
+                            codec.normalize(value, doc)
+                    except (DecodeError, EncodeError) as e:
+                        err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
+                        quarantined[doc] = self._quarantine(doc, data, err)
+                        continue
+                recovered[doc] = data
+            self._head = head
+            self._head_tree = tree
+            if recovered:
+                described = self._describe(recovered)
+                what = "adopted existing files" if head is None else "recovered changes found on disk at open"
+                msg = build_message(what, described, "human")
+                head = self._commit(recovered, msg, author=human_author(), actor="human", changes=described,
+                                    parent=head)
+                self._head = head
+                self._head_tree = self._repo.commit_info(head).tree
+                logger.info("%s: committed %d document(s) changed on disk: %s", self.path, len(recovered),
+                            ", ".join(sorted(recovered)))
+            elif self._head_tree is not None and not self._index_matches(self._head_tree):
+                self._repo.rebuild_index(self._head_tree)
+            self._ref_stamp = self._repo.ref_stamp()
+        return Loaded(head=self._head, recovered=sorted(recovered), quarantined=quarantined)
+
+    def _index_matches(self, tree: str) -> bool:
+        if not self._repo.index.load():
+            return False
+        blobs = self._repo.list_blobs(tree)
+        shas = self._repo.index.shas
+        if len(shas) != len(blobs):
+            return False
+        return all(shas.get(p.encode("utf-8", "surrogateescape")) == bytes.fromhex(s) for p, s in blobs.items())
+
+    # ================================================================= history (history.py)
+    def log(self, doc: str | None = None, key: object = None, limit: int | None = None) -> list[Commit]:
+        """Commits on the store's branch, newest first; with ``doc`` only those that changed it, with ``key``
+        only those that changed that key (served from a key index, not by diffing history).
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp(), durability="immediate") as s:
+            ...     s.set("state.json", "services.slack", False)
+            ...     s.set("state.json", "services.slack", True)
+            ...     [c.message.splitlines()[0] for c in s.log(key="services.slack")][0]
+            'state.json: services.slack false -> true'
+        """
+        from . import history
+
+        self._check_open()
+        self._maybe_refresh()
+        if doc is not None:
+            validate_doc_path(doc)
+        return history.log(self._repo, self._repo.head(), doc=doc,
+                           key=parse_key(key) if key is not None else None, limit=limit)
+
+    def diff(self, a: str = "HEAD~1", b: str = "HEAD", doc: str | None = None) -> list[docdiff.Change]:
+        """Key-level changes from revision ``a`` to revision ``b`` (optionally of one document)."""
+        from . import history
+
+        self._check_open()
+        if doc is not None:
+            validate_doc_path(doc)
+        return history.diff(self._repo, a, b, doc=doc)
+
+    def at(self, rev: str) -> StateView:
+        """A read-only view of the store as of ``rev`` (id, ``HEAD~N``, snapshot, ``"2h ago"``, ISO time)."""
+        from . import history
+
+        self._check_open()
+        return history.at(self._repo, rev)
+
+    def resolve(self, rev: str) -> str:
+        """The commit id a revision names. Raises :class:`~gitstate.errors.RevisionNotFound`."""
+        from . import history
+
+        return history.resolve(self._repo, rev)
+
+    def restore(self, rev: str, docs: list[str] | None = None, message: str | None = None) -> str:
+        """Make the documents (all, or ``docs``) equal to their content at ``rev``, as a NEW commit (actor
+        ``restore``); history is never rewritten. A document absent at ``rev`` is removed. Pending writes are
+        committed first. Returns the commit id (the current head if nothing differed)."""
+        from . import history
+
+        self._check_open()
+        for d in docs or []:
+            validate_doc_path(d)
+        self.flush()
+        head = self._repo.head()
+        target = history.resolve(self._repo, rev)
+        files = history.restore_files(self._repo, head, target, docs)
+        short = target[:8]
+        subject = message or f"restore {', '.join(docs) if docs else 'all documents'} to {rev}" + (
+            f" ({short})" if not rev.startswith(short) else "")
+        commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
+        return commit or (head or "")
+
+    def undo(self) -> str:
+        """Revert the last commit as a new commit (actor ``restore``). Pending writes are committed first,
+        so ``undo()`` reverts them."""
+        from . import history
+
+        self._check_open()
+        self.flush()
+        head = self._repo.head()
+        files, subject = history.undo_files(self._repo, head)
+        commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
+        return commit or (head or "")
+
+    def snapshot(self, name: str, message: str | None = None) -> str:
+        """Tag the current state (pending writes flushed first) as ``name``; returns the commit id."""
+        from . import history
+
+        self._check_open()
+        self.flush()
+        return history.snapshot(self._repo, name, tagger=self.author, message=message)
+
+    def snapshots(self) -> list[Snapshot]:
+        """Snapshots (Git tags), oldest first."""
+        from . import history
+
+        self._check_open()
+        return history.snapshots(self._repo)
+
+    # ================================================================= watcher (watcher.py)
+    def watch(self, **options: Any) -> Any:
+        """Start a watcher thread that commits edits humans make to the files (see :mod:`gitstate.watcher`).
+        Returns the :class:`~gitstate.watcher.Watcher`; ``.stop()`` ends it (``close()`` does too)."""
+        from .watcher import Watcher
+
+        self._check_open()
+        if self._watcher is not None and self._watcher.running:
+            return self._watcher
+        self._watcher = Watcher(self.path, self._on_files_changed, is_ignored=self._repo.ignore_matcher(),
+                                **options)
+        self._watcher.start()
+        self.ingest(self._edits_since_head())  # edits made while nothing was watching
+        return self._watcher
+
+    def _edits_since_head(self) -> list[str]:
+        with self._flush_lock, self._repo.lock():
+            tree = self._head_tree or "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+            return sorted(self._repo.worktree_changes(tree, ignored=self._repo.ignore_matcher()))
+
+    def _on_files_changed(self, docs: set[str]) -> None:
+        if self._closed:
+            return
+        try:
+            self.ingest(docs)
+        except GitStateError as e:
+            logger.error("could not commit edits to %s: %s", ", ".join(sorted(docs)), e)
+
+    # ================================================================= remotes (remote.py)
+    def remote_add(self, name: str, url: str) -> None:
+        """Add a remote (a path, ``file://``, ``git://``, ``http(s)://`` or ``ssh://`` URL). Credentials in the URL
+        are kept out of ``.git/config`` (see :mod:`gitstate.remote`)."""
+        from . import remote as _remote
+
+        self._check_open()
+        _remote.add_remote(self._repo, name, url)
+
+    def push(self, remote: str = "origin") -> str | None:
+        """Flush, then push the branch to ``remote``. Returns the pushed commit id (None if nothing to push).
+
+        Raises:
+            PushRejected: the remote moved; run :meth:`sync`.
+            RemoteError: the remote is unreachable or refused the push.
+        """
+        from . import remote as _remote
+
+        self._check_open()
+        self.flush()
+        return _remote.push(self._repo, remote)
+
+    def pull(self, remote: str = "origin", *, on_conflict: str = "ours") -> str | None:
+        """Fetch ``remote`` and bring its changes in: a fast-forward when possible, else a merge commit (actor
+        ``merge``) whose documents are merged key by key. ``on_conflict`` decides keys both sides changed:
+        ``"ours"`` (keep the local value, record the remote one), ``"theirs"`` or ``"fail"``
+        (:class:`~gitstate.errors.MergeConflict`). Pending writes are re-applied on top. Returns the new head."""
+        from . import remote as _remote
+
+        self._check_open()
+        if on_conflict not in ("ours", "theirs", "fail"):
+            raise ValueError("on_conflict must be 'ours', 'theirs' or 'fail'")
+        fetched = _remote.fetch(self._repo, remote)
+        with self._flush_lock, self._repo.lock():
+            head = self._repo.head()
+            outcome = _remote.integrate(self._repo, head, fetched, rule=on_conflict, author=self.author)
+            if outcome.commit is not None and outcome.commit != head:
+                self._checkout(outcome.commit, expected_head=head, actor="merge")
+                if outcome.kind == "merge":
+                    self._record(outcome.commit, "merge", list(outcome.changes))
+        if outcome.conflicts:
+            self._emit(ExternalChange(docs=sorted({c.doc for c in outcome.changes}), changes=list(outcome.changes),
+                                      overwritten=list(outcome.conflicts), source="merge", commit=outcome.commit))
+        if outcome.commit is not None and outcome.commit != head:
+            self._after_commit(outcome.commit)
+        return self._repo.head()
+
+    def sync(self, remote: str = "origin", *, on_conflict: str = "ours") -> str | None:
+        """Pull, then push: afterwards the remote and this store hold the same history."""
+        self.flush()
+        self.pull(remote, on_conflict=on_conflict)
+        return self.push(remote)
+
+    def push_status(self, remote: str | None = None) -> dict[str, Any]:
+        """Background push state per remote: last success, commits waiting, last error (survives restarts)."""
+        from . import remote as _remote
+
+        return _remote.push_status(self._repo, remote)
+
+    # ================================================================= migrations (migrate.py)
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the state (0 for a store that never migrated)."""
+        from . import migrate as _migrate
+
+        return _migrate.current_version(self)
+
+    def migrate(self, steps: Mapping[int, Callable[[Any], object]], *, dry_run: bool = False) -> list[str]:
+        """Run every migration step above the current schema version, in order, each as one commit (actor
+        ``migration``), after a snapshot ``pre-migration-v{cur}-to-v{target}``. If a step raises, nothing lands
+        and :class:`~gitstate.errors.MigrationError` names it. With ``dry_run`` nothing changes and the result
+        lists the changes the steps would make. Returns the commit ids (or change lines for a dry run)."""
+        from . import migrate as _migrate
+
+        self._check_open()
+        return _migrate.run(self, steps, dry_run=dry_run)
+
+    # ================================================================= maintenance (gc.py, doctor.py)
+    def gc(self, *, progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+        """Pack history with deltas and prune debris objects left by crashes (no ``git`` binary needed)."""
+        from . import gc as _gc
+
+        self._check_open()
+        return _gc.collect(self._repo, progress=progress)
+
+    # ================================================================= statistics
+    def stats(self) -> dict[str, Any]:
+        """Figures a program would monitor: flushes, commits, failures, flush durations (ms), pending writes,
+        repository size in bytes."""
+        import statistics
+
+        fl = list(self._stats.flush_ms)
+        return {
+            "flushes": self._stats.flushes,
+            "commits": self._stats.commits,
+            "failures": self._stats.failures,
+            "last_error": self._stats.last_error,
+            "last_flush_ms": round(self._stats.last_flush_ms, 3),
+            "flush_ms_median": round(statistics.median(fl), 3) if fl else None,
+            "flush_ms_max": round(max(fl), 3) if fl else None,
+            "pending": self.pending,
+            "repo_bytes": self._repo.disk_usage(),
+            "head": self._head,
+        }
+
+
+def _safe_decode(codec: Codec, data: bytes, doc: str) -> Any:
+    try:
+        return codec.decode(data, doc)
+    except DecodeError:
+        return data.decode("utf-8", "replace")
+
+
+def _oserror(e: OSError) -> str:
+    import errno
+
+    hint = {
+        errno.ENOSPC: "the disk is full; free space and the next flush retries",
+        errno.EDQUOT: "the disk quota is exceeded; free space and the next flush retries",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied; check the store directory's permissions",
+        errno.EPERM: "operation not permitted; check the store directory's permissions",
+    }.get(e.errno or 0)
+    base = f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+    return f"{base}: {hint}" if hint else base
+
+
+# ===================================================================== process-wide: exit and signals
+_open_stores: set[Store] = set()
+_registry_lock = threading.Lock()
+_handlers_installed = False
+_previous_sigterm: Any = None
+
+
+def _register(store: Store) -> None:
+    with _registry_lock:
+        _open_stores.add(store)
+
+
+def _unregister(store: Store) -> None:
+    with _registry_lock:
+        _open_stores.discard(store)
+
+
+def _flush_all(reason: str) -> None:
+    with _registry_lock:
+        stores = list(_open_stores)
+    for store in stores:
+        try:
+            if reason == "exit":
+                store.close()
+            else:
+                store.flush()
+        except Exception as e:
+            logger.error("could not save %s on %s: %s", store.path, reason, e)
+
+
+@atexit.register
+def _at_exit() -> None:
+    _flush_all("exit")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _flush_all("SIGTERM")
+    prev = _previous_sigterm
+    if callable(prev):
+        prev(signum, frame)
+        return
+    if prev == signal.SIG_IGN:
+        return
+    # Keep the signal's usual effect: die by it, so the parent sees "terminated by SIGTERM".
+    _flush_all("exit")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_signal_handlers() -> None:
+    """Flush open stores on SIGTERM, then let the signal take its usual effect. SIGINT needs nothing: it raises
+    KeyboardInterrupt, and the exit handler flushes. Only possible from the main thread."""
+    global _handlers_installed, _previous_sigterm
+    if _handlers_installed or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        _previous_sigterm = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _handlers_installed = True
+    except (ValueError, OSError):  # not the main interpreter
+        logger.debug("cannot install the SIGTERM handler here")
+
+
+def open(path: str | os.PathLike[str] | None = None, *, durability: Durability = "debounced",
+         debounce_ms: int = DEFAULT_DEBOUNCE_MS, max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
+         author: str | None = None, create: bool = True, watch: bool = False, auto_push: str | None = None,
+         on: Mapping[str, Callable[[Any], object]] | None = None, handle_signals: bool = True,
+         fsync: bool = True) -> Store:
+    """Open (or create) the state store at ``path``.
+
+    Args:
+        path: the store directory; defaults to ``$GITSTATE_DIR``.
+        durability: ``"debounced"`` (commit after ``debounce_ms`` of quiet, at most ``max_delay_ms`` after the
+            first pending write), ``"immediate"`` (every write commits before it returns) or ``"manual"``
+            (only :meth:`Store.flush`). Pending writes are always flushed on close, at exit and on SIGTERM.
+        debounce_ms: quiet period before a debounced flush.
+        max_delay_ms: longest a write waits for its commit under steady writes.
+        author: commit author, ``"Name <email>"`` (default ``gitstate <gitstate@HOSTNAME>``).
+        create: create the directory and repository when missing (else :class:`StoreNotFound`).
+        watch: also start a watcher thread that commits hand edits (see :meth:`Store.watch`).
+        auto_push: name of a remote to push to in the background after commits.
+        on: callbacks to register before the store loads, so ``loaded`` is seen too.
+        handle_signals: flush on SIGTERM (installed once, from the main thread).
+        fsync: fsync files, objects and directories (turn off only for throwaway stores, e.g. tests).
+
+    Raises:
+        StoreNotFound: no path and no ``$GITSTATE_DIR``, or nothing at ``path`` and ``create=False``.
+        RepositoryError: ``path`` holds a repository gitstate cannot use.
+
+    Example:
+        >>> import gitstate, tempfile
+        >>> store = gitstate.open(tempfile.mkdtemp(), durability="manual")
+        >>> store.set("state.json", "services.slack", True)
+        >>> store.pending
+        1
+        >>> store.close()
+    """
+    root = Path(path if path is not None else _default_path()).expanduser()
+    if not create and not (root / ".git").is_dir():
+        raise StoreNotFound(f"no gitstate store at {root}; run 'gitstate -C {root} init' or pass create=True")
+    if root.exists() and not root.is_dir():
+        raise StoreNotFound(f"{root} is not a directory")
+    try:
+        repo = Repository.open(root, create=create)
+    except PermissionError as e:
+        raise StoreNotFound(f"cannot create or open the store at {root}: permission denied") from e
+    except OSError as e:
+        raise StoreNotFound(f"cannot create or open the store at {root}: {_oserror(e)}") from e
+    store = Store(repo, durability=durability, debounce_ms=debounce_ms, max_delay_ms=max_delay_ms,
+                  author=author, fsync=fsync)
+    for name, cb in (on or {}).items():
+        store.on(name, cb)
+    try:
+        loaded = store._recover()
+    except OSError as e:
+        repo.close()
+        raise SaveError(f"{root}: could not recover the store on open: {_oserror(e)}") from e
+    except BaseException:
+        repo.close()
+        raise
+    store._emit(loaded)
+    if handle_signals:
+        _install_signal_handlers()
+    store._start()
+    if auto_push:
+        from .remote import start_auto_push
+
+        start_auto_push(store, auto_push)
+    if watch:
+        store.watch()
+    return store
+
+
+def clone(url: str, path: str | os.PathLike[str], **open_options: Any) -> Store:
+    """Make ``path`` a store from the remote at ``url`` (remote named ``origin``) and open it.
+
+    Example:
+        >>> # store = gitstate.clone("git://127.0.0.1:9418/state.git", "/var/lib/agent")  # doctest: +SKIP
+    """
+    from . import remote as _remote
+
+    _remote.clone_repository(url, Path(path))
+    return open(path, **open_options)
