@@ -1,11 +1,11 @@
 """Codecs: how a document's value becomes bytes and back, chosen by the path's suffix.
 
-| suffix | codec | value |
-|---|---|---|
-| ``.json`` | JSON, 2-space indent, key order kept, UTF-8, trailing newline | JSON-like (dict, list, str, int, float, bool, None) |
-| ``.yaml`` / ``.yml`` | YAML, block style, key order kept, no aliases written | JSON-like plus dates and scalar keys |
-| ``.txt`` / ``.md`` | UTF-8 text | ``str`` |
-| anything else | raw | ``bytes`` |
+* ``.json``: JSON, 2-space indent, key order kept, UTF-8, trailing newline; JSON-like values
+  (dict, list, str, int, float, bool, None).
+* ``.yaml`` / ``.yml``: YAML, block style, key order kept, no aliases written; JSON-like plus dates and
+  scalar keys.
+* ``.txt`` / ``.md``: UTF-8 text (``str``).
+* anything else: raw ``bytes``.
 
 Output is canonical: the same value always gives the same bytes, so a write that changes nothing makes no commit.
 YAML is only ever loaded with the safe loader (the C one when PyYAML has it), and aliases in files read from
@@ -210,7 +210,8 @@ class _YamlCodec(_TreeCodec):
                 return None
             if _yaml_expanded_size(node) > MAX_YAML_NODES:
                 raise DecodeError(
-                    doc, f"YAML aliases expand to more than {MAX_YAML_NODES} nodes; refused (possible alias bomb)"
+                    doc,
+                    f"YAML aliases expand to more than {MAX_YAML_NODES} nodes; refused (possible alias bomb)",
                 )
             return loader.construct_document(node)
         except yaml.MarkedYAMLError as e:

@@ -135,8 +135,7 @@ class PushError(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.name: cls
-    for cls in (Committed, Loaded, SaveErrorEvent, ExternalChange, InvalidEdit, Pushed, PushError)
+    cls.name: cls for cls in (Committed, Loaded, SaveErrorEvent, ExternalChange, InvalidEdit, Pushed, PushError)
 }
 
 

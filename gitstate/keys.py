@@ -142,16 +142,22 @@ def _walk_create(root: Any, key: Key) -> Any:
             nxt = cur.get(k)
             if nxt is None or not isinstance(nxt, (dict, list)):
                 if k in cur and nxt is not None:
-                    raise KeyPathError(key, depth + 1, f"{'.'.join(map(str, key[: depth + 1]))} is a "
-                                       f"{type(nxt).__name__}, not a mapping or list")
+                    raise KeyPathError(
+                        key,
+                        depth + 1,
+                        f"{'.'.join(map(str, key[: depth + 1]))} is a {type(nxt).__name__}, not a mapping or list",
+                    )
                 nxt = {}
                 cur[k] = nxt
             cur = nxt
         elif isinstance(cur, list):
             cur = cur[_index(cur, part, key, depth)]
             if not isinstance(cur, (dict, list)):
-                raise KeyPathError(key, depth + 1, f"{'.'.join(map(str, key[: depth + 1]))} is a "
-                                   f"{type(cur).__name__}, not a mapping or list")
+                raise KeyPathError(
+                    key,
+                    depth + 1,
+                    f"{'.'.join(map(str, key[: depth + 1]))} is a {type(cur).__name__}, not a mapping or list",
+                )
         else:
             raise KeyPathError(key, depth, f"cannot index into a {type(cur).__name__}")
     return cur

@@ -36,8 +36,28 @@ logger = logging.getLogger("gitstate.paths")
 TEMP_MARKER = ".gitstate-tmp-"
 
 # Characters that HFS+ and some Git hosts ignore when comparing names, so ".g\u200cit" is ".git" there.
-_IGNORABLE = {chr(c) for c in (0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
-                               0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF)}
+_IGNORABLE = {
+    chr(c)
+    for c in (
+        0x200B,
+        0x200C,
+        0x200D,
+        0x200E,
+        0x200F,
+        0x202A,
+        0x202B,
+        0x202C,
+        0x202D,
+        0x202E,
+        0x206A,
+        0x206B,
+        0x206C,
+        0x206D,
+        0x206E,
+        0x206F,
+        0xFEFF,
+    )
+}
 _MAX_PATH_BYTES = 1024
 
 
@@ -154,8 +174,9 @@ def _makedirs(root: Path, rel_dir: str, dir_mode: int) -> list[Path]:
     return created_in
 
 
-def atomic_write(root: Path, doc: str, data: bytes, *, file_mode: int = 0o600, dir_mode: int = 0o700,
-                 fsync: bool = True) -> os.stat_result:
+def atomic_write(
+    root: Path, doc: str, data: bytes, *, file_mode: int = 0o600, dir_mode: int = 0o700, fsync: bool = True
+) -> os.stat_result:
     """Write ``data`` to ``root/doc`` atomically and durably; return the new file's stat.
 
     An existing file keeps its permission bits. A crash at any point leaves the old content or the new one.
@@ -214,8 +235,22 @@ def remove_file(root: Path, doc: str, *, fsync: bool = True) -> bool:
 
 
 # Names editors and tools create next to the files they save; never state, never committed.
-_SCRATCH_SUFFIXES = (".swp", ".swx", ".swo", ".swn", "~", ".tmp", ".temp", ".part", ".crswap", ".kate-swp",
-                     ".orig.tmp", "___jb_tmp___", "___jb_old___", ".bak~")
+_SCRATCH_SUFFIXES = (
+    ".swp",
+    ".swx",
+    ".swo",
+    ".swn",
+    "~",
+    ".tmp",
+    ".temp",
+    ".part",
+    ".crswap",
+    ".kate-swp",
+    ".orig.tmp",
+    "___jb_tmp___",
+    "___jb_old___",
+    ".bak~",
+)
 _SCRATCH_PREFIXES = (".#", ".goutputstream-", ".nfs", ".~lock.")
 _SCRATCH_NAMES = frozenset({"4913", ".DS_Store", "Thumbs.db", "desktop.ini"})
 

@@ -313,8 +313,16 @@ class Repository:
         git_dir = root / ".git"
         tmp = root / f".git{'.gitstate-tmp-'}{secrets.token_hex(4)}"
         tmp.mkdir(mode=0o700)
-        for d in ("objects", "objects/info", "objects/pack", "refs", "refs/heads", "refs/tags", "info",
-                  "gitstate"):
+        for d in (
+            "objects",
+            "objects/info",
+            "objects/pack",
+            "refs",
+            "refs/heads",
+            "refs/tags",
+            "info",
+            "gitstate",
+        ):
             (tmp / d).mkdir(mode=0o700)
         files = {
             "HEAD": f"ref: refs/heads/{branch}\n",
@@ -391,9 +399,8 @@ class Repository:
                             ) from None
                         time.sleep(delay)  # lock back-off, not a test wait
                         delay = min(delay * 2, 0.02)
-                with contextlib.suppress(OSError):  # who holds it, for doctor
-                    os.ftruncate(fd, 0)
-                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                with contextlib.suppress(OSError):  # who holds it, for doctor (fixed width: no truncate)
+                    os.pwrite(fd, f"{os.getpid():<20}\n".encode(), 0)
                 self._lock_fd = fd
                 self._lock_owner = me
                 self._lock_depth = 1
@@ -459,8 +466,13 @@ class Repository:
 
     def stale_lock_files(self) -> list[Path]:
         """Git ``*.lock`` files in the places gitstate writes that no live process holds."""
-        candidates = [self.git_dir / "index.lock", self.git_dir / "HEAD.lock", self.git_dir / "packed-refs.lock",
-                      self.git_dir / f"{self.branch_ref}.lock", self.git_dir / "config.lock"]
+        candidates = [
+            self.git_dir / "index.lock",
+            self.git_dir / "HEAD.lock",
+            self.git_dir / "packed-refs.lock",
+            self.git_dir / f"{self.branch_ref}.lock",
+            self.git_dir / "config.lock",
+        ]
         candidates += list((self.git_dir / "refs").rglob("*.lock"))
         stale = []
         for p in dict.fromkeys(candidates):
@@ -632,15 +644,15 @@ class Repository:
             da = ea is not None and stat.S_ISDIR(ea[0])
             db = eb is not None and stat.S_ISDIR(eb[0])
             if da or db:
-                self._diff_trees(ea[1] if da and ea else EMPTY_TREE, eb[1] if db and eb else EMPTY_TREE,
-                                 path + "/", out)
+                self._diff_trees(
+                    ea[1] if da and ea else EMPTY_TREE, eb[1] if db and eb else EMPTY_TREE, path + "/", out
+                )
             fa = ea[1] if ea is not None and not da and stat.S_ISREG(ea[0]) else None
             fb = eb[1] if eb is not None and not db and stat.S_ISREG(eb[0]) else None
             if fa != fb:
                 out[path] = (fa, fb)
 
-    def build_tree(self, base_tree: str | None, changes: dict[str, bytes | None],
-                   new_objects: list[ShaFile]) -> str:
+    def build_tree(self, base_tree: str | None, changes: dict[str, bytes | None], new_objects: list[ShaFile]) -> str:
         """A new root tree: ``base_tree`` with each path set to a blob of the given bytes, or removed (None).
 
         Only trees on the changed paths are rebuilt. New objects are appended to ``new_objects`` (not written).
@@ -688,9 +700,17 @@ class Repository:
         return tid
 
     # ----------------------------------------------------------------- commits
-    def make_commit(self, tree: str, parents: Iterable[str], message: str, *, author: str,
-                    committer: str | None = None, when: float | None = None,
-                    tz_offset_s: int | None = None) -> Commit:
+    def make_commit(
+        self,
+        tree: str,
+        parents: Iterable[str],
+        message: str,
+        *,
+        author: str,
+        committer: str | None = None,
+        when: float | None = None,
+        tz_offset_s: int | None = None,
+    ) -> Commit:
         """A commit object (not yet written)."""
         now = int(time.time() if when is None else when)
         if tz_offset_s is None:
@@ -860,8 +880,7 @@ class Repository:
                     continue
                 if time.monotonic() > deadline:
                     raise RepositoryError(
-                        f"{lock} is held by another git process; if none is running, remove it or run "
-                        "'gitstate doctor'"
+                        f"{lock} is held by another git process; if none is running, remove it or run 'gitstate doctor'"
                     ) from None
                 time.sleep(0.005)  # a real git holds ref locks for milliseconds
         try:
@@ -909,10 +928,20 @@ class Repository:
             tmp.write_text("".join(out))
             os.replace(tmp, packed)
 
-    def commit_files(self, parent: str | None, changes: dict[str, bytes | None], message: str, *,
-                     author: str, committer: str | None = None, extra_parents: Iterable[str] = (),
-                     when: float | None = None, fsync: bool = True, move_branch: bool = True,
-                     base_tree: str | None = None) -> str:
+    def commit_files(
+        self,
+        parent: str | None,
+        changes: dict[str, bytes | None],
+        message: str,
+        *,
+        author: str,
+        committer: str | None = None,
+        extra_parents: Iterable[str] = (),
+        when: float | None = None,
+        fsync: bool = True,
+        move_branch: bool = True,
+        base_tree: str | None = None,
+    ) -> str:
         """Write blobs, the changed trees and a commit on top of ``parent``, then move the branch from
         ``parent`` to it (compare-and-swap). Call with :meth:`lock` held. Returns the commit id.
 
@@ -1068,8 +1097,13 @@ class Repository:
         if entry is None or entry[40:60] != bytes.fromhex(sha):
             return False
         _, _, mtime_s, mtime_ns, _, ino, _, _, _, size = struct.unpack(">10I", entry[:40])
-        return (mtime_s == int(st.st_mtime) & 0xFFFFFFFF and mtime_ns == st.st_mtime_ns % 1_000_000_000
-                and size == st.st_size & 0xFFFFFFFF and ino == st.st_ino & 0xFFFFFFFF and size != 0)
+        return (
+            mtime_s == int(st.st_mtime) & 0xFFFFFFFF
+            and mtime_ns == st.st_mtime_ns % 1_000_000_000
+            and size == st.st_size & 0xFFFFFFFF
+            and ino == st.st_ino & 0xFFFFFFFF
+            and size != 0
+        )
 
     def ignore_matcher(self) -> Any:
         """A function ``path -> bool`` applying the store's ``.gitignore`` files and ``info/exclude``."""
@@ -1135,4 +1169,3 @@ def format_tz(offset_s: int) -> str:
 def parse_tz(text: str) -> int:
     """Offset in seconds from ``+0100`` style text."""
     return int(parse_timezone(text.encode())[0])
-

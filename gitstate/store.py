@@ -146,8 +146,13 @@ def _trailer_key(name: str) -> str:
     return cleaned[:1].upper() + cleaned[1:] if cleaned else "Meta"
 
 
-def build_message(subject: str | None, changes: list[docdiff.Change], actor: str,
-                  metadata: Mapping[str, str] | None = None, extra_lines: list[str] | None = None) -> str:
+def build_message(
+    subject: str | None,
+    changes: list[docdiff.Change],
+    actor: str,
+    metadata: Mapping[str, str] | None = None,
+    extra_lines: list[str] | None = None,
+) -> str:
     """A commit message: a subject naming what changed, the change lines, then Git trailers."""
     lines = docdiff.summarize(changes, max_lines=50) if changes else []
     if subject:
@@ -183,9 +188,16 @@ class Store:
         {'slack': True}
     """
 
-    def __init__(self, repo: Repository, *, durability: Durability = "debounced",
-                 debounce_ms: int = DEFAULT_DEBOUNCE_MS, max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
-                 author: str | None = None, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        durability: Durability = "debounced",
+        debounce_ms: int = DEFAULT_DEBOUNCE_MS,
+        max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
+        author: str | None = None,
+        fsync: bool = True,
+    ) -> None:
         if durability not in ("immediate", "debounced", "manual"):
             raise ValueError(f"durability must be 'immediate', 'debounced' or 'manual', not {durability!r}")
         if debounce_ms < 0 or max_delay_ms < 0:
@@ -227,16 +239,18 @@ class Store:
 
     # ================================================================= lifecycle
     def _start(self) -> None:
-        self._flusher = threading.Thread(target=self._flusher_loop, name=f"gitstate-flusher[{self.path.name}]",
-                                         daemon=True)
+        self._flusher = threading.Thread(
+            target=self._flusher_loop, name=f"gitstate-flusher[{self.path.name}]", daemon=True
+        )
         self._flusher.start()
         _register(self)
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -325,8 +339,12 @@ class Store:
                 try:
                     view = _apply(view, op)
                 except KeyPathError as e:
-                    logger.warning("%s: pending write to %s no longer applies (%s); dropped", doc,
-                                   docdiff.format_key(op.key), e.problem)
+                    logger.warning(
+                        "%s: pending write to %s no longer applies (%s); dropped",
+                        doc,
+                        docdiff.format_key(op.key),
+                        e.problem,
+                    )
         self._views[doc] = view
         return view
 
@@ -449,8 +467,9 @@ class Store:
             elif kind in ("append", "update") and view is not _ABSENT and not isinstance(view, (dict, list)):
                 raise EncodeError(f"{doc}: cannot {kind} into a document holding a {type(view).__name__}")
             if keyt and view is not _ABSENT and not isinstance(view, (dict, list)):
-                raise EncodeError(f"{doc}: the document holds a {type(view).__name__}; only whole-document "
-                                  "writes (key=None) apply")
+                raise EncodeError(
+                    f"{doc}: the document holds a {type(view).__name__}; only whole-document writes (key=None) apply"
+                )
             self._seq += 1
             op = _Op(self._seq, doc, kind, keyt, value)
             try:
@@ -521,8 +540,7 @@ class Store:
         self._write(doc, "append", key, value)
 
     @contextlib.contextmanager
-    def transaction(self, message: str | None = None, *,
-                    metadata: Mapping[str, str] | None = None) -> Iterator[Store]:
+    def transaction(self, message: str | None = None, *, metadata: Mapping[str, str] | None = None) -> Iterator[Store]:
         """Group writes into one commit, or none if the block raises (memory and disk then stay as before).
 
         Other threads' reads and writes wait until the block ends. Writes pending from before the block are
@@ -594,15 +612,20 @@ class Store:
             try:
                 commit, changes, events = self._flush_locked(message, metadata)
             except GitStateError as e:
-                err = e if isinstance(e, SaveError) else SaveError(f"{self.path}: flush failed: {e}",
-                                                                    pending=self.pending)
+                err = (
+                    e
+                    if isinstance(e, SaveError)
+                    else SaveError(f"{self.path}: flush failed: {e}", pending=self.pending)
+                )
                 self._record_failure(err)
                 if err is e:
                     raise
                 raise err from e
             except OSError as e:
-                err = SaveError(f"{self.path}: could not save {self.pending} pending write(s): {_oserror(e)}",
-                                pending=self.pending)
+                err = SaveError(
+                    f"{self.path}: could not save {self.pending} pending write(s): {_oserror(e)}",
+                    pending=self.pending,
+                )
                 self._record_failure(err)
                 raise err from e
             ms = (time.perf_counter() - t0) * 1000
@@ -615,8 +638,7 @@ class Store:
             self._emit(ev)
         if commit is not None:
             self._stats.commits += 1
-            self._emit(Committed(commit=commit, actor="library", docs=sorted(changes), message="",
-                                 duration_ms=ms))
+            self._emit(Committed(commit=commit, actor="library", docs=sorted(changes), message="", duration_ms=ms))
             self._after_commit(commit)
         return commit
 
@@ -628,8 +650,9 @@ class Store:
         logger.error("%s", err)
         self._emit(SaveErrorEvent(error=err, pending=self.pending))
 
-    def _flush_locked(self, message: str | None, metadata: Mapping[str, str] | None
-                      ) -> tuple[str | None, dict[str, bytes | None], list[Event]]:
+    def _flush_locked(
+        self, message: str | None, metadata: Mapping[str, str] | None
+    ) -> tuple[str | None, dict[str, bytes | None], list[Event]]:
         events: list[Event] = []
         with self._repo.lock():
             head = self._repo.head()
@@ -661,8 +684,9 @@ class Store:
             if files:
                 changes = self._describe(files, new_values)
                 msg = build_message(message, changes, "library", metadata)
-                commit = self._commit(files, msg, author=self.author, actor="library", changes=changes,
-                                      parent=self._head)
+                commit = self._commit(
+                    files, msg, author=self.author, actor="library", changes=changes, parent=self._head
+                )
             with self._lock:
                 if commit is not None:
                     self._head = commit
@@ -674,8 +698,9 @@ class Store:
                     self._first_pending = None
         return commit, files, events
 
-    def _describe(self, files: Mapping[str, bytes | None], new_values: Mapping[str, Any] | None = None
-                  ) -> list[docdiff.Change]:
+    def _describe(
+        self, files: Mapping[str, bytes | None], new_values: Mapping[str, Any] | None = None
+    ) -> list[docdiff.Change]:
         """Structured changes of ``files`` against the current head (for messages and the key index)."""
         changes: list[docdiff.Change] = []
         for doc, data in files.items():
@@ -693,8 +718,17 @@ class Store:
                 changes.extend(docdiff.diff(old, new, doc=doc))
         return changes
 
-    def _commit(self, files: Mapping[str, bytes | None], message: str, *, author: str, actor: str,
-                changes: list[docdiff.Change], parent: str | None, extra_parents: tuple[str, ...] = ()) -> str:
+    def _commit(
+        self,
+        files: Mapping[str, bytes | None],
+        message: str,
+        *,
+        author: str,
+        actor: str,
+        changes: list[docdiff.Change],
+        parent: str | None,
+        extra_parents: tuple[str, ...] = (),
+    ) -> str:
         """Write work-tree files, then the commit, move the branch, sync the index and record the change keys.
         Call with the repository lock held and ``parent`` equal to the branch head."""
         for doc, data in files.items():
@@ -703,8 +737,9 @@ class Store:
             else:
                 self._written[doc] = blob_id(data)
                 atomic_write(self.path, doc, data, fsync=self._fsync)
-        commit = self._repo.commit_files(parent, dict(files), message, author=author,
-                                         extra_parents=extra_parents, fsync=self._fsync)
+        commit = self._repo.commit_files(
+            parent, dict(files), message, author=author, extra_parents=extra_parents, fsync=self._fsync
+        )
         tree = self._repo.commit_info(commit).tree
         self._repo.sync_index(tree, {doc: None if data is None else blob_id(data) for doc, data in files.items()})
         self._record(commit, actor, changes)
@@ -816,8 +851,12 @@ class Store:
             f.flush()
             os.fsync(f.fileno())
         (qdir / f"{target.name}.reason").write_text(f"{error}\n")
-        logger.warning("%s does not parse (%s); kept its content in %s and serve the last committed version",
-                       doc, error, target)
+        logger.warning(
+            "%s does not parse (%s); kept its content in %s and serve the last committed version",
+            doc,
+            error,
+            target,
+        )
         return str(target)
 
     def quarantined(self) -> list[dict[str, str]]:
@@ -829,8 +868,13 @@ class Store:
                 continue
             parts = p.name.split("--")
             reason = p.with_name(p.name + ".reason")
-            out.append({"doc": parts[1].replace("%2F", "/"), "path": str(p),
-                        "error": reason.read_text().strip() if reason.exists() else ""})
+            out.append(
+                {
+                    "doc": parts[1].replace("%2F", "/"),
+                    "path": str(p),
+                    "error": reason.read_text().strip() if reason.exists() else "",
+                }
+            )
         return out
 
     def ingest(self, docs: list[str] | set[str], *, source: str = "human") -> list[Event]:
@@ -874,14 +918,27 @@ class Store:
             except (DecodeError, EncodeError) as e:
                 err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
                 where = self._quarantine(doc, on_disk, err)
-                return [InvalidEdit(doc=doc, error=err.problem, line=err.line, column=err.column,
-                                    quarantined_to=where)]
+                return [InvalidEdit(doc=doc, error=err.problem, line=err.line, column=err.column, quarantined_to=where)]
         base = docdiff.MISSING if committed is None else _safe_decode(codec, committed, doc)
-        human_changes = docdiff.diff(base, theirs, doc=doc) if codec.structured else (
-            [] if base == theirs else [docdiff.Change(doc, (), "change" if base is not docdiff.MISSING
-                                                      and theirs is not docdiff.MISSING else
-                                                      ("add" if base is docdiff.MISSING else "remove"),
-                                                      base, theirs)])
+        human_changes = (
+            docdiff.diff(base, theirs, doc=doc)
+            if codec.structured
+            else (
+                []
+                if base == theirs
+                else [
+                    docdiff.Change(
+                        doc,
+                        (),
+                        "change"
+                        if base is not docdiff.MISSING and theirs is not docdiff.MISSING
+                        else ("add" if base is docdiff.MISSING else "remove"),
+                        base,
+                        theirs,
+                    )
+                ]
+            )
+        )
         overwritten: list[docdiff.Conflict] = []
         with self._lock:
             ours_view = self._load(doc)
@@ -892,10 +949,15 @@ class Store:
                 if hit:
                     ours_val = get_in(ours_view, op.key) if ours_view is not _ABSENT else MISSING_KEY
                     theirs_val = get_in(theirs, op.key) if theirs is not docdiff.MISSING else MISSING_KEY
-                    overwritten.append(docdiff.Conflict(
-                        key=op.key, base=docdiff.MISSING, chosen="theirs",
-                        ours=docdiff.MISSING if ours_val is MISSING_KEY else copy_value(ours_val),
-                        theirs=docdiff.MISSING if theirs_val is MISSING_KEY else copy_value(theirs_val)))
+                    overwritten.append(
+                        docdiff.Conflict(
+                            key=op.key,
+                            base=docdiff.MISSING,
+                            chosen="theirs",
+                            ours=docdiff.MISSING if ours_val is MISSING_KEY else copy_value(ours_val),
+                            theirs=docdiff.MISSING if theirs_val is MISSING_KEY else copy_value(theirs_val),
+                        )
+                    )
                 else:
                     keep.append(op)
             if len(keep) != len(pending):
@@ -903,25 +965,38 @@ class Store:
                 self._journal = [op for op in self._journal if id(op) not in dropped]
                 if not any(op.doc == doc for op in self._journal):
                     self._dirty.pop(doc, None)
-        extra = [f"overrode pending library value of {doc}: {docdiff.format_key(c.key)} = "
-                 f"{docdiff.format_value(c.ours)}" for c in overwritten]
+        extra = [
+            f"overrode pending library value of {doc}: {docdiff.format_key(c.key)} = {docdiff.format_value(c.ours)}"
+            for c in overwritten
+        ]
         if reason:
             extra.append(f"({reason})")
         msg = build_message(None, human_changes, "human", extra_lines=extra)
-        commit = self._commit({doc: on_disk}, msg, author=human_author(), actor="human", changes=human_changes,
-                              parent=self._head)
+        commit = self._commit(
+            {doc: on_disk},
+            msg,
+            author=human_author(),
+            actor="human",
+            changes=human_changes,
+            parent=self._head,
+        )
         with self._lock:
             self._advance_to(commit, source="human")
             self._ref_stamp = self._repo.ref_stamp()
         return [
             Committed(commit=commit, actor="human", docs=[doc], message=msg),
-            ExternalChange(docs=[doc], changes=human_changes, overwritten=overwritten, source="human",
-                           commit=commit),
+            ExternalChange(docs=[doc], changes=human_changes, overwritten=overwritten, source="human", commit=commit),
         ]
 
-    def _commit_external(self, steps: list[tuple[Mapping[str, bytes | None], str]], *, actor: str,
-                         author: str | None = None, expected_head: Any = _DEFAULT,
-                         extra_parents: tuple[str, ...] = ()) -> str | None:
+    def _commit_external(
+        self,
+        steps: list[tuple[Mapping[str, bytes | None], str]],
+        *,
+        actor: str,
+        author: str | None = None,
+        expected_head: Any = _DEFAULT,
+        extra_parents: tuple[str, ...] = (),
+    ) -> str | None:
         """Commit file contents made elsewhere (restore, undo, migration steps): one commit per step, the branch
         moved once at the end, pending writes re-applied on top. Returns the last commit id (None if nothing
         changed). Raises RepositoryError if ``expected_head`` is given and the branch is elsewhere."""
@@ -939,15 +1014,21 @@ class Store:
             all_files: dict[str, bytes | None] = {}
             commits: list[tuple[str, list[docdiff.Change], list[str]]] = []
             for files, message in steps:
-                files = {d: b for d, b in files.items()
-                         if b != (self._repo.read_at(tree, d) if tree else None)}
+                files = {d: b for d, b in files.items() if b != (self._repo.read_at(tree, d) if tree else None)}
                 if not files:
                     continue
                 changes = self._describe_between(tree, files)
                 full = message if "Gitstate-Actor:" in message else build_message(message, changes, actor)
-                cid = self._repo.commit_files(parent, dict(files), full, author=author or self.author,
-                                              fsync=self._fsync, move_branch=False, base_tree=tree,
-                                              extra_parents=extra_parents if not commits else ())
+                cid = self._repo.commit_files(
+                    parent,
+                    dict(files),
+                    full,
+                    author=author or self.author,
+                    fsync=self._fsync,
+                    move_branch=False,
+                    base_tree=tree,
+                    extra_parents=extra_parents if not commits else (),
+                )
                 commits.append((cid, changes, sorted(files)))
                 parent, tree = cid, self._repo.commit_info(cid).tree
                 all_files.update(files)
@@ -968,10 +1049,11 @@ class Store:
                 self._ref_stamp = self._repo.ref_stamp()
         for e in events:
             self._emit(e)
-        for cid, changes, docs in commits:
+        for cid, _changes, docs in commits:
             self._emit(Committed(commit=cid, actor=actor, docs=docs))
-        self._emit(ExternalChange(docs=ev.docs, changes=[c for _, cs, _ in commits for c in cs], source=actor,
-                                  commit=parent))
+        self._emit(
+            ExternalChange(docs=ev.docs, changes=[c for _, cs, _ in commits for c in cs], source=actor, commit=parent)
+        )
         self._after_commit(parent)
         return parent
 
@@ -1018,8 +1100,9 @@ class Store:
             self._repo.recover_stale_locks()
             head = self._repo.head()
             tree = self._repo.commit_info(head).tree if head else None
-            changes = self._repo.worktree_changes(tree or "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
-                                                  ignored=self._repo.ignore_matcher())
+            changes = self._repo.worktree_changes(
+                tree or "4b825dc642cb6eb9a060e54bf8d69288fbee4904", ignored=self._repo.ignore_matcher()
+            )
             for doc, data in sorted(changes.items()):
                 try:
                     validate_doc_path(doc)
@@ -1043,12 +1126,17 @@ class Store:
                 described = self._describe(recovered)
                 what = "adopted existing files" if head is None else "recovered changes found on disk at open"
                 msg = build_message(what, described, "human")
-                head = self._commit(recovered, msg, author=human_author(), actor="human", changes=described,
-                                    parent=head)
+                head = self._commit(
+                    recovered, msg, author=human_author(), actor="human", changes=described, parent=head
+                )
                 self._head = head
                 self._head_tree = self._repo.commit_info(head).tree
-                logger.info("%s: committed %d document(s) changed on disk: %s", self.path, len(recovered),
-                            ", ".join(sorted(recovered)))
+                logger.info(
+                    "%s: committed %d document(s) changed on disk: %s",
+                    self.path,
+                    len(recovered),
+                    ", ".join(sorted(recovered)),
+                )
             elif self._head_tree is not None and not self._index_matches(self._head_tree):
                 self._repo.rebuild_index(self._head_tree)
             self._ref_stamp = self._repo.ref_stamp()
@@ -1082,8 +1170,13 @@ class Store:
         self._maybe_refresh()
         if doc is not None:
             validate_doc_path(doc)
-        return history.log(self._repo, self._repo.head(), doc=doc,
-                           key=parse_key(key) if key is not None else None, limit=limit)
+        return history.log(
+            self._repo,
+            self._repo.head(),
+            doc=doc,
+            key=parse_key(key) if key is not None else None,
+            limit=limit,
+        )
 
     def diff(self, a: str = "HEAD~1", b: str = "HEAD", doc: str | None = None) -> list[docdiff.Change]:
         """Key-level changes from revision ``a`` to revision ``b`` (optionally of one document)."""
@@ -1122,7 +1215,8 @@ class Store:
         files = history.restore_files(self._repo, head, target, docs)
         short = target[:8]
         subject = message or f"restore {', '.join(docs) if docs else 'all documents'} to {rev}" + (
-            f" ({short})" if not rev.startswith(short) else "")
+            f" ({short})" if not rev.startswith(short) else ""
+        )
         commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
         return commit or (head or "")
 
@@ -1162,8 +1256,7 @@ class Store:
         self._check_open()
         if self._watcher is not None and self._watcher.running:
             return self._watcher
-        self._watcher = Watcher(self.path, self._on_files_changed, is_ignored=self._repo.ignore_matcher(),
-                                **options)
+        self._watcher = Watcher(self.path, self._on_files_changed, is_ignored=self._repo.ignore_matcher(), **options)
         self._watcher.start()
         self.ingest(self._edits_since_head())  # edits made while nothing was watching
         return self._watcher
@@ -1222,8 +1315,15 @@ class Store:
                 if outcome.kind == "merge":
                     self._record(outcome.commit, "merge", list(outcome.changes))
         if outcome.conflicts:
-            self._emit(ExternalChange(docs=sorted({c.doc for c in outcome.changes}), changes=list(outcome.changes),
-                                      overwritten=list(outcome.conflicts), source="merge", commit=outcome.commit))
+            self._emit(
+                ExternalChange(
+                    docs=sorted({c.doc for c in outcome.changes}),
+                    changes=list(outcome.changes),
+                    overwritten=list(outcome.conflicts),
+                    source="merge",
+                    commit=outcome.commit,
+                )
+            )
         if outcome.commit is not None and outcome.commit != head:
             self._after_commit(outcome.commit)
         return self._repo.head()
@@ -1371,11 +1471,20 @@ def _install_signal_handlers() -> None:
         logger.debug("cannot install the SIGTERM handler here")
 
 
-def open(path: str | os.PathLike[str] | None = None, *, durability: Durability = "debounced",
-         debounce_ms: int = DEFAULT_DEBOUNCE_MS, max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
-         author: str | None = None, create: bool = True, watch: bool = False, auto_push: str | None = None,
-         on: Mapping[str, Callable[[Any], object]] | None = None, handle_signals: bool = True,
-         fsync: bool = True) -> Store:
+def open(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    durability: Durability = "debounced",
+    debounce_ms: int = DEFAULT_DEBOUNCE_MS,
+    max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
+    author: str | None = None,
+    create: bool = True,
+    watch: bool = False,
+    auto_push: str | None = None,
+    on: Mapping[str, Callable[[Any], object]] | None = None,
+    handle_signals: bool = True,
+    fsync: bool = True,
+) -> Store:
     """Open (or create) the state store at ``path``.
 
     Args:
@@ -1416,8 +1525,14 @@ def open(path: str | os.PathLike[str] | None = None, *, durability: Durability =
         raise StoreNotFound(f"cannot create or open the store at {root}: permission denied") from e
     except OSError as e:
         raise StoreNotFound(f"cannot create or open the store at {root}: {_oserror(e)}") from e
-    store = Store(repo, durability=durability, debounce_ms=debounce_ms, max_delay_ms=max_delay_ms,
-                  author=author, fsync=fsync)
+    store = Store(
+        repo,
+        durability=durability,
+        debounce_ms=debounce_ms,
+        max_delay_ms=max_delay_ms,
+        author=author,
+        fsync=fsync,
+    )
     for name, cb in (on or {}).items():
         store.on(name, cb)
     try:

@@ -63,8 +63,12 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-C", "directory", metavar="DIR", help="The store directory (default: $GITSTATE_DIR, else the "
-              "current directory).")
+@click.option(
+    "-C",
+    "directory",
+    metavar="DIR",
+    help="The store directory (default: $GITSTATE_DIR, else the current directory).",
+)
 @click.option("-v", "--verbose", count=True, help="Log what happens (-vv for debug).")
 @click.version_option(package_name="gitstate", prog_name="gitstate")
 @click.pass_context
@@ -79,8 +83,7 @@ def main(ctx: click.Context, directory: str | None, verbose: int) -> None:
       gitstate restore HEAD~3 state.json
     """
     if verbose:
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,
-                            format="%(name)s: %(message)s")
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(name)s: %(message)s")
     ctx.obj = Context(directory)
 
 
@@ -146,7 +149,7 @@ def style(text: str, **kwargs: Any) -> str:
 
 def human_time(when: _dt.datetime, now: _dt.datetime | None = None) -> str:
     """``3 minutes ago`` / ``2 days ago`` / the date for older times."""
-    now = now or _dt.datetime.now(tz=when.tzinfo or _dt.timezone.utc)
+    now = now or _dt.datetime.now(tz=when.tzinfo or _dt.UTC)
     seconds = int((now - when).total_seconds())
     if seconds < 0:
         return when.isoformat(timespec="seconds")
