@@ -56,6 +56,9 @@ __all__ = [
 logger = logging.getLogger("gitstate.docdiff")
 
 #: A key path: ``str`` parts for mapping keys, ``int`` parts for list indices; ``()`` is the whole document.
+#:
+#: Example:
+#:     >>> key: Key = ("tasks", 3, "status")
 Key: TypeAlias = tuple[str | int, ...]
 
 _OPS: Final = frozenset({"add", "remove", "change"})
@@ -319,9 +322,7 @@ def format_key(key: tuple[str | int, ...]) -> str:
             continue
         else:
             text = _json_key(part)
-        needs_quotes = (
-            not text or "." in text or '"' in text or "'" in text or any(not ch.isprintable() for ch in text)
-        )
+        needs_quotes = not text or any(ch in ".\"'" or not ch.isprintable() for ch in text)
         parts.append(json.dumps(text, ensure_ascii=False) if needs_quotes else text)
     return ".".join(parts)
 
@@ -561,13 +562,14 @@ def _apply(value: Any, entries: list[tuple[tuple[Any, ...], Change]], at: tuple[
         if not isinstance(value, list):
             value = list(value)
         return _apply_list(value, rest, at)
-    raise ValueError(
-        f"cannot apply a change at {format_key(rest[0][1].key)}: {format_key(at) or 'value'} is a {kind}"
-    )
+    where = format_key(at) or "value"
+    raise ValueError(f"cannot apply a change at {format_key(rest[0][1].key)}: {where} is a {kind}")
 
 
 def _apply_list(
-    value: list[Any], rest: list[tuple[tuple[Any, ...], Change]], at: tuple[Any, ...]
+    value: list[Any],
+    rest: list[tuple[tuple[Any, ...], Change]],
+    at: tuple[Any, ...],
 ) -> list[Any]:
     removes: list[int] = []
     adds: list[tuple[int, Change]] = []
@@ -866,7 +868,12 @@ def merge3(base: Any, ours: Any, theirs: Any, *, prefer: str = "ours") -> MergeR
 
 
 def _merge(
-    base: Any, ours: Any, theirs: Any, key: tuple[Any, ...], prefer: str, conflicts: list[Conflict]
+    base: Any,
+    ours: Any,
+    theirs: Any,
+    key: tuple[Any, ...],
+    prefer: str,
+    conflicts: list[Conflict],
 ) -> Any:
     if same(ours, base):
         return _copy(theirs)
@@ -878,21 +885,16 @@ def _merge(
         merged: dict[Any, Any] = {}
         keys = list(ours) + [k for k in theirs if k not in ours]
         for k in keys:
-            v = _merge(
-                b.get(k, MISSING), ours.get(k, MISSING), theirs.get(k, MISSING), (*key, k), prefer, conflicts
-            )
+            sides = (b.get(k, MISSING), ours.get(k, MISSING), theirs.get(k, MISSING))
+            v = _merge(*sides, (*key, k), prefer, conflicts)
             if v is not MISSING:
                 merged[k] = v
         return merged
     if k_ours == k_theirs == "list" and k_base in ("list", "missing"):
         b_list = list(base) if k_base == "list" else []
         n = len(b_list)
-        if (
-            len(ours) >= n
-            and len(theirs) >= n
-            and same(list(ours[:n]), b_list)
-            and same(list(theirs[:n]), b_list)
-        ):
+        ours_appended = len(ours) >= n and same(list(ours[:n]), b_list)
+        if ours_appended and len(theirs) >= n and same(list(theirs[:n]), b_list):
             ours_new = [_copy(x) for x in ours[n:]]
             pending = list(ours_new)
             extra: list[Any] = []
@@ -909,7 +911,12 @@ def _merge(
 
 
 def _conflict(
-    base: Any, ours: Any, theirs: Any, key: tuple[Any, ...], prefer: str, conflicts: list[Conflict]
+    base: Any,
+    ours: Any,
+    theirs: Any,
+    key: tuple[Any, ...],
+    prefer: str,
+    conflicts: list[Conflict],
 ) -> Any:
     chosen = "theirs" if prefer == "theirs" else "ours"
     conflicts.append(Conflict(key, _copy(base), _copy(ours), _copy(theirs), chosen))
@@ -966,7 +973,11 @@ def _merge_lines(base: list[str], ours: list[str], theirs: list[str]) -> list[st
 
 
 def merge_text3(
-    base: str | None, ours: str | None, theirs: str | None, *, prefer: str = "ours"
+    base: str | None,
+    ours: str | None,
+    theirs: str | None,
+    *,
+    prefer: str = "ours",
 ) -> MergeResult:
     """Line-based three-way merge of texts (diff3 style).
 

@@ -225,6 +225,7 @@ class Store:
         self._head_tree: str | None = None
         self._ref_stamp: tuple[int, int, int] | None = None
         self._validated: set[str] = set()
+        self._flush_owner: int | None = None  # thread running flush(), for the SIGTERM handler
         self._written: dict[str, str] = {}  # doc -> blob id written to disk by a flush not yet committed
         self._closed = False
         self._stop = threading.Event()
@@ -567,16 +568,17 @@ class Store:
             if self._journal:
                 self.flush()
             mark = self._seq
-            saved_views = dict(self._views)
             self._tx_depth, self._tx_owner = 1, threading.get_ident()
             try:
                 yield self
             except BaseException:
+                # Ops mutate views in place: drop the views the block touched; they rebuild from history plus
+                # the journal (which no longer holds the block's ops).
+                touched = {op.doc for op in self._journal if op.seq > mark}
                 self._journal = [op for op in self._journal if op.seq <= mark]
                 self._dirty = {d: s for d, s in self._dirty.items() if s <= mark}
-                # Views of documents the block touched are dropped and rebuilt from history + journal.
-                touched = {d for d in self._views if self._views.get(d) is not saved_views.get(d)}
-                self._views = {d: v for d, v in saved_views.items() if d not in touched}
+                for doc in touched:
+                    self._views.pop(doc, None)
                 if not self._journal:
                     self._first_pending = None
                 raise
@@ -609,6 +611,8 @@ class Store:
                 if not self._journal:
                     return None
             t0 = time.perf_counter()
+            outer = self._flush_owner is None
+            self._flush_owner = threading.get_ident()
             try:
                 commit, changes, events = self._flush_locked(message, metadata)
             except GitStateError as e:
@@ -628,6 +632,9 @@ class Store:
                 )
                 self._record_failure(err)
                 raise err from e
+            finally:
+                if outer:
+                    self._flush_owner = None
             ms = (time.perf_counter() - t0) * 1000
             self._stats.flushes += 1
             self._stats.last_flush_ms = ms
@@ -1428,7 +1435,10 @@ def _unregister(store: Store) -> None:
 def _flush_all(reason: str) -> None:
     with _registry_lock:
         stores = list(_open_stores)
+    me = threading.get_ident()
     for store in stores:
+        if store._flush_owner == me:
+            continue  # interrupted in the middle of this very flush (its writes were not acknowledged yet)
         try:
             if reason == "exit":
                 store.close()

@@ -236,7 +236,7 @@ class TestDiff:
         roundtrip({"a": [1, 2, {"b": 3}]}, {"a": [2, {"b": 4}, 5]})
 
     def test_large_document_is_fast(self) -> None:
-        old = {
+        old: dict[str, Any] = {
             "version": 1,
             "tasks": [
                 {
@@ -483,9 +483,8 @@ class TestSummarize:
 
     def test_no_doc_and_whole_value(self) -> None:
         assert summarize([Change("", ("a",), "change", 1, 2)]) == ["a 1 -> 2"]
-        assert summarize([Change("x.json", (), "change", {"a": 1}, [1])]) == [
-            'x.json: changed {"a":1} -> [1]'
-        ]
+        whole = Change("x.json", (), "change", {"a": 1}, [1])
+        assert summarize([whole]) == ['x.json: changed {"a":1} -> [1]']
         assert summarize([Change("raw.bin", (), "change", b"a", b"b")]) == ["raw.bin: changed"]
 
     def test_max_lines(self) -> None:
@@ -543,9 +542,8 @@ class TestMerge3:
 
     def test_both_append(self) -> None:
         base = {"log": [1, 2]}
-        assert merge3(base, {"log": [1, 2, 3]}, {"log": [1, 2, 4, 5]}) == MergeResult(
-            {"log": [1, 2, 3, 4, 5]}, []
-        )
+        result = merge3(base, {"log": [1, 2, 3]}, {"log": [1, 2, 4, 5]})
+        assert result == MergeResult({"log": [1, 2, 3, 4, 5]}, [])
 
     def test_both_append_same_item_once(self) -> None:
         assert merge3([1], [1, "x", "y"], [1, "y", "z"]).value == [1, "x", "y", "z"]
