@@ -29,6 +29,7 @@ from .errors import (
     RepositoryError,
     RevisionNotFound,
     SaveError,
+    SchemaMismatch,
     StoreClosed,
     StoreNotFound,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "RepositoryError",
     "RevisionNotFound",
     "SaveError",
+    "SchemaMismatch",
     "Snapshot",
     "Store",
     "StoreClosed",

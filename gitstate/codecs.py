@@ -18,12 +18,14 @@ import datetime as _dt
 import json
 import logging
 import math
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
-import yaml
 
 from .errors import DecodeError, EncodeError
+
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "BYTES",
@@ -41,15 +43,27 @@ logger = logging.getLogger("gitstate.codecs")
 #: Most nodes a YAML document may expand to once its aliases are resolved (alias-bomb guard).
 MAX_YAML_NODES: Final = 200_000
 
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_BaseDumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_yaml_parts: tuple[Any, Any, Any] | None = None
 
 
-class _Dumper(_BaseDumper):  # type: ignore[misc,valid-type]
-    """Safe dumper that never writes anchors/aliases: a shared sub-value is written out in full."""
+def _yaml_api() -> tuple[Any, Any, Any]:
+    """(yaml module, safe loader class, dumper class), imported on first use: PyYAML costs ~25 ms to import,
+    which the CLI should not pay unless it touches a YAML document."""
+    global _yaml_parts
+    if _yaml_parts is None:
+        import yaml as _y
 
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+        loader = getattr(_y, "CSafeLoader", _y.SafeLoader)
+        base_dumper = getattr(_y, "CSafeDumper", _y.SafeDumper)
+
+        class _Dumper(base_dumper):  # type: ignore[misc,valid-type]
+            """Safe dumper that never writes anchors/aliases: a shared sub-value is written out in full."""
+
+            def ignore_aliases(self, data: Any) -> bool:
+                return True
+
+        _yaml_parts = (_y, loader, _Dumper)
+    return _yaml_parts
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -156,6 +170,7 @@ class _JsonCodec(_TreeCodec):
 
 
 def _yaml_expanded_size(node: yaml.Node) -> int:
+    yaml_mod = _yaml_api()[0]
     """Number of nodes ``node`` expands to with aliases resolved; stops counting past the limit."""
     memo: dict[int, int] = {}
     on_stack: set[int] = set()
@@ -168,12 +183,12 @@ def _yaml_expanded_size(node: yaml.Node) -> int:
             return MAX_YAML_NODES + 1
         on_stack.add(nid)
         total = 1
-        if isinstance(n, yaml.SequenceNode):
+        if isinstance(n, yaml_mod.SequenceNode):
             for child in n.value:
                 total += size(child)
                 if total > MAX_YAML_NODES:
                     break
-        elif isinstance(n, yaml.MappingNode):
+        elif isinstance(n, yaml_mod.MappingNode):
             for k, v in n.value:
                 total += size(k) + size(v)
                 if total > MAX_YAML_NODES:
@@ -193,8 +208,9 @@ class _YamlCodec(_TreeCodec):
     def encode(self, value: Any) -> bytes:
         if value is None:
             return b""
-        text: str = yaml.dump(
-            value, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096
+        yaml_mod, _, dumper = _yaml_api()
+        text: str = yaml_mod.dump(
+            value, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096
         )
         return text.encode("utf-8")
 
@@ -203,7 +219,8 @@ class _YamlCodec(_TreeCodec):
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise DecodeError(doc, f"not valid UTF-8 at byte {e.start}") from e
-        loader = _SafeLoader(text)
+        yaml, loader_cls, _ = _yaml_api()
+        loader = loader_cls(text)
         try:
             node = loader.get_single_node()
             if node is None:

@@ -13,6 +13,7 @@ user can do about it. Where callers expect a builtin, the error also derives fro
     ├── StoreClosed                     the store was used after close()
     ├── LockError                       the store's lock could not be taken
     ├── SaveError                       a flush failed (disk full, read-only...); pending writes are kept
+    │   └── SchemaMismatch              another process migrated the store: this program's writes are held
     ├── RepositoryError                 the Git repository is damaged or unusable
     ├── RemoteError                     a push, pull or clone failed
     │   └── PushRejected                the remote moved: sync first
@@ -41,6 +42,7 @@ __all__ = [
     "RepositoryError",
     "RevisionNotFound",
     "SaveError",
+    "SchemaMismatch",
     "StoreClosed",
     "StoreNotFound",
 ]
@@ -154,6 +156,26 @@ class SaveError(GitStateError):
     def __init__(self, message: str, *, pending: int = 0) -> None:
         self.pending = pending
         super().__init__(message)
+
+
+class SchemaMismatch(SaveError):
+    """The store's schema version is not the one this program writes: another process (or a pull, or a restore)
+    migrated it while the program ran, or old code opened a newer store. Nothing was committed; pending writes
+    stay in memory.
+
+    What to do: restart the program with code for the store's schema, or drop the pending writes
+    (``store.discard_pending()``) or check they fit, then ``store.expect_schema(found)``.
+
+    Attributes:
+        expected: the version the program works with.
+        found: the version the store is at.
+        pending: writes that were not committed.
+    """
+
+    def __init__(self, message: str, *, expected: int, found: int, pending: int = 0) -> None:
+        self.expected = expected
+        self.found = found
+        super().__init__(message, pending=pending)
 
 
 class RepositoryError(GitStateError):

@@ -8,9 +8,9 @@ migrated is at version 0.
 the current version, in order:
 
 1. pending writes are flushed; then, holding the store's lock so no other process commits in between,
-2. the snapshot ``pre-migration-v{cur}-to-v{target}`` tags the current head (a tag left by an earlier attempt
-   that failed is reused when it points at the same commit; otherwise the name gets a suffix, ``-2``, ``-3``...,
-   so a snapshot never moves);
+2. the snapshot ``pre-migration-v{cur}-to-v{target}`` tags the current head. A tag of that name that holds the
+   same content (left by an attempt that failed, or by a migration rolled back by restoring it) is reused;
+   otherwise the name gets a suffix, ``-2``, ``-3``..., so a snapshot never moves;
 3. every step runs **in memory** against a :class:`TxView` (reads fall through to the committed documents, writes
    stay in the view), so a step that raises leaves nothing behind: the branch, the files and the index are
    exactly as before, no commit is added, the snapshot stays, and :class:`~gitstate.errors.MigrationError`
@@ -37,7 +37,11 @@ pending writes stay in memory. The program then either
   ``store.expect_schema(new_version)``; later flushes commit again.
 
 A program that declares ``schema_version=N`` and finds the store at a *newer* version fails at open with
-:class:`SchemaMismatch`: old code never writes into a newer store.
+:class:`SchemaMismatch`: old code never writes into a newer store. A program that declares a version the store
+has not reached yet calls ``store.migrate(steps)`` before it writes (its flushes refuse until then).
+
+A step gets a :class:`TxView` and must use only it (not the store): steps run while the store's lock is held, and
+the store sees their writes only once all of them succeeded.
 
 Example:
     >>> import gitstate, tempfile
@@ -73,7 +77,7 @@ from .errors import (
     InvalidPath,
     KeyNotFound,
     MigrationError,
-    SaveError,
+    SchemaMismatch,
 )
 from .keys import (
     MISSING_KEY,
@@ -119,26 +123,6 @@ SCHEMA_DOC: Final = ".gitstate/schema.json"
 _META_PREFIX: Final = ".gitstate/"
 
 Step = Callable[["TxView"], object]
-
-
-class SchemaMismatch(SaveError):
-    """The store's schema version is not the one this program writes: another process (or a pull, or a restore)
-    migrated it while the program ran, or old code opened a newer store. Nothing was committed; pending writes
-    stay in memory.
-
-    What to do: restart the program with code for the store's schema, or drop the pending writes
-    (``store.discard_pending()``) or check they fit, then ``store.expect_schema(found)``.
-
-    Attributes:
-        expected: the version the program works with.
-        found: the version the store is at.
-        pending: writes that were not committed.
-    """
-
-    def __init__(self, message: str, *, expected: int, found: int, pending: int = 0) -> None:
-        self.expected = expected
-        self.found = found
-        super().__init__(message, pending=pending)
 
 
 # ===================================================================== the schema version
@@ -211,6 +195,16 @@ def snapshot_name(current: int, target: int) -> str:
 
 
 # ===================================================================== guarding other processes (wired in store.py)
+def _version_or_none(store: Store) -> int | None:
+    """The version at the store's head, or None (logged) when the schema document is malformed: a broken
+    ``.gitstate/schema.json`` (hand-committed) must not make the store unusable, only unguarded."""
+    try:
+        return version_at(store._repo, store._head_tree)
+    except MigrationError as e:
+        logger.warning("%s: %s; schema checks are off until it is fixed", store.path, e)
+        return None
+
+
 def on_open(store: Store, schema_version: int | None) -> None:
     """Set the schema version ``store`` writes: ``schema_version`` when the program declares one, else the
     version found at open. Called by :func:`gitstate.open`.
@@ -218,13 +212,15 @@ def on_open(store: Store, schema_version: int | None) -> None:
     Raises:
         SchemaMismatch: the program declares a version older than the store's (old code, newer store).
     """
-    found = version_at(store._repo, store._head_tree)
+    if schema_version is not None and (
+        isinstance(schema_version, bool) or not isinstance(schema_version, int) or schema_version < 0
+    ):
+        raise ValueError(f"schema_version must be a whole number >= 0, not {schema_version!r}")
+    found = _version_or_none(store)
     if schema_version is None:
         store._expected_schema = found
         return
-    if isinstance(schema_version, bool) or not isinstance(schema_version, int) or schema_version < 0:
-        raise ValueError(f"schema_version must be a whole number >= 0, not {schema_version!r}")
-    if found > schema_version:
+    if found is not None and found > schema_version:
         raise SchemaMismatch(
             f"{store.path} is at schema version {found}, newer than the version {schema_version} this program "
             f"writes; run the program's newer release, or roll the store back with 'gitstate restore "
@@ -259,8 +255,8 @@ def check_flush(store: Store) -> None:
     expected: int | None = getattr(store, "_expected_schema", None)
     if expected is None:
         return
-    found = version_at(store._repo, store._head_tree)
-    if found == expected:
+    found = _version_or_none(store)
+    if found is None or found == expected:
         return
     pending = store.pending
     if found > expected:
@@ -706,10 +702,13 @@ def _take_snapshot(store: Store, head: str, current: int, target: int) -> str:
     repo = store._repo
     base = snapshot_name(current, target)
     existing = {t.name: t.commit for t in repo.tags()}
+    head_tree = repo.commit_info(head).tree
     name, n = base, 1
     while name in existing:
-        if existing[name] == head:
-            logger.info("reusing snapshot %s (it already points at %s)", name, head[:8])
+        # Reuse a snapshot of the same content (a failed attempt, or a migration rolled back by restoring it):
+        # restoring it gives exactly the current state. A snapshot never moves.
+        if existing[name] == head or repo.commit_info(existing[name]).tree == head_tree:
+            logger.info("reusing snapshot %s (it holds the current state)", name)
             return name
         n += 1
         name = f"{base}-{n}"
@@ -734,7 +733,14 @@ def apply(store: Store, steps: Mapping[int, Step]) -> MigrationResult:
     """
     todo_all = _validate_steps(steps)
     store._check_open()
-    store.flush()
+    try:
+        store.flush()
+    except SchemaMismatch as e:
+        raise MigrationError(
+            f"cannot migrate {store.path}: {e.pending} write(s) are pending for schema version {e.expected} "
+            f"while the store is at version {e.found}; migrate before writing, or drop them with "
+            "store.discard_pending()"
+        ) from e
     repo = store._repo
     # Hold the store's locks from reading the head to moving the branch: no flush of this process and no other
     # process commits in between, so the steps see exactly the state they replace.

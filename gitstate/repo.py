@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -995,7 +995,13 @@ class Repository:
         return out
 
     # ----------------------------------------------------------------- index and work tree
-    def sync_index(self, head_tree: str, changed: dict[str, str | None]) -> None:
+    def sync_index(
+        self,
+        head_tree: str,
+        changed: dict[str, str | None],
+        *,
+        stats: Mapping[str, os.stat_result | None] | None = None,
+    ) -> None:
         """Bring index entries of ``changed`` paths (path -> blob id or None) up to date and write the index.
         Call with :meth:`lock` held, after the work-tree files are written. Rebuilds the whole index from
         ``head_tree`` when the file is missing or unusable."""
@@ -1006,6 +1012,8 @@ class Repository:
             name = path.encode("utf-8", "surrogateescape")
             if sha is None:
                 self.index.remove(name)
+            elif stats is not None and path in stats:
+                self.index.set(name, sha, stats[path])  # the stat taken when the content was read
             else:
                 try:
                     st = os.lstat(self.root / path)

@@ -28,6 +28,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from . import docdiff
+from . import migrate as _migrate
 from .codecs import Codec, codec_for, copy_value
 from .errors import (
     DecodeError,
@@ -48,7 +49,6 @@ from .keys import (
     append_in,
     delete_in,
     get_in,
-    key_overlaps,
     merge_in,
     parse_key,
     set_in,
@@ -237,6 +237,8 @@ class Store:
         self._background: list[Any] = []
         self._stats = _Stats()
         self._after_commit_hooks: list[Callable[[str], None]] = []
+        #: The schema version this program writes (see gitstate.migrate); set on open.
+        self._expected_schema: int | None = None
 
     # ================================================================= lifecycle
     def _start(self) -> None:
@@ -368,16 +370,78 @@ class Store:
         for e in events:
             self._emit(e)
 
-    def _advance_to(self, head: str | None, *, source: str) -> ExternalChange:
+    def _advance_to(self, head: str | None, *, source: str, rebase: bool = True) -> ExternalChange:
         """The branch moved to ``head``: forget the views of changed documents (they reload from ``head`` and
-        replay pending operations on next use). Call with ``_lock`` held; returns the event to emit."""
+        replay pending operations on next use). Where a human edited a document this store has pending writes
+        to (in another process: a watcher, plain git), the pending writes are rebased so the human's keys win
+        (``rebase``; off for commits this store just made itself). Call with ``_lock`` held; returns the event
+        to emit."""
+        old_tree = self._head_tree
         new_tree = self._repo.commit_info(head).tree if head else None
-        changed = self._repo.changed_paths(self._head_tree, new_tree)
+        changed = self._repo.changed_paths(old_tree, new_tree)
+        overwritten: list[docdiff.Conflict] = []
+        pending_docs = {op.doc for op in self._journal} & changed.keys()
+        if rebase and pending_docs and self._head is not None and head is not None:
+            for doc in sorted(self._docs_edited_by_humans(self._head, head, pending_docs)):
+                codec = codec_for(doc)
+                old_b, new_b = self._repo.read_at(old_tree or "", doc), self._repo.read_at(new_tree or "", doc)
+                try:
+                    base = docdiff.MISSING if old_b is None else codec.decode(old_b, doc)
+                    theirs = docdiff.MISSING if new_b is None else codec.decode(new_b, doc)
+                except DecodeError:
+                    continue
+                overwritten += self._rebase_pending_on(doc, base, theirs)
         self._head, self._head_tree = head, new_tree
         for path in changed:
             self._views.pop(path, None)
         docs = sorted(p for p in changed if not p.startswith(META_PREFIX))
-        return ExternalChange(docs=docs, source=source, commit=head)
+        if source == "process" and _migrate.SCHEMA_DOC in changed:
+            source = "migration"  # the schema version changed under us: flushes now refuse (see migrate.py)
+        return ExternalChange(docs=docs, source=source, commit=head, overwritten=overwritten)
+
+    def _docs_edited_by_humans(self, old: str, new: str, docs: set[str]) -> set[str]:
+        """Which of ``docs`` commits between ``old`` (excluded) and ``new`` changed as human edits (actor
+        ``human``, or plain git commits without a gitstate trailer). Bounded walk along first parents."""
+        out: set[str] = set()
+        cur: str | None = new
+        for _ in range(500):
+            if cur is None or cur == old:
+                return out
+            info = self._repo.commit_info(cur)
+            msg = info.message
+            if "Gitstate-Actor: human" in msg or "Gitstate-Actor:" not in msg:
+                parent_tree = self._repo.commit_info(info.parents[0]).tree if info.parents else None
+                out |= docs & self._repo.changed_paths(parent_tree, info.tree).keys()
+            cur = info.parents[0] if info.parents else None
+        return out if cur == old else set()
+
+    def _rebase_pending_on(self, doc: str, base: Any, theirs: Any) -> list[docdiff.Conflict]:
+        """A human replaced ``base`` with ``theirs`` while this store holds pending writes to ``doc``: keep both
+        sides' keys, the human's value winning on keys both changed (a key-level 3-way merge), and rewrite the
+        document's pending operations as the difference from ``theirs`` to the merge. Returns the program's
+        values that lost. Call with ``_lock`` held."""
+        ops = [op for op in self._journal if op.doc == doc]
+        if not ops:
+            return []
+        ours: Any = _ABSENT if base is docdiff.MISSING else copy_value(base)
+        for op in ops:
+            try:
+                ours = _apply(ours, op)
+            except KeyPathError:
+                continue
+        result = docdiff.merge3(base, docdiff.MISSING if ours is _ABSENT else ours, theirs, prefer="theirs")
+        seq = max(op.seq for op in ops)
+        new_ops = [_Op(seq, doc, kind, key, value) for kind, key, value in _ops_between(theirs, result.value)]
+        self._journal = [op for op in self._journal if op.doc != doc] + new_ops
+        self._journal.sort(key=lambda op: op.seq)
+        if new_ops:
+            self._dirty[doc] = seq
+        else:
+            self._dirty.pop(doc, None)
+        if not self._journal:
+            self._first_pending = None
+        self._views.pop(doc, None)
+        return list(result.conflicts)
 
     def get(self, doc: str, key: object = None, default: Any = _DEFAULT) -> Any:
         """A deep copy of the value at ``key`` in ``doc`` (the whole document when ``key`` is None).
@@ -614,7 +678,7 @@ class Store:
             outer = self._flush_owner is None
             self._flush_owner = threading.get_ident()
             try:
-                commit, changes, events = self._flush_locked(message, metadata)
+                commit, changes, events, message_out = self._flush_locked(message, metadata)
             except GitStateError as e:
                 err = (
                     e
@@ -645,7 +709,9 @@ class Store:
             self._emit(ev)
         if commit is not None:
             self._stats.commits += 1
-            self._emit(Committed(commit=commit, actor="library", docs=sorted(changes), message="", duration_ms=ms))
+            self._emit(
+                Committed(commit=commit, actor="library", docs=sorted(changes), message=message_out, duration_ms=ms)
+            )
             self._after_commit(commit)
         return commit
 
@@ -659,13 +725,21 @@ class Store:
 
     def _flush_locked(
         self, message: str | None, metadata: Mapping[str, str] | None
-    ) -> tuple[str | None, dict[str, bytes | None], list[Event]]:
+    ) -> tuple[str | None, dict[str, bytes | None], list[Event], str]:
         events: list[Event] = []
+        msg = ""
         with self._repo.lock():
             head = self._repo.head()
             with self._lock:
                 if head != self._head:
                     events.append(self._advance_to(head, source="process"))
+            try:
+                _migrate.check_flush(self)
+            except _migrate.SchemaMismatch:
+                for ev in events:
+                    self._emit(ev)
+                raise
+            with self._lock:
                 seq_hi = self._seq
                 docs = list(self._dirty)
                 ops_by_doc: dict[str, list[_Op]] = {}
@@ -703,7 +777,7 @@ class Store:
                 self._dirty = {d: s for d, s in self._dirty.items() if s > seq_hi}
                 if not self._journal:
                     self._first_pending = None
-        return commit, files, events
+        return commit, files, events, msg
 
     def _describe(
         self, files: Mapping[str, bytes | None], new_values: Mapping[str, Any] | None = None
@@ -735,10 +809,14 @@ class Store:
         changes: list[docdiff.Change],
         parent: str | None,
         extra_parents: tuple[str, ...] = (),
+        stats: Mapping[str, os.stat_result | None] | None = None,
     ) -> str:
         """Write work-tree files, then the commit, move the branch, sync the index and record the change keys.
-        Call with the repository lock held and ``parent`` equal to the branch head."""
-        for doc, data in files.items():
+        Call with the repository lock held and ``parent`` equal to the branch head.
+
+        With ``stats`` the files are NOT written: their content is already on disk (a human's edit, recovered
+        state) and the given stats go into the index (None: unknown, Git re-reads the file)."""
+        for doc, data in files.items() if stats is None else ():
             if data is None:
                 remove_file(self.path, doc, fsync=self._fsync)
             else:
@@ -748,7 +826,9 @@ class Store:
             parent, dict(files), message, author=author, extra_parents=extra_parents, fsync=self._fsync
         )
         tree = self._repo.commit_info(commit).tree
-        self._repo.sync_index(tree, {doc: None if data is None else blob_id(data) for doc, data in files.items()})
+        self._repo.sync_index(
+            tree, {doc: None if data is None else blob_id(data) for doc, data in files.items()}, stats=stats
+        )
         self._record(commit, actor, changes)
         for doc in files:
             self._written.pop(doc, None)
@@ -810,16 +890,13 @@ class Store:
     def _take_unsaved_human_edits(self, files: dict[str, bytes | None]) -> list[Event]:
         """Before overwriting files, commit hand edits to them that nothing has committed yet (no watcher
         running), so a library write never silently discards a human's change. Repository lock held."""
-        events: list[Event] = []
-        for doc in list(files):
-            on_disk = self._read_worktree(doc)
-            committed = self._committed_bytes(doc)
-            if on_disk == committed or on_disk == files[doc]:
-                continue
-            if on_disk is not None and self._written.get(doc) == blob_id(on_disk):
-                continue  # our own write from a flush that failed before its commit
-            events += self._ingest_locked(doc, on_disk, reason="unsaved edit found before a library write")
-            # The branch moved: re-encode our view of this document on top of the human's version.
+        reads = {doc: self._read_worktree(doc) for doc in files}
+        edited = {doc: r for doc, r in reads.items() if r[0] != self._committed_bytes(doc) and r[0] != files[doc]}
+        if not edited:
+            return []
+        events = self._ingest_locked(edited, reason="unsaved edit found before a library write")
+        # The branch moved: re-encode our view of these documents on top of the human's version.
+        for doc in edited:
             with self._lock:
                 view = self._load(doc)
                 files[doc] = None if view is _ABSENT else codec_for(doc).encode(view)
@@ -827,20 +904,35 @@ class Store:
                 del files[doc]
         return events
 
-    def _read_worktree(self, doc: str) -> bytes | None:
+    def _read_worktree(self, doc: str) -> tuple[bytes | None, os.stat_result | None]:
+        """The work-tree file's content, and a stat that is safe to record in the index with it (None when the
+        file changed while it was read, so the newer content is never hidden by a matching stat)."""
+        full = self.path / doc
         try:
             check_no_symlinks(self.path, doc)
-            entry = self._repo.index.entries.get(doc.encode("utf-8", "surrogateescape"))
-            st = os.lstat(self.path / doc)
-            if entry is not None and self._head_tree and self._repo.index.valid:
+            st = os.lstat(full)
+            name = doc.encode("utf-8", "surrogateescape")
+            if self._head_tree and self._repo.index.valid and name in self._repo.index.entries:
                 sha = self._repo.blob_id_at(self._head_tree, doc)
                 if sha is not None and self._repo._stat_matches(doc, sha, st):
-                    return self._committed_bytes(doc)
-            return (self.path / doc).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except InvalidPath:
-            return None
+                    return self._committed_bytes(doc), st
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                st = os.fstat(fd)
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
+            data = b"".join(chunks)
+            after = os.lstat(full)
+            same = (after.st_ino, after.st_mtime_ns, after.st_size) == (st.st_ino, st.st_mtime_ns, len(data))
+            return data, st if same else None
+        except (FileNotFoundError, NotADirectoryError, InvalidPath):
+            return None, None
+        except OSError as e:  # ELOOP from O_NOFOLLOW, EACCES...
+            logger.warning("cannot read %s: %s", full, e)
+            return None, None
 
     def _quarantine(self, doc: str, data: bytes, error: DecodeError) -> str:
         """Keep content that does not parse in ``.git/gitstate/quarantine/`` (deduplicated); return its path."""
@@ -858,7 +950,7 @@ class Store:
             f.flush()
             os.fsync(f.fileno())
         (qdir / f"{target.name}.reason").write_text(f"{error}\n")
-        logger.warning(
+        logger.info(
             "%s does not parse (%s); kept its content in %s and serve the last committed version",
             doc,
             error,
@@ -885,9 +977,12 @@ class Store:
         return out
 
     def ingest(self, docs: list[str] | set[str], *, source: str = "human") -> list[Event]:
-        """Commit edits made to files on disk (used by the watcher): each valid edit becomes a commit by the OS
-        user with actor ``human``, merged key by key with this store's pending writes (the human's value wins
-        on a key both changed); an edit that does not parse is kept aside and reported (``invalid_edit``).
+        """Commit edits made to files on disk (used by the watcher), as ONE commit by the OS user with actor
+        ``human``. Each edit is merged key by key with this store's pending writes: both sides' keys are kept,
+        and on a key both changed the human's value wins (the program's value is named in the commit message and
+        in the ``external_change`` event). An edit that does not parse is not committed: its content is kept in
+        ``.git/gitstate/quarantine/``, the last good version is served, and ``invalid_edit`` fires. The files
+        themselves are never rewritten, so an editor's newer save is never undone.
 
         Returns the events it emitted.
         """
@@ -898,102 +993,86 @@ class Store:
             with self._lock:
                 if head != self._head:
                     events.append(self._advance_to(head, source="process"))
+            reads: dict[str, tuple[bytes | None, os.stat_result | None]] = {}
             for doc in sorted(set(docs)):
                 try:
                     validate_doc_path(doc)
                 except InvalidPath as e:
                     logger.warning("ignoring %s: %s", doc, e.reason)
                     continue
-                events += self._ingest_locked(doc, self._read_worktree(doc), reason=None)
+                reads[doc] = self._read_worktree(doc)
+            events += self._ingest_locked(reads, reason=None)
         for e in events:
             self._emit(e)
+        for e in events:
+            if isinstance(e, Committed):
+                self._stats.commits += 1
+                self._after_commit(e.commit)
         return events
 
-    def _ingest_locked(self, doc: str, on_disk: bytes | None, *, reason: str | None) -> list[Event]:
-        """Commit the on-disk content of ``doc`` as a human edit. Repository lock held."""
-        committed = self._committed_bytes(doc)
-        if on_disk == committed:
-            return []
-        codec = codec_for(doc)
-        if on_disk is None:
+    def _ingest_locked(
+        self, reads: Mapping[str, tuple[bytes | None, os.stat_result | None]], *, reason: str | None
+    ) -> list[Event]:
+        """Commit the on-disk content of documents as one human edit. Repository lock and ``_flush_lock`` held."""
+        events: list[Event] = []
+        valid: dict[str, tuple[bytes | None, os.stat_result | None, Any, Any]] = {}
+        for doc, (data, st) in reads.items():
+            committed = self._committed_bytes(doc)
+            if data == committed:
+                continue
+            if data is not None and self._written.get(doc) == blob_id(data):
+                continue  # our own write from a flush that failed before its commit: not a human's
+            codec = codec_for(doc)
             theirs: Any = docdiff.MISSING
-        else:
-            try:
-                theirs = codec.decode(on_disk, doc)
-                if codec.structured:
-                    codec.normalize(theirs, doc)
-            except (DecodeError, EncodeError) as e:
-                err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
-                where = self._quarantine(doc, on_disk, err)
-                return [InvalidEdit(doc=doc, error=err.problem, line=err.line, column=err.column, quarantined_to=where)]
-        base = docdiff.MISSING if committed is None else _safe_decode(codec, committed, doc)
-        human_changes = (
-            docdiff.diff(base, theirs, doc=doc)
-            if codec.structured
-            else (
-                []
-                if base == theirs
-                else [
-                    docdiff.Change(
-                        doc,
-                        (),
-                        "change"
-                        if base is not docdiff.MISSING and theirs is not docdiff.MISSING
-                        else ("add" if base is docdiff.MISSING else "remove"),
-                        base,
-                        theirs,
+            if data is not None:
+                try:
+                    theirs = codec.decode(data, doc)
+                    if codec.structured:
+                        codec.normalize(theirs, doc)
+                except (DecodeError, EncodeError) as e:
+                    err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
+                    where = self._quarantine(doc, data, err)
+                    events.append(
+                        InvalidEdit(doc=doc, error=err.problem, line=err.line, column=err.column, quarantined_to=where)
                     )
-                ]
-            )
-        )
-        overwritten: list[docdiff.Conflict] = []
+                    continue
+            base = docdiff.MISSING if committed is None else _safe_decode(codec, committed, doc)
+            valid[doc] = (data, st, base, theirs)
+        if not valid:
+            return events
+        all_changes: list[docdiff.Change] = []
+        per_doc: dict[str, tuple[list[docdiff.Change], list[docdiff.Conflict]]] = {}
+        extra: list[str] = []
         with self._lock:
-            ours_view = self._load(doc)
-            pending = [op for op in self._journal if op.doc == doc]
-            keep: list[_Op] = []
-            for op in pending:
-                hit = [c for c in human_changes if key_overlaps(c.key, op.key)]
-                if hit:
-                    ours_val = get_in(ours_view, op.key) if ours_view is not _ABSENT else MISSING_KEY
-                    theirs_val = get_in(theirs, op.key) if theirs is not docdiff.MISSING else MISSING_KEY
-                    overwritten.append(
-                        docdiff.Conflict(
-                            key=op.key,
-                            base=docdiff.MISSING,
-                            chosen="theirs",
-                            ours=docdiff.MISSING if ours_val is MISSING_KEY else copy_value(ours_val),
-                            theirs=docdiff.MISSING if theirs_val is MISSING_KEY else copy_value(theirs_val),
-                        )
-                    )
-                else:
-                    keep.append(op)
-            if len(keep) != len(pending):
-                dropped = {id(op) for op in pending} - {id(op) for op in keep}
-                self._journal = [op for op in self._journal if id(op) not in dropped]
-                if not any(op.doc == doc for op in self._journal):
-                    self._dirty.pop(doc, None)
-        extra = [
-            f"overrode pending library value of {doc}: {docdiff.format_key(c.key)} = {docdiff.format_value(c.ours)}"
-            for c in overwritten
-        ]
+            for doc, (_, _, base, theirs) in valid.items():
+                changes = _changes_of(doc, base, theirs)
+                lost = self._rebase_pending_on(doc, base, theirs)
+                per_doc[doc] = (changes, lost)
+                all_changes += changes
+                extra += [
+                    f"overrode pending library value of {doc}: {docdiff.format_key(c.key)} = "
+                    f"{docdiff.format_value(c.ours)}"
+                    for c in lost
+                ]
         if reason:
             extra.append(f"({reason})")
-        msg = build_message(None, human_changes, "human", extra_lines=extra)
+        msg = build_message(None, all_changes, "human", extra_lines=extra)
         commit = self._commit(
-            {doc: on_disk},
+            {doc: v[0] for doc, v in valid.items()},
             msg,
             author=human_author(),
             actor="human",
-            changes=human_changes,
+            changes=all_changes,
             parent=self._head,
+            stats={doc: v[1] for doc, v in valid.items()},
         )
         with self._lock:
-            self._advance_to(commit, source="human")
+            self._advance_to(commit, source="human", rebase=False)
             self._ref_stamp = self._repo.ref_stamp()
-        return [
-            Committed(commit=commit, actor="human", docs=[doc], message=msg),
-            ExternalChange(docs=[doc], changes=human_changes, overwritten=overwritten, source="human", commit=commit),
-        ]
+        events.append(Committed(commit=commit, actor="human", docs=sorted(valid), message=msg))
+        for doc, (changes, lost) in per_doc.items():
+            events.append(ExternalChange(docs=[doc], changes=changes, overwritten=lost, source="human", commit=commit))
+        return events
 
     def _commit_external(
         self,
@@ -1052,8 +1131,11 @@ class Store:
             for cid, changes, _ in commits:
                 self._record(cid, actor, changes)
             with self._lock:
-                ev = self._advance_to(parent, source=actor)
+                ev = self._advance_to(parent, source=actor, rebase=False)
                 self._ref_stamp = self._repo.ref_stamp()
+            if _migrate.SCHEMA_DOC in all_files:
+                # This program restored/undid/migrated the schema itself: it now writes the version it chose.
+                self._expected_schema = _migrate.version_at(self._repo, tree)
         for e in events:
             self._emit(e)
         for cid, _changes, docs in commits:
@@ -1093,7 +1175,7 @@ class Store:
         self._repo.update_ref(self._repo.branch_ref, new_head, expected_head, fsync=self._fsync)
         self._repo.sync_index(new_tree, {d: s for d, (_, s) in changed.items()})
         with self._lock:
-            ev = self._advance_to(new_head, source=actor)
+            ev = self._advance_to(new_head, source=actor, rebase=False)
             self._ref_stamp = self._repo.ref_stamp()
         self._emit(ev)
 
@@ -1134,7 +1216,13 @@ class Store:
                 what = "adopted existing files" if head is None else "recovered changes found on disk at open"
                 msg = build_message(what, described, "human")
                 head = self._commit(
-                    recovered, msg, author=human_author(), actor="human", changes=described, parent=head
+                    recovered,
+                    msg,
+                    author=human_author(),
+                    actor="human",
+                    changes=described,
+                    parent=head,
+                    stats=dict.fromkeys(recovered),
                 )
                 self._head = head
                 self._head_tree = self._repo.commit_info(head).tree
@@ -1263,7 +1351,13 @@ class Store:
         self._check_open()
         if self._watcher is not None and self._watcher.running:
             return self._watcher
-        self._watcher = Watcher(self.path, self._on_files_changed, is_ignored=self._repo.ignore_matcher(), **options)
+        self._watcher = Watcher(
+            self.path,
+            self._on_files_changed,
+            is_ignored=self._repo.ignore_matcher(),
+            ignore_factory=self._repo.ignore_matcher,
+            **options,
+        )
         self._watcher.start()
         self.ingest(self._edits_since_head())  # edits made while nothing was watching
         return self._watcher
@@ -1351,17 +1445,43 @@ class Store:
     @property
     def schema_version(self) -> int:
         """The schema version of the state (0 for a store that never migrated)."""
-        from . import migrate as _migrate
-
         return _migrate.current_version(self)
+
+    def expect_schema(self, version: int) -> None:
+        """Declare that this program's writes fit schema ``version``. After another process migrated the store,
+        flushes refuse with :class:`~gitstate.migrate.SchemaMismatch` until the program calls this (or
+        restarts); see :mod:`gitstate.migrate`.
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp()) as store:
+            ...     store.expect_schema(0)
+        """
+        _migrate.expect(self, version)
+
+    def discard_pending(self) -> int:
+        """Drop the writes not yet committed (reads then see the committed state); returns how many.
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp(), durability="manual") as store:
+            ...     store.set("s.json", "a", 1)
+            ...     store.discard_pending(), store.get("s.json", default=None)
+            (1, None)
+        """
+        self._check_open()
+        with self._flush_lock, self._lock:
+            dropped = len(self._journal)
+            for doc in self._dirty:
+                self._views.pop(doc, None)
+            self._journal, self._dirty, self._first_pending = [], {}, None
+        return dropped
 
     def migrate(self, steps: Mapping[int, Callable[[Any], object]], *, dry_run: bool = False) -> list[str]:
         """Run every migration step above the current schema version, in order, each as one commit (actor
         ``migration``), after a snapshot ``pre-migration-v{cur}-to-v{target}``. If a step raises, nothing lands
         and :class:`~gitstate.errors.MigrationError` names it. With ``dry_run`` nothing changes and the result
         lists the changes the steps would make. Returns the commit ids (or change lines for a dry run)."""
-        from . import migrate as _migrate
-
         self._check_open()
         return _migrate.run(self, steps, dry_run=dry_run)
 
@@ -1392,6 +1512,36 @@ class Store:
             "repo_bytes": self._repo.disk_usage(),
             "head": self._head,
         }
+
+
+def _changes_of(doc: str, old: Any, new: Any) -> list[docdiff.Change]:
+    """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change."""
+    if codec_for(doc).structured or old is docdiff.MISSING or new is docdiff.MISSING:
+        return docdiff.diff(old, new, doc=doc)
+    return [] if old == new else [docdiff.Change(doc, (), "change", old, new)]
+
+
+def _ops_between(old: Any, new: Any, prefix: Key = ()) -> list[tuple[str, Key, Any]]:
+    """Key operations (kind, key, value) that turn ``old`` into ``new``, as deep in nested mappings as possible
+    so that they re-apply cleanly over other writers' keys; lists and scalars are set whole."""
+    if docdiff.same(old, new):
+        return []
+    if new is docdiff.MISSING:
+        return [("delete", prefix, None)]
+    if isinstance(old, dict) and isinstance(new, dict):
+        if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in (*old, *new)):
+            return [("set", prefix, copy_value(new))]
+        out: list[tuple[str, Key, Any]] = []
+        for k in old:
+            if k not in new:
+                out.append(("delete", (*prefix, k), None))
+        for k, v in new.items():
+            if k in old:
+                out += _ops_between(old[k], v, (*prefix, k))
+            else:
+                out.append(("set", (*prefix, k), copy_value(v)))
+        return out
+    return [("set", prefix, copy_value(new))]
 
 
 def _safe_decode(codec: Codec, data: bytes, doc: str) -> Any:
@@ -1494,6 +1644,7 @@ def open(
     on: Mapping[str, Callable[[Any], object]] | None = None,
     handle_signals: bool = True,
     fsync: bool = True,
+    schema_version: int | None = None,
 ) -> Store:
     """Open (or create) the state store at ``path``.
 
@@ -1511,6 +1662,9 @@ def open(
         on: callbacks to register before the store loads, so ``loaded`` is seen too.
         handle_signals: flush on SIGTERM (installed once, from the main thread).
         fsync: fsync files, objects and directories (turn off only for throwaway stores, e.g. tests).
+        schema_version: the schema version this program writes (see :mod:`gitstate.migrate`); default: the
+            version found at open. Flushes refuse while the store is at another version; a store at a newer
+            version raises :class:`~gitstate.migrate.SchemaMismatch` here.
 
     Raises:
         StoreNotFound: no path and no ``$GITSTATE_DIR``, or nothing at ``path`` and ``create=False``.
@@ -1547,6 +1701,7 @@ def open(
         store.on(name, cb)
     try:
         loaded = store._recover()
+        _migrate.on_open(store, schema_version)
     except OSError as e:
         repo.close()
         raise SaveError(f"{root}: could not recover the store on open: {_oserror(e)}") from e

@@ -66,7 +66,7 @@ DEFAULT_DEBOUNCE_MS: Final = 500
 #: A path must be quiet (no event, same size/mtime/inode) this long before it is handed on.
 DEFAULT_SETTLE_MS: Final = 200
 #: A path still changing (or not parsing) this long after its first event is handed on anyway.
-DEFAULT_SETTLE_TIMEOUT_MS: Final = 5000
+DEFAULT_SETTLE_TIMEOUT_MS: Final = 2000
 #: Interval between two scans when polling.
 DEFAULT_POLL_DELAY_MS: Final = 300
 
@@ -76,11 +76,32 @@ _START_TIMEOUT_S: Final = 15.0
 _RESTART_DELAY_S: Final = 1.0
 _PROBE_PREFIX: Final = "gitstate-watch-probe-"
 # File systems whose changes made by other machines (or at all, for some FUSE ones) raise no native events.
-_NO_NATIVE_EVENTS: Final = frozenset({
-    "nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "ncpfs", "afs", "9p", "vboxsf", "vmhgfs", "ceph",
-    "glusterfs", "lustre", "gpfs", "fuse.sshfs", "fuse.rclone", "fuse.s3fs", "fuse.gcsfuse", "fuse.vmhgfs-fuse",
-    "davfs", "fuse.davfs2",
-})
+_NO_NATIVE_EVENTS: Final = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb3",
+        "smbfs",
+        "ncpfs",
+        "afs",
+        "9p",
+        "vboxsf",
+        "vmhgfs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "fuse.sshfs",
+        "fuse.rclone",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.vmhgfs-fuse",
+        "davfs",
+        "fuse.davfs2",
+    }
+)
 
 # (size, mtime_ns, inode, ctime_ns) of a regular file, None when there is no regular file at the path.
 Sig = tuple[int, int, int, int] | None
@@ -135,8 +156,18 @@ def _is_limit_error(e: BaseException) -> bool:
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EMFILE, errno.ENFILE):
         return True
     text = str(e).lower()
-    return any(s in text for s in ("watch limit", "maxfileswatch", "no space left", "too many open files",
-                                   "os error 28", "os error 24", "error creating recommended watcher"))
+    return any(
+        s in text
+        for s in (
+            "watch limit",
+            "maxfileswatch",
+            "no space left",
+            "too many open files",
+            "os error 28",
+            "os error 24",
+            "error creating recommended watcher",
+        )
+    )
 
 
 @dataclass
@@ -186,22 +217,31 @@ class Watcher:
         >>> w.stop()
     """
 
-    def __init__(self, root: str | os.PathLike[str], on_change: Callable[[set[str]], object], *,
-                 is_ignored: Callable[[str], bool] | None = None,
-                 ignore_factory: Callable[[], Callable[[str], bool]] | None = None,
-                 debounce_ms: int = DEFAULT_DEBOUNCE_MS, settle_ms: int = DEFAULT_SETTLE_MS,
-                 settle_timeout_ms: int = DEFAULT_SETTLE_TIMEOUT_MS, wait_for_parse: bool = True,
-                 force_polling: bool | None = None, poll_delay_ms: int = DEFAULT_POLL_DELAY_MS,
-                 step_ms: int = _STEP_MS, dispatch_on_stop: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        on_change: Callable[[set[str]], object],
+        *,
+        is_ignored: Callable[[str], bool] | None = None,
+        ignore_factory: Callable[[], Callable[[str], bool]] | None = None,
+        debounce_ms: int = DEFAULT_DEBOUNCE_MS,
+        settle_ms: int = DEFAULT_SETTLE_MS,
+        settle_timeout_ms: int = DEFAULT_SETTLE_TIMEOUT_MS,
+        wait_for_parse: bool = True,
+        force_polling: bool | None = None,
+        poll_delay_ms: int = DEFAULT_POLL_DELAY_MS,
+        step_ms: int = _STEP_MS,
+        dispatch_on_stop: bool = True,
+    ) -> None:
         if min(debounce_ms, settle_ms, settle_timeout_ms, poll_delay_ms) < 0 or step_ms <= 0:
-            raise ValueError("debounce_ms, settle_ms, settle_timeout_ms and poll_delay_ms must be >= 0, "
-                             "step_ms > 0")
+            raise ValueError("debounce_ms, settle_ms, settle_timeout_ms and poll_delay_ms must be >= 0, step_ms > 0")
         self.root = Path(os.path.realpath(root))
         self._prefix = str(self.root).rstrip("/") + "/"
         self._on_change = on_change
         self._ignore_factory = ignore_factory
-        self._is_ignored: Callable[[str], bool] = is_ignored or (ignore_factory() if ignore_factory else
-                                                                 (lambda path: False))
+        self._is_ignored: Callable[[str], bool] = is_ignored or (
+            ignore_factory() if ignore_factory else (lambda path: False)
+        )
         self.debounce_ms = debounce_ms
         self.settle_ms = settle_ms
         self.settle_timeout_ms = max(settle_timeout_ms, settle_ms)
@@ -212,7 +252,6 @@ class Watcher:
         self._force_polling = force_polling
         self._polling = False
         self._stop = threading.Event()
-        self._ready = threading.Event()
         self._cv = threading.Condition()
         self._pending: dict[str, _Pending] = {}
         self._known: dict[str, Sig] = {}
@@ -237,8 +276,9 @@ class Watcher:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -264,7 +304,6 @@ class Watcher:
         if not self.root.is_dir():
             raise GitStateError(f"cannot watch {self.root}: not a directory")
         self._stop.clear()
-        self._ready.clear()
         self._error = self._fatal = None
         self._known = dict(self._scan())
         self._polling = bool(self._force_polling)
@@ -272,26 +311,34 @@ class Watcher:
             fs = _fs_type(str(self.root))
             if fs in _NO_NATIVE_EVENTS or (fs or "").startswith("fuse."):
                 self._polling = True
-                logger.warning("%s is on a %s file system without reliable change events; polling every %d ms",
-                               self.root, fs, self.poll_delay_ms)
-        self._watch_thread = threading.Thread(target=self._watch_loop, name=f"gitstate-watch[{self.root.name}]",
-                                              daemon=True)
-        self._dispatch_thread = threading.Thread(target=self._dispatch_loop,
-                                                 name=f"gitstate-watch-dispatch[{self.root.name}]", daemon=True)
+                logger.warning(
+                    "%s is on a %s file system without reliable change events; polling every %d ms",
+                    self.root,
+                    fs,
+                    self.poll_delay_ms,
+                )
+        self._watch_thread = threading.Thread(
+            target=self._watch_loop, name=f"gitstate-watch[{self.root.name}]", daemon=True
+        )
+        self._dispatch_thread = threading.Thread(
+            target=self._dispatch_loop, name=f"gitstate-watch-dispatch[{self.root.name}]", daemon=True
+        )
         self._dispatch_thread.start()
         self._watch_thread.start()
         self._await_ready(timeout_s)
 
     def _await_ready(self, timeout_s: float) -> None:
         if self._sync(timeout_s=timeout_s):
-            self._ready.set()
             return
         fatal = self._fatal or (self._error if not self._watch_thread_alive() else None)
         if fatal is not None:
             self.stop()
             raise GitStateError(f"cannot watch {self.root}: {fatal}") from fatal
-        logger.warning("%s: the watcher did not confirm it started within %.0f s; edits made now may be "
-                       "picked up late", self.root, timeout_s)
+        logger.warning(
+            "%s: the watcher did not confirm it started within %.0f s; edits made now may be picked up late",
+            self.root,
+            timeout_s,
+        )
 
     def _sync(self, *, timeout_s: float) -> bool:
         """Write a probe file and wait until the watch thread has recorded the batch that holds it: every event
@@ -311,8 +358,11 @@ class Watcher:
                 if self._fatal is not None or self._stop.is_set() or time.monotonic() > deadline:
                     return False
                 n += 1
-                with contextlib.suppress(OSError):
+                try:
                     probe.write_bytes(b"x" * (n % 64 + 1))
+                except OSError as e:  # a read-only store: nothing can confirm; the caller decides
+                    logger.debug("cannot write the watcher probe %s: %s", probe, e)
+                    return False
                 interval = (self.poll_delay_ms if self._polling else 0) / 1000 + 0.1
                 with self._cv:
                     if self._probe_seen < gen:
@@ -336,9 +386,17 @@ class Watcher:
             if t is not None and t is not me and t.is_alive():
                 t.join(timeout_s)
 
-    def run(self, *, handle_signals: bool = True) -> None:
+    def run(self, *, handle_signals: bool = True, on_ready: Callable[[], object] | None = None) -> None:
         """Watch in the foreground until :meth:`stop` is called or, from the main thread, SIGINT or SIGTERM
-        arrives; then stop cleanly and return.
+        arrives; then stop cleanly and return. Works on a watcher already started (``Store.watch()``).
+
+        Args:
+            handle_signals: stop on SIGINT and SIGTERM (main thread only; the previous handlers come back
+                afterwards).
+            on_ready: called once watching has begun and the signal handlers are in place.
+
+        Raises:
+            GitStateError: the directory cannot be watched, or went away.
 
         Example:
             >>> Watcher("/var/lib/agent", print).run()  # doctest: +SKIP
@@ -355,6 +413,8 @@ class Watcher:
                     previous[signum] = signal.signal(signum, on_signal)
         try:
             self.start()
+            if on_ready is not None:
+                on_ready()
             while not self._stop.wait(1.0):
                 if not self._watch_thread_alive():
                     break
@@ -375,8 +435,13 @@ class Watcher:
             True
         """
         deadline = time.monotonic() + timeout_s
-        if not self.running or not self._sync(timeout_s=timeout_s):
+        if not self.running:
             return False
+        if not self._sync(timeout_s=timeout_s):
+            if self._fatal is not None or self._stop.is_set() or time.monotonic() >= deadline:
+                return False
+            # No probe possible (read-only store): give the OS a moment to deliver earlier events.
+            time.sleep(min(1.0, deadline - time.monotonic()))
         with self._cv:
             while self._pending or self._busy:
                 left = deadline - time.monotonic()
@@ -389,7 +454,7 @@ class Watcher:
     def _relative(self, path: str) -> str | None:
         if not path.startswith(self._prefix):
             return None
-        return path[len(self._prefix):]
+        return path[len(self._prefix) :]
 
     def _excluded(self, rel: str, *, is_dir: bool = False) -> bool:
         parts = rel.split("/")
@@ -407,7 +472,7 @@ class Watcher:
         probe files (:meth:`_record` notes and drops them)."""
         rel = self._relative(path)
         if not rel:
-            return False
+            return path == self._prefix[:-1]  # the directory itself (deleted, moved): the loop checks it
         if rel.startswith(".git/") or rel == ".git":
             return self._probe_name in rel
         return True
@@ -418,9 +483,11 @@ class Watcher:
         for dirpath, dirnames, filenames in os.walk(start):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-            dirnames[:] = [d for d in dirnames
-                           if not os.path.islink(os.path.join(dirpath, d))
-                           and not self._excluded(rel_dir + d, is_dir=True)]
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not os.path.islink(os.path.join(dirpath, d)) and not self._excluded(rel_dir + d, is_dir=True)
+            ]
             for name in filenames:
                 rel = rel_dir + name
                 if self._excluded(rel):
@@ -463,7 +530,7 @@ class Watcher:
             _, _, name = rel.rpartition("/")
             if name.startswith(self._probe_name):
                 with contextlib.suppress(ValueError):
-                    probe = max(probe, int(name[len(self._probe_name):]))
+                    probe = max(probe, int(name[len(self._probe_name) :]))
                 continue
             rels.add(rel)
         try:
@@ -475,8 +542,7 @@ class Watcher:
                     self._cv.notify_all()
 
     def _record_paths(self, rels: set[str]) -> None:
-        if self._ignore_factory is not None and any(r == ".gitignore" or r.endswith("/.gitignore")
-                                                    for r in rels):
+        if self._ignore_factory is not None and any(r == ".gitignore" or r.endswith("/.gitignore") for r in rels):
             try:
                 self._is_ignored = self._ignore_factory()
             except Exception as e:
@@ -508,12 +574,22 @@ class Watcher:
             first = False
             try:
                 for changes in watchfiles.watch(
-                    self.root, watch_filter=self._accept, debounce=self.debounce_ms, step=self.step_ms,
-                    stop_event=self._stop, rust_timeout=_RUST_TIMEOUT_MS, yield_on_timeout=False,
-                    raise_interrupt=False, force_polling=True if self._polling else self._force_polling,
-                    poll_delay_ms=self.poll_delay_ms, recursive=True, ignore_permission_denied=True,
+                    self.root,
+                    watch_filter=self._accept,
+                    debounce=self.debounce_ms,
+                    step=self.step_ms,
+                    stop_event=self._stop,
+                    rust_timeout=_RUST_TIMEOUT_MS,
+                    yield_on_timeout=False,
+                    raise_interrupt=False,
+                    force_polling=True if self._polling else self._force_polling,
+                    poll_delay_ms=self.poll_delay_ms,
+                    recursive=True,
+                    ignore_permission_denied=True,
                 ):
                     self._record(path for _, path in changes)
+                    if not self.root.is_dir():
+                        raise FileNotFoundError(errno.ENOENT, "the directory was removed or moved", str(self.root))
                 return  # stop_event set, or a signal in the main thread
             except Exception as e:
                 if self._stop.is_set():
@@ -527,13 +603,16 @@ class Watcher:
                     return
                 if not self._polling and _is_limit_error(e):
                     self._polling = True
-                    logger.warning("the OS file watch limit is reached (%s); watching %s by polling every %d ms "
-                                   "instead (raise fs.inotify.max_user_watches to avoid this)",
-                                   str(e).splitlines()[0][:200], self.root, self.poll_delay_ms)
+                    logger.warning(
+                        "the OS file watch limit is reached (%s); watching %s by polling every %d ms "
+                        "instead (raise fs.inotify.max_user_watches to avoid this)",
+                        str(e).splitlines()[0][:200],
+                        self.root,
+                        self.poll_delay_ms,
+                    )
                     continue
                 self._error = e
-                logger.error("the watcher of %s failed (%s); restarting in %.0f s", self.root, e,
-                             _RESTART_DELAY_S)
+                logger.error("the watcher of %s failed (%s); restarting in %.0f s", self.root, e, _RESTART_DELAY_S)
                 if self._stop.wait(_RESTART_DELAY_S):
                     return
 
@@ -585,8 +664,12 @@ class Watcher:
                 timed_out = now - p.first >= timeout_s
                 due = quiet_since + settle_s
                 if now >= due or timed_out:
-                    if (self.wait_for_parse and not timed_out and sig is not None
-                            and (p.bad_parse_sig != sig or not p.bad_parse)):
+                    if (
+                        self.wait_for_parse
+                        and not timed_out
+                        and sig is not None
+                        and (p.bad_parse_sig != sig or not p.bad_parse)
+                    ):
                         ok = self._parses(rel)
                         p.bad_parse, p.bad_parse_sig = (not ok), sig
                         if not ok:
@@ -595,8 +678,9 @@ class Watcher:
                         next_due = min(next_due, p.first + timeout_s)
                         continue
                     if timed_out and now - quiet_since < settle_s:
-                        logger.warning("%s is still changing after %d ms; handing it on as it is", rel,
-                                       self.settle_timeout_ms)
+                        logger.warning(
+                            "%s is still changing after %d ms; handing it on as it is", rel, self.settle_timeout_ms
+                        )
                     ready[rel] = sig
                 else:
                     next_due = min(next_due, due)

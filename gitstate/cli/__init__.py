@@ -17,7 +17,7 @@ __all__ = ["main"]
 logger = logging.getLogger("gitstate.cli")
 
 # Area modules register their commands on `main` when imported.
-for _area in ("core", "history", "watch", "remote", "maintenance"):
+for _area in ("core", "history", "watch", "remote", "maintenance", "migrate_cmd"):
     try:
         importlib.import_module(f"{__name__}.{_area}")
     except ModuleNotFoundError as _e:  # an area not built yet

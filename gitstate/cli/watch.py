@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ def _summary(doc_list: list[str], message: str) -> str:
     subject = message.splitlines()[0].strip() if message.strip() else "changed"
     docs = ", ".join(doc_list) or "(no documents)"
     if len(doc_list) == 1 and subject.startswith(f"{doc_list[0]}: "):
-        subject = subject[len(doc_list[0]) + 2:]
+        subject = subject[len(doc_list[0]) + 2 :]
     return f"{docs}: {subject}"
 
 
@@ -49,8 +50,9 @@ class _Printer:
                 self._json("loaded", event)
             return
         if event.recovered and event.head:
-            click.echo(f"committed {event.head[:8]} {', '.join(event.recovered)}: edits made while nothing was "
-                       "watching")
+            click.echo(
+                f"committed {event.head[:8]} {', '.join(event.recovered)}: edits made while nothing was watching"
+            )
         for doc, where in sorted(event.quarantined.items()):
             reason = Path(where + ".reason")
             problem = reason.read_text(encoding="utf-8", errors="replace").strip() if reason.exists() else doc
@@ -82,20 +84,52 @@ class _Printer:
 
 
 @main.command("watch")
-@click.option("--poll", "force_polling", flag_value=True, default=None,
-              help="Poll for changes instead of using the OS's change events (network file systems).")
-@click.option("--poll-delay-ms", type=click.IntRange(min=10), default=DEFAULT_POLL_DELAY_MS, show_default=True,
-              help="Interval between two scans when polling.")
-@click.option("--settle-ms", type=click.IntRange(min=0), default=DEFAULT_SETTLE_MS, show_default=True,
-              help="How long a file must stay unchanged before it is committed.")
-@click.option("--settle-timeout-ms", type=click.IntRange(min=0), default=DEFAULT_SETTLE_TIMEOUT_MS,
-              show_default=True, help="Longest wait for a file being written to settle and parse.")
-@click.option("--debounce-ms", type=click.IntRange(min=0), default=DEFAULT_DEBOUNCE_MS, show_default=True,
-              help="Longest time change events are grouped into one batch.")
+@click.option(
+    "--poll",
+    "force_polling",
+    flag_value=True,
+    default=None,
+    help="Poll for changes instead of using the OS's change events (network file systems).",
+)
+@click.option(
+    "--poll-delay-ms",
+    type=click.IntRange(min=10),
+    default=DEFAULT_POLL_DELAY_MS,
+    show_default=True,
+    help="Interval between two scans when polling.",
+)
+@click.option(
+    "--settle-ms",
+    type=click.IntRange(min=0),
+    default=DEFAULT_SETTLE_MS,
+    show_default=True,
+    help="How long a file must stay unchanged before it is committed.",
+)
+@click.option(
+    "--settle-timeout-ms",
+    type=click.IntRange(min=0),
+    default=DEFAULT_SETTLE_TIMEOUT_MS,
+    show_default=True,
+    help="Longest wait for a file being written to settle and parse.",
+)
+@click.option(
+    "--debounce-ms",
+    type=click.IntRange(min=0),
+    default=DEFAULT_DEBOUNCE_MS,
+    show_default=True,
+    help="Longest time change events are grouped into one batch.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event.")
 @pass_ctx
-def watch_cmd(ctx: Context, force_polling: bool | None, poll_delay_ms: int, settle_ms: int,
-              settle_timeout_ms: int, debounce_ms: int, as_json: bool) -> None:
+def watch_cmd(
+    ctx: Context,
+    force_polling: bool | None,
+    poll_delay_ms: int,
+    settle_ms: int,
+    settle_timeout_ms: int,
+    debounce_ms: int,
+    as_json: bool,
+) -> None:
     """Commit edits made by hand to the store's files, until interrupted (Ctrl-C or SIGTERM; exit 0).
 
     Each valid edit becomes a commit by you (actor "human") naming the keys that changed. An edit that does
@@ -112,15 +146,55 @@ def watch_cmd(ctx: Context, force_polling: bool | None, poll_delay_ms: int, sett
     if not (ctx.path / ".git").is_dir():
         raise StoreNotFound(f"no gitstate store at {ctx.path}; run 'gitstate -C {ctx.path} init' there first")
     printer = _Printer(as_json=as_json)
-    handlers = {"loaded": printer.loaded, "committed": printer.committed, "invalid_edit": printer.invalid_edit,
-                "external_change": printer.external_change}
-    with open_store(ctx, on=handlers) as store:
-        watcher = store.watch(force_polling=force_polling, poll_delay_ms=poll_delay_ms, settle_ms=settle_ms,
-                              settle_timeout_ms=settle_timeout_ms, debounce_ms=debounce_ms)
-        mode = "polling" if watcher.polling else "native events"
-        click.echo(f"watching {ctx.path.absolute()} ({mode}); Ctrl-C to stop", err=True)
-        watcher.run()
+    handlers = {
+        "loaded": printer.loaded,
+        "committed": printer.committed,
+        "invalid_edit": printer.invalid_edit,
+        "external_change": printer.external_change,
+    }
+    with _library_warnings(), open_store(ctx, on=handlers) as store:
+        watcher = store.watch(
+            force_polling=force_polling,
+            poll_delay_ms=poll_delay_ms,
+            settle_ms=settle_ms,
+            settle_timeout_ms=settle_timeout_ms,
+            debounce_ms=debounce_ms,
+        )
+
+        def ready() -> None:
+            mode = "polling" if watcher.polling else "native events"
+            click.echo(f"watching {ctx.path.absolute()} ({mode}); Ctrl-C to stop", err=True)
+
+        watcher.run(on_ready=ready)
     click.echo("stopped", err=True)
+
+
+class _NotReportedAgain(logging.Filter):
+    """Drops the store's log record about a quarantined edit: ``watch`` prints its own line for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "gitstate.store" and record.funcName == "_quarantine")
+
+
+@contextlib.contextmanager
+def _library_warnings() -> Iterator[None]:
+    """Without ``-v``, show gitstate's warnings (polling fallback, failed commits) as ``gitstate: ...`` lines on
+    stderr, minus those ``watch`` already reports as events."""
+    if logging.getLogger().handlers:  # -v configured logging: show everything as configured
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("gitstate: %(message)s"))
+    handler.addFilter(_NotReportedAgain())
+    lib = logging.getLogger("gitstate")
+    lib.addHandler(handler)
+    propagate, lib.propagate = lib.propagate, False
+    try:
+        yield
+    finally:
+        lib.removeHandler(handler)
+        lib.propagate = propagate
 
 
 # ===================================================================== hooks
@@ -154,9 +228,11 @@ def hook_sources() -> dict[str, bytes]:
         try:
             if not directory.is_dir():
                 continue
-            found = {e.name: e.read_bytes() for e in directory.iterdir()
-                     if e.is_file() and e.name not in _NOT_HOOKS and not e.name.startswith(".")
-                     and "." not in e.name}
+            found = {
+                e.name: e.read_bytes()
+                for e in directory.iterdir()
+                if e.is_file() and e.name not in _NOT_HOOKS and not e.name.startswith(".") and "." not in e.name
+            }
         except OSError:
             continue
         if found:
@@ -264,8 +340,7 @@ def hooks_install_cmd(ctx: Context, force: bool) -> None:
     for r in results:
         if r.action == "skipped":
             skipped.append(r)
-            click.echo(f"skipped {r.name}: {r.path} exists and is not gitstate's (use --force to replace it)",
-                       err=True)
+            click.echo(f"skipped {r.name}: {r.path} exists and is not gitstate's (use --force to replace it)", err=True)
         elif r.action == "replaced":
             click.echo(f"installed {r.name} -> {r.path} (the previous hook is in {r.backup})")
         else:
