@@ -18,6 +18,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BYTES",
     "JSON",
+    "MAX_DEPTH",
     "MAX_YAML_NODES",
     "TEXT",
     "YAML",
@@ -40,6 +42,8 @@ __all__ = [
 
 logger = logging.getLogger("gitstate.codecs")
 
+#: Deepest nesting a value may have (deeper than 255 levels, JSON is written by the stdlib, not orjson).
+MAX_DEPTH: Final = 400
 #: Most nodes a YAML document may expand to once its aliases are resolved (alias-bomb guard).
 MAX_YAML_NODES: Final = 200_000
 
@@ -116,11 +120,14 @@ class _TreeCodec(Codec):
     allow_scalar_keys = False
 
     def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
-        return self._norm(value, doc, key, 0)
+        try:
+            return self._norm(value, doc, key, len(key))
+        except RecursionError:
+            raise EncodeError(f"{doc}: value at {_path(key)} is nested too deeply (or contains itself)") from None
 
     def _norm(self, value: Any, doc: str, key: tuple[Any, ...], depth: int) -> Any:
-        if depth > 500:
-            raise EncodeError(f"{doc}: value at {_path(key)} is nested deeper than 500 levels")
+        if depth > MAX_DEPTH:
+            raise EncodeError(f"{doc}: value at {_path(key[:8])}... is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, _SCALARS):
             if isinstance(value, float) and not math.isfinite(value):
                 raise EncodeError(f"{doc}: {value!r} at {_path(key)} cannot be stored ({self.name} has no NaN/inf)")
@@ -155,18 +162,33 @@ class _JsonCodec(_TreeCodec):
             return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
     def decode(self, data: bytes, doc: str = "") -> Any:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-        try:  # the stdlib gives line and column, and accepts integers beyond 64 bits
-            return json.loads(data.decode("utf-8"))
+        # orjson reads integers beyond 64 bits as floats (losing digits): those documents take the stdlib path.
+        if _LONG_DIGITS.search(data) is None:
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+        try:  # the stdlib gives line and column, and keeps big integers exact
+            return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
         except UnicodeDecodeError as e:
             raise DecodeError(doc, f"not valid UTF-8 at byte {e.start}") from e
         except json.JSONDecodeError as e:
             raise DecodeError(doc, f"invalid JSON: {e.msg}", line=e.lineno, column=e.colno) from e
+        except _NonFiniteNumber as e:
+            raise DecodeError(doc, f"invalid JSON: {e} is not a JSON number") from e
         except RecursionError as e:
             raise DecodeError(doc, "invalid JSON: nested too deeply") from e
+
+
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+
+
+class _NonFiniteNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFiniteNumber(name)
 
 
 def _yaml_expanded_size(node: yaml.Node) -> int:

@@ -581,6 +581,19 @@ class Repository:
             self._tree_cache.popitem(last=False)
         return tree
 
+    def is_dir_at(self, tree_sha: str, path: str) -> bool:
+        """True if ``path`` is a directory (a subtree) in the tree."""
+        tree = self.read_tree(tree_sha)
+        for part in path.encode().split(b"/"):
+            try:
+                mode, sha = tree[part]
+            except KeyError:
+                return False
+            if not stat.S_ISDIR(mode):
+                return False
+            tree = self.read_tree(sha.decode())
+        return True
+
     def blob_id_at(self, tree_sha: str, path: str) -> str | None:
         """Id of the blob at ``path`` in the tree, or None."""
         tree = self.read_tree(tree_sha)
@@ -799,15 +812,17 @@ class Repository:
     def _ref_path(self, ref: str) -> Path:
         return self.git_dir / ref
 
-    def ref_stamp(self) -> tuple[int, int, int] | None:
-        """A cheap fingerprint of the branch ref (one ``stat``): changes whenever the branch moves."""
-        for p in (self._ref_path(self.branch_ref), self.git_dir / "packed-refs"):
-            try:
-                st = os.stat(p)
-                return (st.st_ino, st.st_mtime_ns, st.st_size)
-            except FileNotFoundError:
-                continue
-        return None
+    def ref_stamp(self) -> str | None:
+        """What the branch points at, read cheaply (one small file): changes whenever the branch moves. (A stat
+        fingerprint is not enough: inodes are reused within one coarse timestamp tick.)"""
+        try:
+            with open(self._ref_path(self.branch_ref), "rb") as f:
+                value = f.read(128).strip()
+            if value and not value.startswith(b"ref:"):
+                return value.decode("ascii", "replace")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            pass
+        return self.head()
 
     def read_ref(self, ref: str) -> str | None:
         """Hex id a ref points at (loose or packed), or None."""
@@ -1022,6 +1037,15 @@ class Repository:
                 self.index.set(name, sha, st)
         self._write_index()
 
+    def index_is_behind(self) -> bool:
+        """True when the index missed an update and must be rebuilt from HEAD."""
+        return self._index_behind
+
+    def index_fell_behind(self) -> None:
+        """The index could not be updated (disk full...): rebuild it from HEAD on the next sync."""
+        self._index_behind = True
+        self.index.valid = False
+
     def _write_index(self) -> None:
         lock = self.git_dir / "index.lock"
         if os.path.lexists(lock) and self.holds_lock() and lock in self.stale_lock_files():
@@ -1104,14 +1128,21 @@ class Repository:
         entry = self.index.entries.get(path.encode("utf-8", "surrogateescape"))
         if entry is None or entry[40:60] != bytes.fromhex(sha):
             return False
-        _, _, mtime_s, mtime_ns, _, ino, _, _, _, size = struct.unpack(">10I", entry[:40])
-        return (
+        ctime_s, ctime_ns, mtime_s, mtime_ns, _, ino, _, _, _, size = struct.unpack(">10I", entry[:40])
+        if not (
             mtime_s == int(st.st_mtime) & 0xFFFFFFFF
             and mtime_ns == st.st_mtime_ns % 1_000_000_000
+            and ctime_s == int(st.st_ctime) & 0xFFFFFFFF
+            and ctime_ns == st.st_ctime_ns % 1_000_000_000
             and size == st.st_size & 0xFFFFFFFF
             and ino == st.st_ino & 0xFFFFFFFF
             and size != 0
-        )
+        ):
+            return False
+        # Racy git: a file changed in the same clock tick as the index was written may differ while its stat
+        # matches; only its content can tell.
+        index_mtime_ns = self.index.stamp[1] if self.index.stamp else 0
+        return st.st_mtime_ns < index_mtime_ns
 
     def ignore_matcher(self) -> Any:
         """A function ``path -> bool`` applying the store's ``.gitignore`` files and ``info/exclude``."""

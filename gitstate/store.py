@@ -13,7 +13,9 @@ Lock order, to stay deadlock-free: ``_flush_lock`` → repository lock (threads,
 from __future__ import annotations
 
 import atexit
+import builtins
 import contextlib
+import errno
 import getpass
 import logging
 import os
@@ -91,6 +93,7 @@ class _Op:
     kind: str  # "set" | "delete" | "update" | "append"
     key: Key
     value: Any = None
+    t: float = 0.0  # time.monotonic() of the write, for max_delay_ms
 
 
 @dataclass
@@ -223,8 +226,9 @@ class Store:
         self._failures_in_row = 0
         self._head: str | None = None
         self._head_tree: str | None = None
-        self._ref_stamp: tuple[int, int, int] | None = None
-        self._validated: set[str] = set()
+        self._ref_stamp: str | None = None
+        self.read_only = False
+        self._validated: builtins.set[str] = set()
         self._flush_owner: int | None = None  # thread running flush(), for the SIGTERM handler
         self._written: dict[str, str] = {}  # doc -> blob id written to disk by a flush not yet committed
         self._closed = False
@@ -283,6 +287,7 @@ class Store:
             self._flusher.join(timeout=60)
         try:
             self.flush()
+            self._repair_index()
             if self._push_queue is not None:
                 with contextlib.suppress(Exception):
                     self._push_queue.stop()
@@ -336,18 +341,25 @@ class Store:
         if view is not None or doc in self._views:
             return view
         data = self._committed_bytes(doc)
-        view = _ABSENT if data is None else codec_for(doc).decode(data, doc)
-        for op in self._journal:
-            if op.doc == doc:
-                try:
-                    view = _apply(view, op)
-                except KeyPathError as e:
-                    logger.warning(
-                        "%s: pending write to %s no longer applies (%s); dropped",
-                        doc,
-                        docdiff.format_key(op.key),
-                        e.problem,
-                    )
+        ops = [op for op in self._journal if op.doc == doc] if doc in self._dirty else []
+        try:
+            view = _ABSENT if data is None else codec_for(doc).decode(data, doc)
+        except DecodeError:
+            # A committed document that does not parse can still be replaced or deleted as a whole.
+            whole = [i for i, op in enumerate(ops) if not op.key and op.kind in ("set", "delete")]
+            if not whole:
+                raise
+            view, ops = _ABSENT, ops[whole[-1] :]
+        for op in ops:
+            try:
+                view = _apply(view, op)
+            except KeyPathError as e:
+                logger.warning(
+                    "%s: pending write to %s no longer applies (%s); dropped",
+                    doc,
+                    docdiff.format_key(op.key),
+                    e.problem,
+                )
         self._views[doc] = view
         return view
 
@@ -399,10 +411,10 @@ class Store:
             source = "migration"  # the schema version changed under us: flushes now refuse (see migrate.py)
         return ExternalChange(docs=docs, source=source, commit=head, overwritten=overwritten)
 
-    def _docs_edited_by_humans(self, old: str, new: str, docs: set[str]) -> set[str]:
+    def _docs_edited_by_humans(self, old: str, new: str, docs: builtins.set[str]) -> builtins.set[str]:
         """Which of ``docs`` commits between ``old`` (excluded) and ``new`` changed as human edits (actor
         ``human``, or plain git commits without a gitstate trailer). Bounded walk along first parents."""
-        out: set[str] = set()
+        out: builtins.set[str] = set()
         cur: str | None = new
         for _ in range(500):
             if cur is None or cur == old:
@@ -431,7 +443,8 @@ class Store:
                 continue
         result = docdiff.merge3(base, docdiff.MISSING if ours is _ABSENT else ours, theirs, prefer="theirs")
         seq = max(op.seq for op in ops)
-        new_ops = [_Op(seq, doc, kind, key, value) for kind, key, value in _ops_between(theirs, result.value)]
+        t0 = min(op.t for op in ops)
+        new_ops = [_Op(seq, doc, kind, key, value, t0) for kind, key, value in _ops_between(theirs, result.value)]
         self._journal = [op for op in self._journal if op.doc != doc] + new_ops
         self._journal.sort(key=lambda op: op.seq)
         if new_ops:
@@ -511,6 +524,8 @@ class Store:
     # ================================================================= writing
     def _write(self, doc: str, kind: str, key: object, value: Any) -> None:
         self._check_open()
+        if self.read_only:
+            raise SaveError(f"{self.path} is on a read-only file system or not writable: the store is open read-only")
         doc = self._doc(doc)
         codec = codec_for(doc)
         keyt = parse_key(key)
@@ -523,9 +538,14 @@ class Store:
         elif kind in ("set", "append"):
             value = codec.normalize(value, doc, keyt)
         with self._lock:
-            if self._tx_depth and self._tx_owner != threading.get_ident():
-                pass  # another thread's transaction holds _lock; we only get here after it ends
-            view = self._load(doc)
+            try:
+                view = self._load(doc)
+            except DecodeError:
+                if keyt or kind not in ("set", "delete"):
+                    raise
+                view = _ABSENT  # replacing a committed document that does not parse
+            if view is _ABSENT and kind != "delete":
+                self._check_doc_slot(doc)
             if kind == "delete":
                 if view is _ABSENT or (keyt and get_in(view, keyt) is MISSING_KEY):
                     raise KeyNotFound(doc, keyt, "no such document" if view is _ABSENT else "no such key")
@@ -536,7 +556,8 @@ class Store:
                     f"{doc}: the document holds a {type(view).__name__}; only whole-document writes (key=None) apply"
                 )
             self._seq += 1
-            op = _Op(self._seq, doc, kind, keyt, value)
+            now = time.monotonic()
+            op = _Op(self._seq, doc, kind, keyt, value, now)
             try:
                 self._views[doc] = _apply(view, op)
             except KeyPathError as e:
@@ -546,7 +567,6 @@ class Store:
             op.value = copy_value(value)
             self._journal.append(op)
             self._dirty[doc] = self._seq
-            now = time.monotonic()
             self._last_write = now
             if self._first_pending is None:
                 self._first_pending = now
@@ -554,6 +574,21 @@ class Store:
                 self._cv.notify()
         if self.durability == "immediate" and not self._tx_depth:
             self.flush()
+
+    def _check_doc_slot(self, doc: str) -> None:
+        """Refuse a new document whose path is, or lies under, another document. Call with ``_lock`` held."""
+        parts = doc.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        for p in prefixes:
+            pending = self._views.get(p, _ABSENT) if p in self._dirty else _ABSENT
+            committed = self._head_tree is not None and self._repo.blob_id_at(self._head_tree, p) is not None
+            if pending is not _ABSENT or (committed and (p not in self._dirty or pending is not _ABSENT)):
+                raise InvalidPath(doc, f"{p!r} is a document, so it cannot also be a directory")
+        below = doc + "/"
+        if any(d.startswith(below) and self._views.get(d, _ABSENT) is not _ABSENT for d in self._dirty) or (
+            self._head_tree is not None and self._repo.is_dir_at(self._head_tree, doc)
+        ):
+            raise InvalidPath(doc, "is a directory of other documents")
 
     def set(self, doc: str, key: object, value: Any) -> None:
         """Set ``key`` in ``doc`` to ``value`` (a private copy is kept); ``key=None`` replaces the document.
@@ -775,8 +810,8 @@ class Store:
                     self._ref_stamp = self._repo.ref_stamp()
                 self._journal = [op for op in self._journal if op.seq > seq_hi]
                 self._dirty = {d: s for d, s in self._dirty.items() if s > seq_hi}
-                if not self._journal:
-                    self._first_pending = None
+                # Writes that arrived during this flush start their own max-delay clock.
+                self._first_pending = self._journal[0].t if self._journal else None
         return commit, files, events, msg
 
     def _describe(
@@ -825,10 +860,16 @@ class Store:
         commit = self._repo.commit_files(
             parent, dict(files), message, author=author, extra_parents=extra_parents, fsync=self._fsync
         )
-        tree = self._repo.commit_info(commit).tree
-        self._repo.sync_index(
-            tree, {doc: None if data is None else blob_id(data) for doc, data in files.items()}, stats=stats
-        )
+        # The branch has moved: from here on nothing may fail the flush (the writes ARE committed); the index
+        # and the key index are caches that are rebuilt when they fall behind.
+        try:
+            tree = self._repo.commit_info(commit).tree
+            self._repo.sync_index(
+                tree, {doc: None if data is None else blob_id(data) for doc, data in files.items()}, stats=stats
+            )
+        except (OSError, GitStateError) as e:
+            self._repo.index_fell_behind()
+            logger.warning("committed %s but could not update the Git index (%s); it is rebuilt later", commit, e)
         self._record(commit, actor, changes)
         for doc in files:
             self._written.pop(doc, None)
@@ -882,9 +923,26 @@ class Store:
             if now >= next_poll:
                 next_poll = now + _HEAD_POLL_S
                 try:
+                    self._repair_index()
                     self._maybe_refresh()
                 except Exception:
                     logger.debug("head poll failed", exc_info=True)
+
+    def _repair_index(self) -> None:
+        """Rebuild the Git index if an earlier update failed (disk full) and nothing else rebuilt it since."""
+        if not self._repo.index_is_behind() or self.read_only:
+            return
+        if not self._flush_lock.acquire(blocking=False):
+            return
+        try:
+            with self._repo.lock():
+                head = self._repo.head()
+                if head is not None:
+                    self._repo.rebuild_index(self._repo.commit_info(head).tree)
+        except (OSError, GitStateError) as e:
+            logger.debug("index still cannot be rebuilt: %s", e)
+        finally:
+            self._flush_lock.release()
 
     # ================================================================= commits made by others
     def _take_unsaved_human_edits(self, files: dict[str, bytes | None]) -> list[Event]:
@@ -934,7 +992,7 @@ class Store:
             logger.warning("cannot read %s: %s", full, e)
             return None, None
 
-    def _quarantine(self, doc: str, data: bytes, error: DecodeError) -> str:
+    def _quarantine(self, doc: str, data: bytes, error: DecodeError, *, log_level: int = logging.WARNING) -> str:
         """Keep content that does not parse in ``.git/gitstate/quarantine/`` (deduplicated); return its path."""
         qdir = self._repo.meta_dir / "quarantine"
         qdir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -950,7 +1008,8 @@ class Store:
             f.flush()
             os.fsync(f.fileno())
         (qdir / f"{target.name}.reason").write_text(f"{error}\n")
-        logger.info(
+        logger.log(
+            log_level,
             "%s does not parse (%s); kept its content in %s and serve the last committed version",
             doc,
             error,
@@ -976,7 +1035,7 @@ class Store:
             )
         return out
 
-    def ingest(self, docs: list[str] | set[str], *, source: str = "human") -> list[Event]:
+    def ingest(self, docs: list[str] | builtins.set[str], *, source: str = "human") -> list[Event]:
         """Commit edits made to files on disk (used by the watcher), as ONE commit by the OS user with actor
         ``human``. Each edit is merged key by key with this store's pending writes: both sides' keys are kept,
         and on a key both changed the human's value wins (the program's value is named in the commit message and
@@ -1031,7 +1090,7 @@ class Store:
                         codec.normalize(theirs, doc)
                 except (DecodeError, EncodeError) as e:
                     err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
-                    where = self._quarantine(doc, data, err)
+                    where = self._quarantine(doc, data, err, log_level=logging.INFO)  # reported by invalid_edit
                     events.append(
                         InvalidEdit(doc=doc, error=err.problem, line=err.line, column=err.column, quarantined_to=where)
                     )
@@ -1367,7 +1426,7 @@ class Store:
             tree = self._head_tree or "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
             return sorted(self._repo.worktree_changes(tree, ignored=self._repo.ignore_matcher()))
 
-    def _on_files_changed(self, docs: set[str]) -> None:
+    def _on_files_changed(self, docs: builtins.set[str]) -> None:
         if self._closed:
             return
         try:
@@ -1552,8 +1611,6 @@ def _safe_decode(codec: Codec, data: bytes, doc: str) -> Any:
 
 
 def _oserror(e: OSError) -> str:
-    import errno
-
     hint = {
         errno.ENOSPC: "the disk is full; free space and the next flush retries",
         errno.EDQUOT: "the disk quota is exceeded; free space and the next flush retries",
@@ -1601,20 +1658,33 @@ def _flush_all(reason: str) -> None:
 @atexit.register
 def _at_exit() -> None:
     _flush_all("exit")
+    if _terminating_signal is not None:
+        # Keep the signal's usual effect: the parent sees "terminated by SIGTERM".
+        signal.signal(_terminating_signal, signal.SIG_DFL)
+        os.kill(os.getpid(), _terminating_signal)
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread by SIGTERM (when no other handler was installed): the program unwinds, releasing
+    every lock it held, the exit handler flushes the open stores, and the process then dies by SIGTERM as it
+    would have without gitstate (exit status -15)."""
+
+
+_terminating_signal: int | None = None
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    _flush_all("SIGTERM")
+    global _terminating_signal
     prev = _previous_sigterm
     if callable(prev):
+        _flush_all("SIGTERM")
         prev(signum, frame)
         return
     if prev == signal.SIG_IGN:
         return
-    # Keep the signal's usual effect: die by it, so the parent sees "terminated by SIGTERM".
-    _flush_all("exit")
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    # Flushing here could deadlock: the interrupted code may hold a store's locks. Unwind instead.
+    _terminating_signal = signum
+    raise Terminated(128 + signum)
 
 
 def _install_signal_handlers() -> None:
@@ -1700,7 +1770,18 @@ def open(
     for name, cb in (on or {}).items():
         store.on(name, cb)
     try:
-        loaded = store._recover()
+        try:
+            loaded = store._recover()
+        except OSError as e:
+            if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            # A store we cannot lock (read-only mount, another user's files) can still be read.
+            logger.warning("%s is not writable (%s); opened read-only", root, e.strerror)
+            store.read_only = True
+            head = repo.head()
+            store._head, store._head_tree = head, repo.commit_info(head).tree if head else None
+            store._ref_stamp = repo.ref_stamp()
+            loaded = Loaded(head=head)
         _migrate.on_open(store, schema_version)
     except OSError as e:
         repo.close()
@@ -1725,7 +1806,15 @@ def clone(url: str, path: str | os.PathLike[str], **open_options: Any) -> Store:
     """Make ``path`` a store from the remote at ``url`` (remote named ``origin``) and open it.
 
     Example:
-        >>> # store = gitstate.clone("git://127.0.0.1:9418/state.git", "/var/lib/agent")  # doctest: +SKIP
+        >>> import gitstate, subprocess, tempfile
+        >>> remote = tempfile.mkdtemp()
+        >>> _ = subprocess.run(["git", "init", "-q", "--bare", remote], check=True)
+        >>> with gitstate.open(tempfile.mkdtemp(), durability="manual") as s:
+        ...     s.set("state.json", "a", 1); _ = s.flush()
+        ...     s.remote_add("origin", remote); _ = s.push()
+        >>> with gitstate.clone(remote, tempfile.mkdtemp() + "/copy") as copy:
+        ...     copy.get("state.json", "a")
+        1
     """
     from . import remote as _remote
 

@@ -1,0 +1,208 @@
+"""Shared fixtures and helpers for the core tests.
+
+* ``open_store(path=None, **options)``: open a store (manual durability, no fsync by default) that is closed at
+  teardown.
+* ``store``: a manual-durability store in ``tmp_path / "store"``; ``doc``: parametrized over a JSON and a YAML
+  document, so a test that takes both runs once per codec.
+* :func:`git`: run the real ``git`` binary against a store (isolated from the user's and system's config).
+* :func:`wait_until`: poll a condition with a deadline (tests never sleep and hope).
+* :func:`worker` / :func:`start_worker`: run ``tests/workers/writer.py`` in a new interpreter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import gitstate
+
+__all__ = [
+    "GIT_ENV",
+    "WORKERS",
+    "commit_ids",
+    "fsck",
+    "git",
+    "git_show",
+    "reaped",
+    "start_worker",
+    "status_porcelain",
+    "wait_until",
+    "worker",
+    "worker_stderr",
+]
+
+logger = logging.getLogger("gitstate.tests")
+
+WORKERS = Path(__file__).parent / "workers"
+TORTURE = os.environ.get("GITSTATE_TORTURE") == "1"
+
+# Real git, isolated from whatever the machine's config says (a global hooksPath, an fsmonitor...).
+GIT_ENV = {
+    **os.environ,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "LC_ALL": "C",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+GIT_ENV.pop("GITSTATE_DIR", None)
+
+
+def git(repo: Path | str, *args: str, check: bool = True, input: bytes | None = None) -> str:
+    """Run real ``git -C repo args...``; return stdout (text). Raises AssertionError with stderr on failure."""
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=GIT_ENV, input=input, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def fsck(repo: Path | str) -> None:
+    """Assert ``git fsck --strict`` is clean (no errors, no dangling-commit noise counted as failure)."""
+    # core.fsmonitor would make git itself run a command named by a (hostile) repository config.
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "-c", "core.fsmonitor=false", "fsck", "--strict", "--no-progress"],
+        capture_output=True,
+        env=GIT_ENV,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"git fsck --strict failed: {proc.stdout.decode()} {proc.stderr.decode()}"
+    bad = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith(("error", "fatal", "warning"))]
+    assert not bad, bad
+
+
+def status_porcelain(repo: Path | str) -> str:
+    """``git status --porcelain`` output (empty when the work tree and index match HEAD)."""
+    return str(git(repo, "status", "--porcelain", "--untracked-files=all"))
+
+
+def commit_ids(repo: Path | str, rev: str = "HEAD") -> list[str]:
+    """Ids of the commits reachable from ``rev``, newest first (``[]`` before the first commit)."""
+    if not git(repo, "rev-parse", "--verify", "-q", rev, check=False).strip():
+        return []
+    return git(repo, "rev-list", rev).split()
+
+
+def git_show(repo: Path | str, rev: str, doc: str) -> str:
+    """Content of ``doc`` at ``rev`` through real git."""
+    return git(repo, "show", f"{rev}:{doc}")
+
+
+def wait_until(
+    cond: Callable[[], Any], timeout_s: float = 10.0, *, interval_s: float = 0.005, message: str = "condition"
+) -> Any:
+    """Poll ``cond()`` until it returns something truthy (returned) or ``timeout_s`` passes (AssertionError)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
+        time.sleep(interval_s)
+
+
+def _worker_cmd(args: tuple[str, ...]) -> list[str]:
+    return [sys.executable, str(WORKERS / "writer.py"), *args]
+
+
+def _worker_env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra or {})}
+    env.pop("GITSTATE_DIR", None)
+    return env
+
+
+def worker(
+    *args: str, timeout_s: float = 60.0, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``tests/workers/writer.py args...`` to completion in a fresh interpreter."""
+    proc = subprocess.run(_worker_cmd(args), capture_output=True, text=True, timeout=timeout_s, env=_worker_env(env))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"worker {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+_ERR_FILES: dict[int, Any] = {}
+
+
+def start_worker(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``tests/workers/writer.py args...``; its stdout is a text pipe, its stderr goes to a temp file
+    (read it with :func:`worker_stderr`) so a chatty child can never block on a full pipe."""
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by reaped()
+    proc = subprocess.Popen(_worker_cmd(args), stdout=subprocess.PIPE, stderr=err, text=True, env=_worker_env(env))
+    _ERR_FILES[proc.pid] = err
+    return proc
+
+
+def worker_stderr(proc: subprocess.Popen[str]) -> str:
+    """What a worker started by :func:`start_worker` wrote to stderr so far (the last 4000 characters)."""
+    err = _ERR_FILES.get(proc.pid)
+    if err is None:
+        return ""
+    err.seek(0)
+    data: bytes = err.read()
+    return data.decode("utf-8", "replace")[-4000:]
+
+
+@contextlib.contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Make sure a worker is dead and its pipes closed when the block ends (no ResourceWarning)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(Exception):
+            proc.communicate(timeout=30)
+        for f in (proc.stdout, proc.stderr, proc.stdin, _ERR_FILES.pop(proc.pid, None)):
+            if f is not None:
+                with contextlib.suppress(Exception):
+                    f.close()
+
+
+@pytest.fixture
+def open_store(tmp_path: Path) -> Iterator[Callable[..., gitstate.Store]]:
+    """Factory: ``open_store(path=None, **options)``; defaults: manual durability, fsync off. Closed at
+    teardown (errors at close are ignored: a test may have broken the store on purpose)."""
+    stores: list[gitstate.Store] = []
+
+    def _open(path: Path | str | None = None, **options: Any) -> gitstate.Store:
+        options.setdefault("durability", "manual")
+        options.setdefault("fsync", False)
+        s = gitstate.open(tmp_path / "store" if path is None else path, **options)
+        stores.append(s)
+        return s
+
+    yield _open
+    for s in reversed(stores):
+        with contextlib.suppress(Exception):
+            s.close()
+
+
+@pytest.fixture(params=["state.json", "state.yaml"])
+def doc(request: pytest.FixtureRequest) -> str:
+    """A structured document path: once JSON, once YAML."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(open_store: Callable[..., gitstate.Store], store_path: Path) -> gitstate.Store:
+    """A fresh manual-durability store (fsync off)."""
+    return open_store(store_path)
