@@ -56,7 +56,9 @@ FILE_MODE: Final = 0o100644
 EXEC_MODE: Final = 0o100755
 TREE_MODE: Final = 0o040000
 _LOCK_TIMEOUT_S: Final = 30.0
-_STALE_LOCK_AGE_S: Final = 10.0  # fallback when /proc cannot tell us who holds a file
+_STALE_LOCK_AGE_S: Final = 10.0
+#: Index size from which a flush defers the index write (see Repository.sync_index).
+DEFER_INDEX_ENTRIES: Final = 2000  # fallback when /proc cannot tell us who holds a file
 
 
 def blob_id(data: bytes) -> str:
@@ -283,6 +285,8 @@ class Repository:
         self._commit_cache: OrderedDict[str, CommitInfo] = OrderedDict()
         self.index = _Index(self.git_dir / "index")
         self._index_behind = False
+        # Index updates not yet written (path -> (blob id, stat) or None for a removal): see sync_index().
+        self._deferred: dict[bytes, tuple[str, os.stat_result | None] | None] = {}
         self.branch_ref = self._read_head_symref()
 
     # ----------------------------------------------------------------- creation
@@ -534,9 +538,8 @@ class Repository:
             target = d / sha[2:]
             if os.path.exists(target):
                 continue
-            with self._mutex:
-                if obj.id in self._objects:  # already in a pack
-                    continue
+            # An object that is only in a pack is written loose again rather than looked up (a lookup miss
+            # rescans the pack directory); the packer drops the duplicate.
             try:
                 os.mkdir(d, 0o700)
                 dirs.add(str(objects_dir))
@@ -1016,26 +1019,60 @@ class Repository:
         changed: dict[str, str | None],
         *,
         stats: Mapping[str, os.stat_result | None] | None = None,
+        defer: bool = False,
     ) -> None:
         """Bring index entries of ``changed`` paths (path -> blob id or None) up to date and write the index.
         Call with :meth:`lock` held, after the work-tree files are written. Rebuilds the whole index from
-        ``head_tree`` when the file is missing or unusable."""
-        if self._index_behind or not self.index.load():
-            self.rebuild_index(head_tree)
-            return
+        ``head_tree`` when the file is missing or unusable.
+
+        With ``defer`` and a big index (:data:`DEFER_INDEX_ENTRIES` entries or more), the entries are updated in
+        memory only and written by :meth:`write_deferred_index` a moment later (the store does it when flushes
+        pause, and on close): rewriting a megabyte of index on every flush would make flush cost grow with the
+        store's size."""
         for path, sha in changed.items():
             name = path.encode("utf-8", "surrogateescape")
             if sha is None:
-                self.index.remove(name)
+                self._deferred[name] = None
             elif stats is not None and path in stats:
-                self.index.set(name, sha, stats[path])  # the stat taken when the content was read
+                self._deferred[name] = (sha, stats[path])  # the stat taken when the content was read
             else:
                 try:
                     st = os.lstat(self.root / path)
                 except FileNotFoundError:
                     st = None
-                self.index.set(name, sha, st)
+                self._deferred[name] = (sha, st)
+        if not self._load_index_with_updates(head_tree):
+            return
+        if defer and len(self.index.entries) >= DEFER_INDEX_ENTRIES:
+            return
         self._write_index()
+
+    def _load_index_with_updates(self, head_tree: str) -> bool:
+        """Load the index (re-reading it if another process wrote it) and apply our unwritten updates; False if
+        it had to be rebuilt from ``head_tree`` instead (which includes them)."""
+        if self._index_behind or not self.index.load():
+            self.rebuild_index(head_tree)
+            return False
+        for name, entry in self._deferred.items():
+            if entry is None:
+                self.index.remove(name)
+            else:
+                self.index.set(name, entry[0], entry[1])
+        return True
+
+    def index_has_unwritten_updates(self) -> bool:
+        """True when :meth:`sync_index` deferred a write."""
+        return bool(self._deferred)
+
+    def write_deferred_index(self) -> None:
+        """Write index updates that :meth:`sync_index` deferred. Call with :meth:`lock` held."""
+        if not self._deferred:
+            return
+        head = self.head()
+        if head is None:
+            return
+        if self._load_index_with_updates(self.commit_info(head).tree):
+            self._write_index()
 
     def index_is_behind(self) -> bool:
         """True when the index missed an update and must be rebuilt from HEAD."""
@@ -1054,6 +1091,7 @@ class Repository:
                 logger.warning("removed stale %s", lock)
         if self.index.write():
             self._index_behind = False
+            self._deferred.clear()
         else:
             # A live git is updating the index; ours is rebuilt from HEAD on the next sync.
             self._index_behind = True
@@ -1081,6 +1119,12 @@ class Repository:
         """
         committed = self.list_blobs(head_tree)
         index_ok = self.index.load()
+        if index_ok:  # our own unwritten updates (deferred by sync_index) still count
+            for name, entry in self._deferred.items():
+                if entry is None:
+                    self.index.remove(name)
+                else:
+                    self.index.set(name, entry[0], entry[1])
         out: dict[str, bytes | None] = {}
         seen: set[str] = set()
         for dirpath, dirnames, filenames in os.walk(self.root):

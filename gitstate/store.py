@@ -865,7 +865,10 @@ class Store:
         try:
             tree = self._repo.commit_info(commit).tree
             self._repo.sync_index(
-                tree, {doc: None if data is None else blob_id(data) for doc, data in files.items()}, stats=stats
+                tree,
+                {doc: None if data is None else blob_id(data) for doc, data in files.items()},
+                stats=stats,
+                defer=True,
             )
         except (OSError, GitStateError) as e:
             self._repo.index_fell_behind()
@@ -929,16 +932,20 @@ class Store:
                     logger.debug("head poll failed", exc_info=True)
 
     def _repair_index(self) -> None:
-        """Rebuild the Git index if an earlier update failed (disk full) and nothing else rebuilt it since."""
-        if not self._repo.index_is_behind() or self.read_only:
+        """Write index updates deferred by flushes (big stores), or rebuild the index if an earlier update failed
+        (disk full): ``git status`` is clean again once flushes pause."""
+        behind = self._repo.index_is_behind()
+        if self.read_only or not (behind or self._repo.index_has_unwritten_updates()):
             return
         if not self._flush_lock.acquire(blocking=False):
             return
         try:
             with self._repo.lock():
                 head = self._repo.head()
-                if head is not None:
+                if head is not None and behind:
                     self._repo.rebuild_index(self._repo.commit_info(head).tree)
+                else:
+                    self._repo.write_deferred_index()
         except (OSError, GitStateError) as e:
             logger.debug("index still cannot be rebuilt: %s", e)
         finally:
