@@ -41,7 +41,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -69,6 +69,7 @@ __all__ = [
     "restore_files",
     "snapshot",
     "snapshots",
+    "text_diff",
     "undo_files",
 ]
 
@@ -92,13 +93,13 @@ _NONE, _DEFINITE, _AMBIGUOUS = 0, 1, 2
 
 
 # ===================================================================== public types
-@dataclass(frozen=True)
 class Commit:
-    """One commit of the store's history.
+    """One commit of the store's history (treat it as read-only).
 
     Attributes:
         id: the full commit id (40 hex digits).
         time: when it was authored (an aware datetime in the author's UTC offset).
+        timestamp: the same moment in seconds since the epoch.
         author: ``Name <email>``.
         message: the full commit message (subject, change lines, trailers).
         actor: who made it: ``library``, ``human`` (also any commit made by plain ``git``), ``restore``,
@@ -117,21 +118,126 @@ class Commit:
         ('library', ['state.json'], 'state.json: created')
     """
 
-    id: str
-    time: _dt.datetime
-    author: str
-    message: str
-    actor: str
-    docs: list[str]
-    parents: tuple[str, ...] = ()
-    keys: tuple[tuple[str, Key], ...] = ()
-    _repo: Any = field(default=None, repr=False, compare=False)
-    _cache: dict[Any, list[docdiff.Change]] = field(default_factory=dict, repr=False, compare=False)
+    # A plain class with slots and lazy fields: ``log`` of 10,000 commits builds 10,000 of these.
+    __slots__ = (
+        "_cache",
+        "_docs",
+        "_entry",
+        "_keys",
+        "_message",
+        "_parents",
+        "_repo",
+        "_time",
+        "actor",
+        "author",
+        "id",
+        "timestamp",
+        "tz_offset_s",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        time: _dt.datetime,
+        author: str,
+        message: str,
+        actor: str,
+        docs: list[str],
+        parents: tuple[str, ...] = (),
+        keys: tuple[tuple[str, Key], ...] = (),
+    ) -> None:
+        self.id = id
+        self._time: _dt.datetime | None = time
+        self.timestamp = time.timestamp()
+        offset = time.utcoffset()
+        self.tz_offset_s = int(offset.total_seconds()) if offset is not None else 0
+        self.author = author
+        self._message: str | None = message
+        self.actor = actor
+        self._docs: list[str] | None = docs
+        self._parents: tuple[str, ...] | None = parents
+        self._keys: tuple[tuple[str, Key], ...] | None = keys
+        self._entry: dict[str, Any] | None = None
+        self._repo: Any = None
+        self._cache: dict[Any, list[docdiff.Change]] | None = None
+
+    @classmethod
+    def _from_entry(cls, e: dict[str, Any], repo: Repository) -> Commit:
+        c = cls.__new__(cls)
+        c.id = e["c"]
+        c._time = None
+        c.timestamp = e["t"]
+        c.tz_offset_s = e.get("z", 0)
+        c.author = e.get("a", "")
+        c._message = e.get("m")
+        c.actor = e.get("actor", "human")
+        c._docs = None
+        c._parents = None
+        c._keys = None
+        c._entry = e
+        c._repo = repo
+        c._cache = None
+        return c
+
+    @property
+    def time(self) -> _dt.datetime:
+        """When the commit was authored (aware, in the author's UTC offset)."""
+        if self._time is None:
+            self._time = _aware(self.timestamp, self.tz_offset_s)
+        return self._time
+
+    @property
+    def message(self) -> str:
+        """The full commit message."""
+        if self._message is None:
+            self._message = self._repo.commit_info(self.id).message if self._repo is not None else ""
+        return self._message
+
+    @property
+    def docs(self) -> list[str]:
+        """The document paths the commit changed (against its first parent), sorted."""
+        if self._docs is None:
+            self._docs = list(self._entry.get("d", ())) if self._entry is not None else []
+        return self._docs
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """Parent ids, first parent first."""
+        if self._parents is None:
+            self._parents = tuple(self._entry.get("p", ())) if self._entry is not None else ()
+        return self._parents
+
+    @property
+    def keys(self) -> tuple[tuple[str, Key], ...]:
+        """The ``(doc, key)`` pairs the history index holds for this commit (computed when it has none)."""
+        if self._keys is None:
+            k = _parsed_keys(self._entry) if self._entry is not None else None
+            if k is None and self._repo is not None:
+                hist = _History(self._repo)
+                try:
+                    k = hist.keys(hist.entry(self.id))
+                finally:
+                    hist.save()
+            self._keys = tuple((it[0], tuple(it[1])) for it in k) if k else ()
+        return self._keys
+
+    def __repr__(self) -> str:
+        return f"Commit(id={self.id[:12]!r}, actor={self.actor!r}, docs={self.docs!r}, subject={self.subject!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Commit) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
 
     @property
     def subject(self) -> str:
         """The first line of the message."""
-        return self.message.split("\n", 1)[0]
+        return self.message.partition("\n")[0]
+
+    def trailer(self, name: str) -> str | None:
+        """The value of the last ``name:`` trailer in the message (``commit.trailer("Gitstate-Undo")``)."""
+        return _trailer(self.message, name)
 
     @property
     def short_id(self) -> str:
@@ -156,6 +262,8 @@ class Commit:
             return []
         keyt = parse_key(key) if key is not None else ()
         cache_key = (doc, keyt)
+        if self._cache is None:
+            self._cache = {}
         cached = self._cache.get(cache_key)
         if cached is None:
             hist = _History(self._repo)
@@ -271,8 +379,9 @@ class StateView:
 
     def docs(self, prefix: str = "") -> list[str]:
         """Sorted paths of the documents at this revision (gitstate's own metadata left out)."""
-        return sorted(p for p in self._repo.list_blobs(self._tree)
-                      if p.startswith(prefix) and not p.startswith(_META_PREFIX))
+        return sorted(
+            p for p in self._repo.list_blobs(self._tree) if p.startswith(prefix) and not p.startswith(_META_PREFIX)
+        )
 
 
 # ===================================================================== small helpers
@@ -292,7 +401,7 @@ def _trailer(message: str, name: str) -> str | None:
     found = None
     for line in message.splitlines():
         if line.startswith(prefix):
-            found = line[len(prefix):].strip()
+            found = line[len(prefix) :].strip()
     return found
 
 
@@ -330,8 +439,9 @@ def _value_at(repo: Repository, tree: str | None, doc: str) -> Any:
     return docdiff.MISSING if blob is None else _decode(repo, blob, doc)
 
 
-def _doc_changes(repo: Repository, doc: str, old_tree: str | None, new_tree: str | None,
-                 key: Key = ()) -> list[docdiff.Change]:
+def _doc_changes(
+    repo: Repository, doc: str, old_tree: str | None, new_tree: str | None, key: Key = ()
+) -> list[docdiff.Change]:
     """Key-level changes of ``doc`` between two trees (below ``key`` when given)."""
     old = _value_at(repo, old_tree, doc)
     new = _value_at(repo, new_tree, doc)
@@ -370,7 +480,7 @@ def _small_json(value: Any) -> bool:
         if t is str or t is bool or v is None:
             return True
         if t is int:
-            return -(2**63) <= v < 2**63
+            return bool(-(2**63) <= v < 2**63)
         if t is float:
             return math.isfinite(v)
         if t is list:
@@ -384,45 +494,49 @@ def _small_json(value: Any) -> bool:
     return len(orjson.dumps(value)) <= _MAX_VALUE_BYTES
 
 
+def _encode_parts(key: tuple[Any, ...]) -> tuple[list[str | int], bool]:
+    """JSON-safe key parts, cut before the first part too long to keep; True if it was cut."""
+    parts: list[str | int] = []
+    for p in key:
+        jp = _part_json(p)
+        if isinstance(jp, str) and len(jp) > _MAX_PART_CHARS:
+            return parts, True
+        parts.append(jp)
+    return parts, False
+
+
 def _encode_changes(changes: list[docdiff.Change]) -> list[list[Any]]:
     """Index form of a commit's changes: ``[doc, parts, op]`` plus ``old, new`` when both are small.
 
-    Past :data:`_MAX_KEYS_PER_COMMIT` changes, or with a huge key part, keys are collapsed to prefixes (op
-    ``"*"``: "something at or below this key changed")."""
-    items: list[list[Any]] = []
-    collapse = len(changes) > _MAX_KEYS_PER_COMMIT
-    for ch in changes:
-        parts: list[str | int] = []
-        cut = False
-        for p in ch.key:
-            jp = _part_json(p)
-            if isinstance(jp, str) and len(jp) > _MAX_PART_CHARS:
-                cut = True
+    Past :data:`_MAX_KEYS_PER_COMMIT` changes, or with a huge key part, keys are collapsed to their shortest
+    distinct prefixes that fit the cap (op ``"*"``: "something at or below this key changed")."""
+    if len(changes) <= _MAX_KEYS_PER_COMMIT:
+        items: list[list[Any]] = []
+        for ch in changes:
+            parts, cut = _encode_parts(ch.key)
+            if cut:
                 break
-            parts.append(jp)
-        if cut:
-            collapse = True
-            items.append([ch.doc, parts, "*"])
-            continue
-        item: list[Any] = [ch.doc, parts, ch.op]
-        old_ok = ch.op == "add" or _small_json(ch.old)
-        new_ok = ch.op == "remove" or _small_json(ch.new)
-        if old_ok and new_ok and not collapse:
-            item += [None if ch.op == "add" else ch.old, None if ch.op == "remove" else ch.new]
-        items.append(item)
-    if not collapse:
-        return items
-    depth = max((len(it[1]) for it in items), default=0)
+            item: list[Any] = [ch.doc, parts, ch.op]
+            if (ch.op == "add" or _small_json(ch.old)) and (ch.op == "remove" or _small_json(ch.new)):
+                item += [None if ch.op == "add" else ch.old, None if ch.op == "remove" else ch.new]
+            items.append(item)
+        else:
+            return items
+    # Collapse: C-level set building over raw key tuples, then encode only the few keys kept.
+    keys = [(ch.doc, ch.key) for ch in changes]
+    depth = max((len(k) for _, k in keys), default=0)
     while True:
-        seen: dict[tuple[str, tuple[Any, ...]], None] = {}
-        for it in items:
-            seen[(it[0], tuple(it[1][:depth]))] = None
+        seen = dict.fromkeys((d, k[:depth]) for d, k in keys)
         if len(seen) <= _MAX_KEYS_PER_COMMIT or depth == 0:
             break
         depth -= 1
     if len(seen) > _MAX_KEYS_PER_COMMIT:  # more documents than the cap: whole documents, still exact per doc
-        seen = {(d, ()): None for d, _ in seen}
-    return [[d, list(k), "*"] for d, k in seen]
+        seen = dict.fromkeys((d, ()) for d, _ in seen)
+    out: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
+    for d, k in seen:
+        parts, _ = _encode_parts(k)
+        out.setdefault((d, tuple(parts)), [d, parts, "*"])
+    return list(out.values())
 
 
 class _IndexFile:
@@ -458,18 +572,40 @@ class _IndexFile:
             if end < 0:
                 return  # only a partial line so far
             self.offset += end + 1
-            lines = [ln for ln in data[:end].split(b"\n") if ln.strip()]
+            chunk = data[:end].strip(b"\n")
+            while b"\n\n" in chunk:  # empty lines (a writer's guard after a torn line)
+                chunk = chunk.replace(b"\n\n", b"\n")
             try:
-                items = orjson.loads(b"[" + b",".join(lines) + b"]")
+                # One parse of the whole chunk as a JSON array: 10,000 lines in one C call.
+                items = orjson.loads(b"[" + chunk.replace(b"\n", b",") + b"]") if chunk else []
             except orjson.JSONDecodeError:
                 items = []
-                for ln in lines:
+                for ln in chunk.split(b"\n"):
                     try:
                         items.append(orjson.loads(ln))
                     except orjson.JSONDecodeError:
                         logger.debug("skipping a damaged line of %s", self.path)
+            entries = self.entries
+            if not entries:  # a first load: one C-level dict build unless lines repeat a commit
+                try:
+                    fast = {it["c"]: it for it in items}
+                except (TypeError, KeyError):
+                    fast = {}
+                if len(fast) == len(items):
+                    self.entries = fast
+                    return
             for it in items:
-                self._merge(it)
+                try:
+                    cid = it["c"]
+                    have = entries.get(cid)
+                except (TypeError, KeyError):
+                    continue
+                if have is None:
+                    if type(cid) is str:
+                        entries[cid] = it
+                else:
+                    have.pop("_kp", None)
+                    have.update(it)
 
     def _merge(self, item: Any) -> None:
         if not isinstance(item, dict):
@@ -481,6 +617,7 @@ class _IndexFile:
         if have is None:
             self.entries[cid] = item
         else:
+            have.pop("_kp", None)
             have.update(item)
 
     def append(self, items: list[dict[str, Any]]) -> None:
@@ -492,7 +629,7 @@ class _IndexFile:
             for it in items:
                 self._merge(dict(it))
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             except OSError as e:
                 logger.warning("cannot write the history index %s: %s", self.path, e)
                 return
@@ -530,17 +667,66 @@ def _meta_entry(info: CommitInfo, docs: list[str]) -> dict[str, Any]:
         "c": info.id,
         "p": list(info.parents),
         "t": info.time,
-        "z": info.tz_offset_s,
-        "ct": info.commit_time or info.time,
         "a": info.author,
         "m": msg if len(msg) <= _MAX_MESSAGE_CHARS else None,
         "actor": _trailer(msg, _ACTOR_TRAILER) or "human",
         "d": docs,
     }
+    if info.tz_offset_s:
+        entry["z"] = info.tz_offset_s
+    if info.commit_time and info.commit_time != info.time:
+        entry["ct"] = info.commit_time
     undone = _trailer(msg, _UNDO_TRAILER)
     if undone:
         entry["u"] = undone
     return entry
+
+
+def _keys_json(items: list[list[Any]]) -> str:
+    """Keys are kept as a JSON string inside the line: loading the index then builds one object per commit
+    instead of dozens, and only key queries parse them (3.5x faster loads of 10,000 commits)."""
+    return orjson.dumps(items).decode()
+
+
+def _parsed_keys(e: dict[str, Any]) -> list[list[Any]] | None:
+    """The entry's keys, parsed on first use (the raw JSON string stays for :class:`_KeyProbe`)."""
+    parsed = e.get("_kp")
+    if parsed is not None:
+        return parsed  # type: ignore[no-any-return]
+    k = e.get("k")
+    if isinstance(k, str):
+        try:
+            k = orjson.loads(k)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(k, list):
+        return None
+    e["_kp"] = k
+    return k
+
+
+class _KeyProbe:
+    """A conservative test on an entry's raw key JSON: False only if no stored key can relate to ``key``.
+
+    A stored key relates to the query if one is a prefix of the other (string-wise), or through a list shift
+    at an integer part. So when the query has no integer-like part and the JSON token of its part ``i`` is
+    absent, only a stored key equal to a prefix ``key[:j]`` (``j <= i``) can still relate, and its exact JSON
+    array must appear. This skips parsing the keys of nearly every commit of a long history.
+    """
+
+    def __init__(self, key: Key) -> None:
+        self.usable = bool(key) and not any(_intlike(p) for p in key)
+        self.tokens = [orjson.dumps(p).decode() for p in key] if self.usable else []
+        self.prefixes = [orjson.dumps(list(key[:j])).decode() for j in range(len(key))] if self.usable else []
+
+    def may_match(self, e: dict[str, Any]) -> bool:
+        raw = e.get("k")
+        if not self.usable or not isinstance(raw, str):
+            return True
+        for i, token in enumerate(self.tokens):
+            if token not in raw:
+                return any(self.prefixes[j] in raw for j in range(i + 1))
+        return True
 
 
 class _History:
@@ -549,8 +735,13 @@ class _History:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo
         self.idx = _index_for(repo)
-        self.idx.refresh()
+        self.loaded = False  # the index file is read on first use: resolving HEAD or an id never needs it
         self.new: dict[str, dict[str, Any]] = {}
+
+    def _load(self) -> None:
+        if not self.loaded:
+            self.idx.refresh()
+            self.loaded = True
 
     def save(self) -> None:
         if self.new:
@@ -562,6 +753,7 @@ class _History:
         return self.repo.commit_info(cid).tree
 
     def entry(self, cid: str) -> dict[str, Any]:
+        self._load()
         e = self.idx.entries.get(cid)
         if e is not None and "t" in e:
             return e
@@ -569,18 +761,18 @@ class _History:
         parent_tree = self._tree_of(info.parents[0]) if info.parents else None
         docs = sorted(self.repo.changed_paths(parent_tree, info.tree))
         fresh = _meta_entry(info, docs)
+        self.new.setdefault(cid, {}).update(fresh)
         if e is not None:  # a key supplement arrived before its metadata line
-            fresh.update({k: v for k, v in e.items() if k in ("k",)})
+            fresh.update({x: e[x] for x in ("k", "_kp") if x in e})
         with self.idx.lock:
             self.idx.entries[cid] = fresh
-        self.new.setdefault(cid, {}).update(fresh)
         return fresh
 
     def keys(self, e: dict[str, Any]) -> list[list[Any]]:
         """The index form of the commit's changes, computed (and queued for appending) when missing."""
-        k = e.get("k")
+        k = _parsed_keys(e)
         if k is not None:
-            return k  # type: ignore[no-any-return]
+            return k
         cid = e["c"]
         parents = e.get("p") or []
         old_tree = self._tree_of(parents[0]) if parents else None
@@ -589,8 +781,9 @@ class _History:
         for doc in e.get("d", []):
             changes.extend(_doc_changes(self.repo, doc, old_tree, new_tree))
         k = _encode_changes(changes)
-        e["k"] = k
-        self.new.setdefault(cid, {"c": cid})["k"] = k
+        e["k"] = _keys_json(k)
+        e["_kp"] = k
+        self.new.setdefault(cid, {"c": cid})["k"] = e["k"]
         return k
 
     def message(self, e: dict[str, Any]) -> str:
@@ -598,13 +791,7 @@ class _History:
         return m if isinstance(m, str) else self.repo.commit_info(e["c"]).message
 
     def commit(self, e: dict[str, Any]) -> Commit:
-        keys: tuple[tuple[str, Key], ...] = ()
-        k = e.get("k")
-        if k:
-            keys = tuple((it[0], tuple(it[1])) for it in k)
-        return Commit(id=e["c"], time=_aware(e["t"], e.get("z", 0)), author=e.get("a", ""),
-                      message=self.message(e), actor=e.get("actor", "human"), docs=list(e.get("d", [])),
-                      parents=tuple(e.get("p", [])), keys=keys, _repo=self.repo)
+        return Commit._from_entry(e, self.repo)
 
     def parents(self, cid: str) -> list[str]:
         return list(self.entry(cid).get("p", []))
@@ -613,8 +800,8 @@ class _History:
         """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``)."""
         if head is None:
             return
-        entries = self.idx.entries
         first = self.entry(head)
+        entries = self.idx.entries
         heap: list[tuple[int, int, dict[str, Any]]] = []
         seen = {head}
         counter = 0
@@ -623,7 +810,7 @@ class _History:
             if cur is None:
                 cur = heapq.heappop(heap)[2]
             yield cur
-            parents = cur.get("p") or ()
+            parents: list[str] = cur.get("p") or []
             nxt: dict[str, Any] | None = None
             if len(parents) == 1 and not heap:  # the common linear case: no heap traffic
                 p = parents[0]
@@ -657,8 +844,10 @@ class _History:
         parents = e.get("p") or ()
         return self._tree_of(parents[0]) if parents else None
 
-    def key_changed(self, e: dict[str, Any], doc: str | None, key: Key) -> bool:
+    def key_changed(self, e: dict[str, Any], doc: str | None, key: Key, probe: _KeyProbe | None = None) -> bool:
         """True if the commit changed the value at ``key`` (in ``doc``, or in any document)."""
+        if probe is not None and not probe.may_match(e):
+            return False
         ambiguous: list[str] = []
         for it in self.keys(e):
             d = it[0]
@@ -698,8 +887,13 @@ class _History:
 
 def _change_from_item(it: list[Any]) -> docdiff.Change:
     doc, parts, op, old, new = it
-    return docdiff.Change(doc, tuple(parts), op, docdiff.MISSING if op == "add" else copy_value(old),
-                          docdiff.MISSING if op == "remove" else copy_value(new))
+    return docdiff.Change(
+        doc,
+        tuple(parts),
+        op,
+        docdiff.MISSING if op == "add" else copy_value(old),
+        docdiff.MISSING if op == "remove" else copy_value(new),
+    )
 
 
 def _intlike(part: Any) -> bool:
@@ -716,8 +910,7 @@ def _relation(stored: list[Any], op: str, query: Key) -> int:
         if s == q or str(s) == str(q):
             continue
         # An item added or removed earlier in a list shifts the items after it.
-        if (len(stored) == i + 1 and op in ("add", "remove", "*") and _intlike(s) and _intlike(q)
-                and int(q) >= int(s)):
+        if len(stored) == i + 1 and op in ("add", "remove", "*") and _intlike(s) and _intlike(q) and int(q) >= int(s):
             return _AMBIGUOUS
         return _NONE
     if len(query) > len(stored):
@@ -744,13 +937,14 @@ def record(repo: Repository, commit_id: str, *, actor: str, changes: list[docdif
     if _trailer(info.message, _ACTOR_TRAILER) is None:
         entry["actor"] = actor
     if len(info.parents) <= 1:
-        entry["k"] = _encode_changes([c for c in changes if c.doc in docs or not c.doc])
+        entry["k"] = _keys_json(_encode_changes([c for c in changes if c.doc in docs or not c.doc]))
     _index_for(repo).append([entry])
 
 
 # ===================================================================== log
-def log(repo: Repository, head: str | None, *, doc: str | None = None, key: Key | None = None,
-        limit: int | None = None) -> list[Commit]:
+def log(
+    repo: Repository, head: str | None, *, doc: str | None = None, key: Key | None = None, limit: int | None = None
+) -> list[Commit]:
     """Commits reachable from ``head``, newest first (like ``git log``).
 
     Args:
@@ -775,6 +969,8 @@ def log(repo: Repository, head: str | None, *, doc: str | None = None, key: Key 
     keyt: Key = tuple(key) if key else ()
     hist = _History(repo)
     out: list[Commit] = []
+    from_entry = Commit._from_entry
+    probe = _KeyProbe(keyt) if keyt else None
     try:
         for e in hist.walk(head):
             if doc is not None:
@@ -784,9 +980,9 @@ def log(repo: Repository, head: str | None, *, doc: str | None = None, key: Key 
                         continue
                 elif doc not in docs:
                     continue
-            if keyt and not hist.key_changed(e, None if doc is None or doc.endswith("/") else doc, keyt):
+            if keyt and not hist.key_changed(e, None if doc is None or doc.endswith("/") else doc, keyt, probe):
                 continue
-            out.append(hist.commit(e))
+            out.append(from_entry(e, repo))
             if limit is not None and len(out) >= limit:
                 break
     finally:
@@ -808,24 +1004,62 @@ def get_commit(repo: Repository, rev: str) -> Commit:
         'library'
     """
     cid = resolve(repo, rev)
-    hist = _History(repo)
-    try:
-        return hist.commit(hist.entry(cid))
-    finally:
-        hist.save()
+    idx = _index_for(repo)
+    e = idx.entries.get(cid)  # in memory already (this process logged before), else straight from the commit
+    if e is None or "t" not in e:
+        info = repo.commit_info(cid)
+        parent_tree = repo.commit_info(info.parents[0]).tree if info.parents else None
+        e = _meta_entry(info, sorted(repo.changed_paths(parent_tree, info.tree)))
+    return Commit._from_entry(e, repo)
 
 
 # ===================================================================== revisions
 _REV_SUFFIX = re.compile(r"^(.*?)((?:[~^]\d*)*)$", re.S)
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
+_FULL_ID = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _ref_name_ok(name: str) -> bool:
+    return not (
+        _BAD_REF_CHARS.search(name)
+        or ".." in name
+        or "//" in name
+        or name.startswith(("/", "."))
+        or name.endswith(("/", ".", ".lock"))
+        or "/." in name
+    )
+
+
 _UNITS: Final = {
-    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-    "w": 604800, "wk": 604800, "week": 604800, "weeks": 604800,
-    "mo": 2592000, "month": 2592000, "months": 2592000,
-    "y": 31536000, "yr": 31536000, "year": 31536000, "years": 31536000,
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "wk": 604800,
+    "week": 604800,
+    "weeks": 604800,
+    "mo": 2592000,
+    "month": 2592000,
+    "months": 2592000,
+    "y": 31536000,
+    "yr": 31536000,
+    "year": 31536000,
+    "years": 31536000,
 }
 _AGO = re.compile(r"^((?:\s*(?:\d+(?:\.\d+)?|an?)\s*[a-z]+\s*,?\s*(?:and\s+)?)+)ago$", re.I)
 _AGO_PART = re.compile(r"(\d+(?:\.\d+)?|an?)\s*([a-z]+)", re.I)
@@ -876,17 +1110,18 @@ def _peel_base(repo: Repository, hist: _History, base: str, rev: str) -> str:
         return head
     if not base:
         raise RevisionNotFound(rev, "empty revision")
-    # Snapshots (tags), then branches and remote-tracking branches, then full ref names.
-    tag_ref = f"refs/tags/{base}"
-    if repo.read_ref(tag_ref) is not None:
-        for t in repo.tags():
-            if t.name == base:
-                return t.commit
-    for ref in (f"refs/heads/{base}", f"refs/remotes/{base}", base if base.startswith("refs/") else ""):
-        if ref:
-            sha = repo.read_ref(ref)
-            if sha is not None:
-                return sha
+    # Snapshots (tags), then branches and remote-tracking branches, then full ref names. Only names git would
+    # accept as refs are looked up: a ref name is a path under .git/.
+    if _ref_name_ok(base):
+        if repo.read_ref(f"refs/tags/{base}") is not None:
+            for t in repo.tags():
+                if t.name == base:
+                    return t.commit
+        for ref in (f"refs/heads/{base}", f"refs/remotes/{base}", base if base.startswith("refs/") else ""):
+            if ref:
+                sha = repo.read_ref(ref)
+                if sha is not None and _FULL_ID.match(sha):
+                    return sha
     if _HEX.match(base) and len(base) == 40:
         if repo.has_object(base.lower()):
             try:
@@ -897,7 +1132,7 @@ def _peel_base(repo: Repository, hist: _History, base: str, rev: str) -> str:
         raise RevisionNotFound(rev, "no such commit in this store")
     if _HEX.match(base) and _MIN_PREFIX <= len(base) < 40:
         prefix = base.lower()
-        found = {e["c"] for e in hist.walk(head) if e["c"].startswith(prefix)}
+        found: set[str] = {str(e["c"]) for e in hist.walk(head) if e["c"].startswith(prefix)}
         found |= {t.commit for t in repo.tags() if t.commit.startswith(prefix)}
         if len(found) == 1:
             return found.pop()
@@ -907,15 +1142,16 @@ def _peel_base(repo: Repository, hist: _History, base: str, rev: str) -> str:
         raise RevisionNotFound(rev, f"no commit on {repo.branch} starts with {base!r}")
     when = parse_time(base)
     if when is not None:
-        for e in hist.first_parent_chain(head):
-            if int(e.get("ct", e["t"])) <= when:
-                return str(e["c"])
+        for entry in hist.first_parent_chain(head):
+            if int(entry.get("ct", entry["t"])) <= when:
+                return str(entry["c"])
         if head is None:
             raise RevisionNotFound(rev, "the store has no commits yet")
         moment = _dt.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
         raise RevisionNotFound(rev, f"{moment} is before the first commit of {repo.branch}")
-    raise RevisionNotFound(rev, "not a commit id, snapshot name, HEAD~N or time (like '2h ago', 'yesterday' "
-                                "or 2024-05-01T10:00)")
+    raise RevisionNotFound(
+        rev, "not a commit id, snapshot name, HEAD~N or time (like '2h ago', 'yesterday' or 2024-05-01T10:00)"
+    )
 
 
 def resolve(repo: Repository, rev: str) -> str:
@@ -956,8 +1192,12 @@ def resolve(repo: Repository, rev: str) -> str:
                 for i in range(n):
                     parents = hist.parents(cid)
                     if not parents:
-                        raise RevisionNotFound(rev, f"{base} has only {i} commit(s) before it" if i else
-                                               f"{cid[:8]} is the first commit; it has no parent")
+                        raise RevisionNotFound(
+                            rev,
+                            f"{base} has only {i} commit(s) before it"
+                            if i
+                            else f"{cid[:8]} is the first commit; it has no parent",
+                        )
                     cid = parents[0]
             else:
                 if n == 0:
@@ -1004,6 +1244,45 @@ def diff(repo: Repository, a: str, b: str, *, doc: str | None = None) -> list[do
     return out
 
 
+def text_diff(repo: Repository, a: str, b: str, *, doc: str | None = None) -> dict[str, str]:
+    """Unified diffs (like ``git diff``) of every file that differs between revisions ``a`` and ``b``:
+    doc -> diff text. Files that are not UTF-8 give a ``Binary files ... differ`` line.
+
+    Raises:
+        RevisionNotFound: ``a`` or ``b`` names nothing.
+        KeyNotFound: ``doc`` exists at neither revision.
+
+    Example:
+        >>> import gitstate, tempfile
+        >>> with gitstate.open(tempfile.mkdtemp(), durability="immediate") as store:
+        ...     store.set("notes.md", None, "a\\n"); store.set("notes.md", None, "b\\n")
+        ...     print(text_diff(store._repo, "HEAD~1", "HEAD")["notes.md"], end="")
+        --- a/notes.md
+        +++ b/notes.md
+        @@ -1 +1 @@
+        -a
+        +b
+    """
+    ca, cb = resolve(repo, a), resolve(repo, b)
+    ta, tb = repo.commit_info(ca).tree, repo.commit_info(cb).tree
+    if doc is not None and not doc.endswith("/"):
+        validate_doc_path(doc)
+        if repo.blob_id_at(ta, doc) is None and repo.blob_id_at(tb, doc) is None:
+            raise KeyNotFound(doc, (), f"no such document at {a} or {b}")
+    out: dict[str, str] = {}
+    for path, (old, new) in sorted(repo.changed_paths(ta, tb).items()):
+        if doc is not None and (path != doc and not (doc.endswith("/") and path.startswith(doc))):
+            continue
+        try:
+            old_text = None if old is None else repo.read_blob(old).decode("utf-8")
+            new_text = None if new is None else repo.read_blob(new).decode("utf-8")
+        except UnicodeDecodeError:
+            out[path] = f"Binary files a/{path} and b/{path} differ\n"
+            continue
+        out[path] = docdiff.diff_text(old_text, new_text, doc=path)
+    return out
+
+
 def at(repo: Repository, rev: str) -> StateView:
     """A read-only view of the store as of ``rev`` (see :func:`resolve` for the forms it takes).
 
@@ -1018,8 +1297,9 @@ def at(repo: Repository, rev: str) -> StateView:
 
 
 # ===================================================================== restore and undo
-def restore_files(repo: Repository, head: str | None, target_commit: str,
-                  docs: list[str] | None) -> dict[str, bytes | None]:
+def restore_files(
+    repo: Repository, head: str | None, target_commit: str, docs: list[str] | None
+) -> dict[str, bytes | None]:
     """File contents that make ``docs`` (all documents when None; a path ending in ``/`` means every document
     under it) equal to ``target_commit``: path -> bytes, or None to remove a document absent at the target.
 
@@ -1035,10 +1315,14 @@ def restore_files(repo: Repository, head: str | None, target_commit: str,
     """
     head_tree = repo.commit_info(head).tree if head else EMPTY_TREE
     target_tree = repo.commit_info(target_commit).tree
-    if docs is None:
-        return {p: None if new is None else repo.read_blob(new)
-                for p, (_, new) in repo.changed_paths(head_tree, target_tree).items()}
     out: dict[str, bytes | None] = {}
+    if docs is None:
+        out = {
+            p: None if new is None else repo.read_blob(new)
+            for p, (_, new) in repo.changed_paths(head_tree, target_tree).items()
+        }
+        _ensure_empty_tree(repo, out)
+        return out
     for doc in docs:
         if doc.endswith("/"):
             validate_doc_path(doc.rstrip("/"))
@@ -1055,7 +1339,15 @@ def restore_files(repo: Repository, head: str | None, target_commit: str,
         if then_blob is None and repo.blob_id_at(head_tree, doc) is None:
             raise KeyNotFound(doc, (), f"no such document now or at {target_commit[:8]}")
         out[doc] = None if then_blob is None else repo.read_blob(then_blob)
+    _ensure_empty_tree(repo, out)
     return out
+
+
+def _ensure_empty_tree(repo: Repository, files: dict[str, bytes | None]) -> None:
+    """Removing every document commits the empty tree, which ``Repository.build_tree`` does not write (git
+    fsck then reports it missing). Write it first; a no-op once it exists."""
+    if any(v is None for v in files.values()) and not repo.has_object(EMPTY_TREE):
+        repo.write_objects([repo.read_tree(EMPTY_TREE)])
 
 
 def _undo_target(hist: _History, head: str) -> dict[str, Any] | None:
@@ -1112,6 +1404,7 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
         subject = hist.message(e).split("\n", 1)[0]
     finally:
         hist.save()
+    _ensure_empty_tree(repo, files)
     lines = docdiff.summarize(changes, max_lines=50)
     parts = [f"undo {cid[:8]}: {subject}"]
     if lines:
@@ -1183,8 +1476,9 @@ def snapshot(repo: Repository, name: str, *, tagger: str, message: str | None = 
             raise GitStateError("nothing to snapshot: the store has no commits yet")
         existing = repo.read_ref(f"refs/tags/{name}")
         if existing is not None:
-            raise GitStateError(f"snapshot {name!r} already exists; pick another name (or remove it with "
-                                f"'git tag -d {name}')")
+            raise GitStateError(
+                f"snapshot {name!r} already exists; pick another name (or remove it with 'git tag -d {name}')"
+            )
         repo.create_tag(name, head, tagger=tagger, message=message or f"gitstate snapshot {name}")
     return head
 

@@ -683,7 +683,10 @@ class Repository:
                     raise RepositoryError(f"{path}: a parent is also a file in this change")
             node[parts[-1]] = data if data is None else Blob.from_string(data)
         sha = self._build(base_tree or EMPTY_TREE, nested, new_objects)
-        return sha or EMPTY_TREE
+        if sha is None:  # everything was removed: the commit points at the empty tree, which must exist too
+            new_objects.append(Tree())
+            return EMPTY_TREE
+        return sha
 
     def _build(self, tree_sha: str, nested: dict[str, Any], new_objects: list[ShaFile]) -> str | None:
         tree = self.read_tree(tree_sha).copy()
@@ -974,6 +977,16 @@ class Repository:
         new_objects.append(commit)
         self.write_objects(new_objects, fsync=fsync)
         cid = commit.id.decode()
+        self._commit_cache[cid] = CommitInfo(
+            id=cid,
+            tree=tree,
+            parents=tuple(parents),
+            author=author,
+            time=commit.author_time,
+            tz_offset_s=commit.author_timezone,
+            message=message,
+            commit_time=commit.commit_time,
+        )
         if move_branch:
             self.update_ref(self.branch_ref, cid, parent, fsync=fsync)
         return cid

@@ -241,6 +241,8 @@ class Store:
         self._background: list[Any] = []
         self._stats = _Stats()
         self._after_commit_hooks: list[Callable[[str], None]] = []
+        #: What the last pull did (``kind``: none / fast-forward / merge, ``commit``, ``changes``, ``conflicts``).
+        self.last_pull: Any = None
         #: The schema version this program writes (see gitstate.migrate); set on open.
         self._expected_schema: int | None = None
 
@@ -288,10 +290,10 @@ class Store:
         try:
             self.flush()
             self._repair_index()
+        finally:
             if self._push_queue is not None:
                 with contextlib.suppress(Exception):
-                    self._push_queue.stop()
-        finally:
+                    self._push_queue.stop()  # one last bounded push attempt
             self._closed = True
             _unregister(self)
             self._repo.close()
@@ -776,29 +778,19 @@ class Store:
                 raise
             with self._lock:
                 seq_hi = self._seq
-                docs = list(self._dirty)
-                ops_by_doc: dict[str, list[_Op]] = {}
-                for op in self._journal:
-                    ops_by_doc.setdefault(op.doc, []).append(op)
-                encoded: dict[str, bytes | None] = {}
-                new_values: dict[str, Any] = {}
-                for doc in docs:
-                    view = self._load(doc)
-                    new_values[doc] = view
-                    encoded[doc] = None if view is _ABSENT else codec_for(doc).encode(view)
-                    if view is not _ABSENT:
-                        new_values[doc] = copy_value(view)
+                # Encode and describe under _lock, from the live views: no copy of whole documents, only of
+                # the values that changed (quick_diff prunes equal subtrees with C-level ==).
+                files, described = self._encode_dirty(list(self._dirty))
             # Outside _lock: readers and writers go on while we talk to the disk.
-            files: dict[str, bytes | None] = {}
-            for doc, data in encoded.items():
-                old = self._committed_bytes(doc)
-                if old != data:
-                    files[doc] = data
             if files:
-                events += self._take_unsaved_human_edits(files)
+                human_events = self._take_unsaved_human_edits(files)
+                if human_events:
+                    events += human_events
+                    with self._lock:  # documents rebased on a hand edit: describe them again
+                        files, described = self._encode_dirty(list(files))
             commit = None
             if files:
-                changes = self._describe(files, new_values)
+                changes = [c for doc in files for c in described[doc]]
                 msg = build_message(message, changes, "library", metadata)
                 commit = self._commit(
                     files, msg, author=self.author, actor="library", changes=changes, parent=self._head
@@ -814,6 +806,22 @@ class Store:
                 self._first_pending = self._journal[0].t if self._journal else None
         return commit, files, events, msg
 
+    def _encode_dirty(self, docs: list[str]) -> tuple[dict[str, bytes | None], dict[str, list[docdiff.Change]]]:
+        """Canonical bytes of the documents whose content differs from the head, and their changes. ``_lock``."""
+        files: dict[str, bytes | None] = {}
+        described: dict[str, list[docdiff.Change]] = {}
+        for doc in docs:
+            view = self._load(doc)
+            codec = codec_for(doc)
+            data = None if view is _ABSENT else codec.encode(view)
+            old_b = self._committed_bytes(doc)
+            if data == old_b:
+                continue
+            files[doc] = data
+            old = docdiff.MISSING if old_b is None else _safe_decode(codec, old_b, doc)
+            described[doc] = _changes_of(doc, old, docdiff.MISSING if view is _ABSENT else view)
+        return files, described
+
     def _describe(
         self, files: Mapping[str, bytes | None], new_values: Mapping[str, Any] | None = None
     ) -> list[docdiff.Change]:
@@ -828,10 +836,7 @@ class Store:
                 new = docdiff.MISSING if new is _ABSENT else new
             else:
                 new = docdiff.MISSING if data is None else _safe_decode(codec, data, doc)
-            if not codec.structured and old is not docdiff.MISSING and new is not docdiff.MISSING:
-                changes.append(docdiff.Change(doc=doc, key=(), op="change", old=old, new=new))
-            else:
-                changes.extend(docdiff.diff(old, new, doc=doc))
+            changes.extend(_changes_of(doc, old, new))
         return changes
 
     def _commit(
@@ -1161,6 +1166,12 @@ class Store:
             with self._lock:
                 if head != self._head:
                     events.append(self._advance_to(head, source="process"))
+            touched = {d for files, _ in steps for d in files}
+            reads = {d: self._read_worktree(d) for d in sorted(touched)}
+            edited = {d: r for d, r in reads.items() if r[0] != self._committed_bytes(d)}
+            if edited:  # never overwrite a hand edit nobody committed: it goes into history first
+                events += self._ingest_locked(edited, reason=f"unsaved edit found before a {actor} commit")
+                head = self._head
             parent = head
             tree = self._head_tree
             all_files: dict[str, bytes | None] = {}
@@ -1185,6 +1196,8 @@ class Store:
                 parent, tree = cid, self._repo.commit_info(cid).tree
                 all_files.update(files)
             if not commits:
+                for e in events:
+                    self._emit(e)
                 return None
             for doc, data in all_files.items():
                 if data is None:
@@ -1193,7 +1206,11 @@ class Store:
                     atomic_write(self.path, doc, data, fsync=self._fsync)
             self._repo.update_ref(self._repo.branch_ref, parent, head, fsync=self._fsync)
             assert tree is not None
-            self._repo.sync_index(tree, {d: None if b is None else blob_id(b) for d, b in all_files.items()})
+            try:  # the branch has moved: the index is a cache from here on
+                self._repo.sync_index(tree, {d: None if b is None else blob_id(b) for d, b in all_files.items()})
+            except OSError as e:
+                self._repo.index_fell_behind()
+                logger.warning("committed %s but could not update the Git index (%s); it is rebuilt later", parent, e)
             for cid, changes, _ in commits:
                 self._record(cid, actor, changes)
             with self._lock:
@@ -1219,11 +1236,7 @@ class Store:
             old_b = self._repo.read_at(tree, doc) if tree else None
             old = docdiff.MISSING if old_b is None else _safe_decode(codec, old_b, doc)
             new = docdiff.MISSING if data is None else _safe_decode(codec, data, doc)
-            if codec.structured:
-                changes.extend(docdiff.diff(old, new, doc=doc))
-            elif old != new:
-                op = "add" if old is docdiff.MISSING else "remove" if new is docdiff.MISSING else "change"
-                changes.append(docdiff.Change(doc, (), op, old, new))
+            changes.extend(_changes_of(doc, old, new))
         return changes
 
     def _checkout(self, new_head: str, *, expected_head: str | None, actor: str) -> None:
@@ -1330,7 +1343,7 @@ class Store:
         self._check_open()
         self._maybe_refresh()
         if doc is not None:
-            validate_doc_path(doc)
+            validate_doc_path(doc.rstrip("/"))
         return history.log(
             self._repo,
             self._repo.head(),
@@ -1345,7 +1358,7 @@ class Store:
 
         self._check_open()
         if doc is not None:
-            validate_doc_path(doc)
+            validate_doc_path(doc.rstrip("/"))
         return history.diff(self._repo, a, b, doc=doc)
 
     def at(self, rev: str) -> StateView:
@@ -1369,16 +1382,18 @@ class Store:
 
         self._check_open()
         for d in docs or []:
-            validate_doc_path(d)
+            validate_doc_path(d.rstrip("/"))
         self.flush()
-        head = self._repo.head()
-        target = history.resolve(self._repo, rev)
-        files = history.restore_files(self._repo, head, target, docs)
-        short = target[:8]
-        subject = message or f"restore {', '.join(docs) if docs else 'all documents'} to {rev}" + (
-            f" ({short})" if not rev.startswith(short) else ""
-        )
-        commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
+        # Resolve and compute under the locks: another writer cannot move the branch in between.
+        with self._flush_lock, self._repo.lock():
+            head = self._repo.head()
+            target = history.resolve(self._repo, rev)
+            files = history.restore_files(self._repo, head, target, docs)
+            short = target[:8]
+            subject = message or f"restore {', '.join(docs) if docs else 'all documents'} to {rev}" + (
+                f" ({short})" if not rev.startswith(short) else ""
+            )
+            commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
         return commit or (head or "")
 
     def undo(self) -> str:
@@ -1388,9 +1403,10 @@ class Store:
 
         self._check_open()
         self.flush()
-        head = self._repo.head()
-        files, subject = history.undo_files(self._repo, head)
-        commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
+        with self._flush_lock, self._repo.lock():
+            head = self._repo.head()
+            files, subject = history.undo_files(self._repo, head)
+            commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
         return commit or (head or "")
 
     def snapshot(self, name: str, message: str | None = None) -> str:
@@ -1442,15 +1458,28 @@ class Store:
             logger.error("could not commit edits to %s: %s", ", ".join(sorted(docs)), e)
 
     # ================================================================= remotes (remote.py)
-    def remote_add(self, name: str, url: str) -> None:
+    def remote_add(self, name: str, url: str, *, username: str | None = None, password: str | None = None) -> None:
         """Add a remote (a path, ``file://``, ``git://``, ``http(s)://`` or ``ssh://`` URL). Credentials in the URL
         are kept out of ``.git/config`` (see :mod:`gitstate.remote`)."""
         from . import remote as _remote
 
         self._check_open()
-        _remote.add_remote(self._repo, name, url)
+        _remote.add_remote(self._repo, name, url, username=username, password=password)
 
-    def push(self, remote: str = "origin") -> str | None:
+    def remotes(self) -> dict[str, str]:
+        """Remote names and URLs (without credentials)."""
+        from . import remote as _remote
+
+        return _remote.list_remotes(self._repo)
+
+    def remote_remove(self, name: str) -> None:
+        """Forget a remote (its tracking refs and stored credentials too)."""
+        from . import remote as _remote
+
+        self._check_open()
+        _remote.remove_remote(self._repo, name)
+
+    def push(self, remote: str = "origin", *, progress: Callable[[str], None] | None = None) -> str | None:
         """Flush, then push the branch to ``remote``. Returns the pushed commit id (None if nothing to push).
 
         Raises:
@@ -1461,9 +1490,11 @@ class Store:
 
         self._check_open()
         self.flush()
-        return _remote.push(self._repo, remote)
+        return _remote.push(self._repo, remote, progress=progress)
 
-    def pull(self, remote: str = "origin", *, on_conflict: str = "ours") -> str | None:
+    def pull(
+        self, remote: str = "origin", *, on_conflict: str = "ours", progress: Callable[[str], None] | None = None
+    ) -> str | None:
         """Fetch ``remote`` and bring its changes in: a fast-forward when possible, else a merge commit (actor
         ``merge``) whose documents are merged key by key. ``on_conflict`` decides keys both sides changed:
         ``"ours"`` (keep the local value, record the remote one), ``"theirs"`` or ``"fail"``
@@ -1473,7 +1504,7 @@ class Store:
         self._check_open()
         if on_conflict not in ("ours", "theirs", "fail"):
             raise ValueError("on_conflict must be 'ours', 'theirs' or 'fail'")
-        fetched = _remote.fetch(self._repo, remote)
+        fetched = _remote.fetch(self._repo, remote, progress=progress)
         with self._flush_lock, self._repo.lock():
             head = self._repo.head()
             outcome = _remote.integrate(self._repo, head, fetched, rule=on_conflict, author=self.author)
@@ -1481,6 +1512,7 @@ class Store:
                 self._checkout(outcome.commit, expected_head=head, actor="merge")
                 if outcome.kind == "merge":
                     self._record(outcome.commit, "merge", list(outcome.changes))
+        self.last_pull = outcome
         if outcome.conflicts:
             self._emit(
                 ExternalChange(
@@ -1495,11 +1527,13 @@ class Store:
             self._after_commit(outcome.commit)
         return self._repo.head()
 
-    def sync(self, remote: str = "origin", *, on_conflict: str = "ours") -> str | None:
+    def sync(
+        self, remote: str = "origin", *, on_conflict: str = "ours", progress: Callable[[str], None] | None = None
+    ) -> str | None:
         """Pull, then push: afterwards the remote and this store hold the same history."""
         self.flush()
-        self.pull(remote, on_conflict=on_conflict)
-        return self.push(remote)
+        self.pull(remote, on_conflict=on_conflict, progress=progress)
+        return self.push(remote, progress=progress)
 
     def push_status(self, remote: str | None = None) -> dict[str, Any]:
         """Background push state per remote: last success, commits waiting, last error (survives restarts)."""
@@ -1581,9 +1615,10 @@ class Store:
 
 
 def _changes_of(doc: str, old: Any, new: Any) -> list[docdiff.Change]:
-    """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change."""
+    """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change. Values
+    are private copies."""
     if codec_for(doc).structured or old is docdiff.MISSING or new is docdiff.MISSING:
-        return docdiff.diff(old, new, doc=doc)
+        return docdiff.quick_diff(old, new, doc=doc)
     return [] if old == new else [docdiff.Change(doc, (), "change", old, new)]
 
 

@@ -1,0 +1,92 @@
+"""CLI start-up benchmark: ``gitstate status`` on a small store, next to ``python -c pass`` in the same run.
+
+Target: ``gitstate status`` under 250 ms (median wall time). ``git status`` and ``gitstate --help`` are shown for
+reference, and ``python -c 'import gitstate.cli'`` shows how much of it is import time.
+
+Run: ``python benchmarks/bench_cli.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import cli_argv, fmt_ms, median, parse_args, print_table, time_command
+
+import gitstate
+
+__all__ = ["main", "make_small_store"]
+
+logger = logging.getLogger("gitstate.benchmarks")
+
+TARGET_S = 0.250
+
+
+def make_small_store(path: Path) -> None:
+    """Five documents, a dozen commits, one snapshot, one file edited by hand and not committed."""
+    with gitstate.open(path, durability="manual", fsync=False, handle_signals=False) as store:
+        for i in range(12):
+            store.set("state.json", ("services", f"s{i % 4}"), i % 2 == 0)
+            store.set(f"tasks/t{i % 3}.json", "status", ["todo", "doing", "done"][i % 3])
+            store.flush()
+        store.set("memory/current_work.yaml", "follow_ups", ["check coverage"])
+        store.set("notes.md", None, "# notes\n")
+        store.flush()
+        store.snapshot("v1")
+    (path / "notes.md").write_text("# notes\nedited by hand\n")
+
+
+def main() -> None:
+    args = parse_args(__doc__ or "")
+    repeat = args.repeat * (2 if not args.quick else 1) + 1
+    tmp = Path(tempfile.mkdtemp(prefix="gitstate-bench-cli-"))
+    try:
+        path = tmp / "store"
+        make_small_store(path)
+        gs = cli_argv()
+        py = sys.executable
+        floor = time_command([py, "-c", "pass"], repeat=repeat)
+        imports = time_command([py, "-c", "import gitstate.cli"], repeat=repeat)
+        status = time_command([*gs, "-C", str(path), "status"], repeat=repeat)
+        status_json = time_command([*gs, "-C", str(path), "status", "--json"], repeat=repeat)
+        helptext = time_command([*gs, "--help"], repeat=repeat)
+        git_status = time_command(["git", "-C", str(path), "status"], repeat=repeat)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    s = median(status)
+    print(f"\n## bench_cli: `gitstate status` on a small store (median of {repeat} runs)\n")
+    print_table(
+        ["command", "median wall", "vs `python -c pass`", "target"],
+        [
+            ["`python -c pass`", fmt_ms(median(floor)), "1.00x", ""],
+            [
+                "`python -c 'import gitstate.cli'`",
+                fmt_ms(median(imports)),
+                f"{median(imports) / median(floor):.2f}x",
+                "",
+            ],
+            ["`gitstate --help`", fmt_ms(median(helptext)), f"{median(helptext) / median(floor):.2f}x", ""],
+            [
+                "`gitstate status`",
+                fmt_ms(s),
+                f"{s / median(floor):.2f}x",
+                f"< {TARGET_S * 1000:.0f} ms: {'met' if s < TARGET_S else 'NOT met'}",
+            ],
+            [
+                "`gitstate status --json`",
+                fmt_ms(median(status_json)),
+                f"{median(status_json) / median(floor):.2f}x",
+                "",
+            ],
+            ["`git status` (reference)", fmt_ms(median(git_status)), f"{median(git_status) / median(floor):.2f}x", ""],
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,607 @@
+"""History commands: ``log``, ``show``, ``diff``, ``restore``, ``undo``, ``snapshot``, ``snapshots``, ``status``.
+
+Read-only commands (``log``, ``show``, ``diff``, ``snapshots``, ``status``, ``restore --dry-run``) read the Git
+repository directly instead of opening a :class:`~gitstate.store.Store`: opening a store commits edits found on
+disk, and ``status`` exists to show those edits before anything commits them. Commands that write open the store.
+
+Library modules are imported inside the commands so that ``gitstate --help`` and ``gitstate status`` start fast.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import StoreNotFound
+from ._common import Context, emit_json, human_time, json_option, main, open_store, output, pass_ctx
+
+if TYPE_CHECKING:
+    from ..docdiff import Change
+    from ..history import Commit
+    from ..repo import Repository
+
+__all__ = [
+    "diff_cmd",
+    "log_cmd",
+    "restore_cmd",
+    "show_cmd",
+    "snapshot_cmd",
+    "snapshots_cmd",
+    "status_cmd",
+    "undo_cmd",
+]
+
+logger = logging.getLogger("gitstate.cli")
+
+_ACTOR_COLOURS = {"library": "blue", "human": "green", "restore": "magenta", "merge": "cyan", "migration": "red"}
+
+
+def _colour() -> bool:
+    return sys.stdout.isatty()
+
+
+def _paint(text: str, on: bool, **kwargs: Any) -> str:
+    return click.style(text, **kwargs) if on else text
+
+
+@contextmanager
+def _open_repo(ctx: Context) -> Iterator[Repository]:
+    """The store's repository, read-only use (no recovery, nothing committed)."""
+    path = ctx.path
+    if not (path / ".git").is_dir():
+        raise StoreNotFound(f"no gitstate store at {path.absolute()}; run 'gitstate -C {path} init' there first")
+    from ..repo import Repository
+
+    repo = Repository.open(path, create=False)
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def _key_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str | int, ...] | None:
+    if value is None:
+        return None
+    from ..keys import parse_key
+
+    try:
+        return parse_key(value)
+    except (ValueError, TypeError) as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _short_author(author: str) -> str:
+    return author.split(" <", 1)[0]
+
+
+def _fmt_value(value: Any) -> str:
+    from ..docdiff import format_value
+
+    return format_value(value, max_chars=120)
+
+
+def _change_lines(
+    changes: list[Change], *, colour: bool, indent: str = "  ", with_doc: bool = True, text_diffs: bool = True
+) -> list[str]:
+    """Human lines for structured changes: ``~ key: old -> new``, ``+ key: new``, ``- key: old``; text documents
+    as unified diffs."""
+    from ..docdiff import MISSING, diff_text, format_key
+
+    lines: list[str] = []
+    current_doc: str | None = None
+    for c in changes:
+        if with_doc and c.doc != current_doc:
+            current_doc = c.doc
+            lines.append(_paint(c.doc, colour, bold=True))
+        if not c.key and (isinstance(c.old, str) or isinstance(c.new, str)) and text_diffs:
+            old = None if c.old is MISSING else c.old if isinstance(c.old, str) else _fmt_value(c.old)
+            new = None if c.new is MISSING else c.new if isinstance(c.new, str) else _fmt_value(c.new)
+            for ln in diff_text(old, new, doc=c.doc).splitlines():
+                fg = (
+                    "green"
+                    if ln.startswith("+")
+                    else "red"
+                    if ln.startswith("-")
+                    else ("cyan" if ln.startswith("@@") else None)
+                )
+                lines.append(indent + (_paint(ln, colour, fg=fg) if fg else ln))
+            continue
+        key = format_key(c.key) or "(document)"
+        if c.op == "add":
+            lines.append(indent + _paint(f"+ {key}: {_fmt_value(c.new)}", colour, fg="green"))
+        elif c.op == "remove":
+            lines.append(indent + _paint(f"- {key}: {_fmt_value(c.old)}", colour, fg="red"))
+        else:
+            lines.append(indent + _paint(f"~ {key}: {_fmt_value(c.old)} -> {_fmt_value(c.new)}", colour, fg="yellow"))
+    return lines
+
+
+_AGO_CACHE: dict[int, str] = {}
+
+
+def _ago(commit: Commit, now_ts: float) -> str:
+    """:func:`human_time` from the commit's epoch seconds (no datetime per line: ``log`` prints thousands)."""
+    seconds = int(now_ts - commit.timestamp)
+    if seconds < 0 or seconds > 30 * 86400:
+        return human_time(commit.time)
+    if seconds >= 3600:  # hours and days: many commits share the text
+        cached = _AGO_CACHE.get(seconds // 3600)
+        if cached is None:
+            n = seconds // 86400
+            cached = (
+                f"{n} day{'s' if n != 1 else ''} ago"
+                if n
+                else (f"{seconds // 3600} hour{'s' if seconds // 3600 != 1 else ''} ago")
+            )
+            _AGO_CACHE[seconds // 3600] = cached
+        return cached
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now" if seconds < 5 else f"{seconds} seconds ago"
+
+
+def _keys_text(commit: Commit) -> str:
+    from ..docdiff import format_key
+
+    by_doc: dict[str, list[str]] = {}
+    for doc, key in commit.keys[:6]:
+        by_doc.setdefault(doc, []).append(format_key(key) or "(document)")
+    text = "; ".join(f"{d}: {', '.join(ks)}" for d, ks in by_doc.items())
+    if len(commit.keys) > 6:
+        text += f"; +{len(commit.keys) - 6} more"
+    return text
+
+
+# ===================================================================== log
+@main.command("log")
+@click.argument("doc", required=False)
+@click.option("-k", "--key", callback=_key_option, help="Only commits that changed this key (dotted).")
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N commits.")
+@json_option
+@pass_ctx
+def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, limit: int | None, as_json: bool) -> None:
+    """Show the history, newest first, with actor and changed keys.
+
+    With DOC, only commits that changed that document; with --key, only commits that changed that key, each
+    with the value it changed from and to (who changed what, when).
+
+    \b
+    Examples:
+      gitstate log -n 20
+      gitstate log state.json --key services.slack
+      gitstate log --json | jq '.[0].actor'
+    """
+    from .. import history
+    from ..paths import validate_doc_path
+
+    if doc is not None and not doc.endswith("/"):
+        validate_doc_path(doc)
+    with _open_repo(ctx) as repo:
+        commits = history.log(repo, repo.head(), doc=doc, key=key, limit=limit)
+        audit: list[list[Change]] = []
+        if key:
+            exact_doc = doc if doc is not None and not doc.endswith("/") else None
+            audit = [c.changes(doc=exact_doc, key=key) for c in commits]
+    if as_json:
+        items = []
+        for i, c in enumerate(commits):
+            item = c.to_dict()
+            if key:
+                item["changes"] = [ch.to_dict() for ch in audit[i]]
+            items.append(item)
+        emit_json(items)
+        return
+    colour = _colour()
+    now_ts = time.time()
+    actor_cells: dict[str, str] = {}  # this loop runs once per commit: thousands of times
+    lines: list[str] = []
+    append = lines.append
+    for i, c in enumerate(commits):
+        cell = actor_cells.get(c.actor)
+        if cell is None:
+            cell = actor_cells[c.actor] = _paint(f"{c.actor:<9}", colour, fg=_ACTOR_COLOURS.get(c.actor))
+        short = _paint(c.id[:8], colour, fg="yellow") if colour else c.id[:8]
+        when = _ago(c, now_ts)
+        if key:
+            append(f"{short}  {when:>16}  {cell} {_short_author(c.author)}")
+            lines.extend(_change_lines(audit[i], colour=colour, indent="    ", with_doc=False))
+            continue
+        subject = c.subject
+        docs = c.docs
+        named = docs[0] + ":" in subject if len(docs) == 1 else any(f"{d}:" in subject for d in docs)
+        if not named and c.keys:
+            subject += "  " + _paint(f"[{_keys_text(c)}]", colour, dim=True)
+        append(f"{short}  {when:>16}  {cell} {subject}")
+    output(lines)
+
+
+# ===================================================================== show
+@main.command("show")
+@click.argument("rev")
+@click.argument("doc", required=False)
+@click.option("-k", "--key", callback=_key_option, help="With DOC: print only the value at this key.")
+@json_option
+@pass_ctx
+def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...] | None, as_json: bool) -> None:
+    """Show the commit REV and its changes, or DOC as it was at REV.
+
+    REV is a commit id or prefix, HEAD, HEAD~N, a snapshot name or a time ("2h ago", "yesterday",
+    2024-05-01T10:00).
+
+    \b
+    Examples:
+      gitstate show HEAD
+      gitstate show HEAD~3 state.json
+      gitstate show "2h ago" state.json --key services.slack
+    """
+    from .. import history
+    from ..codecs import codec_for
+
+    with _open_repo(ctx) as repo:
+        if doc is not None:
+            view = history.at(repo, rev)
+            value = view.get(doc, key)
+            if as_json:
+                emit_json(value)
+            elif isinstance(value, str) and not key and not codec_for(doc).structured:
+                click.echo(value, nl=not value.endswith("\n"))
+            elif isinstance(value, bytes):
+                click.echo(value, nl=False)
+            else:
+                emit_json(value)
+            return
+        if key:
+            raise click.UsageError("--key needs a DOC")
+        commit = history.get_commit(repo, rev)
+        changes = commit.changes()
+    if as_json:
+        item = commit.to_dict()
+        item["changes"] = [c.to_dict() for c in changes]
+        emit_json(item)
+        return
+    colour = _colour()
+    lines = [
+        _paint(f"commit {commit.id}", colour, fg="yellow"),
+        f"Author: {commit.author}",
+        f"Date:   {commit.time.isoformat(timespec='seconds')} ({human_time(commit.time)})",
+        f"Actor:  {_paint(commit.actor, colour, fg=_ACTOR_COLOURS.get(commit.actor))}",
+    ]
+    if len(commit.parents) > 1:
+        lines.append("Merge:  " + " ".join(p[:8] for p in commit.parents))
+    lines.append("")
+    lines += ["    " + ln for ln in commit.message.rstrip("\n").splitlines()]
+    lines.append("")
+    lines += _change_lines(changes, colour=colour) or ["(no changes)"]
+    output(lines)
+
+
+# ===================================================================== diff
+@main.command("diff")
+@click.argument("rev_a", required=False, default="HEAD~1")
+@click.argument("rev_b", required=False, default="HEAD")
+@click.option("--doc", help="Only this document (a path ending in / means every document under it).")
+@click.option("--text", is_flag=True, help="Unified text diff of the files instead of key-level changes.")
+@json_option
+@pass_ctx
+def diff_cmd(ctx: Context, rev_a: str, rev_b: str, doc: str | None, text: bool, as_json: bool) -> None:
+    """Show what changed from REV_A (default HEAD~1) to REV_B (default HEAD).
+
+    Key by key for JSON/YAML documents (~ changed, + added, - removed); text documents as unified diffs.
+
+    \b
+    Examples:
+      gitstate diff
+      gitstate diff HEAD~5 --doc state.json
+      gitstate diff before-upgrade HEAD --text
+      gitstate diff yesterday now --json
+    """
+    from .. import history
+
+    with _open_repo(ctx) as repo:
+        if not text:
+            changes = history.diff(repo, rev_a, rev_b, doc=doc)
+            if as_json:
+                emit_json([c.to_dict() for c in changes])
+            else:
+                output(_change_lines(changes, colour=_colour()))
+            return
+        texts = history.text_diff(repo, rev_a, rev_b, doc=doc)
+    if as_json:
+        emit_json(texts)
+        return
+    colour = _colour()
+    lines: list[str] = []
+    for body in texts.values():
+        for ln in body.splitlines():
+            fg = (
+                "green"
+                if ln.startswith("+")
+                else "red"
+                if ln.startswith("-")
+                else ("cyan" if ln.startswith("@@") else None)
+            )
+            if ln.startswith(("---", "+++")):
+                lines.append(_paint(ln, colour, bold=True))
+            else:
+                lines.append(_paint(ln, colour, fg=fg) if fg else ln)
+    output(lines)
+
+
+# ===================================================================== restore / undo
+@main.command("restore")
+@click.argument("rev")
+@click.argument("docs", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Print the changes it would make; change nothing.")
+@click.option("-m", "--message", help="Commit message subject.")
+@json_option
+@pass_ctx
+def restore_cmd(
+    ctx: Context, rev: str, docs: tuple[str, ...], dry_run: bool, message: str | None, as_json: bool
+) -> None:
+    """Make DOCS (default: every document) equal to their content at REV, as a new commit.
+
+    History is never rewritten: the restore is a commit with actor "restore", and can itself be undone.
+    A document that did not exist at REV is removed.
+
+    \b
+    Examples:
+      gitstate restore HEAD~3 state.json
+      gitstate restore before-upgrade --dry-run
+      gitstate restore "2h ago"
+    """
+    from .. import history
+
+    if dry_run:
+        with _open_repo(ctx) as repo:
+            target = history.resolve(repo, rev)
+            head = repo.head()
+            changes: list[Change] = []
+            if head is None:
+                raise StoreNotFound("the store has no commits yet")
+            if docs:
+                history.restore_files(repo, head, target, list(docs))  # unknown documents -> a clear error
+                for d in docs:
+                    changes += history.diff(repo, head, target, doc=d)
+            else:
+                changes = history.diff(repo, head, target)
+        if as_json:
+            emit_json({"target": target, "dry_run": True, "changes": [c.to_dict() for c in changes]})
+            return
+        if not changes:
+            click.echo(f"nothing to restore: already equal to {rev} ({target[:8]})")
+            return
+        click.echo(f"restoring to {rev} ({target[:8]}) would change:")
+        output(_change_lines(changes, colour=_colour()))
+        return
+    with open_store(ctx) as store:
+        before = store.head
+        target = store.resolve(rev)
+        commit = store.restore(rev, list(docs) or None, message)
+    changed = commit != before
+    if as_json:
+        emit_json({"commit": commit, "target": target, "changed": changed, "docs": list(docs)})
+        return
+    what = ", ".join(docs) if docs else "all documents"
+    if not changed:
+        click.echo(f"nothing to restore: {what} already equal to {rev} ({target[:8]})")
+    else:
+        click.echo(f"restored {what} to {rev} ({target[:8]}) as commit {commit[:8]}")
+
+
+@main.command("undo")
+@json_option
+@pass_ctx
+def undo_cmd(ctx: Context, as_json: bool) -> None:
+    """Revert the last commit as a new commit (actor "restore").
+
+    Undoing again reverts the commit before it (undo commits are skipped, so this never redoes).
+
+    \b
+    Example:
+      gitstate undo
+    """
+    from .. import history
+
+    with open_store(ctx) as store:
+        before = store.head
+        commit = store.undo()
+        info = history.get_commit(store._repo, commit) if commit != before else None
+    undone = None
+    subject = ""
+    if info is not None:
+        undone = info.trailer("Gitstate-Undo")
+        subject = info.subject.split(": ", 1)[1] if ": " in info.subject else info.subject
+    if as_json:
+        emit_json({"commit": commit, "undone": undone, "changed": info is not None})
+        return
+    if info is None:
+        click.echo("nothing changed: the last commit's changes were already reverted")
+    else:
+        click.echo(f"undid {(undone or '')[:8]} ({subject}) as commit {commit[:8]}")
+
+
+# ===================================================================== snapshots
+@main.command("snapshot")
+@click.argument("name")
+@click.option("-m", "--message", help="Annotation stored in the tag.")
+@json_option
+@pass_ctx
+def snapshot_cmd(ctx: Context, name: str, message: str | None, as_json: bool) -> None:
+    """Tag the current state as NAME (a Git tag; restore it later with 'gitstate restore NAME').
+
+    \b
+    Example:
+      gitstate snapshot before-upgrade -m "before v2 rollout"
+    """
+    with open_store(ctx) as store:
+        commit = store.snapshot(name, message)
+    if as_json:
+        emit_json({"name": name, "commit": commit})
+    else:
+        click.echo(f"snapshot {name} -> {commit[:8]}")
+
+
+@main.command("snapshots")
+@json_option
+@pass_ctx
+def snapshots_cmd(ctx: Context, as_json: bool) -> None:
+    """List snapshots (Git tags), oldest first.
+
+    \b
+    Example:
+      gitstate snapshots --json
+    """
+    from .. import history
+
+    with _open_repo(ctx) as repo:
+        snaps = history.snapshots(repo)
+    if as_json:
+        emit_json(snaps)
+        return
+    colour = _colour()
+    now = _dt.datetime.now(_dt.UTC)
+    width = max((len(s.name) for s in snaps), default=0)
+    lines = [
+        f"{_paint(s.name.ljust(width), colour, bold=True)}  {_paint(s.commit[:8], colour, fg='yellow')}  "
+        f"{human_time(s.time, now):>16}  {s.message}"
+        for s in snaps
+    ]
+    if not lines:
+        click.echo("no snapshots yet; make one with 'gitstate snapshot NAME'", err=True)
+    output(lines)
+
+
+# ===================================================================== status
+_REMOTE_SECTION = re.compile(r'^\s*\[remote\s+"([^"]+)"\]', re.M)
+
+
+def _remote_names(repo: Repository) -> list[str]:
+    try:
+        text = (repo.git_dir / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return sorted(set(_REMOTE_SECTION.findall(text)))
+
+
+def _remotes_status(repo: Repository, head: str | None) -> dict[str, dict[str, Any]]:
+    from .. import history
+
+    names = _remote_names(repo)
+    tracking = repo.list_refs("refs/remotes/")
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        sha = tracking.get(f"refs/remotes/{name}/{repo.branch}")
+        info: dict[str, Any] = {"fetched": sha is not None}
+        if sha is not None:
+            try:
+                ahead, behind = history.ahead_behind(repo, head, sha)
+                info.update(ahead=ahead, behind=behind)
+            except Exception as e:  # a tracking ref to an object we do not have
+                info["error"] = str(e)
+        out[name] = info
+    if names:
+        try:  # remote.py keeps the background push state (guarded: it may not exist in this build)
+            from .. import remote as _remote
+
+            push = _remote.push_status(repo, None)
+            if isinstance(push, dict):
+                for name, state in push.items():
+                    if name in out:
+                        out[name]["push"] = state
+        except Exception as e:
+            logger.debug("push status unavailable: %s", e)
+    return out
+
+
+@main.command("status")
+@json_option
+@pass_ctx
+def status_cmd(ctx: Context, as_json: bool) -> None:
+    """Show HEAD, the last commit (time, actor), files edited but not committed, snapshots and how far the
+    store is ahead of or behind its remotes (as of the last fetch).
+
+    \b
+    Examples:
+      gitstate status
+      gitstate -C ~/.config/my-agent status --json
+    """
+    from .. import history
+    from ..repo import EMPTY_TREE
+
+    with _open_repo(ctx) as repo:
+        head = repo.head()
+        commit = history.get_commit(repo, head) if head else None
+        tree = repo.commit_info(head).tree if head else EMPTY_TREE
+        committed = repo.list_blobs(tree)
+        edits = repo.worktree_changes(tree, ignored=repo.ignore_matcher())
+        snaps = history.snapshots(repo)
+        remotes = _remotes_status(repo, head)
+        branch = repo.branch
+        root = repo.root
+    uncommitted = [
+        {"doc": p, "state": "deleted" if data is None else "modified" if p in committed else "new"}
+        for p, data in sorted(edits.items())
+    ]
+    if as_json:
+        emit_json(
+            {
+                "path": str(root),
+                "branch": branch,
+                "head": commit.to_dict() if commit else None,
+                "uncommitted": uncommitted,
+                "snapshots": snaps,
+                "remotes": remotes,
+            }
+        )
+        return
+    colour = _colour()
+    lines = [f"store      {root} (branch {branch})"]
+    if commit is None:
+        lines.append("HEAD       (no commits yet)")
+    else:
+        actor = _paint(commit.actor, colour, fg=_ACTOR_COLOURS.get(commit.actor))
+        lines.append(
+            f"HEAD       {_paint(commit.short_id, colour, fg='yellow')}  {human_time(commit.time)}  "
+            f"{actor}  {commit.subject}"
+        )
+    if uncommitted:
+        lines.append(
+            f"edited     {len(uncommitted)} file(s) not committed yet "
+            "(a running store or 'gitstate watch' commits them):"
+        )
+        for u in uncommitted:
+            lines.append(f"             {_paint(u['state'] + ':', colour, fg='red'):<10} {u['doc']}")
+    else:
+        lines.append("edited     nothing uncommitted")
+    if snaps:
+        last = snaps[-1]
+        lines.append(f"snapshots  {len(snaps)} (latest: {last.name}, {human_time(last.time)})")
+    else:
+        lines.append("snapshots  none")
+    for name, info in remotes.items():
+        if not info.get("fetched"):
+            text = f"{name}: not fetched yet"
+        elif "error" in info:
+            text = f"{name}: {info['error']}"
+        else:
+            text = f"{name}: {info['ahead']} ahead, {info['behind']} behind"
+        push = info.get("push")
+        if isinstance(push, dict):  # remote.py's background push state, when it is there
+            if push.get("last_error"):
+                text += "; " + _paint(f"last push failed: {push['last_error']}", colour, fg="red")
+            elif isinstance(push.get("last_success"), _dt.datetime):
+                text += f"; last push {human_time(push['last_success'])}"
+        lines.append(f"remote     {text}")
+    if not remotes:
+        lines.append("remote     none")
+    output(lines)
