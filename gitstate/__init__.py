@@ -14,7 +14,8 @@ Example:
 
 from __future__ import annotations
 
-from .docdiff import Change, Conflict
+from typing import TYPE_CHECKING
+
 from .errors import (
     DecodeError,
     EncodeError,
@@ -33,9 +34,15 @@ from .errors import (
     StoreClosed,
     StoreNotFound,
 )
-from .store import Store, clone, open
+
+if TYPE_CHECKING:
+    from .aio import AsyncStore, aopen
+    from .docdiff import Change, Conflict
+    from .history import Commit, Snapshot
+    from .store import Store, clone, open
 
 __all__ = [
+    "AsyncStore",
     "Change",
     "Commit",
     "Conflict",
@@ -66,8 +73,24 @@ __all__ = [
 __version__ = "0.1.0"
 
 
+_LAZY = {
+    "open": "store",
+    "Store": "store",
+    "clone": "store",
+    "Change": "docdiff",
+    "Conflict": "docdiff",
+}
+
+
 def __getattr__(name: str) -> object:
-    # Modules above the core load on first use, so `import gitstate` stays fast for the CLI and small scripts.
+    # Everything beyond the exception tree loads on first use, so `import gitstate` (and the CLI's start-up)
+    # only pays for what it touches.
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     if name in ("Commit", "Snapshot"):
         from . import history
 

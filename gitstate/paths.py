@@ -12,7 +12,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import stat
 import unicodedata
 from pathlib import Path
@@ -188,7 +187,7 @@ def atomic_write(
     target = directory / name
     with contextlib.suppress(FileNotFoundError):
         file_mode = stat.S_IMODE(os.lstat(target).st_mode)
-    tmp = directory / f".{name[:80]}{TEMP_MARKER}{secrets.token_hex(6)}"
+    tmp = directory / f".{name[:80]}{TEMP_MARKER}{os.urandom(6).hex()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, file_mode)
     try:
         try:

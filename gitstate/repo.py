@@ -22,7 +22,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import secrets
 import stat
 import struct
 import threading
@@ -315,7 +314,7 @@ class Repository:
     def _init(root: Path, branch: str) -> None:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         git_dir = root / ".git"
-        tmp = root / f".git{'.gitstate-tmp-'}{secrets.token_hex(4)}"
+        tmp = root / f".git{'.gitstate-tmp-'}{os.urandom(4).hex()}"
         tmp.mkdir(mode=0o700)
         for d in (
             "objects",
@@ -546,7 +545,7 @@ class Repository:
             except FileExistsError:
                 pass
             data = obj.as_legacy_object(compression_level=1)
-            tmp = d / f"tmp_obj{'.gitstate-tmp-'}{secrets.token_hex(6)}"
+            tmp = d / f"tmp_obj{'.gitstate-tmp-'}{os.urandom(6).hex()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
                 try:
@@ -945,7 +944,7 @@ class Repository:
                 continue
             out.append(line)
         if len(out) != len(lines):
-            tmp = packed.with_name(f"packed-refs{'.gitstate-tmp-'}{secrets.token_hex(4)}")
+            tmp = packed.with_name(f"packed-refs{'.gitstate-tmp-'}{os.urandom(4).hex()}")
             tmp.write_text("".join(out))
             os.replace(tmp, packed)
 

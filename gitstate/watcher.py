@@ -35,7 +35,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import signal
 import stat
 import threading
@@ -259,7 +258,7 @@ class Watcher:
         self._watch_thread: threading.Thread | None = None
         self._dispatch_thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._probe_name = f"{_PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
+        self._probe_name = f"{_PROBE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-"
         git_dir = self.root / ".git"
         self._probe_dir = git_dir if git_dir.is_dir() else self.root
         self._probe_sent = 0  # generation of the last probe file written

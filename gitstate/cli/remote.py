@@ -14,15 +14,23 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import click
 
-from .. import remote as _remote
 from ..errors import GitStateError, StoreNotFound
 from ._common import Context, emit_json, json_option, main, open_store, pass_ctx
 
 __all__ = ["clone_cmd", "pull_cmd", "push_cmd", "remote_group", "sync_cmd"]
 
+
+def _remote() -> Any:
+    """gitstate.remote, imported on first use: it pulls in dulwich's network clients, which commands that do
+    not talk to a remote should not pay for at start-up."""
+    from .. import remote
+
+    return remote
+
+
 logger = logging.getLogger("gitstate.cli")
 
-_RULES = click.Choice(list(_remote.MERGE_RULES))
+_RULES = click.Choice(["ours", "theirs", "fail"])  # gitstate.remote.MERGE_RULES (imported lazily)
 
 
 def _progress_printer() -> Callable[[str], None] | None:
@@ -53,7 +61,7 @@ def _with_credentials(url: str, username: str | None, password: str | None) -> s
     if parts.scheme not in ("http", "https"):
         raise click.UsageError("--username/--password-stdin only apply to http(s) URLs")
     host = parts.netloc.rpartition("@")[2]
-    user = quote(username or unquote(parts.username or "") or _remote._TOKEN_USERNAME, safe="")
+    user = quote(username or unquote(parts.username or "") or _remote()._TOKEN_USERNAME, safe="")
     info = user + (f":{quote(password, safe='')}" if password is not None else "")
     return urlunsplit((parts.scheme, f"{info}@{host}", parts.path, parts.query, parts.fragment))
 
@@ -108,7 +116,7 @@ def remote_list_cmd(ctx: Context, as_json: bool) -> None:
     """
     repo = _repository(ctx)
     try:
-        remotes = _remote.list_remotes(repo)
+        remotes = _remote().list_remotes(repo)
     finally:
         repo.close()
     if as_json:
@@ -130,7 +138,7 @@ def remote_remove_cmd(ctx: Context, name: str) -> None:
     """
     repo = _repository(ctx)
     try:
-        _remote.remove_remote(repo, name)
+        _remote().remove_remote(repo, name)
     finally:
         repo.close()
     click.echo(f"removed remote {name}")
@@ -138,7 +146,7 @@ def remote_remove_cmd(ctx: Context, name: str) -> None:
 
 def _url_of(store: Any, name: str) -> str:
     try:
-        return str(_remote.list_remotes(store._repo).get(name, "?"))
+        return str(_remote().list_remotes(store._repo).get(name, "?"))
     except GitStateError:
         return "?"
 
@@ -156,7 +164,7 @@ def push_cmd(ctx: Context, remote: str, as_json: bool) -> None:
     Example:
       gitstate push origin
     """
-    with open_store(ctx) as store, _remote.report_progress(_progress_printer()):
+    with open_store(ctx) as store, _remote().report_progress(_progress_printer()):
         pushed = store.push(remote)
         head = store.head
         url = _url_of(store, remote)
@@ -173,7 +181,7 @@ def _pull(store: Any, remote: str, on_conflict: str, *, then_push: bool) -> dict
     seen: list[Any] = []
     off = store.on("external_change", lambda e: seen.append(e) if e.source == "merge" else None)
     try:
-        with _remote.report_progress(_progress_printer()):
+        with _remote().report_progress(_progress_printer()):
             store.flush()
             before = store.head
             after = store.pull(remote, on_conflict=on_conflict)
@@ -285,13 +293,13 @@ def clone_cmd(url: str, directory: Path, as_json: bool) -> None:
     """
     from ..store import clone
 
-    with _remote.report_progress(_progress_printer()):
+    with _remote().report_progress(_progress_printer()):
         store = clone(url, directory, durability="manual", handle_signals=False)
     try:
         head, docs = store.head, store.docs()
     finally:
         store.close()
-    shown = _remote.redact_url(url) if "://" in url else url
+    shown = _remote().redact_url(url) if "://" in url else url
     shown = _strip_user_info(shown)
     if as_json:
         emit_json({"url": shown, "path": str(directory.absolute()), "head": head, "docs": len(docs)})

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -299,7 +298,7 @@ def install_hooks(root: str | os.PathLike[str], *, force: bool = False) -> list[
                 n += 1
                 backup = target.with_name(f"{name}.before-gitstate.{n}")
             os.replace(target, backup)
-        tmp = target.with_name(f".{name}.gitstate-tmp-{secrets.token_hex(4)}")
+        tmp = target.with_name(f".{name}.gitstate-tmp-{os.urandom(4).hex()}")
         try:
             tmp.write_bytes(data)
             os.chmod(tmp, 0o755)
