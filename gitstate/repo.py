@@ -512,6 +512,14 @@ class Repository:
         with self._mutex:
             try:
                 return self._objects[sha.encode()]
+            except KeyError:
+                pass
+            # A packer may have moved the object from a loose file into a new pack between dulwich's pack scan
+            # and its loose lookup: rescan the packs once.
+            with contextlib.suppress(Exception):
+                self._objects._update_pack_cache()
+            try:
+                return self._objects[sha.encode()]
             except KeyError as e:
                 raise RepositoryError(f"{self.root}: object {sha} is missing; run 'gitstate doctor'") from e
 
@@ -546,7 +554,12 @@ class Repository:
                 pass
             data = obj.as_legacy_object(compression_level=1)
             tmp = d / f"tmp_obj{'.gitstate-tmp-'}{os.urandom(6).hex()}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            except FileNotFoundError:  # `git gc` / `git prune` removed the empty fan-out directory meanwhile
+                os.makedirs(d, 0o700, exist_ok=True)
+                dirs.add(str(objects_dir))
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
                 try:
                     os.write(fd, data)
@@ -790,17 +803,16 @@ class Repository:
                 counter += 1
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        """True if ``ancestor`` is reachable from ``descendant`` (or equal)."""
+        """True if ``ancestor`` is reachable from ``descendant`` (or equal). Walks parents without trusting commit
+        times (machines' clocks disagree)."""
         if ancestor == descendant:
             return True
-        target_time = self.commit_info(ancestor).commit_time
         stack, seen = [descendant], {descendant}
         while stack:
-            c = self.commit_info(stack.pop())
-            for p in c.parents:
+            for p in self.commit_info(stack.pop()).parents:
                 if p == ancestor:
                     return True
-                if p not in seen and self.commit_info(p).commit_time >= target_time - 86400:
+                if p not in seen:
                     seen.add(p)
                     stack.append(p)
         return False

@@ -243,6 +243,7 @@ class Store:
         self._after_commit_hooks: list[Callable[[str], None]] = []
         #: What the last pull did (``kind``: none / fast-forward / merge, ``commit``, ``changes``, ``conflicts``).
         self.last_pull: Any = None
+        self._packer: Any = None
         #: The schema version this program writes (see gitstate.migrate); set on open.
         self._expected_schema: int | None = None
 
@@ -1591,7 +1592,8 @@ class Store:
         from . import gc as _gc
 
         self._check_open()
-        return _gc.collect(self._repo, progress=progress)
+        self.flush()
+        return _gc.collect(self._repo, progress=progress, fsync=self._fsync)
 
     # ================================================================= statistics
     def stats(self) -> dict[str, Any]:
@@ -1611,6 +1613,8 @@ class Store:
             "pending": self.pending,
             "repo_bytes": self._repo.disk_usage(),
             "head": self._head,
+            "pack_passes": getattr(self._packer, "passes", None),
+            "pack_last_error": str(self._packer.last_error) if getattr(self._packer, "last_error", None) else None,
         }
 
 
@@ -1757,6 +1761,7 @@ def open(
     handle_signals: bool = True,
     fsync: bool = True,
     schema_version: int | None = None,
+    auto_pack: bool = True,
 ) -> Store:
     """Open (or create) the state store at ``path``.
 
@@ -1774,6 +1779,8 @@ def open(
         on: callbacks to register before the store loads, so ``loaded`` is seen too.
         handle_signals: flush on SIGTERM (installed once, from the main thread).
         fsync: fsync files, objects and directories (turn off only for throwaway stores, e.g. tests).
+        auto_pack: pack history with deltas in the background (a helper process), so the repository stays
+            small; see :mod:`gitstate.gc`.
         schema_version: the schema version this program writes (see :mod:`gitstate.migrate`); default: the
             version found at open. Flushes refuse while the store is at another version; a store at a newer
             version raises :class:`~gitstate.migrate.SchemaMismatch` here.
@@ -1835,6 +1842,13 @@ def open(
     if handle_signals:
         _install_signal_handlers()
     store._start()
+    if auto_pack and not store.read_only:
+        from .gc import BackgroundPacker
+
+        packer = BackgroundPacker(repo, fsync=fsync)
+        store._after_commit_hooks.append(packer.notify)
+        store._background.append(packer)
+        store._packer = packer
     if auto_push:
         from .remote import start_auto_push
 

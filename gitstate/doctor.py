@@ -1,0 +1,783 @@
+"""Health checks for a store (``gitstate doctor``): each finding says what is wrong and what to do about it.
+
+:func:`check` looks at a store directory without opening the store and without changing anything, so it also
+works when the store cannot be opened (a missing or read-only directory, a damaged repository). It reports:
+
+* ``directory``  the directory exists, is a gitstate store, and is writable (mode bits and read-only mounts
+  too, since ``root`` writes through both);
+* ``disk``       free space and free inodes on its file system;
+* ``repository`` integrity: ``HEAD`` and the branch, pack and index checksums, every loose object's content
+  against its id, and every object reachable from a ref present; plus the size and what packing would gain;
+* ``locks``      lock files no live process holds, gitstate's own temp files left by a crash, who holds the
+  store lock right now;
+* ``quarantine`` hand edits that did not parse and wait for a human (``.git/gitstate/quarantine/``);
+* ``history``    the last commit (when, by whom) and the snapshots;
+* ``remote``     each configured remote answers, within a time bound.
+
+The only lock taken is a non-blocking probe of the store lock, released at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import logging
+import os
+import random
+import re
+import socket
+import stat
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from . import gc as _gc
+from .paths import TEMP_MARKER
+
+__all__ = ["Finding", "check", "has_errors"]
+
+logger = logging.getLogger("gitstate.doctor")
+
+Level = Literal["ok", "warning", "error"]
+
+#: Below this much free space, writes are about to fail.
+MIN_FREE_BYTES: Final = 64 * 1024 * 1024
+#: Below this much free space (or 5 % of the file system), warn.
+LOW_FREE_BYTES: Final = 512 * 1024 * 1024
+_LOOSE_WARN_OBJECTS: Final = 5000
+_LOOSE_WARN_BYTES: Final = 64 * 1024 * 1024
+_MAX_LOOSE_VERIFY: Final = 5000
+_STALE_TEMP_S: Final = 3600.0
+_REMOTE_RE = re.compile(r'^\s*\[\s*remote\s+"((?:[^"\\]|\\.)*)"\s*\]', re.M)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One result of a health check.
+
+    Attributes:
+        level: ``"ok"``, ``"warning"`` (works, but needs attention) or ``"error"`` (something is broken or about
+            to break).
+        check: the area: ``directory``, ``disk``, ``repository``, ``locks``, ``quarantine``, ``history``,
+            ``remote``.
+        message: what was found.
+        fix: what to do about it (None when nothing is needed).
+
+    Example:
+        >>> Finding("warning", "locks", "stale lock file .git/index.lock", "delete it").to_dict()["level"]
+        'warning'
+    """
+
+    level: Level
+    check: str
+    message: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The finding as a JSON-ready dict."""
+        return asdict(self)
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    """True if any finding is an error.
+
+    Example:
+        >>> has_errors([Finding("ok", "disk", "fine")])
+        False
+    """
+    return any(f.level == "error" for f in findings)
+
+
+def check(
+    path: str | os.PathLike[str],
+    *,
+    remote_timeout_s: float = 5.0,
+    check_remotes: bool = True,
+    min_free_bytes: int = MIN_FREE_BYTES,
+    low_free_bytes: int = LOW_FREE_BYTES,
+) -> list[Finding]:
+    """Check the health of the store at ``path``; never raises for a problem it finds, never modifies anything.
+
+    Args:
+        path: the store directory.
+        remote_timeout_s: how long each remote may take to answer.
+        check_remotes: contact the configured remotes.
+        min_free_bytes: less free space than this is an error.
+        low_free_bytes: less free space than this is a warning.
+
+    Returns:
+        Findings in the order of the checks; :func:`has_errors` tells whether any is an error.
+
+    Example:
+        >>> import gitstate, tempfile
+        >>> with gitstate.open(tempfile.mkdtemp(), durability="immediate") as s:
+        ...     s.set("state.json", "x", 1)
+        ...     has_errors(check(s.path, check_remotes=False))
+        False
+    """
+    root = Path(path).expanduser().absolute()
+    out: list[Finding] = []
+    if not _check_directory(root, out):
+        return out
+    _check_disk(root, out, min_free_bytes=min_free_bytes, low_free_bytes=low_free_bytes)
+    git_dir = root / ".git"
+    head = _check_repository(root, git_dir, out)
+    _check_locks(root, git_dir, out)
+    _check_quarantine(git_dir, out)
+    _check_history(git_dir, head, out)
+    if check_remotes:
+        _check_remotes(root, git_dir, out, timeout_s=remote_timeout_s)
+    return out
+
+
+# ===================================================================== directory and disk
+def _check_directory(root: Path, out: list[Finding]) -> bool:
+    if not root.exists():
+        out.append(
+            Finding("error", "directory", f"{root} does not exist", f"create a store there: gitstate -C {root} init")
+        )
+        return False
+    if not root.is_dir():
+        out.append(
+            Finding(
+                "error",
+                "directory",
+                f"{root} is not a directory",
+                "point gitstate at the store directory (-C DIR or $GITSTATE_DIR)",
+            )
+        )
+        return False
+    git_dir = root / ".git"
+    if git_dir.is_file():
+        out.append(
+            Finding(
+                "error",
+                "directory",
+                f"{root}/.git is a file (a linked worktree or submodule)",
+                "gitstate needs its own repository: use another directory",
+            )
+        )
+        return False
+    if not git_dir.is_dir():
+        out.append(
+            Finding(
+                "error",
+                "directory",
+                f"{root} is not a gitstate store (no .git directory)",
+                f"make it one: gitstate -C {root} init",
+            )
+        )
+        return False
+    if not os.access(git_dir, os.R_OK | os.X_OK):
+        out.append(
+            Finding(
+                "error",
+                "directory",
+                f"{git_dir} cannot be read (permission denied)",
+                f"run as the store's owner, or fix the permissions: chmod -R u+rwX {root}",
+            )
+        )
+        return False
+    problems = []
+    places = [root, git_dir, git_dir / "objects", git_dir / "refs", git_dir / "refs" / "heads", git_dir / "gitstate"]
+    for p in places:
+        why = _not_writable(p)
+        if why:
+            problems.append(f"{p} {why}")
+    readonly_fs = False
+    with contextlib.suppress(OSError):
+        readonly_fs = bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    if readonly_fs:
+        out.append(
+            Finding(
+                "error",
+                "directory",
+                f"{root} is on a read-only file system: nothing can be saved",
+                "remount the file system read-write, or move the store",
+            )
+        )
+    elif problems:
+        out.append(
+            Finding(
+                "error",
+                "directory",
+                "the store is not writable: " + "; ".join(problems[:3]),
+                f"give the store's owner write access: chmod -R u+w {root} (and check the owner: "
+                f"chown -R $(id -un) {root})",
+            )
+        )
+    else:
+        out.append(Finding("ok", "directory", f"{root} is a gitstate store and writable"))
+    return True
+
+
+def _not_writable(p: Path) -> str | None:
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return None if p.name == "gitstate" else "is missing"
+    except OSError as e:
+        return f"cannot be inspected ({e.strerror})"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return "is not writable (permission denied)"
+    # root passes os.access whatever the mode says; a read-only mode is still a mistake worth reporting.
+    if not st.st_mode & stat.S_IWUSR:
+        return f"is read-only (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _check_disk(root: Path, out: list[Finding], *, min_free_bytes: int, low_free_bytes: int) -> None:
+    try:
+        vfs = os.statvfs(root)
+    except OSError as e:
+        out.append(Finding("warning", "disk", f"cannot tell the free space ({e.strerror})"))
+        return
+    free = vfs.f_bavail * vfs.f_frsize
+    total = vfs.f_blocks * vfs.f_frsize
+    pct = 100.0 * free / total if total else 100.0
+    msg = f"{_human_bytes(free)} free of {_human_bytes(total)} ({pct:.0f} %)"
+    fix = f"free space on the file system holding {root}; 'gitstate gc' packs the store's history into less space"
+    inodes_low = vfs.f_files > 0 and vfs.f_favail < 1000
+    if free < min_free_bytes or inodes_low:
+        what = f"only {_human_bytes(free)} free" if free < min_free_bytes else f"only {vfs.f_favail} free inodes"
+        out.append(Finding("error", "disk", f"{what}: the next writes will fail ({msg})", fix))
+    elif free < low_free_bytes or pct < 5 or (vfs.f_files > 0 and vfs.f_favail < 10_000):
+        out.append(Finding("warning", "disk", f"disk space is low: {msg}", fix))
+    else:
+        out.append(Finding("ok", "disk", msg))
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+# ===================================================================== repository
+def _read_head(git_dir: Path) -> tuple[str | None, str | None]:
+    """(branch ref, problem)."""
+    try:
+        text = (git_dir / "HEAD").read_text().strip()
+    except OSError as e:
+        return None, f".git/HEAD cannot be read ({e.strerror})"
+    if text.startswith("ref: refs/heads/"):
+        return text[5:], None
+    return None, f"HEAD is detached at {text[:12]}"
+
+
+def _check_repository(root: Path, git_dir: Path, out: list[Finding]) -> bytes | None:
+    """Integrity checks; returns the branch head's id when it is readable."""
+    errors: list[str] = []
+    restore = (
+        f"the repository is damaged: restore it from a remote (gitstate clone URL DIR) or a backup; "
+        f"'git -C {root} fsck --full' shows the details"
+    )
+    branch_ref, problem = _read_head(git_dir)
+    if problem:
+        if "detached" in problem:
+            out.append(
+                Finding(
+                    "error", "repository", problem, f"check out the store's branch again: git -C {root} switch main"
+                )
+            )
+        else:
+            out.append(Finding("error", "repository", problem, restore))
+        return None
+    roots = _gc._roots(git_dir)
+    head: bytes | None = None
+    assert branch_ref is not None
+    head = roots.get(branch_ref) or roots.get(f"packed:{branch_ref}")
+    objects_dir = git_dir / "objects"
+    try:
+        src = _gc._ObjectSource(objects_dir, full_map=True)
+    except OSError as e:
+        out.append(Finding("error", "repository", f"the object store cannot be read ({e.strerror})", restore))
+        return None
+    with src:
+        for base, err in src.bad_packs:
+            errors.append(f"pack {os.path.basename(base)} is unreadable ({err})")
+        for pack in src.packs:
+            try:
+                pack.verify()
+            except (ValueError, OSError) as e:
+                errors.append(f"pack {pack.name} is corrupt ({e})")
+        _orphan_pack_files(objects_dir / "pack", errors)
+        # Loose objects: each must inflate and hash to its name (a crash can leave a truncated one).
+        scan = _gc._scan_loose(os.fspath(objects_dir))
+        loose = list(scan.objects)
+        sample = loose if len(loose) <= _MAX_LOOSE_VERIFY else random.sample(loose, _MAX_LOOSE_VERIFY)
+        corrupt = []
+        for sha in sample:
+            try:
+                type_num, data = _gc._read_loose_file(_gc._loose_path(src.objects_dir, sha))
+                if _gc._object_id(type_num, data) != sha:
+                    corrupt.append(sha)
+            except FileNotFoundError:
+                continue  # packed and removed meanwhile
+            except (OSError, ValueError, zlib.error):
+                corrupt.append(sha)
+        # Connectivity: every object reachable from a ref (and the index) is present.
+        missing: list[str] = []
+        walker = _gc._Walker(src, strict=False, shallow=_gc._shallow(git_dir))
+        index_problem = None
+        index: list[tuple[bytes, bytes]] = []
+        for p in _gc._index_files(git_dir):
+            try:
+                data = p.read_bytes()
+                if len(data) < 32 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
+                    raise ValueError("checksum mismatch")
+                index += _gc._index_blobs(p)
+            except (OSError, ValueError, IndexError) as e:
+                index_problem = f"{p.name} is damaged ({e})"
+        try:
+            walker.walk(_gc._root_list(roots, index))
+        except _gc._MissingObject as e:
+            missing.append(str(e))
+        bad_ids = set(corrupt)
+        for sha in walker.missing:
+            missing.append(f"{sha.hex()} is missing or unreadable")
+        blobs = [it for it in walker.items if it.type == _gc._BLOB]
+        for it in blobs:
+            if not src.exists(it.sha) or it.sha in bad_ids:
+                where = f" ({it.path.decode('utf-8', 'replace')})" if it.path else ""
+                missing.append(f"blob {it.sha.hex()}{where} is missing or corrupt")
+        if head is not None and not src.exists(head):
+            missing.append(f"the branch head {head.hex()} is missing")
+        reachable = walker.seen
+        unreachable_loose = [s for s in loose if s not in reachable]
+        commits = sum(1 for it in walker.items if it.type == _gc._COMMIT)
+        if corrupt:
+            reach_bad = [s for s in corrupt if s in reachable]
+            if reach_bad:
+                errors.append(
+                    f"{len(reach_bad)} corrupt object(s) that history needs, e.g. "
+                    f"{_gc._loose_path(src.objects_dir, reach_bad[0])}"
+                )
+            else:
+                out.append(
+                    Finding(
+                        "warning",
+                        "repository",
+                        f"{len(corrupt)} corrupt loose object(s) that nothing refers to (left by a "
+                        f"crash), e.g. {_gc._loose_path(src.objects_dir, corrupt[0])}",
+                        "delete them, or run 'gitstate gc' (it prunes them after an hour)",
+                    )
+                )
+        if missing:
+            errors.append(f"{len(missing)} object(s) missing from history: " + "; ".join(missing[:3]))
+        if errors:
+            out.append(Finding("error", "repository", "; ".join(errors), restore))
+        else:
+            out.append(
+                Finding(
+                    "ok",
+                    "repository",
+                    f"intact: {commits:,} commit(s), {len(walker.seen):,} object(s) reachable, all "
+                    "present; pack and object checksums verified",
+                )
+            )
+        if index_problem:
+            out.append(
+                Finding(
+                    "warning",
+                    "repository",
+                    f"the Git index: {index_problem}",
+                    "opening the store rebuilds it (gitstate status); git status may be wrong until then",
+                )
+            )
+        counts = _gc.count_objects(root)
+        size_msg = (
+            f"{_human_bytes(counts['git_bytes'])} in .git: {counts['packs']} pack(s) "
+            f"({_human_bytes(counts['pack_bytes'])}), {counts['loose_objects']} loose object(s) "
+            f"({_human_bytes(counts['loose_bytes'])})"
+        )
+        old_unreachable = [s for s in unreachable_loose if time.time() - scan.objects[s][1] > _STALE_TEMP_S]
+        if counts["loose_objects"] > _LOOSE_WARN_OBJECTS or counts["loose_bytes"] > _LOOSE_WARN_BYTES:
+            out.append(
+                Finding(
+                    "warning",
+                    "repository",
+                    f"history is not packed: {size_msg}",
+                    "run 'gitstate gc' (a program that keeps the store open packs in the background)",
+                )
+            )
+        elif old_unreachable:
+            out.append(
+                Finding(
+                    "warning",
+                    "repository",
+                    f"{size_msg}; {len(old_unreachable)} unreachable loose object(s) older than an hour "
+                    "(debris of interrupted writes)",
+                    "run 'gitstate gc' to prune them",
+                )
+            )
+        else:
+            out.append(Finding("ok", "repository", size_msg))
+    return head
+
+
+def _orphan_pack_files(pack_dir: Path, errors: list[str]) -> None:
+    try:
+        names = set(os.listdir(pack_dir))
+    except OSError:
+        return
+    for n in sorted(names):
+        if TEMP_MARKER in n or n.startswith("tmp_"):
+            continue
+        if n.endswith(".idx") and n[:-4] + ".pack" not in names:
+            errors.append(f"pack index {n} has no pack")
+
+
+# ===================================================================== locks
+def _check_locks(root: Path, git_dir: Path, out: list[Finding]) -> None:
+    from .errors import GitStateError
+    from .repo import Repository
+
+    found = False
+    repo: Repository | None = None
+    try:
+        repo = Repository(root)  # the constructor only reads; Repository.open() would create directories
+    except (GitStateError, OSError) as e:
+        logger.debug("cannot open the repository for the lock checks: %s", e)
+    try:
+        stale: list[Path] = []
+        if repo is not None:
+            try:
+                stale = repo.stale_lock_files()
+            except OSError as e:
+                logger.debug("stale lock scan failed: %s", e)
+        else:
+            stale = [
+                p for p in (git_dir / "index.lock", git_dir / "HEAD.lock", git_dir / "packed-refs.lock") if p.exists()
+            ]
+        for p in stale:
+            found = True
+            rel = p.relative_to(root) if p.is_relative_to(root) else p
+            out.append(
+                Finding(
+                    "warning",
+                    "locks",
+                    f"stale lock file {rel}: no process holds it (left by a process "
+                    "that died); real git commands fail while it exists",
+                    f"opening the store removes it, or delete it: rm {p}",
+                )
+            )
+        if repo is not None:
+            with contextlib.suppress(OSError):
+                pid = repo.lock_holder_pid()
+                if pid:
+                    who = f"process {pid}" if pid > 0 else "another process"
+                    out.append(
+                        Finding(
+                            "ok",
+                            "locks",
+                            f"the store lock is held by {who} right now (a writer at "
+                            "work); it is released when that process finishes or dies",
+                        )
+                    )
+    finally:
+        if repo is not None:
+            repo.close()
+    now = time.time()
+    temps = [
+        p for p, mtime in _gc._scan_loose(os.fspath(git_dir / "objects")).temp_files if now - mtime > _STALE_TEMP_S
+    ]
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(git_dir):
+            if TEMP_MARKER in entry.name:
+                with contextlib.suppress(OSError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > _STALE_TEMP_S:
+                        temps.append(entry.path)
+    if temps:
+        found = True
+        out.append(
+            Finding(
+                "warning",
+                "locks",
+                f"{len(temps)} temp file(s) left by interrupted writes, e.g. {temps[0]}",
+                "run 'gitstate gc' (or open the store) to remove them",
+            )
+        )
+    if not found:
+        out.append(Finding("ok", "locks", "no stale lock or temp files"))
+
+
+# ===================================================================== quarantine
+def _check_quarantine(git_dir: Path, out: list[Finding]) -> None:
+    qdir = git_dir / "gitstate" / "quarantine"
+    items = []
+    with contextlib.suppress(OSError):
+        items = sorted(p for p in qdir.iterdir() if p.is_file() and not p.name.endswith(".reason") and "--" in p.name)
+    for p in items:
+        parts = p.name.split("--")
+        doc = parts[1].replace("%2F", "/") if len(parts) >= 3 else p.name
+        reason = ""
+        with contextlib.suppress(OSError):
+            reason = p.with_name(p.name + ".reason").read_text().strip()
+        out.append(
+            Finding(
+                "warning",
+                "quarantine",
+                f"{doc}: an edit that does not parse was kept aside in {p}"
+                + (f" ({reason})" if reason else "")
+                + "; the store serves the last committed version",
+                f"fix {doc} by hand (the kept copy shows what was typed), then delete {p} and its .reason file",
+            )
+        )
+    if not items:
+        out.append(Finding("ok", "quarantine", "no edits waiting for a human"))
+
+
+# ===================================================================== history
+def _check_history(git_dir: Path, head: bytes | None, out: list[Finding]) -> None:
+    if head is None:
+        out.append(
+            Finding(
+                "warning",
+                "history",
+                "no commits yet: nothing has been saved",
+                "write something (gitstate set DOC KEY VALUE) or check that the program uses this store",
+            )
+        )
+    else:
+        try:
+            with _gc._ObjectSource(git_dir / "objects") as src:
+                _, data = src.read(head)
+            when, actor = _commit_when_actor(data)
+            stamp = _dt.datetime.fromtimestamp(when, tz=_dt.UTC)
+            out.append(
+                Finding(
+                    "ok",
+                    "history",
+                    f"last commit {head.hex()[:8]} {_ago(when)} ({stamp.isoformat(timespec='seconds')}) by {actor}",
+                )
+            )
+        except (_gc._MissingObject, ValueError) as e:
+            out.append(
+                Finding(
+                    "error",
+                    "history",
+                    f"the last commit cannot be read: {e}",
+                    "restore the store from a remote (gitstate clone URL DIR) or a backup",
+                )
+            )
+    tags = sorted(r for r in _gc._roots(git_dir) if r.startswith(("refs/tags/", "packed:refs/tags/")))
+    names = sorted({t.split("refs/tags/", 1)[1] for t in tags})
+    if names:
+        out.append(
+            Finding(
+                "ok",
+                "history",
+                f"{len(names)} snapshot(s): {', '.join(names[-3:])}" + (" ..." if len(names) > 3 else ""),
+            )
+        )
+    else:
+        out.append(
+            Finding("ok", "history", "no snapshots yet", "take one before risky changes: gitstate snapshot NAME")
+        )
+
+
+def _commit_when_actor(data: bytes) -> tuple[int, str]:
+    when = 0
+    end = data.find(b"\n\n")
+    for line in data[: end if end >= 0 else len(data)].split(b"\n"):
+        if line.startswith(b"committer "):
+            parts = line.rsplit(b" ", 2)
+            when = int(parts[-2])
+    m = re.search(rb"^Gitstate-Actor: *(\S+)", data, re.M)
+    actor = m.group(1).decode("utf-8", "replace") if m else "human"
+    return when, actor
+
+
+def _ago(when: float) -> str:
+    seconds = int(time.time() - when)
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+# ===================================================================== remotes
+def _remote_names(git_dir: Path) -> list[str]:
+    try:
+        text = (git_dir / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return list(dict.fromkeys(m.group(1) for m in _REMOTE_RE.finditer(text)))
+
+
+def _check_remotes(root: Path, git_dir: Path, out: list[Finding], *, timeout_s: float) -> None:
+    from .errors import GitStateError
+    from .repo import Repository
+
+    names = _remote_names(git_dir)
+    if not names:
+        out.append(
+            Finding(
+                "ok",
+                "remote",
+                "no remote: the history lives on this machine only",
+                "for an off-machine backup: gitstate remote add origin URL",
+            )
+        )
+        return
+    try:
+        repo = Repository(root)
+    except (GitStateError, OSError) as e:
+        out.append(Finding("warning", "remote", f"remotes not checked: the repository cannot be opened ({e})"))
+        return
+    try:
+        results: dict[str, Finding] = {}
+        threads = []
+        for name in names:
+            t = threading.Thread(
+                target=lambda n=name: results.__setitem__(n, _check_one_remote(repo, n, timeout_s)),
+                name=f"gitstate-doctor-remote[{name}]",
+                daemon=True,
+            )
+            t.start()
+            threads.append((name, t))
+        deadline = time.monotonic() + timeout_s + 2.0
+        for name, t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+            out.append(
+                results.get(name)
+                or Finding(
+                    "error",
+                    "remote",
+                    f"{name}: no answer within {timeout_s:.0f}s",
+                    f"check the network and the URL (gitstate remote add {name} URL changes it)",
+                )
+            )
+    finally:
+        repo.close()
+
+
+def _check_one_remote(repo: Any, name: str, timeout_s: float) -> Finding:
+    from .errors import GitStateError
+
+    url = repo.config_get("remote", "url", subsection=name) or ""
+    shown = _redact(url)
+    fix = f"check the network and the URL ({shown}); 'gitstate remote add {name} URL' changes it"
+    checker: Callable[..., Any] | None = None
+    with contextlib.suppress(ImportError):
+        from . import remote as _remote
+
+        checker = getattr(_remote, "check_remote", None)
+    if checker is not None:
+        try:
+            result = checker(repo, name)
+        except GitStateError as e:
+            return Finding("error", "remote", f"{name} ({shown}) is not reachable: {e}", fix)
+        except Exception as e:  # a bug there must not hide the other findings
+            logger.debug("check_remote failed", exc_info=True)
+            return Finding("error", "remote", f"{name} ({shown}) could not be checked: {type(e).__name__}: {e}", fix)
+        return _interpret(name, shown, result, fix)
+    ok, detail = _probe(url, repo.root, timeout_s)
+    if ok:
+        return Finding("ok", "remote", f"{name} ({shown}) is reachable" + (f": {detail}" if detail else ""))
+    return Finding("error", "remote", f"{name} ({shown}) is not reachable: {detail}", fix)
+
+
+def _interpret(name: str, shown: str, result: Any, fix: str) -> Finding:
+    """Turn whatever ``remote.check_remote`` returned into a finding."""
+    if isinstance(result, Finding):
+        return result
+    if hasattr(result, "level") and hasattr(result, "message"):
+        level: Level = result.level if result.level in ("ok", "warning", "error") else "warning"
+        return Finding(level, "remote", f"{name}: {result.message}", getattr(result, "fix", None) or fix)
+    if isinstance(result, dict):
+        ok = result.get("ok", result.get("reachable", "error" not in result))
+        detail = result.get("error") or result.get("message") or result.get("detail") or ""
+        if ok:
+            behind = result.get("behind") or result.get("waiting")
+            msg = f"{name} ({shown}) is reachable" + (f": {detail}" if detail else "")
+            if behind:
+                return Finding(
+                    "warning", "remote", f"{msg}; {behind} commit(s) not pushed yet", f"gitstate push {name}"
+                )
+            return Finding("ok", "remote", msg)
+        return Finding("error", "remote", f"{name} ({shown}) is not reachable: {detail}", fix)
+    if result is False:
+        return Finding("error", "remote", f"{name} ({shown}) is not reachable", fix)
+    return Finding("ok", "remote", f"{name} ({shown}) is reachable")
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+def _probe(url: str, root: Path, timeout_s: float) -> tuple[bool, str]:
+    """A bounded-time reachability check of ``url`` (no credentials needed, nothing fetched)."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return False, "the remote has no URL"
+    scp = re.match(r"^(?:[^@/]+@)?([^:/]+):(?!//)", url)
+    if "://" not in url and scp and not os.path.exists(url):
+        return _tcp(scp.group(1), 22, timeout_s)
+    if "://" not in url or url.startswith("file://"):
+        target = Path(url[7:] if url.startswith("file://") else url)
+        if not target.is_absolute():
+            target = root / target
+        if (target / "HEAD").is_file() and (target / "objects").is_dir():
+            return True, "a local repository"
+        if (target / ".git" / "HEAD").is_file():
+            return True, "a local repository"
+        return False, f"no Git repository at {target}"
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        return False, "the URL's port is not a number"
+    if parts.scheme == "git":
+        return _tcp(host, port or 9418, timeout_s)
+    if parts.scheme in ("ssh", "git+ssh", "ssh+git"):
+        return _tcp(host, port or 22, timeout_s)
+    if parts.scheme in ("http", "https"):
+        return _http(url, timeout_s)
+    return False, f"unsupported URL scheme {parts.scheme!r}"
+
+
+def _tcp(host: str, port: int, timeout_s: float) -> tuple[bool, str]:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True, f"{host}:{port} accepts connections"
+    except OSError as e:
+        return False, f"cannot connect to {host}:{port} ({e.strerror or e})"
+
+
+def _http(url: str, timeout_s: float) -> tuple[bool, str]:
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    probe = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/info/refs", "service=git-upload-pack", ""))
+    req = urllib.request.Request(probe, headers={"User-Agent": "gitstate-doctor", "Git-Protocol": "version=2"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return True, f"HTTP {resp.status}"
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            return True, f"HTTP {e.code}: the server wants credentials (gitstate keeps them apart from the URL)"
+        if e.code == 404:
+            return False, "HTTP 404: no repository at this URL"
+        return False, f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        return False, f"{reason}"

@@ -1,0 +1,597 @@
+"""Packing and pruning (gitstate/gc.py): packs real git accepts, deltas that pay, nothing reachable ever lost,
+debris pruned after its grace period, and the background packer keeping a busy store small.
+
+The big run (a ~100 KB document changed by thousands of flushes) uses 800 flushes in the normal suite (a flush of a
+100 KB document costs 25-45 ms on the 2-core test machine, so 10,000 would take minutes) and the full 10,000 with
+``GITSTATE_TORTURE=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import GIT_ENV, TORTURE, fsck, git, wait_until
+
+import gitstate
+from gitstate import gc
+from gitstate.cli import main as cli_main
+from gitstate.errors import RepositoryError
+from gitstate.repo import Repository
+
+logger = logging.getLogger("gitstate.tests")
+
+BIG_FLUSHES = 10_000 if TORTURE else 800
+
+
+@pytest.fixture(autouse=True)
+def _quiet_store_logs() -> Any:
+    # Before the key index exists, every commit logs a traceback at ERROR; that noise is not under test here.
+    log = logging.getLogger("gitstate.store")
+    old = log.level
+    log.setLevel(logging.CRITICAL)
+    yield
+    log.setLevel(old)
+
+
+def _open(path: Path, **options: Any) -> gitstate.Store:
+    options.setdefault("durability", "manual")
+    options.setdefault("fsync", False)
+    options.setdefault("handle_signals", False)
+    return gitstate.open(path, **options)
+
+
+def _wire(store: gitstate.Store, **options: Any) -> gc.BackgroundPacker:
+    """Wire a packer the way gitstate.open() does (unless it already does)."""
+    for component in store._background:
+        if isinstance(component, gc.BackgroundPacker):
+            component.stop()
+            store._background.remove(component)
+            store._after_commit_hooks.remove(component.notify)
+            break
+    options.setdefault("fsync", False)
+    options.setdefault("start_delay_s", 0.0)
+    packer = gc.BackgroundPacker(store._repo, **options)
+    store._after_commit_hooks.append(packer.notify)
+    store._background.append(packer)
+    return packer
+
+
+def _write_loose(git_dir: Path, type_name: bytes, data: bytes, *, age_s: float = 0.0) -> str:
+    """Write an object by hand (as a crashed writer would leave it); returns its id."""
+    raw = b"%s %d\x00" % (type_name, len(data)) + data
+    import hashlib
+
+    sha = hashlib.sha1(raw).hexdigest()
+    path = git_dir / "objects" / sha[:2] / sha[2:]
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(zlib.compress(raw))
+    if age_s:
+        t = time.time() - age_s
+        os.utime(path, (t, t))
+    return sha
+
+
+def _loose_exists(git_dir: Path, sha: str) -> bool:
+    return (git_dir / "objects" / sha[:2] / sha[2:]).exists()
+
+
+def _has_object(repo_dir: Path, sha: str) -> bool:
+    proc = subprocess.run(["git", "-C", str(repo_dir), "cat-file", "-e", sha], capture_output=True, env=GIT_ENV)
+    return proc.returncode == 0
+
+
+def _doc(rnd: random.Random, size: int = 100_000) -> dict[str, Any]:
+    """A ~``size``-byte JSON document with few keys (cheap to diff, so flushes stay fast)."""
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
+    n = max(1, size // 840)
+    return {
+        f"k{i:03d}": {"text": " ".join(rnd.choice(words) for _ in range(140)), "n": rnd.randint(0, 10**6)}
+        for i in range(n)
+    }
+
+
+def _all_objects_readable(root: Path) -> int:
+    """Read every object reachable from the refs with gitstate's own reader, verifying each id; returns the
+    number of commits."""
+    git_dir = root / ".git"
+    with gc._ObjectSource(git_dir / "objects") as src:
+        walker = gc._Walker(src, strict=True)
+        walker.walk(gc._root_list(gc._roots(git_dir), []))
+        for it in walker.items:
+            src.read_verified(it.sha)
+        return sum(1 for it in walker.items if it.type == gc._COMMIT)
+
+
+# ===================================================================== deltas and pack format
+def test_delta_round_trips_text_and_binary() -> None:
+    rnd = random.Random(5)
+    base = json.dumps(_doc(rnd, 30_000), indent=2).encode()
+    doc = json.loads(base)
+    for _ in range(100):
+        changed = json.loads(json.dumps(doc))
+        for _ in range(rnd.randint(0, 8)):
+            key = rnd.choice(list(changed))
+            roll = rnd.random()
+            if roll < 0.5:
+                changed[key]["n"] = rnd.randint(0, 10**9)
+            elif roll < 0.75:
+                del changed[key]
+            else:
+                changed[f"new{rnd.random()}"] = {"x": rnd.random()}
+        target = json.dumps(changed, indent=2).encode()
+        delta = gc._make_delta(base, target, len(target))
+        assert delta is not None and gc._apply_delta(base, delta) == target
+        assert len(delta) < 2000  # a few changed lines cost a few hundred bytes, not the document
+    for _ in range(500):
+        a = rnd.randbytes(rnd.randint(0, 400))
+        b = bytearray(a)
+        for _ in range(rnd.randint(0, 4)):
+            i = rnd.randint(0, len(b))
+            b[i : i + rnd.randint(0, 9)] = rnd.randbytes(rnd.randint(0, 9))
+        delta = gc._make_delta(a, bytes(b), 1 << 30)
+        assert delta is not None and gc._apply_delta(a, delta) == bytes(b)
+    big = rnd.randbytes(200_000)
+    moved = big[150_000:] + big[:150_000]  # copies longer than 64 KB and offsets above 16 bits
+    delta = gc._make_delta(big, moved, 1 << 30)
+    assert delta is not None and gc._apply_delta(big, delta) == moved
+    assert gc._make_delta(big, rnd.randbytes(1000), 100) is None  # over the limit: no delta
+
+
+def test_malformed_delta_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        gc._apply_delta(b"abc", b"\x05\x03\x90\x03")  # wrong base size
+    with pytest.raises(ValueError):
+        gc._apply_delta(b"abc", b"\x03\x03\x00")  # opcode 0
+    with pytest.raises(ValueError):
+        gc._apply_delta(b"abc", b"\x03\x05\x91\x01\x09")  # copy past the end
+
+
+def test_index_v2_large_offsets_parse_back(tmp_path: Path) -> None:
+    entries = [(bytes([i]) * 20, off, i) for i, off in enumerate([12, 0x7FFFFFFF, 0x80000000, 5 << 32])]
+    idx = tmp_path / "x.idx"
+    idx.write_bytes(gc._index_v2(entries, b"\x01" * 20))
+    parsed = gc._Idx(str(idx))
+    try:
+        parsed.verify()
+        assert sorted(parsed) == sorted((sha, off) for sha, off, _ in entries)
+        assert parsed.find(bytes([2]) * 20) == 0x80000000
+        assert parsed.find(b"\x09" * 20) is None
+    finally:
+        parsed.close()
+
+
+# ===================================================================== collect (gitstate gc)
+def test_collect_packs_history_that_git_accepts(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    rnd = random.Random(1)
+    with _open(root) as store:
+        store.set("state.json", None, _doc(rnd, 20_000))
+        store.set("notes.md", None, "hello\n")
+        store.flush()
+        for i in range(60):
+            store.set("state.json", (f"k{rnd.randrange(20):03d}", "n"), i)
+            if i % 7 == 0:
+                store.set(f"tasks/t{i % 3}.json", "status", f"s{i}")
+            store.flush()
+        store.snapshot("before-gc")
+        head = store.head
+        before = gc.count_objects(root)
+        stats = store.gc()
+        after = gc.count_objects(root)
+        assert stats["objects"] == before["loose_objects"] > 0
+        assert stats["deltas"] > 50  # the document's versions are deltas of each other
+        assert after["loose_objects"] == 0 and after["packs"] == 1
+        assert stats["size_after"] < stats["size_before"] / 4
+        # The store reads its history from the pack.
+        assert store.at("before-gc").get("state.json") == store.get("state.json")
+        assert len(store.log()) == 61
+        store.set("state.json", "after", True)
+        store.flush()
+    fsck(root)
+    pack = next((root / ".git" / "objects" / "pack").glob("*.idx"))
+    git(root, "verify-pack", str(pack))  # raises if git finds anything wrong
+    assert git(root, "rev-parse", "before-gc^{commit}").strip() == head
+    assert int(git(root, "rev-list", "--count", "HEAD").strip()) == 62
+    assert _all_objects_readable(root) == 62
+    assert git(root, "status", "--porcelain") == ""
+
+
+def test_collect_keeps_every_ref_and_the_index(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with _open(root) as store:
+        store.set("a.json", "v", 1)
+        store.flush()
+        base = store.head
+        store.set("a.json", "v", 2)
+        store.flush()
+        store.snapshot("v2")
+    git(root, "checkout", "-q", "-b", "side", base)
+    (root / "side.txt").write_text("side branch\n")
+    git(root, "add", "side.txt")
+    git(root, "commit", "-q", "-m", "side")
+    side = git(root, "rev-parse", "HEAD").strip()
+    git(root, "checkout", "-q", "main")
+    git(root, "update-ref", "refs/gitstate/keep", side)
+    git(root, "update-ref", "refs/remotes/origin/main", side)
+    (root / "staged.txt").write_text("staged only, never committed\n")
+    git(root, "add", "staged.txt")
+    staged_blob = git(root, "rev-parse", ":staged.txt").strip()
+    git(root, "pack-refs", "--all")  # refs in packed-refs count too
+    repo = Repository.open(root, create=False)
+    try:
+        stats = gc.collect(repo, prune_grace_s=0, fsync=False)
+    finally:
+        repo.close()
+    assert stats["pruned"] == 0
+    fsck(root)
+    for rev in ("side", "v2", "refs/gitstate/keep", "refs/remotes/origin/main", "main"):
+        git(root, "rev-parse", "--verify", f"{rev}^{{commit}}")
+    assert git(root, "cat-file", "-p", staged_blob) == "staged only, never committed\n"
+    assert git(root, "show", "side:side.txt") == "side branch\n"
+
+
+def test_collect_prunes_old_debris_only(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with _open(root) as store:
+        store.set("a.json", "v", 1)
+        store.flush()
+    git_dir = root / ".git"
+    old = _write_loose(git_dir, b"blob", b"left by a crashed flush\n", age_s=7200)
+    young = _write_loose(git_dir, b"blob", b"written by a flush in progress\n")
+    old_tmp = git_dir / "objects" / "ab" / "tmp_obj.gitstate-tmp-deadbeef"
+    old_tmp.parent.mkdir(exist_ok=True)
+    old_tmp.write_bytes(b"half an object")
+    os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
+    young_tmp = git_dir / "objects" / "pack" / "tmp-123.gitstate-tmp-pack"
+    young_tmp.write_bytes(b"a pack being written")
+    repo = Repository.open(root, create=False)
+    try:
+        stats = gc.collect(repo, fsync=False)
+    finally:
+        repo.close()
+    assert stats["pruned"] == 1 and stats["temp_removed"] == 1
+    assert not _loose_exists(git_dir, old) and _loose_exists(git_dir, young)
+    assert not old_tmp.exists() and young_tmp.exists()
+    young_tmp.unlink()
+    fsck(root)
+
+
+def test_unreachable_objects_in_old_packs_follow_the_grace_period(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with _open(root) as store:
+        store.set("a.json", "v", 1)
+        store.flush()
+    git_dir = root / ".git"
+    doomed = _write_loose(git_dir, b"blob", b"unreachable, in an old pack\n")
+    spared = _write_loose(git_dir, b"blob", b"unreachable, in a young pack\n")
+    # Pack each into its own pack with real git, then age one of them.
+    for sha in (doomed, spared):
+        out = (
+            subprocess.run(
+                ["git", "-C", str(root), "pack-objects", "-q", str(git_dir / "objects/pack/pack")],
+                input=f"{sha}\n".encode(),
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
+        (git_dir / "objects" / sha[:2] / sha[2:]).unlink()
+        if sha == doomed:
+            for ext in (".pack", ".idx"):
+                p = git_dir / "objects" / "pack" / f"pack-{out}{ext}"
+                os.utime(p, (time.time() - 7200, time.time() - 7200))
+    repo = Repository.open(root, create=False)
+    try:
+        stats = gc.collect(repo, fsync=False)
+    finally:
+        repo.close()
+    assert stats["pruned"] == 1 and stats["packs_removed"] == 2
+    assert not _has_object(root, doomed)
+    assert _loose_exists(git_dir, spared)  # kept loose, with its pack's age, until its grace period ends
+    fsck(root)
+
+
+def test_collect_reads_packs_written_by_git_and_keeps_kept_packs(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    rnd = random.Random(2)
+    with _open(root) as store:
+        store.set("state.json", None, _doc(rnd, 10_000))
+        store.flush()
+        for i in range(30):
+            store.set("state.json", (f"k{rnd.randrange(10):03d}", "n"), i)
+            store.flush()
+    git(root, "gc", "-q", "--aggressive")  # git's own deltas (ofs and chains) must read back
+    keep = next((root / ".git" / "objects" / "pack").glob("*.pack"))
+    with _open(root) as store:
+        for i in range(30):
+            store.set("state.json", (f"k{rnd.randrange(10):03d}", "n"), 100 + i)
+            store.flush()
+        store.gc()
+        assert store.get("state.json", "k001.text")
+    assert not keep.exists()  # rolled into the new pack
+    fsck(root)
+    assert _all_objects_readable(root) == 61
+    # A .keep pack is never rewritten or removed.
+    git(root, "repack", "-q", "-a", "-d")
+    kept = next((root / ".git" / "objects" / "pack").glob("*.pack"))
+    kept.with_suffix(".keep").write_text("")
+    with _open(root) as store:
+        store.set("state.json", "x", 1)
+        store.flush()
+        store.gc()
+    assert kept.exists()
+    fsck(root)
+
+
+def test_collect_refuses_to_delete_when_history_is_damaged(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with _open(root) as store:
+        for i in range(3):
+            store.set("a.json", "v", i)
+            store.flush()
+        blob = store._repo.blob_id_at(store._repo.commit_info(store.head).tree, "a.json")
+    git_dir = root / ".git"
+    (git_dir / "objects" / blob[:2] / blob[2:]).unlink()
+    debris = _write_loose(git_dir, b"blob", b"old debris\n", age_s=7200)
+    before = sorted(p.name for p in (git_dir / "objects").rglob("*") if p.is_file())
+    repo = Repository.open(root, create=False)
+    try:
+        with pytest.raises(RepositoryError, match="missing"):
+            gc.collect(repo, fsync=False)
+    finally:
+        repo.close()
+    assert _loose_exists(git_dir, debris)
+    assert sorted(p.name for p in (git_dir / "objects").rglob("*") if p.is_file()) == before
+
+
+def test_interrupted_pack_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with _open(root) as store:
+        for i in range(20):
+            store.set("a.json", "v", i)
+            store.flush()
+    stop = threading.Event()
+    calls = {"n": 0}
+
+    class StopHalfway(gc._Pacer):
+        def tick(self) -> None:
+            calls["n"] += 1
+            if calls["n"] > 30:
+                stop.set()
+            super().tick()
+
+    repo = Repository.open(root, create=False)
+    try:
+        with pytest.raises(gc._Stopped):
+            gc._pack_loose(repo, fsync=False, pacer=StopHalfway(stop=stop))
+    finally:
+        repo.close()
+    pack_dir = root / ".git" / "objects" / "pack"
+    assert list(pack_dir.iterdir()) == []
+    assert gc.count_objects(root)["loose_objects"] == 60
+    fsck(root)
+
+
+def test_flushes_during_collect_lose_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    store = _open(root)
+    store.set("a.json", "v", -1)
+    store.flush()
+    done = threading.Event()
+    errors: list[BaseException] = []
+    commits: list[str] = []
+
+    def writer() -> None:
+        try:
+            i = 0
+            while not done.is_set() or i < 30:
+                store.set("a.json", "v", i)
+                store.set("b.json", f"k{i % 5}", i)
+                c = store.flush()
+                if c:
+                    commits.append(c)
+                i += 1
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(4):
+            target = len(commits) + 10
+            wait_until(lambda target=target: len(commits) >= target, 30, message="more commits")
+            gc.collect(store._repo, prune_grace_s=0, fsync=False)
+    finally:
+        done.set()
+        t.join(60)
+    assert not errors, errors
+    store.close()
+    fsck(root)
+    reachable = set(git(root, "rev-list", "HEAD").split())
+    assert set(commits) <= reachable
+
+
+def test_cli_gc(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    with _open(root) as store:
+        for i in range(10):
+            store.set("a.json", "v", i)
+            store.flush()
+    runner = CliRunner()
+    res = runner.invoke(cli_main, ["-C", str(root), "gc"])
+    assert res.exit_code == 0, res.output
+    assert "packed 30 objects" in res.output and "->" in res.output
+    res = runner.invoke(cli_main, ["-C", str(root), "gc", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    # The same objects make the very same pack: nothing to remove, one pack left.
+    assert data["objects"] == 30 and data["loose_removed"] == 0 and data["packs_removed"] == 0
+    assert gc.count_objects(root)["packs"] == 1
+    res = runner.invoke(cli_main, ["-C", str(tmp_path / "nothing"), "gc"])
+    assert res.exit_code == 1 and "no gitstate store" in res.output
+    fsck(root)
+
+
+# ===================================================================== the background packer
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_background_packer_packs_and_merges(tmp_path: Path, mode: str) -> None:
+    root = tmp_path / "s"
+    store = _open(root)
+    packer = _wire(store, loose_threshold=30, check_every_commits=4, mode=mode, settle_s=0.0)
+    try:
+        for i in range(120):
+            store.set("state.json", "n", i)
+            store.set("state.json", "text", "x" * 200 + str(i))
+            store.flush()
+            if i in (59, 119):
+                # Whatever the packer did on its own meanwhile, a pass now packs what is left.
+                result = packer.run_now()
+                assert "error" not in result, result
+                assert gc.count_objects(root)["loose_objects"] == 0
+        assert packer.packs_written >= 2
+        # Rolled up geometrically: fewer packs than passes that wrote one, and a logarithmic number of them.
+        packs = gc.count_objects(root)["packs"]
+        assert packs <= 4 and (packs < packer.packs_written or packer.packs_written == 2)
+        assert store.at("HEAD~100").get("state.json", "n") == 19
+    finally:
+        store.close()
+    assert not packer.running
+    fsck(root)
+    assert _all_objects_readable(root) == 120
+
+
+def test_background_packer_prunes_debris_and_keeps_snapshots(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    store = _open(root)
+    packer = _wire(store, prune_grace_s=600)
+    try:
+        store.set("a.json", "v", 1)
+        store.flush()
+        store.snapshot("keep-me")
+        git_dir = root / ".git"
+        debris = _write_loose(git_dir, b"blob", b"a crash left me\n", age_s=3600)
+        fresh = _write_loose(git_dir, b"blob", b"a writer is about to use me\n")
+        result = packer.run_now()
+        assert result["prune"]["pruned"] == 1, result
+        assert not _loose_exists(git_dir, debris) and _has_object(root, fresh)
+        assert [s.name for s in store.snapshots()] == ["keep-me"]
+    finally:
+        store.close()
+    fsck(root)
+
+
+def test_background_packer_stops_promptly(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    store = _open(root)
+    rnd = random.Random(3)
+    store.set("state.json", None, _doc(rnd, 50_000))
+    store.flush()
+    for i in range(40):
+        store.set("state.json", "n", i)
+        store.flush()
+    packer = _wire(store, start_delay_s=3600)
+    packer.request()
+    wait_until(lambda: packer.busy, 30, message="a pass to start")
+    t0 = time.monotonic()
+    store.close()
+    assert time.monotonic() - t0 < 15
+    assert not packer.running
+    fsck(root)
+    assert not [p for p in (root / ".git" / "objects" / "pack").iterdir() if "tmp" in p.name]
+
+
+def test_notify_is_cheap() -> None:
+    packer = gc.BackgroundPacker.__new__(gc.BackgroundPacker)
+    packer._commits = 0
+    packer.check_every_commits = 10**9
+    packer._stop = threading.Event()
+    packer._wake = threading.Event()
+    t0 = time.perf_counter()
+    for _ in range(100_000):
+        packer.notify("0" * 40)
+    assert (time.perf_counter() - t0) / 100_000 < 20e-6
+
+
+@pytest.mark.timeout(3600 if TORTURE else 120)
+def test_many_flushes_of_a_big_document_stay_small(tmp_path: Path) -> None:
+    """N flushes, one key each, of a ~100 KB JSON document with the background packer running, then more normal
+    operation: the repository stays small, git accepts it, every commit reads back."""
+    root = tmp_path / "s"
+    rnd = random.Random(11)
+    doc = _doc(rnd, 100_000)
+    keys = list(doc)
+    store = _open(root)
+    packer = _wire(store)
+    try:
+        store.set("state.json", None, doc)
+        store.flush()
+        doc_bytes = (root / "state.json").stat().st_size
+        assert doc_bytes > 95_000
+        loose_estimate = gc.count_objects(root)["loose_bytes"] * BIG_FLUSHES  # what no packing would cost
+        for i in range(BIG_FLUSHES):
+            store.set("state.json", (rnd.choice(keys), "n"), i)
+            store.flush()
+        # Normal operation goes on: reads of old states, a snapshot, more writes.
+        assert store.at(f"HEAD~{BIG_FLUSHES // 2}").get("state.json", keys[0])
+        store.snapshot("after-the-run")
+        for i in range(20):
+            store.set("state.json", (rnd.choice(keys), "n"), -i)
+            store.flush()
+        now = gc.count_objects(root)
+        assert packer.packs_written >= 2 and not packer.last_error
+        # Bounded: the loose objects never pile up beyond the packer's thresholds (plus one pass of slack).
+        assert now["loose_bytes"] < 3 * packer.loose_bytes_threshold, now
+        assert now["git_bytes"] < loose_estimate / 3, (now, loose_estimate)  # the loose allowance is fixed
+        packer.run_now(timeout_s=300)
+        settled = gc.count_objects(root)["git_bytes"]
+    finally:
+        store.close()
+    fsck(root)
+    assert int(git(root, "rev-list", "--count", "HEAD").strip()) == BIG_FLUSHES + 21
+    assert _all_objects_readable(root) == BIG_FLUSHES + 21
+    # Against real git gc on a copy.
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, symlinks=True)
+    git(copy, "gc", "-q")
+    git_size = gc.count_objects(copy)["git_bytes"]
+    logger.info("%d flushes: gitstate %d bytes, git gc %d bytes", BIG_FLUSHES, settled, git_size)
+    assert settled <= 2 * git_size, (settled, git_size)
+
+
+def test_gc_progress_display_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from gitstate.cli import maintenance
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    fake = Tty()
+    monkeypatch.setattr(sys, "stderr", fake)
+    show, clear = maintenance._progress_display()
+    assert show is not None
+    root = tmp_path / "s"
+    with _open(root) as store:
+        for i in range(5):
+            store.set("a.json", "v", i)
+            store.flush()
+        repo = store._repo
+        gc.collect(repo, progress=show, fsync=False)
+    clear()
+    out = fake.getvalue()
+    assert "writing objects: 15/15 (100%)" in out and out.endswith("\r\x1b[K")
