@@ -156,7 +156,7 @@ class _JsonCodec(_TreeCodec):
 
     def encode(self, value: Any) -> bytes:
         try:
-            return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)  # type: ignore[no-any-return]
+            return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
         except TypeError:
             # orjson refuses integers beyond 64 bits; the stdlib handles them (same layout otherwise).
             return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()

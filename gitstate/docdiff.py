@@ -727,14 +727,6 @@ def _quick(old: Any, new: Any, key: Key, doc: str, out: list[Change], budget: in
     out.append(Change(doc=doc, key=key, op="change", old=_copy(old), new=_copy(new)))
 
 
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
-
-
 def diff_text(old: str | None, new: str | None, *, doc: str = "", context_lines: int = 3) -> str:
     """Unified diff of two texts, formatted like ``git diff``.
 

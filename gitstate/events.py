@@ -6,7 +6,7 @@ event (often the background flusher); an exception in a callback is logged and n
 Example:
     >>> import gitstate, tempfile
     >>> with gitstate.open(tempfile.mkdtemp(), durability="manual") as store:
-    ...     store.on("committed", lambda e: print(e.docs))
+    ...     off = store.on("committed", lambda e: print(e.docs))
     ...     store.set("state.json", "a", 1)
     ...     _ = store.flush()
     ['state.json']

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from dulwich.errors import NotGitRepository
 from dulwich.object_store import DiskObjectStore
@@ -276,7 +276,8 @@ class Repository:
         self._lock_depth = 0
         self._lock_fd: int | None = None
         try:
-            self._objects = DiskObjectStore(str(self.git_dir / "objects"))
+            # Typed Any: dulwich's ObjectID NewTypes would need a cast at every lookup by hex id.
+            self._objects: Any = DiskObjectStore(str(self.git_dir / "objects"))
         except (OSError, NotGitRepository) as e:
             raise RepositoryError(f"{root}: cannot open the Git object store: {e}") from e
         self._tree_cache: OrderedDict[str, Tree] = OrderedDict()
@@ -511,7 +512,7 @@ class Repository:
         """Read any object by hex id. Raises :class:`RepositoryError` if it is missing."""
         with self._mutex:
             try:
-                return self._objects[sha.encode()]
+                return cast(ShaFile, self._objects[sha.encode()])
             except KeyError:
                 pass
             # A packer may have moved the object from a loose file into a new pack between dulwich's pack scan
@@ -519,7 +520,7 @@ class Repository:
             with contextlib.suppress(Exception):
                 self._objects._update_pack_cache()
             try:
-                return self._objects[sha.encode()]
+                return cast(ShaFile, self._objects[sha.encode()])
             except KeyError as e:
                 raise RepositoryError(f"{self.root}: object {sha} is missing; run 'gitstate doctor'") from e
 
@@ -701,7 +702,7 @@ class Repository:
         return sha
 
     def _build(self, tree_sha: str, nested: dict[str, Any], new_objects: list[ShaFile]) -> str | None:
-        tree = self.read_tree(tree_sha).copy()
+        tree: Tree = self.read_tree(tree_sha).copy()  # type: ignore[assignment]
         for name, change in nested.items():
             bname = name.encode("utf-8", "surrogateescape")
             try:
@@ -715,7 +716,7 @@ class Repository:
                     if sha is not None and stat.S_ISDIR(mode):
                         del tree[bname]
                 else:
-                    tree[bname] = (TREE_MODE, new_sub.encode())
+                    tree[bname] = (TREE_MODE, new_sub.encode())  # type: ignore[assignment]
             elif change is None:
                 if sha is not None:
                     del tree[bname]
@@ -748,7 +749,7 @@ class Repository:
             tz_offset_s = -time.altzone if time.localtime(now).tm_isdst > 0 else -time.timezone
         c = Commit()
         c.tree = tree.encode()
-        c.parents = [p.encode() for p in parents]
+        c.parents = [p.encode() for p in parents]  # type: ignore[misc]
         c.author = _fmt_person(author)
         c.committer = _fmt_person(committer or author)
         c.author_time = c.commit_time = now
@@ -1144,14 +1145,14 @@ class Repository:
         committed = self.list_blobs(head_tree)
         index_ok = self.index.load()
         if index_ok:  # our own unwritten updates (deferred by sync_index) still count
-            for name, entry in self._deferred.items():
+            for iname, entry in self._deferred.items():
                 if entry is None:
-                    self.index.remove(name)
+                    self.index.remove(iname)
                 else:
-                    self.index.set(name, entry[0], entry[1])
+                    self.index.set(iname, entry[0], entry[1])
         out: dict[str, bytes | None] = {}
         seen: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(str(self.root)):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
             if not rel_dir:

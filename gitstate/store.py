@@ -1074,12 +1074,12 @@ class Store:
                     continue
                 reads[doc] = self._read_worktree(doc)
             events += self._ingest_locked(reads, reason=None)
-        for e in events:
-            self._emit(e)
-        for e in events:
-            if isinstance(e, Committed):
+        for ev in events:
+            self._emit(ev)
+        for ev in events:
+            if isinstance(ev, Committed):
                 self._stats.commits += 1
-                self._after_commit(e.commit)
+                self._after_commit(ev.commit)
         return events
 
     def _ingest_locked(
@@ -1220,14 +1220,15 @@ class Store:
             if _migrate.SCHEMA_DOC in all_files:
                 # This program restored/undid/migrated the schema itself: it now writes the version it chose.
                 self._expected_schema = _migrate.version_at(self._repo, tree)
-        for e in events:
-            self._emit(e)
+        for event in events:
+            self._emit(event)
         for cid, _changes, docs in commits:
             self._emit(Committed(commit=cid, actor=actor, docs=docs))
         self._emit(
             ExternalChange(docs=ev.docs, changes=[c for _, cs, _ in commits for c in cs], source=actor, commit=parent)
         )
-        self._after_commit(parent)
+        if parent is not None:
+            self._after_commit(parent)
         return parent
 
     def _describe_between(self, tree: str | None, files: Mapping[str, bytes | None]) -> list[docdiff.Change]:

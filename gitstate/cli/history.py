@@ -213,7 +213,7 @@ def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, li
         short = _paint(c.id[:8], colour, fg="yellow") if colour else c.id[:8]
         when = _ago(c, now_ts)
         if key:
-            append(f"{short}  {when:>16}  {cell} {_short_author(c.author)}")
+            append(f"{short}  {when:>16}  {cell} by {_short_author(c.author)}")
             lines.extend(_change_lines(audit[i], colour=colour, indent="    ", with_doc=False))
             continue
         subject = c.subject
