@@ -23,6 +23,7 @@ __all__ = [
     "key_overlaps",
     "merge_in",
     "parse_key",
+    "read_value",
     "set_in",
 ]
 
@@ -233,6 +234,24 @@ def append_in(root: Any, key: Key, item: Any) -> Any:
         raise KeyPathError(key, len(key), f"cannot append to a {type(target).__name__}; it is not a list")
     target.append(item)
     return root
+
+
+def read_value(doc: str, view: Any, key: Key, default: Any, *, absent: Any, no_default: Any) -> Any:
+    """What ``get()`` returns: a deep copy of the value at ``key`` in a document ``view`` (``absent`` when the
+    document does not exist), else ``default`` unless it is ``no_default``.
+
+    Raises:
+        KeyNotFound: no such document or key, and no default.
+    """
+    from .codecs import copy_value
+    from .errors import KeyNotFound
+
+    value = MISSING_KEY if view is absent else get_in(view, key)
+    if value is MISSING_KEY:
+        if default is not no_default:
+            return default
+        raise KeyNotFound(doc, key, "no such document" if view is absent else "no such key")
+    return copy_value(value)
 
 
 def key_overlaps(a: Key, b: Key) -> bool:

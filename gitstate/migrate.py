@@ -88,6 +88,7 @@ from .keys import (
     get_in,
     merge_in,
     parse_key,
+    read_value,
     set_in,
 )
 from .paths import validate_doc_path
@@ -364,13 +365,7 @@ class TxView:
         """
         self._check(doc)
         keyt = parse_key(key)
-        view = self._current(doc)
-        value = MISSING_KEY if view is ABSENT else get_in(view, keyt)
-        if value is MISSING_KEY:
-            if default is not _DEFAULT:
-                return default
-            raise KeyNotFound(doc, keyt, "no such document" if view is ABSENT else "no such key")
-        return copy_value(value)
+        return read_value(doc, self._current(doc), keyt, default, absent=ABSENT, no_default=_DEFAULT)
 
     def exists(self, doc: str, key: object = None) -> bool:
         """True if the document (and key, when given) exists in the view."""

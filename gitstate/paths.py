@@ -26,6 +26,7 @@ __all__ = [
     "is_scratch_name",
     "is_temp_name",
     "remove_file",
+    "replace_with",
     "validate_doc_path",
 ]
 
@@ -188,7 +189,19 @@ def atomic_write(
     with contextlib.suppress(FileNotFoundError):
         file_mode = stat.S_IMODE(os.lstat(target).st_mode)
     tmp = directory / f".{name[:80]}{TEMP_MARKER}{os.urandom(6).hex()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, file_mode)
+    st = replace_with(tmp, target, data, mode=file_mode, fsync=fsync)
+    if fsync:
+        fsync_dir(directory)
+        for parent in created_in:
+            fsync_dir(parent)
+    return st
+
+
+def replace_with(tmp: Path, target: Path, data: bytes, *, mode: int, fsync: bool = True) -> os.stat_result:
+    """Write ``data`` to the new file ``tmp`` (exclusive create, exact ``mode``, fsynced), then rename it over
+    ``target``. The temp file is removed if anything fails. Returns the written file's stat. The caller fsyncs
+    the directory (once, for a batch of files)."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         try:
             view = memoryview(data)
@@ -197,7 +210,7 @@ def atomic_write(
                 view = view[n:]
             if fsync:
                 os.fsync(fd)
-            os.fchmod(fd, file_mode)  # umask may have narrowed or widened nothing; be exact
+            os.fchmod(fd, mode)  # exact, whatever the umask
             st = os.fstat(fd)
         finally:
             os.close(fd)
@@ -206,10 +219,6 @@ def atomic_write(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if fsync:
-        fsync_dir(directory)
-        for parent in created_in:
-            fsync_dir(parent)
     return st
 
 

@@ -37,7 +37,7 @@ from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Commit, ShaFile, Tag, Tree, format_timezone, parse_timezone
 
 from .errors import LockError, RepositoryError, RevisionNotFound
-from .paths import fsync_dir, is_scratch_name, is_temp_name
+from .paths import fsync_dir, is_scratch_name, is_temp_name, replace_with
 
 __all__ = [
     "EMPTY_TREE",
@@ -556,23 +556,11 @@ class Repository:
             data = obj.as_legacy_object(compression_level=1)
             tmp = d / f"tmp_obj{'.gitstate-tmp-'}{os.urandom(6).hex()}"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                replace_with(tmp, target, data, mode=0o444, fsync=fsync)
             except FileNotFoundError:  # `git gc` / `git prune` removed the empty fan-out directory meanwhile
                 os.makedirs(d, 0o700, exist_ok=True)
                 dirs.add(str(objects_dir))
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            try:
-                try:
-                    os.write(fd, data)
-                    if fsync:
-                        os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+                replace_with(tmp, target, data, mode=0o444, fsync=fsync)
             dirs.add(str(d))
         if fsync:
             for d2 in sorted(dirs, reverse=True):

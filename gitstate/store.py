@@ -53,6 +53,7 @@ from .keys import (
     get_in,
     merge_in,
     parse_key,
+    read_value,
     set_in,
 )
 from .paths import atomic_write, check_no_symlinks, remove_file, validate_doc_path
@@ -479,13 +480,7 @@ class Store:
         keyt = parse_key(key)
         self._maybe_refresh()
         with self._lock:
-            view = self._load(doc)
-            value = MISSING_KEY if view is _ABSENT else get_in(view, keyt)
-            if value is MISSING_KEY:
-                if default is not _DEFAULT:
-                    return default
-                raise KeyNotFound(doc, keyt, "no such document" if view is _ABSENT else "no such key")
-            return copy_value(value)
+            return read_value(doc, self._load(doc), keyt, default, absent=_ABSENT, no_default=_DEFAULT)
 
     def exists(self, doc: str, key: object = None) -> bool:
         """True if the document (and key, when given) exists."""
