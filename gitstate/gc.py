@@ -944,11 +944,7 @@ class _Pacer:
     def _writer_active(self) -> bool:
         if self.repo is None:
             return False
-        busy = getattr(self.repo, "lock_busy", None)
-        if callable(busy):
-            return bool(busy())
-        owner = getattr(self.repo, "_lock_owner", None)
-        return owner is not None and owner != threading.get_ident()
+        return self.repo.lock_busy()
 
     def tick(self) -> None:
         if self.stop is not None and self.stop.is_set():
@@ -1138,7 +1134,7 @@ def _ofs_encoding(rel: int) -> bytes:
 
 
 def _write_file(path: Path, data: bytes, *, fsync: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
     try:
         view = memoryview(data)
         while view:
@@ -1160,7 +1156,7 @@ class _PackWriter:
         token = secrets.token_hex(8)
         self.tmp_pack = pack_dir / f"tmp-{token}{TEMP_MARKER}pack"
         self.tmp_idx = pack_dir / f"tmp-{token}{TEMP_MARKER}idx"
-        fd = os.open(self.tmp_pack, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444)
+        fd = os.open(self.tmp_pack, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o400)
         self._f = os.fdopen(fd, "w+b")
         self._f.write(b"PACK" + struct.pack(">II", 2, 0))
         self.offset = 12

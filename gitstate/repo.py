@@ -420,6 +420,11 @@ class Repository:
         finally:
             self._write_mutex.release()
 
+    def lock_busy(self) -> bool:
+        """True while another thread of this process holds :meth:`lock` (a flush is writing)."""
+        owner = self._lock_owner
+        return owner is not None and owner != threading.get_ident()
+
     def holds_lock(self) -> bool:
         """True if the calling thread holds :meth:`lock`."""
         return self._lock_owner == threading.get_ident()
@@ -555,12 +560,12 @@ class Repository:
                 pass
             data = obj.as_legacy_object(compression_level=1)
             tmp = d / f"tmp_obj{'.gitstate-tmp-'}{os.urandom(6).hex()}"
-            try:
-                replace_with(tmp, target, data, mode=0o444, fsync=fsync)
+            try:  # read-only for the owner only (git uses 0444; the store keeps everything private)
+                replace_with(tmp, target, data, mode=0o400, fsync=fsync)
             except FileNotFoundError:  # `git gc` / `git prune` removed the empty fan-out directory meanwhile
                 os.makedirs(d, 0o700, exist_ok=True)
                 dirs.add(str(objects_dir))
-                replace_with(tmp, target, data, mode=0o444, fsync=fsync)
+                replace_with(tmp, target, data, mode=0o400, fsync=fsync)
             dirs.add(str(d))
         if fsync:
             for d2 in sorted(dirs, reverse=True):

@@ -818,23 +818,6 @@ class Store:
             described[doc] = _changes_of(doc, old, docdiff.MISSING if view is _ABSENT else view)
         return files, described
 
-    def _describe(
-        self, files: Mapping[str, bytes | None], new_values: Mapping[str, Any] | None = None
-    ) -> list[docdiff.Change]:
-        """Structured changes of ``files`` against the current head (for messages and the key index)."""
-        changes: list[docdiff.Change] = []
-        for doc, data in files.items():
-            codec = codec_for(doc)
-            old_bytes = self._committed_bytes(doc)
-            old = docdiff.MISSING if old_bytes is None else _safe_decode(codec, old_bytes, doc)
-            if new_values is not None and doc in new_values:
-                new = new_values[doc]
-                new = docdiff.MISSING if new is _ABSENT else new
-            else:
-                new = docdiff.MISSING if data is None else _safe_decode(codec, data, doc)
-            changes.extend(_changes_of(doc, old, new))
-        return changes
-
     def _commit(
         self,
         files: Mapping[str, bytes | None],
@@ -1288,7 +1271,7 @@ class Store:
             self._head = head
             self._head_tree = tree
             if recovered:
-                described = self._describe(recovered)
+                described = self._describe_between(self._head_tree, recovered)
                 what = "adopted existing files" if head is None else "recovered changes found on disk at open"
                 msg = build_message(what, described, "human")
                 head = self._commit(

@@ -674,3 +674,24 @@ def test_full_disk_simulated_at_each_step(
     with gitstate.open(store_path, durability="manual", fsync=False) as s2:
         assert s2.get("q.json", "items") == ["a", "b"]
         assert s2.get("other.yaml", "n") == 1
+
+
+def test_a_new_store_is_private_to_its_owner(tmp_path: Path) -> None:
+    """0700 directories and 0600 (or owner-read-only) files, whatever the umask: state may hold secrets."""
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "private"
+        with gitstate.open(root, durability="manual", fsync=False) as s:
+            s.set("state.json", "token", "s3cret")
+            s.set("memory/work.yaml", "follow_ups", ["a"])
+            s.flush()
+            s.snapshot("v1")
+            s.gc()
+    finally:
+        os.umask(old)
+    leaks = []
+    for p in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(os.lstat(p).st_mode)
+        if mode & 0o077:
+            leaks.append(f"{p.relative_to(tmp_path)} {oct(mode)}")
+    assert leaks == []
