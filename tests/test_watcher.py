@@ -319,16 +319,17 @@ def test_run_fails_clearly_when_the_directory_goes_away(tmp_path: Path) -> None:
     root.mkdir()
     errors: list[BaseException] = []
     w = Watcher(root, print)
+    ready = threading.Event()
 
     def run() -> None:
         try:
-            w.run()
+            w.run(on_ready=ready.set)
         except gitstate.GitStateError as e:
             errors.append(e)
 
     t = threading.Thread(target=run)
     t.start()
-    wait_until(lambda: w.running)
+    assert ready.wait(20), "the watcher never confirmed it was watching"
     shutil.rmtree(root)
     t.join(20)
     assert not t.is_alive()
