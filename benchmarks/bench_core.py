@@ -112,7 +112,9 @@ def _seed_case(target: Path, value: dict[str, Any], key: str) -> Case:
 # ----------------------------------------------------------------------------- 1. set() vs seed write
 def bench_set(tmp: Path, quick: bool) -> tuple[list[str], dict[str, float]]:
     value = document(100_000)
-    store = gitstate.open(tmp / "set-store", durability="debounced", debounce_ms=600_000, max_delay_ms=600_000)
+    store = gitstate.open(
+        tmp / "set-store", durability="debounced", debounce_ms=600_000, max_delay_ms=600_000, auto_pack=False
+    )
     try:
         store.set("state.json", None, value)
         store.flush()
@@ -146,7 +148,7 @@ def bench_set(tmp: Path, quick: bool) -> tuple[list[str], dict[str, float]]:
 def build_store(path: Path, n_files: int) -> list[str]:
     """A store of ``n_files`` documents of ~200 B in directories of 100, built through the library."""
     docs = [f"d{i // 100:03d}/f{i % 100:02d}.json" for i in range(n_files)]
-    with gitstate.open(path, durability="manual", fsync=False) as s:
+    with gitstate.open(path, durability="manual", fsync=False, auto_pack=False) as s:
         for i, d in enumerate(docs):
             s.set(
                 d,
@@ -204,8 +206,8 @@ def bench_flush(tmp: Path, quick: bool) -> tuple[list[list[str]], dict[int, dict
         subprocess.run(["cp", "-a", str(path), str(copy)], check=True)
         subprocess.run(["git", "add", "-A"], cwd=copy, env=GIT_ENV, check=True)  # warm the index's stat data
         doc = docs[len(docs) // 2]
-        on = gitstate.open(path, durability="manual", fsync=True)
-        off = gitstate.open(path, durability="manual", fsync=False)
+        on = gitstate.open(path, durability="manual", fsync=True, auto_pack=False)
+        off = gitstate.open(path, durability="manual", fsync=False, auto_pack=False)
         try:
             results[n_files] = interleaved_ms(
                 {
@@ -239,7 +241,7 @@ def bench_flush(tmp: Path, quick: bool) -> tuple[list[list[str]], dict[int, dict
 # ----------------------------------------------------------------------------- 3. immediate mode
 def bench_immediate(tmp: Path, quick: bool) -> tuple[list[str], dict[str, float]]:
     value = document(1_000)
-    store = gitstate.open(tmp / "immediate-store", durability="immediate", fsync=True)
+    store = gitstate.open(tmp / "immediate-store", durability="immediate", fsync=True, auto_pack=False)
     try:
         store.set("small.json", None, value)
         counter = [0]

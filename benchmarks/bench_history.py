@@ -134,7 +134,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gitstate-bench-work-"))
     try:
         shutil.copytree(path, work / "store", symlinks=True)
-        store = gitstate.open(work / "store", durability="manual", handle_signals=False)
+        store = gitstate.open(work / "store", durability="manual", handle_signals=False, auto_pack=False)
 
         def cold() -> None:
             history._INDEXES.clear()
@@ -159,7 +159,7 @@ def main() -> None:
 
         lib_restore = time_call(restore, repeat=repeat, setup=lambda: history._DECODED.clear())
         store.close()
-        store = gitstate.open(work / "store", durability="manual", fsync=False, handle_signals=False)
+        store = gitstate.open(work / "store", durability="manual", fsync=False, handle_signals=False, auto_pack=False)
         lib_restore_nofsync = time_call(restore, repeat=repeat, setup=lambda: history._DECODED.clear())
         store.close()
         fsck = subprocess.run(

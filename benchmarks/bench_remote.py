@@ -120,7 +120,7 @@ def table(headers: list[str], rows: list[list[Any]]) -> None:
 # ----------------------------------------------------------------------------- 1. push N commits
 def build_history(path: Path, commits: int) -> gitstate.Store:
     """A store with ``commits`` commits, each changing one key of state.json and one of 20 task documents."""
-    store = gitstate.open(path, durability="manual", fsync=False)
+    store = gitstate.open(path, durability="manual", fsync=False, auto_pack=False)
     store.set("state.json", None, {"services": {f"s{i}": False for i in range(200)}, "counter": 0})
     store.flush()
     for i in range(commits - 1):
@@ -248,7 +248,7 @@ class _LoadResult:
 
 
 def prepare(path: Path, url: str, *, auto_push: bool) -> None:
-    with gitstate.open(path, durability="manual", fsync=FSYNC) as s:
+    with gitstate.open(path, durability="manual", fsync=FSYNC, auto_pack=False) as s:
         s.set("state.json", None, {"services": {f"s{i}": False for i in range(200)}, "counter": -1})
         s.flush()
         s.remote_add("origin", url)
@@ -264,6 +264,7 @@ def run_round(path: Path, res: _LoadResult, *, auto_push: bool, duration_s: floa
         durability="manual",
         auto_push="origin" if auto_push else None,
         fsync=FSYNC,
+        auto_pack=False,
         on={"committed": lag.committed, "pushed": lag.pushed, "push_error": lag.push_error},
     )
     stop = threading.Event()

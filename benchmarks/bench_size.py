@@ -105,7 +105,7 @@ def run(flushes: int, rounds: int, block: int, keep: Path | None) -> int:
     rnd = random.Random(20240606)
     doc = make_document(rnd)
     keys = list(doc)
-    store = gitstate.open(store_dir, durability="manual", fsync=False, handle_signals=False)
+    store = gitstate.open(store_dir, durability="manual", fsync=False, handle_signals=False, auto_pack=False)
     store.set("state.json", None, doc)
     store.flush()
     doc_bytes = (store_dir / "state.json").stat().st_size

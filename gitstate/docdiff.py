@@ -32,6 +32,7 @@ import json
 import logging
 import marshal
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -682,25 +683,41 @@ def _split_lines(text: str) -> list[str]:
     return out
 
 
-def quick_diff(old: Any, new: Any, *, doc: str = "", max_changes: int = 64, max_list_items: int = 2000) -> list[Change]:
+def quick_diff(
+    old: Any, new: Any, *, doc: str = "", max_changes: int = 64, max_list_items: int = 2000, copy: bool = True
+) -> list[Change]:
     """Like :func:`diff`, but cheap on big documents: equal subtrees are skipped with Python's C-level ``==``,
     lists of up to ``max_list_items`` items are aligned like :func:`diff`, longer ones reported whole, and past
     ``max_changes`` changes the rest of a mapping is reported at its own key. ``==`` says ``1 == True``: when no
     difference is found that way although the values differ in type somewhere, it falls back to :func:`diff`.
-    Values in the result are private copies.
+    Values in the result are private copies, unless ``copy=False`` (for values nobody else holds, such as
+    freshly decoded documents).
 
     Example:
         >>> [c.key for c in quick_diff({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}})]
         [('a', 'c')]
     """
     out: list[Change] = []
-    _quick(old, new, (), doc, out, max_changes, max_list_items)
+    _quick(old, new, (), doc, out, max_changes, max_list_items, _copy if copy else _same_value)
     if not out and not same(old, new):
         return diff(old, new, doc=doc)
     return out
 
 
-def _quick(old: Any, new: Any, key: Key, doc: str, out: list[Change], budget: int, max_items: int) -> None:
+def _same_value(value: Any) -> Any:
+    return value
+
+
+def _quick(
+    old: Any,
+    new: Any,
+    key: Key,
+    doc: str,
+    out: list[Change],
+    budget: int,
+    max_items: int,
+    _copy: Callable[[Any], Any],
+) -> None:
     if old is MISSING or new is MISSING:
         if old is not new:
             op = "add" if old is MISSING else "remove"
@@ -719,7 +736,7 @@ def _quick(old: Any, new: Any, key: Key, doc: str, out: list[Change], budget: in
                 if not (type(old[k]) is type(v) and old[k] == v):
                     out.append(Change(doc=doc, key=(*key, k), op="change", old=_copy(old[k]), new=_copy(v)))
             else:
-                _quick(old[k], v, (*key, k), doc, out, budget, max_items)
+                _quick(old[k], v, (*key, k), doc, out, budget, max_items, _copy)
         return
     if isinstance(old, list) and isinstance(new, list) and len(old) + len(new) <= max_items:
         out.extend(Change(doc=doc, key=(*key, *c.key), op=c.op, old=c.old, new=c.new) for c in diff(old, new))

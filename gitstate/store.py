@@ -815,7 +815,7 @@ class Store:
                 continue
             files[doc] = data
             old = docdiff.MISSING if old_b is None else _safe_decode(codec, old_b, doc)
-            described[doc] = _changes_of(doc, old, docdiff.MISSING if view is _ABSENT else view)
+            described[doc] = _changes_of(doc, old, docdiff.MISSING if view is _ABSENT else view, copy=True)
         return files, described
 
     def _commit(
@@ -1597,11 +1597,11 @@ class Store:
         }
 
 
-def _changes_of(doc: str, old: Any, new: Any) -> list[docdiff.Change]:
-    """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change. Values
-    are private copies."""
+def _changes_of(doc: str, old: Any, new: Any, *, copy: bool = False) -> list[docdiff.Change]:
+    """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change. With
+    ``copy`` the values are private copies (needed when ``new`` is a live view that later writes mutate)."""
     if codec_for(doc).structured or old is docdiff.MISSING or new is docdiff.MISSING:
-        return docdiff.quick_diff(old, new, doc=doc)
+        return docdiff.quick_diff(old, new, doc=doc, copy=copy)
     return [] if old == new else [docdiff.Change(doc, (), "change", old, new)]
 
 
