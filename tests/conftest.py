@@ -17,12 +17,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_until
 
 import gitstate
 
@@ -98,20 +98,6 @@ def commit_ids(repo: Path | str, rev: str = "HEAD") -> list[str]:
 def git_show(repo: Path | str, rev: str, doc: str) -> str:
     """Content of ``doc`` at ``rev`` through real git."""
     return git(repo, "show", f"{rev}:{doc}")
-
-
-def wait_until(
-    cond: Callable[[], Any], timeout_s: float = 10.0, *, interval_s: float = 0.005, message: str = "condition"
-) -> Any:
-    """Poll ``cond()`` until it returns something truthy (returned) or ``timeout_s`` passes (AssertionError)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
-        time.sleep(interval_s)
 
 
 def _worker_cmd(args: tuple[str, ...]) -> list[str]:

@@ -60,7 +60,7 @@ def git(*args: str, cwd: str | os.PathLike[str], env: Mapping[str, str] | None =
 def fsck(path: str | os.PathLike[str]) -> None:
     """Assert ``git fsck --strict`` finds nothing wrong."""
     proc = subprocess.run(
-        ["git", "fsck", "--strict", "--no-progress"],
+        ["git", "-c", "core.fsmonitor=false", "fsck", "--strict", "--no-progress"],
         cwd=path,
         capture_output=True,
         text=True,

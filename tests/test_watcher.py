@@ -26,36 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import git as _helpers_git
+from helpers import wait_until
 
 import gitstate
 from gitstate import watcher as watcher_mod
 from gitstate.watcher import Watcher, is_watched_name
 
-try:  # shared helpers, when the test suite provides them
-    from tests.helpers import git as _helpers_git
-    from tests.helpers import wait_until
-except ImportError:  # pragma: no cover - this file on its own
-    _helpers_git = None
-
-    def wait_until(
-        cond: Callable[[], Any], timeout_s: float = 10.0, *, interval_s: float = 0.01, message: str = "condition"
-    ) -> Any:
-        """Poll ``cond`` until it returns something truthy; fail the test after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = cond()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
-            time.sleep(interval_s)  # polling a condition with a deadline
-
 
 def git(root: Path, *args: str) -> str:
     """Run real git in ``root``; return stdout."""
-    if _helpers_git is not None:
-        return str(_helpers_git(*args, cwd=root))
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
+    return _helpers_git(*args, cwd=root)
 
 
 SETTLE = {"settle_ms": 100, "settle_timeout_ms": 1500, "debounce_ms": 200}
