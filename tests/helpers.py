@@ -35,7 +35,7 @@ _GIT_ENV = {
 
 
 def wait_until(
-    cond: Callable[[], T], timeout_s: float = 10.0, *, interval_s: float = 0.01, message: str = "condition"
+    cond: Callable[[], T], timeout_s: float = 10.0, message: str = "condition", *, interval_s: float = 0.01
 ) -> T:
     """Poll ``cond()`` until it returns a truthy value (returned) or ``timeout_s`` passes (AssertionError)."""
     deadline = time.monotonic() + timeout_s
