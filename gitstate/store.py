@@ -1026,7 +1026,7 @@ class Store:
             )
         return out
 
-    def ingest(self, docs: list[str] | builtins.set[str], *, source: str = "human") -> list[Event]:
+    def ingest(self, docs: list[str] | builtins.set[str]) -> list[Event]:
         """Commit edits made to files on disk (used by the watcher), as ONE commit by the OS user with actor
         ``human``. Each edit is merged key by key with this store's pending writes: both sides' keys are kept,
         and on a key both changed the human's value wins (the program's value is named in the commit message and

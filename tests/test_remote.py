@@ -820,3 +820,10 @@ def test_merge_conflict_describe_and_dict() -> None:
     c = gremote.DocConflict("s.json", ("a", 0), docdiff.MISSING, 1, 2, "theirs")
     assert c.describe() == "conflict s.json: a.0: took remote 2; local value 1 replaced"
     assert c.to_dict() == {"doc": "s.json", "key": ["a", 0], "ours": 1, "theirs": 2, "chosen": "theirs"}
+
+
+def test_cli_merge_rules_match_the_library() -> None:
+    """The CLI lists the rules without importing gitstate.remote at start-up; they must stay the same."""
+    from gitstate.cli import remote as cli_remote
+
+    assert list(cli_remote._RULES.choices) == list(gremote.MERGE_RULES)

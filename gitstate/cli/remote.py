@@ -31,6 +31,13 @@ def _remote() -> Any:
 logger = logging.getLogger("gitstate.cli")
 
 _RULES = click.Choice(["ours", "theirs", "fail"])  # gitstate.remote.MERGE_RULES (imported lazily)
+on_conflict_option = click.option(
+    "--on-conflict",
+    type=_RULES,
+    default="ours",
+    show_default=True,
+    help="Keys both sides changed: keep ours (record theirs), take theirs, or fail.",
+)
 
 
 def _progress_printer() -> Callable[[str], None] | None:
@@ -225,13 +232,7 @@ def _print_pull(result: dict[str, Any]) -> None:
 
 @main.command("pull")
 @click.argument("remote", default="origin")
-@click.option(
-    "--on-conflict",
-    type=_RULES,
-    default="ours",
-    show_default=True,
-    help="Keys both sides changed: keep ours (record theirs), take theirs, or fail.",
-)
+@on_conflict_option
 @json_option
 @pass_ctx
 def pull_cmd(ctx: Context, remote: str, on_conflict: str, as_json: bool) -> None:
@@ -253,13 +254,7 @@ def pull_cmd(ctx: Context, remote: str, on_conflict: str, as_json: bool) -> None
 
 @main.command("sync")
 @click.argument("remote", default="origin")
-@click.option(
-    "--on-conflict",
-    type=_RULES,
-    default="ours",
-    show_default=True,
-    help="Keys both sides changed: keep ours (record theirs), take theirs, or fail.",
-)
+@on_conflict_option
 @json_option
 @pass_ctx
 def sync_cmd(ctx: Context, remote: str, on_conflict: str, as_json: bool) -> None:
