@@ -8,12 +8,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,11 +24,13 @@ from typing import Any
 __all__ = [
     "cli_argv",
     "fmt_ms",
+    "installed_cli",
     "median",
     "parse_args",
     "print_table",
     "time_call",
     "time_command",
+    "time_commands",
 ]
 
 logger = logging.getLogger("gitstate.benchmarks")
@@ -74,15 +78,77 @@ def time_command(
     return time_call(run, repeat=repeat, warmup=warmup)
 
 
+def time_commands(commands: dict[str, Sequence[str]], *, repeat: int = 7, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall times (seconds) of several commands, interleaved: each round runs every command once, so a slow spell
+    on a shared machine lands on all of them alike and their ratio holds. Stdout is read through a pipe."""
+
+    def run(argv: Sequence[str]) -> float:
+        t0 = time.perf_counter()
+        proc = subprocess.run(list(argv), capture_output=True, check=False)
+        elapsed = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.decode(errors='replace')}")
+        return elapsed
+
+    out: dict[str, list[float]] = {name: [] for name in commands}
+    for i in range(warmup + repeat):
+        for name, argv in commands.items():
+            elapsed = run(argv)
+            if i >= warmup:
+                out[name].append(elapsed)
+    return out
+
+
 def cli_argv() -> list[str]:
-    """How to run the ``gitstate`` command: the installed entry point next to this interpreter, else via -c."""
+    """How to run the ``gitstate`` command: the installed entry point next to this interpreter, else via -m."""
     script = Path(sys.executable).parent / "gitstate"
     if script.exists():
         return [str(script)]
     found = shutil.which("gitstate")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from gitstate.cli import main; sys.exit(main())"]
+    return [sys.executable, "-m", "gitstate"]
+
+
+def installed_cli() -> tuple[list[str], str, str]:
+    """The ``gitstate`` command as ``pip install .`` (the README's quickstart) installs it: a regular install,
+    its bytecode compiled by pip, in a venv of its own. A development checkout is usually an editable install,
+    whose import hook adds ~15 ms to every start, and may run with ``PYTHONDONTWRITEBYTECODE`` set, which
+    compiles every module on every start; start-up figures would then measure the checkout, not gitstate.
+
+    The venv is built once per version of the sources (under the temp directory; ~15 s, pip may fetch the build
+    backend) and takes its dependencies from this interpreter's ``site-packages``. Returns ``(argv, python,
+    description)``; falls back to :func:`cli_argv` with a description saying so if the install fails.
+    """
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for f in sorted([root / "pyproject.toml", *root.joinpath("gitstate").rglob("*.py")]):
+        digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    venv = Path(tempfile.gettempdir()) / f"gitstate-bench-install-{digest.hexdigest()[:12]}"
+    python = venv / "bin" / "python"
+    if not (venv / ".ready").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--no-deps", str(root)], check=True, capture_output=True
+            )
+            site = subprocess.run(
+                [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            # Dependencies (dulwich, click, ...) from this interpreter: a path line in a .pth file adds the
+            # directory without processing its own .pth files, so an editable gitstate there stays out of it.
+            deps = [p for p in sys.path if p.endswith("site-packages")]
+            Path(site, "gitstate-bench-deps.pth").write_text("".join(f"{p}\n" for p in deps))
+            (venv / ".ready").write_text("ok\n")
+        except (subprocess.CalledProcessError, OSError) as e:
+            detail = e.stderr.decode(errors="replace")[-300:] if isinstance(e, subprocess.CalledProcessError) else e
+            print(f"installed_cli: cannot build {venv} ({detail}); timing this interpreter's gitstate", file=sys.stderr)
+            return cli_argv(), sys.executable, "this interpreter's gitstate (the regular install failed)"
+    return [str(venv / "bin" / "gitstate")], str(python), "a regular install (`pip install .`, bytecode compiled)"
 
 
 def fmt_ms(seconds: float) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cli_argv, fmt_ms, median, parse_args, print_table, time_command
+from _common import fmt_ms, installed_cli, median, parse_args, print_table, time_commands
 
 import gitstate
 
@@ -48,18 +48,25 @@ def main() -> None:
     try:
         path = tmp / "store"
         make_small_store(path)
-        gs = cli_argv()
-        py = sys.executable
-        floor = time_command([py, "-c", "pass"], repeat=repeat)
-        imports = time_command([py, "-c", "import gitstate.cli"], repeat=repeat)
-        status = time_command([*gs, "-C", str(path), "status"], repeat=repeat)
-        status_json = time_command([*gs, "-C", str(path), "status", "--json"], repeat=repeat)
-        helptext = time_command([*gs, "--help"], repeat=repeat)
-        git_status = time_command(["git", "-C", str(path), "status"], repeat=repeat)
+        gs, py, install = installed_cli()
+        walls = time_commands(  # interleaved rounds: a slow spell of the machine hits every command alike
+            {
+                "floor": [py, "-c", "pass"],
+                "imports": [py, "-c", "import gitstate.cli"],
+                "status": [*gs, "-C", str(path), "status"],
+                "status_json": [*gs, "-C", str(path), "status", "--json"],
+                "help": [*gs, "--help"],
+                "git_status": ["git", "-C", str(path), "status"],
+            },
+            repeat=repeat,
+        )
+        floor, imports, status, status_json, helptext, git_status = (
+            walls[k] for k in ("floor", "imports", "status", "status_json", "help", "git_status")
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     s = median(status)
-    print(f"\n## bench_cli: `gitstate status` on a small store (median of {repeat} runs)\n")
+    print(f"\n## bench_cli: `gitstate status` on a small store (median of {repeat} interleaved rounds; {install})\n")
     print_table(
         ["command", "median wall", "vs `python -c pass`", "target"],
         [

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import stat
@@ -30,14 +29,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
-
-from dulwich.errors import NotGitRepository
-from dulwich.object_store import DiskObjectStore
-from dulwich.objects import Blob, Commit, ShaFile, Tag, Tree, format_timezone, parse_timezone
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from .errors import LockError, RepositoryError, RevisionNotFound
 from .paths import fsync_dir, is_scratch_name, is_temp_name, replace_with
+
+if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
+    import hashlib
+
+    from dulwich.objects import Commit, ShaFile, Tree
 
 __all__ = [
     "EMPTY_TREE",
@@ -60,9 +60,16 @@ _STALE_LOCK_AGE_S: Final = 10.0
 DEFER_INDEX_ENTRIES: Final = 2000  # fallback when /proc cannot tell us who holds a file
 
 
+def _sha1(data: bytes) -> hashlib._Hash:
+    """``hashlib.sha1``, imported on first use: OpenSSL's set-up is ~3 ms of the CLI's start-up."""
+    import hashlib
+
+    return hashlib.sha1(data)
+
+
 def blob_id(data: bytes) -> str:
     """The Git object id of a blob holding ``data``."""
-    h = hashlib.sha1(b"blob %d\x00" % len(data))
+    h = _sha1(b"blob %d\x00" % len(data))
     h.update(data)
     return h.hexdigest()
 
@@ -159,7 +166,7 @@ class _Index:
     def _parse(self, data: bytes) -> bool:
         if len(data) < 32 or data[:4] != b"DIRC":
             return False
-        if hashlib.sha1(data[:-20]).digest() != data[-20:]:
+        if _sha1(data[:-20]).digest() != data[-20:]:
             logger.warning("index checksum mismatch (truncated write?); rebuilding it")
             return False
         version, count = struct.unpack(">II", data[4:12])
@@ -235,7 +242,7 @@ class _Index:
             self._order.sort()
             self._sorted = True
         body = b"".join([b"DIRC", struct.pack(">II", 2, len(self._order)), *map(self.entries.__getitem__, self._order)])
-        body += hashlib.sha1(body).digest()
+        body += _sha1(body).digest()
         # Git's protocol: whoever creates index.lock owns the index until it renames the lock over it.
         tmp = self.path.with_name("index.lock")
         try:
@@ -275,11 +282,9 @@ class Repository:
         self._lock_owner: int | None = None
         self._lock_depth = 0
         self._lock_fd: int | None = None
-        try:
-            # Typed Any: dulwich's ObjectID NewTypes would need a cast at every lookup by hex id.
-            self._objects: Any = DiskObjectStore(str(self.git_dir / "objects"))
-        except (OSError, NotGitRepository) as e:
-            raise RepositoryError(f"{root}: cannot open the Git object store: {e}") from e
+        if not os.path.isdir(self.git_dir / "objects"):
+            raise RepositoryError(f"{root}: cannot open the Git object store: {self.git_dir / 'objects'} is missing")
+        self._object_store: Any = None  # opened on first object access (see _objects)
         self._tree_cache: OrderedDict[str, Tree] = OrderedDict()
         self._paths_cache: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._commit_cache: OrderedDict[str, CommitInfo] = OrderedDict()
@@ -513,11 +518,30 @@ class Repository:
         return removed
 
     # ----------------------------------------------------------------- objects
+    @property
+    def _objects(self) -> Any:
+        """dulwich's object store, opened on first use: commands that read only refs and the history index (``gitstate
+        log``) never import it (~25 ms of start-up). Typed Any: dulwich's ObjectID NewTypes would need a cast at
+        every lookup by hex id."""
+        store = self._object_store
+        if store is None:
+            from dulwich.errors import NotGitRepository
+            from dulwich.object_store import DiskObjectStore
+
+            with self._mutex:
+                if self._object_store is None:
+                    try:
+                        self._object_store = DiskObjectStore(str(self.git_dir / "objects"))
+                    except (OSError, NotGitRepository) as e:
+                        raise RepositoryError(f"{self.root}: cannot open the Git object store: {e}") from e
+                store = self._object_store
+        return store
+
     def read_object(self, sha: str) -> ShaFile:
         """Read any object by hex id. Raises :class:`RepositoryError` if it is missing."""
         with self._mutex:
             try:
-                return cast(ShaFile, self._objects[sha.encode()])
+                return cast("ShaFile", self._objects[sha.encode()])
             except KeyError:
                 pass
             # A packer may have moved the object from a loose file into a new pack between dulwich's pack scan
@@ -525,7 +549,7 @@ class Repository:
             with contextlib.suppress(Exception):
                 self._objects._update_pack_cache()
             try:
-                return cast(ShaFile, self._objects[sha.encode()])
+                return cast("ShaFile", self._objects[sha.encode()])
             except KeyError as e:
                 raise RepositoryError(f"{self.root}: object {sha} is missing; run 'gitstate doctor'") from e
 
@@ -536,6 +560,8 @@ class Repository:
 
     def read_blob(self, sha: str) -> bytes:
         """The content of a blob."""
+        from dulwich.objects import Blob
+
         obj = self.read_object(sha)
         if not isinstance(obj, Blob):
             raise RepositoryError(f"{sha} is a {obj.type_name.decode()}, not a blob")
@@ -578,6 +604,8 @@ class Repository:
         if cached is not None:
             self._tree_cache.move_to_end(sha)
             return cached
+        from dulwich.objects import Tree
+
         if sha == EMPTY_TREE:
             tree = Tree()
         else:
@@ -679,6 +707,8 @@ class Repository:
 
         Only trees on the changed paths are rebuilt. New objects are appended to ``new_objects`` (not written).
         """
+        from dulwich.objects import Blob, Tree
+
         nested: dict[str, Any] = {}
         for path, data in changes.items():
             node = nested
@@ -740,6 +770,8 @@ class Repository:
         now = int(time.time() if when is None else when)
         if tz_offset_s is None:
             tz_offset_s = -time.altzone if time.localtime(now).tm_isdst > 0 else -time.timezone
+        from dulwich.objects import Commit
+
         c = Commit()
         c.tree = tree.encode()
         c.parents = [p.encode() for p in parents]  # type: ignore[misc]
@@ -756,6 +788,8 @@ class Repository:
         cached = self._commit_cache.get(sha)
         if cached is not None:
             return cached
+        from dulwich.objects import Commit
+
         obj = self.read_object(sha)
         if not isinstance(obj, Commit):
             raise RevisionNotFound(sha, f"it is a {obj.type_name.decode()}, not a commit")
@@ -1002,6 +1036,8 @@ class Repository:
         ref = f"refs/tags/{name}"
         if self.read_ref(ref) is not None:
             raise RepositoryError(f"snapshot {name!r} already exists")
+        from dulwich.objects import Commit, Tag
+
         tag = Tag()
         tag.name = name.encode()
         tag.object = (Commit, commit.encode())
@@ -1015,6 +1051,8 @@ class Repository:
 
     def tags(self) -> list[TagInfo]:
         """Every tag, peeled to its commit, oldest first."""
+        from dulwich.objects import Commit, Tag
+
         out = []
         for ref, sha in self.list_refs("refs/tags/").items():
             name = ref[len("refs/tags/") :]
@@ -1253,20 +1291,26 @@ class Repository:
 
     def invalidate_caches(self) -> None:
         """Forget cached packs (after a repack by another process)."""
-        with self._mutex, contextlib.suppress(Exception):
-            self._objects._update_pack_cache()
+        if self._object_store is not None:
+            with self._mutex, contextlib.suppress(Exception):
+                self._object_store._update_pack_cache()
 
     def close(self) -> None:
         """Release file handles held by the object store."""
-        with self._mutex, contextlib.suppress(Exception):
-            self._objects.close()
+        if self._object_store is not None:
+            with self._mutex, contextlib.suppress(Exception):
+                self._object_store.close()
 
 
 def format_tz(offset_s: int) -> str:
     """``+0100`` style offset."""
+    from dulwich.objects import format_timezone
+
     return format_timezone(offset_s).decode()
 
 
 def parse_tz(text: str) -> int:
     """Offset in seconds from ``+0100`` style text."""
+    from dulwich.objects import parse_timezone
+
     return int(parse_timezone(text.encode())[0])

@@ -122,10 +122,9 @@ def git_commit_at(
 def run_cli(
     *args: str, cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, timeout_s: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m gitstate.cli`` style: the installed ``gitstate`` entry point in a real subprocess."""
-    code = "import sys; from gitstate.cli import main; sys.exit(main())"
+    """Run ``python -m gitstate ARGS`` (the ``gitstate`` command's own entry point) in a real subprocess."""
     return subprocess.run(
-        [PYTHON, "-c", code, *args],
+        [PYTHON, "-m", "gitstate", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

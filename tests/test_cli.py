@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from helpers import fsck, git, git_commit_at, make_store, run_cli
@@ -60,9 +61,36 @@ def ids(path: Path) -> list[str]:
 
 
 # ===================================================================== help
+def test_command_table_matches_the_modules() -> None:
+    """The root group's name -> module table (lazy loading) names exactly the commands the modules define."""
+    import importlib
+
+    from gitstate.cli._common import COMMAND_MODULES
+
+    for name, module in COMMAND_MODULES.items():
+        mod = importlib.import_module(f"gitstate.cli.{module}")
+        assert name in main.commands, name
+        assert main.commands[name].callback.__module__ == mod.__name__ or isinstance(main.commands[name], click.Group)
+    assert set(main.commands) == set(COMMAND_MODULES)
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    """`gitstate log` must not pay for importing the watcher, remotes or maintenance (start-up time)."""
+    code = (
+        "import sys; from gitstate.cli import main\n"
+        "try: main(['log', '--help'])\n"
+        "except SystemExit: pass\n"
+        "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('gitstate'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out.strip().splitlines()[-1]))
+    assert "gitstate.cli.history" in loaded
+    assert not loaded & {"gitstate.cli.watch", "gitstate.cli.remote", "gitstate.watcher", "gitstate.remote"}, loaded
+
+
 def test_every_command_has_help() -> None:
-    assert set(HISTORY_COMMANDS) <= set(main.commands)
-    for name in main.commands:
+    assert set(HISTORY_COMMANDS) <= set(main.list_commands(click.Context(main)))
+    for name in main.list_commands(click.Context(main)):
         result = cli(None, name, "--help")
         assert result.exit_code == 0, name
         assert "Usage: " in result.output
@@ -318,7 +346,7 @@ def test_subprocess_log_into_a_closed_pipe(tmp_path: Path) -> None:
                 fsync=False,
             )
     repo.close()
-    code = "import sys; from gitstate.cli import main; sys.exit(main())"
+    code = "from gitstate.cli import run; run()"
     proc = subprocess.run(
         f"{sys.executable} -c '{code}' -C {tmp_path / 'big'} log | head -1",
         shell=True,

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import gitstate
 from gitstate.cli import main
+from gitstate.cli._common import load_all_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -29,6 +30,7 @@ def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tu
     return out
 
 
+load_all_commands()  # the root group imports a command's module only when that command runs
 COMMANDS = _commands(main)
 
 

@@ -756,7 +756,7 @@ def test_human_wins_over_pending_writes_of_another_process(store: gitstate.Store
 
 
 # ===================================================================== gitstate watch
-CLI = [sys.executable, "-c", "import sys; from gitstate.cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "from gitstate.cli import run; run()"]
 
 
 class Lines:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import json
 import logging
 import os
@@ -17,9 +18,11 @@ import click
 from ..errors import GitStateError
 
 __all__ = [
+    "COMMAND_MODULES",
     "Context",
     "emit_json",
     "human_time",
+    "load_all_commands",
     "main",
     "open_store",
     "output",
@@ -45,8 +48,37 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+# Which module of this package defines each top-level command. A command's module is imported only when that
+# command runs (or when help lists every command), so `gitstate log` does not load the watcher, the remote code
+# or click's definitions of twenty other commands. tests/test_cli.py checks this table against the modules.
+COMMAND_MODULES: dict[str, str] = {
+    **dict.fromkeys(("init", "get", "set", "delete", "docs"), "core"),
+    **dict.fromkeys(("log", "show", "diff", "restore", "undo", "snapshot", "snapshots", "status"), "history"),
+    **dict.fromkeys(("watch", "hooks"), "watch"),
+    **dict.fromkeys(("remote", "push", "pull", "sync", "clone"), "remote"),
+    **dict.fromkeys(("gc", "doctor"), "maintenance"),
+    "migrate": "migrate_cmd",
+}
+
+
+def load_all_commands() -> None:
+    """Import every command module (for help, documentation checks and shell completion)."""
+    for module in dict.fromkeys(COMMAND_MODULES.values()):
+        importlib.import_module(f"{__package__}.{module}")
+
+
 class _Group(click.Group):
-    """Turns library errors into one line on stderr and exit 1 (no traceback)."""
+    """The root group: loads a command's module on first use, and turns library errors into one line on stderr
+    and exit 1 (no traceback)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"{__package__}.{module}")
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

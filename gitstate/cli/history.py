@@ -127,11 +127,12 @@ def _change_lines(
 _AGO_CACHE: dict[int, str] = {}
 
 
-def _ago(commit: Commit, now_ts: float) -> str:
-    """:func:`human_time` from the commit's epoch seconds (no datetime per line: ``log`` prints thousands)."""
-    seconds = int(now_ts - commit.timestamp)
+def _ago(timestamp: float, tz_offset_s: int, now_ts: float) -> str:
+    """:func:`human_time` from epoch seconds (no datetime per line: ``log`` prints thousands)."""
+    seconds = int(now_ts - timestamp)
     if seconds < 0 or seconds > 30 * 86400:
-        return human_time(commit.time)
+        tz = _dt.timezone(_dt.timedelta(seconds=tz_offset_s))
+        return human_time(_dt.datetime.fromtimestamp(timestamp, tz))
     if seconds >= 3600:  # hours and days: many commits share the text
         cached = _AGO_CACHE.get(seconds // 3600)
         if cached is None:
@@ -186,6 +187,12 @@ def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, li
 
     if doc is not None and not doc.endswith("/"):
         validate_doc_path(doc)
+    colour = _colour()
+    if not key and not as_json:  # the whole-history listing: thousands of lines, straight from the index
+        with _open_repo(ctx) as repo:
+            lines = _log_lines(repo, history.log_entries(repo, repo.head(), doc=doc, limit=limit), colour)
+        output(lines)
+        return
     with _open_repo(ctx) as repo:
         commits = history.log(repo, repo.head(), doc=doc, key=key, limit=limit)
         audit: list[list[Change]] = []
@@ -201,28 +208,46 @@ def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, li
             items.append(item)
         emit_json(items)
         return
-    colour = _colour()
     now_ts = time.time()
-    actor_cells: dict[str, str] = {}  # this loop runs once per commit: thousands of times
+    lines = []
+    for i, c in enumerate(commits):
+        cell = _paint(f"{c.actor:<9}", colour, fg=_ACTOR_COLOURS.get(c.actor))
+        when = _ago(c.timestamp, c.tz_offset_s, now_ts)
+        lines.append(f"{_paint(c.short_id, colour, fg='yellow')}  {when:>16}  {cell} by {_short_author(c.author)}")
+        lines.extend(_change_lines(audit[i], colour=colour, indent="    ", with_doc=False))
+    output(lines)
+
+
+def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) -> list[str]:
+    """One line per commit: short id, age, actor, subject (plus the changed keys when the subject names no
+    document). Works on raw index entries (see :func:`gitstate.history.log_entries`): this loop runs once per
+    commit, 10,000 times for a long history."""
+    from ..history import commit_from_entry
+
+    now_ts = time.time()
+    actor_cells: dict[str, str] = {}
     lines: list[str] = []
     append = lines.append
-    for i, c in enumerate(commits):
-        cell = actor_cells.get(c.actor)
+    for e in entries:
+        actor = e.get("actor", "human")
+        cell = actor_cells.get(actor)
         if cell is None:
-            cell = actor_cells[c.actor] = _paint(f"{c.actor:<9}", colour, fg=_ACTOR_COLOURS.get(c.actor))
-        short = _paint(c.id[:8], colour, fg="yellow") if colour else c.id[:8]
-        when = _ago(c, now_ts)
-        if key:
-            append(f"{short}  {when:>16}  {cell} by {_short_author(c.author)}")
-            lines.extend(_change_lines(audit[i], colour=colour, indent="    ", with_doc=False))
-            continue
-        subject = c.subject
-        docs = c.docs
+            cell = actor_cells[actor] = _paint(f"{actor:<9}", colour, fg=_ACTOR_COLOURS.get(actor))
+        cid = e["c"]
+        short = _paint(cid[:8], colour, fg="yellow") if colour else cid[:8]
+        when = _ago(e["t"], e.get("z", 0), now_ts)
+        message = e.get("m")
+        if message is None:  # too long for the index: read from the commit object
+            message = repo.commit_info(cid).message
+        subject = message.partition("\n")[0]
+        docs: list[str] = e.get("d") or []
         named = docs[0] + ":" in subject if len(docs) == 1 else any(f"{d}:" in subject for d in docs)
-        if not named and c.keys:
-            subject += "  " + _paint(f"[{_keys_text(c)}]", colour, dim=True)
+        if not named:
+            commit = commit_from_entry(e, repo)
+            if commit.keys:
+                subject += "  " + _paint(f"[{_keys_text(commit)}]", colour, dim=True)
         append(f"{short}  {when:>16}  {cell} {subject}")
-    output(lines)
+    return lines
 
 
 # ===================================================================== show
