@@ -82,9 +82,11 @@ def time_commands(commands: dict[str, Sequence[str]], *, repeat: int = 7, warmup
     """Wall times (seconds) of several commands, interleaved: each round runs every command once, so a slow spell
     on a shared machine lands on all of them alike and their ratio holds. Stdout is read through a pipe."""
 
+    cwd = tempfile.gettempdir()  # not the checkout: `python -c` would import gitstate from the current directory
+
     def run(argv: Sequence[str]) -> float:
         t0 = time.perf_counter()
-        proc = subprocess.run(list(argv), capture_output=True, check=False)
+        proc = subprocess.run(list(argv), capture_output=True, check=False, cwd=cwd)
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.decode(errors='replace')}")
