@@ -4,9 +4,9 @@
   teardown.
 * ``store``: a manual-durability store in ``tmp_path / "store"``; ``doc``: parametrized over a JSON and a YAML
   document, so a test that takes both runs once per codec.
-* :func:`git`: run the real ``git`` binary against a store (isolated from the user's and system's config).
-* :func:`wait_until`: poll a condition with a deadline (tests never sleep and hope).
 * :func:`worker` / :func:`start_worker`: run ``tests/workers/writer.py`` in a new interpreter.
+
+Plain helpers (``git``, ``fsck``, ``GIT_ENV``, ``wait_until``...) live in ``helpers.py``: import them from there.
 """
 
 from __future__ import annotations
@@ -22,82 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
 
 import gitstate
 
-__all__ = [
-    "GIT_ENV",
-    "WORKERS",
-    "commit_ids",
-    "fsck",
-    "git",
-    "git_show",
-    "reaped",
-    "start_worker",
-    "status_porcelain",
-    "wait_until",
-    "worker",
-    "worker_stderr",
-]
+__all__ = ["TORTURE", "WORKERS", "reaped", "start_worker", "worker", "worker_stderr"]
 
 logger = logging.getLogger("gitstate.tests")
 
 WORKERS = Path(__file__).parent / "workers"
 TORTURE = os.environ.get("GITSTATE_TORTURE") == "1"
-
-# Real git, isolated from whatever the machine's config says (a global hooksPath, an fsmonitor...).
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_AUTHOR_NAME": "test",
-    "GIT_AUTHOR_EMAIL": "test@example.invalid",
-    "GIT_COMMITTER_NAME": "test",
-    "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    "LC_ALL": "C",
-    "GIT_TERMINAL_PROMPT": "0",
-}
-GIT_ENV.pop("GITSTATE_DIR", None)
-
-
-def git(repo: Path | str, *args: str, check: bool = True, input: bytes | None = None) -> str:
-    """Run real ``git -C repo args...``; return stdout (text). Raises AssertionError with stderr on failure."""
-    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, env=GIT_ENV, input=input, timeout=60)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
-    return proc.stdout.decode("utf-8", "replace")
-
-
-def fsck(repo: Path | str) -> None:
-    """Assert ``git fsck --strict`` is clean (no errors, no dangling-commit noise counted as failure)."""
-    # core.fsmonitor would make git itself run a command named by a (hostile) repository config.
-    proc = subprocess.run(
-        ["git", "-C", str(repo), "-c", "core.fsmonitor=false", "fsck", "--strict", "--no-progress"],
-        capture_output=True,
-        env=GIT_ENV,
-        timeout=120,
-    )
-    assert proc.returncode == 0, f"git fsck --strict failed: {proc.stdout.decode()} {proc.stderr.decode()}"
-    bad = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith(("error", "fatal", "warning"))]
-    assert not bad, bad
-
-
-def status_porcelain(repo: Path | str) -> str:
-    """``git status --porcelain`` output (empty when the work tree and index match HEAD)."""
-    return str(git(repo, "status", "--porcelain", "--untracked-files=all"))
-
-
-def commit_ids(repo: Path | str, rev: str = "HEAD") -> list[str]:
-    """Ids of the commits reachable from ``rev``, newest first (``[]`` before the first commit)."""
-    if not git(repo, "rev-parse", "--verify", "-q", rev, check=False).strip():
-        return []
-    return git(repo, "rev-list", rev).split()
-
-
-def git_show(repo: Path | str, rev: str, doc: str) -> str:
-    """Content of ``doc`` at ``rev`` through real git."""
-    return git(repo, "show", f"{rev}:{doc}")
 
 
 def _worker_cmd(args: tuple[str, ...]) -> list[str]:

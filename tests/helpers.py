@@ -1,14 +1,18 @@
 """Small shared test helpers: wait on a condition, run real ``git``, open throwaway stores, commit at set times.
 
-Kept small and stable: other test modules import it.
+Kept small and stable: other test modules import it (``from helpers import ...``; ``conftest.py`` holds the
+fixtures and the worker-process helpers).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,7 +20,19 @@ from typing import Any, TypeVar
 
 import gitstate
 
-__all__ = ["PYTHON", "fsck", "git", "git_commit_at", "make_store", "run_cli", "wait_until"]
+__all__ = [
+    "GIT_ENV",
+    "PYTHON",
+    "commit_ids",
+    "fsck",
+    "git",
+    "git_commit_at",
+    "git_show",
+    "make_store",
+    "run_cli",
+    "status_porcelain",
+    "wait_until",
+]
 
 logger = logging.getLogger("gitstate.tests")
 
@@ -25,13 +41,26 @@ T = TypeVar("T")
 #: The interpreter running the tests (for subprocess tests).
 PYTHON = sys.executable
 
-_GIT_ENV = {
+# An empty HOME of our own: git finds no ~/.config/git/{ignore,attributes}, ~/.git-credentials... there.
+_GIT_HOME = tempfile.mkdtemp(prefix="gitstate-tests-home-")
+atexit.register(shutil.rmtree, _GIT_HOME, ignore_errors=True)
+
+#: The environment for real git (and the subprocesses tests run it in), isolated from whatever the machine's
+#: config says (a global hooksPath, an fsmonitor, a global excludes file...), with a fixed identity.
+GIT_ENV = {
+    **os.environ,
+    "HOME": _GIT_HOME,
     "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_AUTHOR_NAME": "Test Human",
     "GIT_AUTHOR_EMAIL": "human@example.com",
     "GIT_COMMITTER_NAME": "Test Human",
     "GIT_COMMITTER_EMAIL": "human@example.com",
+    "LC_ALL": "C",
+    "GIT_TERMINAL_PROMPT": "0",
 }
+GIT_ENV.pop("XDG_CONFIG_HOME", None)  # would stand in for ~/.config
+GIT_ENV.pop("GITSTATE_DIR", None)
 
 
 def wait_until(
@@ -48,27 +77,66 @@ def wait_until(
         time.sleep(interval_s)  # polling a condition with a deadline, not sleep-and-hope
 
 
-def git(*args: str, cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None, check: bool = True) -> str:
-    """Run real ``git`` in ``cwd`` (no system or global config) and return its stdout."""
-    full_env = {**os.environ, "HOME": str(cwd), **_GIT_ENV, **(env or {})}
-    proc = subprocess.run(["git", *args], cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
+def git(
+    repo: str | os.PathLike[str],
+    *args: str,
+    check: bool = True,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run real ``git -C repo args...`` (with :data:`GIT_ENV`, plus ``env``); return its stdout (text).
 
-
-def fsck(path: str | os.PathLike[str]) -> None:
-    """Assert ``git fsck --strict`` finds nothing wrong."""
+    With ``check`` (the default) a failure raises AssertionError with git's stderr.
+    """
     proc = subprocess.run(
-        ["git", "-c", "core.fsmonitor=false", "fsck", "--strict", "--no-progress"],
-        cwd=path,
+        ["git", "-C", os.fspath(repo), *args],
         capture_output=True,
-        text=True,
+        env={**GIT_ENV, **(env or {})},
+        input=input,
+        timeout=60,
         check=False,
-        env={**os.environ, **_GIT_ENV},
     )
-    assert proc.returncode == 0, f"git fsck failed: {proc.stdout}{proc.stderr}"
-    assert "error" not in proc.stderr.lower() and "missing" not in proc.stdout.lower(), proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def fsck(repo: str | os.PathLike[str]) -> None:
+    """Assert ``git fsck --strict`` is clean: exit 0, no error/fatal/warning, nothing missing.
+
+    Dangling objects are not a failure.
+    """
+    # core.fsmonitor would make git itself run a command named by a (hostile) repository config.
+    proc = subprocess.run(
+        ["git", "-C", os.fspath(repo), "-c", "core.fsmonitor=false", "fsck", "--strict", "--no-progress"],
+        capture_output=True,
+        env=GIT_ENV,
+        timeout=120,
+        check=False,
+    )
+    out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, f"git fsck --strict failed ({proc.returncode}): {out} {err}"
+    bad = [ln for ln in err.splitlines() if ln.startswith(("error", "fatal", "warning"))]
+    assert not bad, bad
+    assert "error" not in err.lower(), err
+    assert "missing" not in out.lower() and "missing" not in err.lower(), out + err
+
+
+def status_porcelain(repo: str | os.PathLike[str]) -> str:
+    """``git status --porcelain`` output (empty when the work tree and index match HEAD)."""
+    return git(repo, "status", "--porcelain", "--untracked-files=all")
+
+
+def commit_ids(repo: str | os.PathLike[str], rev: str = "HEAD") -> list[str]:
+    """Ids of the commits reachable from ``rev``, newest first (``[]`` before the first commit)."""
+    if not git(repo, "rev-parse", "--verify", "-q", rev, check=False).strip():
+        return []
+    return git(repo, "rev-list", rev).split()
+
+
+def git_show(repo: str | os.PathLike[str], rev: str, doc: str) -> str:
+    """Content of ``doc`` at ``rev`` through real git."""
+    return git(repo, "show", f"{rev}:{doc}")
 
 
 def make_store(path: str | os.PathLike[str], **options: Any) -> gitstate.Store:
@@ -95,28 +163,20 @@ def git_commit_at(
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").is_dir():
-        git("init", "-q", "-b", "main", cwd=root)
+        git(root, "init", "-q", "-b", "main")
     for doc, content in files.items():
         target = root / doc
         if content is None:
             if target.exists():
-                git("rm", "-q", "--", doc, cwd=root)
+                git(root, "rm", "-q", "--", doc)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content if isinstance(content, bytes) else content.encode())
-        git("add", "--", doc, cwd=root)
+        git(root, "add", "--", doc)
     stamp = f"@{int(when)} +0000"
     msg = message + (f"\n\nGitstate-Actor: {actor}\n" if actor else "\n")
-    git(
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        msg,
-        cwd=root,
-        env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp},
-    )
-    return git("rev-parse", "HEAD", cwd=root).strip()
+    git(root, "commit", "-q", "--allow-empty", "-m", msg, env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
+    return git(root, "rev-parse", "HEAD").strip()
 
 
 def run_cli(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import git, status_porcelain
+from helpers import git, status_porcelain
 
 import gitstate
 from gitstate import aio

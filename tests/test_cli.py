@@ -57,7 +57,7 @@ def fails(path: Path | None, *args: str, code: int = 1) -> str:
 
 
 def ids(path: Path) -> list[str]:
-    return git("log", "--format=%H", cwd=path).split()
+    return git(path, "log", "--format=%H").split()
 
 
 # ===================================================================== help
@@ -148,10 +148,10 @@ def test_log_key_lists_exactly_the_commits_that_changed_it(path: Path) -> None:
 # ===================================================================== show
 def test_show_rev_doc_prints_the_document_as_of_rev(path: Path) -> None:
     for rev in ("HEAD", "HEAD~1", "HEAD~3", ids(path)[2][:7]):
-        expected = json.loads(git("show", f"{rev}:state.json", cwd=path))
+        expected = json.loads(git(path, "show", f"{rev}:state.json"))
         assert json.loads(ok(path, "show", rev, "state.json")) == expected
     assert json.loads(ok(path, "show", "HEAD~3", "state.json", "--key", "services.slack")) is False
-    assert ok(path, "show", "HEAD", "notes.md") == git("show", "HEAD:notes.md", cwd=path)
+    assert ok(path, "show", "HEAD", "notes.md") == git(path, "show", "HEAD:notes.md")
     assert json.loads(ok(path, "show", "HEAD", "notes.md", "--json")) == "one\ntwo\n"
     assert "notes.md" in fails(path, "show", "HEAD~3", "notes.md")
     assert "nope" in fails(path, "show", "HEAD", "state.json", "--key", "nope")
@@ -204,26 +204,26 @@ def test_restore_dry_run_then_restore(path: Path) -> None:
     target = ids(path)[3]
     out = ok(path, "restore", "HEAD~3", "state.json")
     assert out.startswith("restored state.json to HEAD~3")
-    assert git("show", "HEAD:state.json", cwd=path) == git("show", f"{target}:state.json", cwd=path)
+    assert git(path, "show", "HEAD:state.json") == git(path, "show", f"{target}:state.json")
     assert (path / "notes.md").exists()
     assert json.loads(ok(path, "log", "-n", "1", "--json"))[0]["actor"] == "restore"
     result = json.loads(ok(path, "restore", ids(path)[1], "--json"))  # back to before the restore
     assert result["changed"] and result["commit"] == ids(path)[0]
-    assert git("diff", ids(path)[2], "HEAD", cwd=path) == ""
+    assert git(path, "diff", ids(path)[2], "HEAD") == ""
     assert "nothing to restore" in ok(path, "restore", "HEAD", "state.json")
     assert "nope.json" in fails(path, "restore", "HEAD~1", "nope.json")
     assert "nope-rev" in fails(path, "restore", "nope-rev")
-    assert git("status", "--porcelain", cwd=path) == ""
+    assert git(path, "status", "--porcelain") == ""
     fsck(path)
 
 
 def test_undo_twice(path: Path) -> None:
-    before = git("show", "HEAD~2:state.json", cwd=path)
+    before = git(path, "show", "HEAD~2:state.json")
     out = ok(path, "undo")
     assert out.startswith(f"undid {ids(path)[1][:8]}")
     data = json.loads(ok(path, "undo", "--json"))
     assert data["undone"] == ids(path)[3] and data["changed"]
-    assert git("show", "HEAD:state.json", cwd=path) == before
+    assert git(path, "show", "HEAD:state.json") == before
     assert not (path / "notes.md").exists()
     assert len(ids(path)) == 6
     fsck(path)
@@ -233,7 +233,7 @@ def test_undo_twice(path: Path) -> None:
 def test_snapshot_and_snapshots(path: Path) -> None:
     assert ok(path, "snapshots") == ""
     assert ok(path, "snapshot", "before-upgrade", "-m", "safe point").startswith("snapshot before-upgrade -> ")
-    assert git("tag", cwd=path).split() == ["before-upgrade"]
+    assert git(path, "tag").split() == ["before-upgrade"]
     listing = json.loads(ok(path, "snapshots", "--json"))
     assert listing[0]["name"] == "before-upgrade" and listing[0]["commit"] == ids(path)[0]
     assert listing[0]["message"] == "safe point"
@@ -267,16 +267,16 @@ def test_status_shows_head_edits_and_snapshots(path: Path) -> None:
     assert [s["name"] for s in data["snapshots"]] == ["v1"]
     # status commits nothing
     assert len(ids(path)) == 4
-    assert git("status", "--porcelain", cwd=path) != ""
+    assert git(path, "status", "--porcelain") != ""
 
 
 def test_status_remote_ahead_behind(path: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
-    git("init", "-q", "--bare", str(remote), cwd=tmp_path)
-    git("remote", "add", "origin", str(remote), cwd=path)
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(path, "remote", "add", "origin", str(remote))
     assert "origin: not fetched yet" in ok(path, "status")
-    git("push", "-q", "origin", "main", cwd=path)
-    git("fetch", "-q", "origin", cwd=path)
+    git(path, "push", "-q", "origin", "main")
+    git(path, "fetch", "-q", "origin")
     ok(path, "set", "state.json", "owner", "bob")
     data = json.loads(ok(path, "status", "--json"))
     assert data["remotes"]["origin"]["ahead"] == 1 and data["remotes"]["origin"]["behind"] == 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import GIT_ENV, git
+from helpers import GIT_ENV, git
 
 import gitstate
 from gitstate import doctor

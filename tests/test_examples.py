@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import fsck, git, status_porcelain
+from helpers import fsck, git, status_porcelain
 
 import gitstate
 import gitstate.cli.migrate_cmd  # registers `migrate` on the CLI (until cli/__init__ imports it)

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import GIT_ENV, TORTURE, fsck, git, wait_until
+from conftest import TORTURE
+from helpers import GIT_ENV, fsck, git, wait_until
 
 import gitstate
 from gitstate import gc

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import commit_ids, fsck, git, git_show, reaped, start_worker, status_porcelain, wait_until
+from conftest import reaped, start_worker
+from helpers import commit_ids, fsck, git, git_show, status_porcelain, wait_until
 
 import gitstate
 from gitstate import paths as gs_paths

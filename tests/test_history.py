@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PYTHON, fsck, git, git_commit_at, make_store, wait_until
+from helpers import GIT_ENV, PYTHON, fsck, git, git_commit_at, make_store, wait_until
 
 import gitstate
 from gitstate import docdiff, history
@@ -82,7 +82,7 @@ def test_log_matches_git_log(store: gitstate.Store) -> None:
         store.set(f"d{i % 3}.json", "n", i)
         store.flush()
     ours = [c.id for c in store.log()]
-    theirs = git("log", "--format=%H", cwd=store.path).split()
+    theirs = git(store.path, "log", "--format=%H").split()
     assert ours == theirs
 
 
@@ -269,12 +269,12 @@ def test_merge_commits_compare_against_first_parent(tmp_path: Path) -> None:
         s.set("b.json", "y", 1)
         s.flush()
     t = int(time.time()) + 10
-    git("checkout", "-q", "-b", "side", cwd=path)
+    git(path, "checkout", "-q", "-b", "side")
     side = git_commit_at(path, {"b.json": '{\n  "y": 2\n}\n'}, t, message="side change")
-    git("checkout", "-q", "main", cwd=path)
+    git(path, "checkout", "-q", "main")
     main_c = git_commit_at(path, {"a.json": '{\n  "x": 2\n}\n'}, t + 5, message="main change")
     stamp = f"@{t + 10} +0000"
-    git("merge", "-q", "--no-edit", "side", cwd=path, env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
+    git(path, "merge", "-q", "--no-edit", "side", env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
     with make_store(path) as s:
         commits = s.log()
         assert len(commits) == 4
@@ -479,10 +479,12 @@ def test_parse_time_forms() -> None:
 
 # ===================================================================== restore
 def _tree_files(path: Path, rev: str) -> dict[str, bytes]:
-    names = git("ls-tree", "-r", "--name-only", rev, cwd=path).split("\n")
+    names = git(path, "ls-tree", "-r", "--name-only", rev).split("\n")
     out = {}
     for name in filter(None, names):
-        out[name] = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=path, capture_output=True, check=True).stdout
+        out[name] = subprocess.run(
+            ["git", "show", f"{rev}:{name}"], cwd=path, env=GIT_ENV, capture_output=True, check=True
+        ).stdout
     return out
 
 
@@ -494,15 +496,15 @@ def test_restore_makes_content_equal_to_rev_as_a_new_commit(store: gitstate.Stor
         before = store.head
         commit = store.restore(target)
         assert commit != before
-        assert git("rev-parse", "HEAD", cwd=path).strip() == commit
-        assert git("rev-parse", f"{commit}^", cwd=path).strip() == before  # appended, nothing rewritten
+        assert git(path, "rev-parse", "HEAD").strip() == commit
+        assert git(path, "rev-parse", f"{commit}^").strip() == before  # appended, nothing rewritten
         assert _tree_files(path, "HEAD") == _tree_files(path, target)
         for doc, data in _tree_files(path, target).items():
             assert (path / doc).read_bytes() == data
         assert _snapshot_state(store) == hist[idx][1]
         latest = store.log(limit=1)[0]
         assert latest.actor == "restore"
-        assert git("status", "--porcelain", cwd=path) == ""
+        assert git(path, "status", "--porcelain") == ""
     # restoring again changes nothing and adds no commit
     head = store.head
     assert store.restore(hist[0][0]) == head
@@ -564,7 +566,7 @@ def test_undo_twice_returns_to_the_state_before_the_last_two_commits(store: gits
     store.undo()
     assert _snapshot_state(store) == state0
     assert len(store.log()) == 5  # nothing rewritten
-    assert git("rev-parse", "HEAD~1", cwd=store.path).strip() == first_undo
+    assert git(store.path, "rev-parse", "HEAD~1").strip() == first_undo
     # A new write, then undo: reverts the new write only.
     store.set("a.json", "z", 3)
     store.flush()
@@ -575,7 +577,7 @@ def test_undo_twice_returns_to_the_state_before_the_last_two_commits(store: gits
     assert store.docs() == []
     with pytest.raises(GitStateError, match="nothing to undo"):
         store.undo()
-    assert git("status", "--porcelain", cwd=store.path) == ""
+    assert git(store.path, "status", "--porcelain") == ""
     fsck(store.path)
 
 
@@ -602,9 +604,9 @@ def test_snapshots_are_real_git_tags(store: gitstate.Store) -> None:
     store.set("a.json", "x", 2)
     store.flush()
     store.snapshot("release/v2", message="second")
-    assert git("tag", cwd=store.path).split() == ["before-upgrade", "release/v2"]
-    assert git("cat-file", "-t", "before-upgrade", cwd=store.path).strip() == "tag"
-    assert git("rev-parse", "before-upgrade^{commit}", cwd=store.path).strip() == c1
+    assert git(store.path, "tag").split() == ["before-upgrade", "release/v2"]
+    assert git(store.path, "cat-file", "-t", "before-upgrade").strip() == "tag"
+    assert git(store.path, "rev-parse", "before-upgrade^{commit}").strip() == c1
     snaps = store.snapshots()
     assert [s.name for s in snaps] == ["before-upgrade", "release/v2"]
     assert isinstance(snaps[0], gitstate.Snapshot) and snaps[0].commit == c1 and snaps[0].time.tzinfo
@@ -633,7 +635,7 @@ def test_snapshots_are_real_git_tags(store: gitstate.Store) -> None:
         with pytest.raises(GitStateError, match="invalid snapshot name"):
             store.snapshot(bad)
     # tags made with plain git count too
-    git("tag", "hand-made", cwd=store.path)
+    git(store.path, "tag", "hand-made")
     assert "hand-made" in [s.name for s in store.snapshots()]
     fsck(store.path)
 
@@ -750,16 +752,16 @@ def test_restore_while_another_process_writes(tmp_path: Path) -> None:
         assert proc.returncode == 0
         written = out.split()
         assert len(written) == n
-        head = git("rev-parse", "HEAD", cwd=path).strip()
+        head = git(path, "rev-parse", "HEAD").strip()
         for cid in written:  # every commit the writer reported is in the history
-            git("merge-base", "--is-ancestor", cid, head, cwd=path)
+            git(path, "merge-base", "--is-ancestor", cid, head)
         assert s.get("state.json", "counter") == n - 1
         expected = "old" if restores % 2 == 1 else "new"
         assert s.get("other.json", "v") == expected
         assert restores >= 2
         print(f"restores={restores} branch-moved errors={errors}")
     fsck(path)
-    assert git("status", "--porcelain", cwd=path) == ""
+    assert git(path, "status", "--porcelain") == ""
     assert json.loads((path / "state.json").read_text())["counter"] == n - 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import GIT_ENV
 
 import gitstate
 from gitstate.cli import main
@@ -18,24 +18,16 @@ from gitstate.cli.watch import hook_sources, install_hooks
 
 pytestmark = pytest.mark.skipif(shutil.which("python3") is None, reason="the hooks run with python3")
 
-_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Test Human",
-    "GIT_AUTHOR_EMAIL": "human@example.com",
-    "GIT_COMMITTER_NAME": "Test Human",
-    "GIT_COMMITTER_EMAIL": "human@example.com",
-}
-
 
 def run_git(root: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Real git in ``root`` without the user's config; never raises on a failed command."""
+    """Real git in ``root`` (with :data:`helpers.GIT_ENV`); never raises: the hook tests check returncodes."""
     return subprocess.run(
         ["git", *args],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "HOME": str(root), **_ENV, **(env or {})},
+        env={**GIT_ENV, **(env or {})},
     )
 
 

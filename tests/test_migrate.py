@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import commit_ids, fsck, git, reaped, status_porcelain
+from conftest import reaped
+from helpers import commit_ids, fsck, git, status_porcelain
 
 import gitstate
 import gitstate.cli.migrate_cmd  # registers `migrate` on the CLI (until cli/__init__ imports it)

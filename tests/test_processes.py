@@ -19,19 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
-    TORTURE,
-    WORKERS,
-    commit_ids,
-    fsck,
-    git,
-    git_show,
-    reaped,
-    start_worker,
-    status_porcelain,
-    worker,
-    worker_stderr,
-)
+from conftest import TORTURE, WORKERS, reaped, start_worker, worker, worker_stderr
+from helpers import commit_ids, fsck, git, git_show, status_porcelain
 
 import gitstate
 from gitstate.events import Loaded

@@ -5,17 +5,15 @@ merge and its rules, rejected pushes, credentials kept out of ``.git/config``, p
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import wait_until
+from helpers import fsck, git, wait_until
 
 import gitstate
 from gitstate import docdiff
@@ -29,29 +27,17 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the g
 # ============================================================================ helpers
 
 
-def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check, env=env)
-
-
 def make_bare(path: Path) -> Path:
-    git("init", "-q", "--bare", "--initial-branch=main", str(path))
+    git(".", "init", "-q", "--bare", "--initial-branch=main", str(path))
     return path
 
 
 def bare_head(bare: Path, branch: str = "main") -> str | None:
-    res = git("rev-parse", "--verify", "-q", branch, cwd=bare, check=False)
-    return res.stdout.strip() or None
-
-
-def fsck(path: Path) -> None:
-    res = git("fsck", "--strict", cwd=path, check=False)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "error" not in res.stderr.lower(), res.stderr
+    return git(bare, "rev-parse", "--verify", "-q", branch, check=False).strip() or None
 
 
 def status_clean(path: Path) -> None:
-    assert git("status", "--porcelain", cwd=path).stdout == ""
+    assert git(path, "status", "--porcelain") == ""
 
 
 def worktree(path: Path) -> dict[str, bytes]:
@@ -63,7 +49,7 @@ def worktree(path: Path) -> dict[str, bytes]:
 
 
 def show(bare: Path, doc: str) -> Any:
-    return json.loads(git("show", f"main:{doc}", cwd=bare).stdout)
+    return json.loads(git(bare, "show", f"main:{doc}"))
 
 
 def open_store(path: Path, **kw: Any) -> gitstate.Store:
@@ -77,11 +63,11 @@ def clone(url: str | Path, path: Path, **kw: Any) -> gitstate.Store:
 
 
 def commit_message(path: Path, rev: str = "HEAD") -> str:
-    return git("log", "-1", "--format=%B", rev, cwd=path).stdout
+    return git(path, "log", "-1", "--format=%B", rev)
 
 
 def parents(path: Path, rev: str = "HEAD") -> list[str]:
-    return git("log", "-1", "--format=%P", rev, cwd=path).stdout.split()
+    return git(path, "log", "-1", "--format=%P", rev).split()
 
 
 @pytest.fixture
@@ -123,7 +109,7 @@ def test_push_to_bare_then_real_git_clone_matches(tmp_path: Path, bare: Path) ->
         assert store._repo.read_ref("refs/remotes/origin/main") == head
         files = worktree(Path(store.path))
     fsck(bare)
-    git("clone", "-q", str(bare), str(tmp_path / "gitclone"))
+    git(tmp_path, "clone", "-q", str(bare), str(tmp_path / "gitclone"))
     fsck(tmp_path / "gitclone")
     assert worktree(tmp_path / "gitclone") == files
 
@@ -158,9 +144,9 @@ def test_clone_gives_a_clean_store_with_origin(tmp_path: Path, bare: Path) -> No
     status_clean(tmp_path / "c")
     fsck(tmp_path / "c")
     assert worktree(tmp_path / "c") == files
-    assert git("status", "-sb", cwd=tmp_path / "c").stdout.startswith("## main...origin/main")
-    assert "v1" in git("tag", cwd=tmp_path / "c").stdout  # snapshots travel with the history
-    assert "v1" in git("tag", cwd=bare).stdout
+    assert git(tmp_path / "c", "status", "-sb").startswith("## main...origin/main")
+    assert "v1" in git(tmp_path / "c", "tag")  # snapshots travel with the history
+    assert "v1" in git(bare, "tag")
 
 
 def test_clone_of_an_empty_remote_then_push(tmp_path: Path, bare: Path) -> None:
@@ -189,10 +175,10 @@ def test_clone_errors_leave_nothing_behind(tmp_path: Path, bare: Path) -> None:
 
 def test_clone_follows_the_remote_default_branch(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    git("init", "-q", "--initial-branch=trunk", str(src))
+    git(tmp_path, "init", "-q", "--initial-branch=trunk", str(src))
     (src / "state.json").write_text('{"a": 1}\n')
-    git("add", "-A", cwd=src)
-    git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "init", cwd=src)
+    git(src, "add", "-A")
+    git(src, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "init")
     with clone(src, tmp_path / "c") as c:
         assert c._repo.branch == "trunk"
         assert c.get("state.json", "a") == 1

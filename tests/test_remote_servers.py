@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import wait_until
+from helpers import fsck, git, wait_until
 
 import gitstate
 from gitstate import remote as gremote
@@ -39,11 +39,6 @@ USER = "alice"
 
 
 # ============================================================================ helpers
-
-
-def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check, env=env)
 
 
 def exception_text(exc: BaseException) -> str:
@@ -73,18 +68,12 @@ def port_open(port: int) -> bool:
 
 
 def make_bare(path: Path) -> Path:
-    git("init", "-q", "--bare", "--initial-branch=main", str(path))
+    git(".", "init", "-q", "--bare", "--initial-branch=main", str(path))
     return path
 
 
-def fsck(path: Path) -> None:
-    res = git("fsck", "--strict", cwd=path, check=False)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "error" not in res.stderr.lower(), res.stderr
-
-
 def files_of_clone(url_or_path: str, dest: Path) -> dict[str, bytes]:
-    git("clone", "-q", url_or_path, str(dest))
+    git(".", "clone", "-q", url_or_path, str(dest))
     fsck(dest)
     out = {}
     for p in dest.rglob("*"):
@@ -379,7 +368,7 @@ def test_push_to_git_daemon_then_real_git_clone_matches(tmp_path: Path, daemon: 
         assert store.push() is None  # already there
         head, files = store.head, store_files(store)
     fsck(daemon.base / "state.git")
-    assert git("rev-parse", "main", cwd=daemon.base / "state.git").stdout.strip() == head
+    assert git(daemon.base / "state.git", "rev-parse", "main").strip() == head
     assert files_of_clone(daemon.url("state.git"), tmp_path / "gitclone") == files
 
 
@@ -401,7 +390,7 @@ def test_two_stores_share_state_through_git_daemon(tmp_path: Path, daemon: GitDa
         a.sync()
         assert a.get("state.json") == b.get("state.json") == {"services": {"a": True, "b": False}, "owner": "seed"}
         assert a.head == b.head
-        parents = git("log", "-1", "--format=%P", cwd=tmp_path / "b").stdout.split()
+        parents = git(tmp_path / "b", "log", "-1", "--format=%P").split()
         assert len(parents) == 2
         assert store_files(a) == store_files(b) == files_of_clone(daemon.url("shared.git"), tmp_path / "check")
     finally:
@@ -457,7 +446,7 @@ def test_daemon_killed_mid_push_then_push_succeeds_after_restart(tmp_path: Path,
             store.push()
         assert killed.is_set()
         assert "origin" in str(info.value)
-        assert git("rev-parse", "--verify", "-q", "main", cwd=served / "state.git", check=False).stdout == ""
+        assert git(served / "state.git", "rev-parse", "--verify", "-q", "main", check=False) == ""
         store.set("state.json", "after", True)  # the store is unharmed and writable
         store.flush()
         d = GitDaemon(served, d.port).start()
@@ -543,10 +532,13 @@ def test_auto_push_through_daemon_outage(tmp_path: Path, served: Path) -> None:
         store.set("state.json", "a", 1)
         store.flush()
         wait_until(
-            lambda: git("rev-parse", "main", cwd=served / "state.git", check=False).stdout.strip() == store.head,
+            lambda: git(served / "state.git", "rev-parse", "main", check=False).strip() == store.head,
             10,
             "first auto-push",
         )
+        # The server moves its ref before the client has read its report: kill the daemon only once the client
+        # has seen the push succeed, or the client rightly counts that commit as still waiting.
+        wait_until(lambda: any(e.name == "pushed" for e in events), 10, "the client's pushed event")
         d.kill()
         store.set("state.json", "b", 2)
         store.flush()
@@ -555,7 +547,7 @@ def test_auto_push_through_daemon_outage(tmp_path: Path, served: Path) -> None:
         assert status["commits_waiting"] == 1 and "connection refused" in status["last_error"]
         d = GitDaemon(served, d.port).start()
         wait_until(
-            lambda: git("rev-parse", "main", cwd=served / "state.git", check=False).stdout.strip() == store.head,
+            lambda: git(served / "state.git", "rev-parse", "main", check=False).strip() == store.head,
             10,
             "auto-push after the daemon came back",
         )

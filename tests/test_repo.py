@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import GIT_ENV, commit_ids, fsck, git, status_porcelain
+from helpers import GIT_ENV, commit_ids, fsck, git, status_porcelain
 
 from gitstate.errors import LockError, RepositoryError, RevisionNotFound
 from gitstate.repo import EMPTY_TREE, Repository, blob_id

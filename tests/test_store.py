@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import commit_ids, fsck, git, git_show, status_porcelain, wait_until
+from helpers import commit_ids, fsck, git, git_show, status_porcelain, wait_until
 
 import gitstate
 from gitstate.events import Committed, Loaded

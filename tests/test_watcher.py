@@ -26,18 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import git as _helpers_git
-from helpers import wait_until
+from helpers import fsck, git, wait_until
 
 import gitstate
 from gitstate import watcher as watcher_mod
 from gitstate.watcher import Watcher, is_watched_name
-
-
-def git(root: Path, *args: str) -> str:
-    """Run real git in ``root``; return stdout."""
-    return _helpers_git(*args, cwd=root)
-
 
 SETTLE = {"settle_ms": 100, "settle_timeout_ms": 1500, "debounce_ms": 200}
 
@@ -690,7 +683,7 @@ def test_program_and_human_edit_the_same_document(store: gitstate.Store, tmp_pat
     assert final["human"] == {f"h{j}": j for j in range(15)}
     assert json.loads((root / "state.json").read_text()) == final
     assert git(root, "status", "--porcelain") == ""
-    subprocess.run(["git", "-C", str(root), "fsck", "--strict"], check=True, capture_output=True)
+    fsck(root)
     actors = git(root, "log", "--format=%(trailers:key=Gitstate-Actor,valueonly)")
     assert "human" in actors and "library" in actors
 
