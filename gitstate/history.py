@@ -601,30 +601,9 @@ class _IndexFile:
                 self.entries, self.offset, self.ino = {}, 0, st.st_ino
             if st.st_size == self.offset:
                 return
-            try:
-                with open(self.path, "rb") as f:
-                    f.seek(self.offset)
-                    data = f.read()
-            except OSError as e:
-                logger.warning("cannot read the history index %s: %s", self.path, e)
+            items = self._read_new_lines(st.st_size)
+            if not items:
                 return
-            end = data.rfind(b"\n")
-            if end < 0:
-                return  # only a partial line so far
-            self.offset += end + 1
-            chunk = data[:end].strip(b"\n")
-            while b"\n\n" in chunk:  # empty lines (a writer's guard after a torn line)
-                chunk = chunk.replace(b"\n\n", b"\n")
-            try:
-                # One parse of the whole chunk as a JSON array: 10,000 lines in one C call.
-                items = orjson.loads(b"[" + chunk.replace(b"\n", b",") + b"]") if chunk else []
-            except orjson.JSONDecodeError:
-                items = []
-                for ln in chunk.split(b"\n"):
-                    try:
-                        items.append(orjson.loads(ln))
-                    except orjson.JSONDecodeError:
-                        logger.debug("skipping a damaged line of %s", self.path)
             entries = self.entries
             if not entries:  # a first load: one C-level dict build unless lines repeat a commit
                 try:
@@ -646,6 +625,52 @@ class _IndexFile:
                 else:
                     have.pop("_kp", None)
                     have.update(it)
+
+    def _read_new_lines(self, size: int) -> list[Any]:
+        """Parse the complete lines past :attr:`offset` (and move it past them); ``[]`` if there are none yet.
+
+        The lines are read into a buffer just after a ``[`` and their newlines become commas in one copy, so
+        orjson parses 10,000 lines in one C call. Each extra copy of a 3 MB buffer costs ~5 ms of page faults in
+        a fresh process (the CLI), so there is only the one.
+        """
+        buf = bytearray(size - self.offset + 1)
+        buf[0] = 0x5B  # "["
+        got = 1
+        try:
+            with open(self.path, "rb", buffering=0) as f, memoryview(buf) as view:
+                f.seek(self.offset)
+                while got < len(buf):
+                    n = f.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+        except OSError as e:
+            logger.warning("cannot read the history index %s: %s", self.path, e)
+            return []
+        end = buf.rfind(b"\n", 0, got)  # buf[i] is the file's byte at offset + i - 1
+        if end < 1:
+            return []  # only a partial line so far
+        self.offset += end
+        arr = buf.replace(b"\n", b",")
+        arr[end] = 0x5D  # "]" over the last line's newline
+        try:
+            items: list[Any] = orjson.loads(memoryview(arr)[: end + 1])
+            return items
+        except orjson.JSONDecodeError:  # an empty line (a writer's guard after a tear) or a damaged one
+            pass
+        lines = [ln for ln in bytes(buf[1:end]).split(b"\n") if ln]
+        try:
+            items = orjson.loads(b"[" + b",".join(lines) + b"]")
+            return items
+        except orjson.JSONDecodeError:
+            pass
+        items = []
+        for ln in lines:
+            try:
+                items.append(orjson.loads(ln))
+            except orjson.JSONDecodeError:
+                logger.debug("skipping a damaged line of %s", self.path)
+        return items
 
     def _merge(self, item: Any) -> None:
         if not isinstance(item, dict):

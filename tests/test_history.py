@@ -246,6 +246,36 @@ def test_index_tolerates_torn_and_garbage_lines(tmp_path: Path) -> None:
     fsck(path)
 
 
+def test_index_file_reads_incrementally_through_partial_empty_and_damaged_lines(tmp_path: Path) -> None:
+    """The index reader parses only complete lines, in one pass when it can, and picks up where it stopped."""
+    path = tmp_path / "index.jsonl"
+    idx = history._IndexFile(path)
+    idx.refresh()
+    assert idx.entries == {}
+
+    def line(cid: str, **more: object) -> bytes:
+        return json.dumps({"c": cid, "t": 1, **more}).encode() + b"\n"
+
+    path.write_bytes(line("a") + line("b") + b'{"c": "c", "t"')  # the last line is still being written
+    idx.refresh()
+    assert list(idx.entries) == ["a", "b"] and idx.offset == len(line("a") + line("b"))
+    with open(path, "ab") as f:
+        f.write(b": 1}\n")
+    idx.refresh()
+    assert list(idx.entries) == ["a", "b", "c"]
+    with open(path, "ab") as f:  # an empty line (a writer's guard after a tear), a damaged line, a supplement
+        f.write(b"\n" + line("d") + b"{not json}\n" + line("a", k="[]") + b"\n")
+    idx.refresh()
+    assert list(idx.entries) == ["a", "b", "c", "d"] and idx.entries["a"]["k"] == "[]"
+    assert idx.offset == path.stat().st_size
+    fresh = history._IndexFile(path)  # a fresh reader of the whole file gets the same picture
+    fresh.refresh()
+    assert fresh.entries == idx.entries
+    path.write_bytes(line("z"))  # rewritten shorter: read again from the start
+    idx.refresh()
+    assert list(idx.entries) == ["z"]
+
+
 def test_commits_made_by_plain_git_are_indexed_lazily(tmp_path: Path) -> None:
     path = tmp_path / "s"
     with make_store(path) as s:

@@ -225,7 +225,9 @@ def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) ->
     from ..history import commit_from_entry
 
     now_ts = time.time()
+    now_s = int(now_ts)
     actor_cells: dict[str, str] = {}
+    when_cells: dict[int, str] = {}  # ages of an hour to 30 days, by the hour: one text serves many commits
     lines: list[str] = []
     append = lines.append
     for e in entries:
@@ -235,7 +237,12 @@ def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) ->
             cell = actor_cells[actor] = _paint(f"{actor:<9}", colour, fg=_ACTOR_COLOURS.get(actor))
         cid = e["c"]
         short = _paint(cid[:8], colour, fg="yellow") if colour else cid[:8]
-        when = _ago(e["t"], e.get("z", 0), now_ts)
+        t = e["t"]
+        age = now_s - t if type(t) is int else -1
+        if 3600 <= age <= 30 * 86400:
+            when = when_cells.get(age // 3600) or when_cells.setdefault(age // 3600, f"{_ago(t, 0, now_ts):>16}")
+        else:
+            when = f"{_ago(t, e.get('z', 0), now_ts):>16}"
         message = e.get("m")
         if message is None:  # too long for the index: read from the commit object
             message = repo.commit_info(cid).message
@@ -246,7 +253,7 @@ def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) ->
             commit = commit_from_entry(e, repo)
             if commit.keys:
                 subject += "  " + _paint(f"[{_keys_text(commit)}]", colour, dim=True)
-        append(f"{short}  {when:>16}  {cell} {subject}")
+        append(f"{short}  {when}  {cell} {subject}")
     return lines
 
 
