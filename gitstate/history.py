@@ -781,16 +781,18 @@ class _KeyProbe:
 
     def __init__(self, key: Key) -> None:
         self.usable = bool(key) and not any(_intlike(p) for p in key)
-        self.tokens = [orjson.dumps(p).decode() for p in key] if self.usable else []
-        self.prefixes = [orjson.dumps(list(key[:j])).decode() for j in range(len(key))] if self.usable else []
+        tokens = [orjson.dumps(p).decode() for p in key] if self.usable else []
+        prefixes = [orjson.dumps(list(key[:j])).decode() for j in range(len(key))] if self.usable else []
+        # (token i, the prefixes key[:j] for j <= i), for C-level checks: this runs once per commit of the history
+        self.steps = [(token, tuple(prefixes[: i + 1])) for i, token in enumerate(tokens)]
 
     def may_match(self, e: dict[str, Any]) -> bool:
         raw = e.get("k")
-        if not self.usable or not isinstance(raw, str):
+        if not self.usable or type(raw) is not str:
             return True
-        for i, token in enumerate(self.tokens):
+        for token, prefixes in self.steps:
             if token not in raw:
-                return any(self.prefixes[j] in raw for j in range(i + 1))
+                return any(map(raw.__contains__, prefixes))
         return True
 
 
@@ -909,10 +911,9 @@ class _History:
         parents = e.get("p") or ()
         return self._tree_of(parents[0]) if parents else None
 
-    def key_changed(self, e: dict[str, Any], doc: str | None, key: Key, probe: _KeyProbe | None = None) -> bool:
-        """True if the commit changed the value at ``key`` (in ``doc``, or in any document)."""
-        if probe is not None and not probe.may_match(e):
-            return False
+    def key_changed(self, e: dict[str, Any], doc: str | None, key: Key) -> bool:
+        """True if the commit changed the value at ``key`` (in ``doc``, or in any document). Callers filter with a
+        :class:`_KeyProbe` first: it rules out nearly every commit without parsing its keys."""
         ambiguous: list[str] = []
         for it in self.keys(e):
             d = it[0]
@@ -1073,7 +1074,7 @@ def log_entries(
                             continue
                     elif doc not in docs:
                         continue
-                if keyt and not hist.key_changed(e, key_doc, keyt, probe):
+                if probe is not None and not (probe.may_match(e) and hist.key_changed(e, key_doc, keyt)):
                     continue
                 out.append(e)
                 if limit is not None and len(out) >= limit:
