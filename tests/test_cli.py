@@ -99,6 +99,25 @@ def test_every_command_has_help() -> None:
     assert cli(None, "--help").exit_code == 0
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2.5, None, True, "é ✓"], "b": {}, "c": [], "d": {"nested": {"x": -3}}},
+        {"big": 2**70, "neg": -(2**65)},  # beyond orjson's 64-bit integers: the standard library writes them
+        {"nan": float("nan"), "inf": float("inf"), "none": None},  # NaN is kept, not turned into null
+        [{"when": __import__("datetime").date(2024, 5, 1)}, b"bytes", (1, 2)],
+    ],
+)
+def test_emit_json_writes_what_the_standard_library_would(value: object, capsys: pytest.CaptureFixture[str]) -> None:
+    from gitstate.cli._common import emit_json, to_jsonable
+
+    emit_json(value)
+    out = capsys.readouterr().out
+    expected = json.dumps(to_jsonable(value), indent=2, ensure_ascii=False) + "\n"
+    assert out == expected or json.loads(out) == json.loads(expected)
+    assert out.count("NaN") == expected.count("NaN") and out.count("Infinity") == expected.count("Infinity")
+
+
 def test_every_data_command_takes_json() -> None:
     for name in HISTORY_COMMANDS:
         assert "--json" in cli(None, name, "--help").output, name

@@ -133,8 +133,18 @@ def open_store(ctx: Context, *, create: bool = False, **options: Any) -> Iterato
         store.close()
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_jsonable(value: Any) -> Any:
     """Make library values (dataclasses, dates, bytes, sentinels) printable as JSON."""
+    t = type(value)
+    if t in _PLAIN:  # the common cases first: `log --json` converts ~200,000 values for 10,000 commits
+        return value
+    if t is dict:
+        return {k if type(k) is str else str(k): to_jsonable(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [to_jsonable(v) for v in value]
     import dataclasses
 
     if hasattr(value, "to_dict"):
@@ -157,9 +167,39 @@ def to_jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _has_non_finite(value: Any) -> bool:
+    """True if a float NaN or infinity is anywhere in ``value`` (a :func:`to_jsonable` result)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is float:
+            if v != v or v in (float("inf"), float("-inf")):
+                return True
+        elif t is dict:
+            stack.extend(v.values())
+        elif t is list:
+            stack.extend(v)
+    return False
+
+
 def emit_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
+    """Print ``value`` as indented JSON on stdout.
+
+    orjson writes it (``log --json`` of 10,000 commits: the standard library's indenting encoder is pure Python);
+    the standard library takes over for what orjson cannot write the same way: integers beyond 64 bits, and NaN
+    and infinities, which orjson would turn into ``null``.
+    """
+    import orjson
+
+    data = to_jsonable(value)
+    try:
+        text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:
+        text = None
+    if text is None or ("null" in text and _has_non_finite(data)):
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+    click.echo(text)
 
 
 def output(lines: list[str], *, pager_threshold: int | None = None) -> None:
