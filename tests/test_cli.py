@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 from helpers import fsck, git, git_commit_at, make_store, run_cli
 
+import gitstate
 from gitstate.cli import main
 
 HISTORY_COMMANDS = ["log", "show", "diff", "restore", "undo", "snapshot", "snapshots", "status"]
@@ -116,6 +117,15 @@ def test_emit_json_writes_what_the_standard_library_would(value: object, capsys:
     expected = json.dumps(to_jsonable(value), indent=2, ensure_ascii=False) + "\n"
     assert out == expected or json.loads(out) == json.loads(expected)
     assert out.count("NaN") == expected.count("NaN") and out.count("Infinity") == expected.count("Infinity")
+
+
+def test_version_is_the_package_version() -> None:
+    from importlib.metadata import version
+
+    result = cli(None, "--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"gitstate, version {gitstate.__version__}"
+    assert version("gitstate") == gitstate.__version__  # pyproject.toml reads it from the package
 
 
 def test_every_data_command_takes_json() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .. import __version__
 from ..errors import GitStateError
 
 __all__ = [
@@ -102,7 +103,7 @@ class _Group(click.Group):
     help="The store directory (default: $GITSTATE_DIR, else the current directory).",
 )
 @click.option("-v", "--verbose", count=True, help="Log what happens (-vv for debug).")
-@click.version_option(package_name="gitstate", prog_name="gitstate")
+@click.version_option(__version__, prog_name="gitstate")  # not package metadata: ~100 ms to look up
 @click.pass_context
 def main(ctx: click.Context, directory: str | None, verbose: int) -> None:
     """gitstate: a versioned state store whose directory is a Git repository.
