@@ -9,9 +9,9 @@ Each commit changes one key of ``state.json`` (~100 KB, 1,000+ items). Measured 
 
 The fixture is built once and cached under ``/tmp/gitstate-bench-<version>/`` (delete it to rebuild). It is built
 through the repository layer (the same blobs, trees, commits, messages and history-index records a store writes,
-at 60-second intervals ending now) because a store flush of a 100 KB document currently costs ~20-40 ms (the whole
-document is copied and diffed), which would make the 10,000-commit build take minutes. It is then packed with
-``git gc`` as a long-lived store would be. Restore runs on a copy, so the cache stays pristine.
+at 60-second intervals ending now), which is quicker than 10,000 store flushes and lets the commit times be set.
+It is then packed with ``git gc`` as a long-lived store would be. Restore runs on a copy, so the cache stays
+pristine.
 
 Run: ``python benchmarks/bench_history.py [--quick]`` (quick: 1,000 commits).
 """

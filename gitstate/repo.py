@@ -57,7 +57,11 @@ TREE_MODE: Final = 0o040000
 _LOCK_TIMEOUT_S: Final = 30.0
 _STALE_LOCK_AGE_S: Final = 10.0
 #: Index size from which a flush defers the index write (see Repository.sync_index).
-DEFER_INDEX_ENTRIES: Final = 2000  # fallback when /proc cannot tell us who holds a file
+DEFER_INDEX_ENTRIES: Final = 2000
+#: Bytes of recently read or written blobs kept in memory. A flush reads the committed version of each document
+#: it writes (to skip unchanged ones, describe the change and protect hand edits): without the cache that is
+#: three reads and inflations of the same blob per flush.
+BLOB_CACHE_BYTES: Final = 8 << 20  # fallback when /proc cannot tell us who holds a file
 
 
 def _sha1(data: bytes) -> hashlib._Hash:
@@ -287,6 +291,8 @@ class Repository:
         self._object_store: Any = None  # opened on first object access (see _objects)
         self._tree_cache: OrderedDict[str, Tree] = OrderedDict()
         self._paths_cache: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._blob_cache: OrderedDict[str, bytes] = OrderedDict()  # blob id -> content (see BLOB_CACHE_BYTES)
+        self._blob_cache_bytes = 0
         self._commit_cache: OrderedDict[str, CommitInfo] = OrderedDict()
         self.index = _Index(self.git_dir / "index")
         self._index_behind = False
@@ -559,13 +565,32 @@ class Repository:
             return sha.encode() in self._objects
 
     def read_blob(self, sha: str) -> bytes:
-        """The content of a blob."""
+        """The content of a blob (recent ones from memory: blobs never change)."""
+        with self._mutex:
+            data = self._blob_cache.get(sha)
+            if data is not None:
+                self._blob_cache.move_to_end(sha)
+                return data
         from dulwich.objects import Blob
 
         obj = self.read_object(sha)
         if not isinstance(obj, Blob):
             raise RepositoryError(f"{sha} is a {obj.type_name.decode()}, not a blob")
-        return obj.as_raw_string()
+        data = obj.as_raw_string()
+        self._remember_blob(sha, data)
+        return data
+
+    def _remember_blob(self, sha: str, data: bytes) -> None:
+        if len(data) > BLOB_CACHE_BYTES // 4:
+            return
+        with self._mutex:
+            if sha in self._blob_cache:
+                return
+            self._blob_cache[sha] = data
+            self._blob_cache_bytes += len(data)
+            while self._blob_cache_bytes > BLOB_CACHE_BYTES:
+                _, old = self._blob_cache.popitem(last=False)
+                self._blob_cache_bytes -= len(old)
 
     def write_objects(self, objs: Iterable[ShaFile], *, fsync: bool = True) -> None:
         """Write objects as loose files: temp file, fsync, rename, then fsync each touched directory once."""
@@ -1015,6 +1040,9 @@ class Repository:
         commit = self.make_commit(tree, parents, message, author=author, committer=committer, when=when)
         new_objects.append(commit)
         self.write_objects(new_objects, fsync=fsync)
+        for obj in new_objects:  # written: the next flush reads these back as the committed versions
+            if obj.type_name == b"blob":
+                self._remember_blob(obj.id.decode(), obj.as_raw_string())
         cid = commit.id.decode()
         self._commit_cache[cid] = CommitInfo(
             id=cid,

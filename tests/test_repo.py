@@ -109,6 +109,28 @@ def test_blob_id_matches_git() -> None:
         assert blob_id(data) == proc.stdout.decode().strip()
 
 
+def test_blob_cache_serves_committed_blobs_and_stays_bounded(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gitstate.repo as repo_mod
+
+    monkeypatch.setattr(repo_mod, "BLOB_CACHE_BYTES", 4000)
+    head = None
+    blobs = []
+    for i in range(10):
+        data = b"%d" % i * 600  # 600 bytes each: 6,000 in all
+        head = repo.commit_files(head, {"doc.txt": data}, f"v{i}", author="t <t@t>", fsync=False)
+        blobs.append((blob_id(data), data))
+    assert repo._blob_cache_bytes <= 4000
+    assert len(repo._blob_cache) < len(blobs)
+    for sha, data in blobs:  # evicted or not, every blob reads back right (and git agrees)
+        assert repo.read_blob(sha) == data
+        assert git(repo.root, "cat-file", "blob", sha).encode() == data
+    assert repo._blob_cache_bytes <= 4000
+    big = b"x" * 2000  # over a quarter of the budget: read from disk every time, never cached
+    head = repo.commit_files(head, {"big.txt": big}, "big", author="t <t@t>", fsync=False)
+    assert blob_id(big) not in repo._blob_cache and repo.read_blob(blob_id(big)) == big
+    assert blob_id(big) not in repo._blob_cache
+
+
 def test_commit_files_is_real_git(repo: Repository) -> None:
     c1 = _commit(
         repo,
