@@ -17,10 +17,8 @@ Usage: ``python benchmarks/bench_size.py [--quick] [--flushes N] [--rounds R] [-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import random
 import shutil
 import statistics
@@ -85,13 +83,9 @@ def make_document(rnd: random.Random, target_bytes: int = 100_000) -> dict[str, 
     return doc
 
 
-def dir_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-    return total
+def git_bytes(store_dir: Path) -> int:
+    """Bytes of the ``.git`` of a store (or of any repository with a work tree)."""
+    return int(gc.count_objects(store_dir)["git_bytes"])
 
 
 def mb(n: float) -> str:
@@ -139,12 +133,11 @@ def run(flushes: int, rounds: int, block: int, keep: Path | None) -> int:
         if i % 1000 == 999:
             print(f"#   {i + 1} flushes, {time.perf_counter() - t_start:.0f}s", file=sys.stderr)
     build_s = time.perf_counter() - t_start
-    git_dir = store_dir / ".git"
-    size_now = dir_bytes(git_dir)
     counts_now = gc.count_objects(store_dir)
+    size_now = counts_now["git_bytes"]
     passes = packer.passes
     packer.run_now(timeout_s=600)  # the pass it would run next
-    size_settled = dir_bytes(git_dir)
+    size_settled = git_bytes(store_dir)
     unwire(packer)
 
     copy_git = work / "copy-git"
@@ -152,7 +145,7 @@ def run(flushes: int, rounds: int, block: int, keep: Path | None) -> int:
     t0 = time.perf_counter()
     subprocess.run(["git", "-C", str(copy_git), "gc", "-q"], check=True)
     git_gc_s = time.perf_counter() - t0
-    size_git = dir_bytes(copy_git / ".git")
+    size_git = git_bytes(copy_git)
     fsck = subprocess.run(
         ["git", "-C", str(store_dir), "fsck", "--strict", "--no-dangling"], capture_output=True, text=True
     )
@@ -165,7 +158,7 @@ def run(flushes: int, rounds: int, block: int, keep: Path | None) -> int:
     ours = gc.collect(repo, fsync=False)
     gitstate_gc_s = time.perf_counter() - t0
     repo.close()
-    size_ours_gc = dir_bytes(copy_ours / ".git")
+    size_ours_gc = ours["size_after"]
 
     # 2. Latency: the same store, blocks of flushes alternately without and with the packer. Each block with
     # it starts with the backlog of the block before, so packing passes run during it.

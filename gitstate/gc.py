@@ -20,8 +20,9 @@ dulwich's own ``repack`` stores no deltas. This module writes Git packs itself (
 * **Out of the way of writers.** :class:`BackgroundPacker` does the work in a separate Python process, so it
   never competes with the application's threads for the interpreter: flushes keep their latency even when they
   run back to back. Writing a pack needs no lock (objects are immutable); deleting the loose copies of packed
-  objects needs none either (readers look in the packs again when a loose object is gone); the store lock is
-  taken only to prune and to remove rolled-up packs, a few file operations.
+  objects needs none either (readers look in the packs again when a loose object is gone), nor does removing
+  rolled-up packs whose every object is in the new one. The store lock is taken only to prune (and, in
+  :func:`collect`, to replace the old packs), a few file operations.
 
 Reading uses the same stdlib code (loose objects, pack index v1/v2, ``OFS``/``REF`` deltas), so packing never
 contends for the :class:`~gitstate.repo.Repository`'s object mutex, and needs neither dulwich nor ``git``.
@@ -49,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import LockError, RepositoryError
-from .paths import TEMP_MARKER, fsync_dir
+from .paths import TEMP_MARKER, fsync_dir, replace_with
 
 if TYPE_CHECKING:
     from .repo import Repository
@@ -475,13 +476,7 @@ class _Pack:
             shift += 7
         base: int | bytes | None = None
         if type_num == _OFS_DELTA:
-            byte = mm[pos]
-            pos += 1
-            rel = byte & 0x7F
-            while byte & 0x80:
-                byte = mm[pos]
-                pos += 1
-                rel = ((rel + 1) << 7) | (byte & 0x7F)
+            rel, pos = _read_ofs_varint(mm, pos)
             base = offset - rel
             if base <= 0:
                 raise ValueError(f"{self.name}: bad delta base offset at {offset}")
@@ -492,24 +487,9 @@ class _Pack:
             raise ValueError(f"{self.name}: bad object type {type_num} at {offset}")
         return type_num, size, pos, base
 
-    def inflate(self, pos: int, size: int) -> bytes:
-        d = zlib.decompressobj()
-        end = len(self._mm) - 20
-        step = size + 64 + size // 4
-        out = d.decompress(self._mm[pos : min(pos + step, end)])
-        got = min(pos + step, end)
-        while not d.eof and got < end:
-            nxt = min(got + 65536, end)
-            out += d.decompress(self._mm[got:nxt])
-            got = nxt
-        if not d.eof or len(out) != size:
-            raise ValueError(f"{self.name}: corrupt entry data at {pos}")
-        return out
-
-    def raw_entry(self, offset: int) -> tuple[int, int, int | bytes | None, bytes, bytes]:
-        """``(type, size, base, header, compressed payload)`` of the entry at ``offset``, for copying it into
-        another pack as it is (zlib checks the payload's integrity on the way)."""
-        type_num, size, pos, base = self.header(offset)
+    def _inflate(self, pos: int, size: int, where: int) -> tuple[bytes, int]:
+        """``(data, compressed length)`` of the zlib stream at ``pos`` that must inflate to ``size`` bytes.
+        Raises ValueError (naming the entry at ``where``) if it does not."""
         mm = self._mm
         end = len(mm) - 20
         d = zlib.decompressobj()
@@ -520,9 +500,19 @@ class _Pack:
             out += d.decompress(mm[got:nxt], size + 1 - len(out))
             got = nxt
         if not d.eof or len(out) != size:
-            raise ValueError(f"{self.name}: corrupt entry data at {offset}")
-        used = got - pos - len(d.unused_data)
-        return type_num, size, base, mm[offset:pos], mm[pos : pos + used]
+            raise ValueError(f"{self.name}: corrupt entry data at {where}")
+        return out, got - pos - len(d.unused_data)
+
+    def inflate(self, pos: int, size: int) -> bytes:
+        """The ``size`` bytes of the entry data at ``pos`` (from :meth:`header`)."""
+        return self._inflate(pos, size, pos)[0]
+
+    def raw_entry(self, offset: int) -> tuple[int, int, int | bytes | None, bytes, bytes]:
+        """``(type, size, base, header, compressed payload)`` of the entry at ``offset``, for copying it into
+        another pack as it is (zlib checks the payload's integrity on the way)."""
+        type_num, size, pos, base = self.header(offset)
+        used = self._inflate(pos, size, offset)[1]
+        return type_num, size, base, self._mm[offset:pos], self._mm[pos : pos + used]
 
     def verify(self) -> None:
         """Raise ValueError if the pack's trailing checksum or its index's is wrong."""
@@ -879,7 +869,7 @@ def _index_blobs(path: Path) -> list[tuple[bytes, bytes]]:
         if version >= 3 and flags & 0x4000:
             pos += 2
         if version == 4:
-            strip, pos = _read_index_varint(data, pos)
+            strip, pos = _read_ofs_varint(data, pos)
             nul = data.index(b"\x00", pos)
             name = prev[: len(prev) - strip] + data[pos:nul]
             pos = nul + 1
@@ -893,7 +883,9 @@ def _index_blobs(path: Path) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _read_index_varint(data: bytes, pos: int) -> tuple[int, int]:
+def _read_ofs_varint(data: bytes | mmap.mmap, pos: int) -> tuple[int, int]:
+    """Git's "offset encoding" (``OFS_DELTA`` base distances, index v4 path prefixes): ``(value, next pos)``;
+    the inverse of :func:`_ofs_encoding`."""
     byte = data[pos]
     pos += 1
     value = byte & 0x7F
@@ -1164,14 +1156,16 @@ class _PackWriter:
         self.full = 0
         self.deltas = 0
 
-    def _entry(self, sha: bytes, header: bytes, payload: bytes) -> int:
-        comp = zlib.compress(payload, self.compression)
+    def _append(self, sha: bytes, header: bytes, compressed: bytes) -> int:
         offset = self.offset
         self._f.write(header)
-        self._f.write(comp)
-        self.entries.append((sha, offset, zlib.crc32(comp, zlib.crc32(header))))
-        self.offset += len(header) + len(comp)
+        self._f.write(compressed)
+        self.entries.append((sha, offset, zlib.crc32(compressed, zlib.crc32(header))))
+        self.offset += len(header) + len(compressed)
         return offset
+
+    def _entry(self, sha: bytes, header: bytes, payload: bytes) -> int:
+        return self._append(sha, header, zlib.compress(payload, self.compression))
 
     def add(self, sha: bytes, type_num: int, data: bytes) -> int:
         self.full += 1
@@ -1191,12 +1185,7 @@ class _PackWriter:
             header = _entry_header(_OFS_DELTA, size) + _ofs_encoding(self.offset - base_offset)
         else:
             self.full += 1
-        offset = self.offset
-        self._f.write(header)
-        self._f.write(payload)
-        self.entries.append((sha, offset, zlib.crc32(payload, zlib.crc32(header))))
-        self.offset += len(header) + len(payload)
-        return offset
+        return self._append(sha, header, payload)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -1425,6 +1414,14 @@ class _LooseScan:
     def bytes(self) -> int:
         return sum(s for s, _ in self.objects.values())
 
+    def stale_temp_files(self, grace_s: float, now: float) -> list[str]:
+        """Temp files old enough to remove: older than ``grace_s`` and never younger than a minute."""
+        return [p for p, mtime in self.temp_files if now - mtime > max(grace_s, _MIN_TEMP_AGE_S)]
+
+    def has_debris(self, grace_s: float, now: float) -> bool:
+        """True if pruning might remove something: a loose object older than ``grace_s`` or a stale temp file."""
+        return any(now - m > grace_s for _, m in self.objects.values()) or bool(self.stale_temp_files(grace_s, now))
+
 
 def _is_stray_temp(name: str) -> bool:
     return TEMP_MARKER in name or name.startswith(("tmp_obj", "tmp_pack", "tmp_idx", ".tmp-"))
@@ -1539,21 +1536,18 @@ def _delete_loose(objects_dir: str, shas: Iterable[bytes], *, pacer: _Pacer = _N
     return removed
 
 
-def _write_loose(objects_dir: str, sha: bytes, type_num: int, data: bytes, mtime: float, *, fsync: bool) -> None:
+def _write_loose(objects_dir: str, sha: bytes, type_num: int, data: bytes, mtime: float, *, fsync: bool) -> str:
+    """Write an object as a loose file dated ``mtime`` (unless it exists); returns its fan-out directory, which
+    the caller fsyncs."""
     path = _loose_path(objects_dir, sha)
+    fan_out = os.path.dirname(path)
     if os.path.exists(path):
-        return
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{os.path.dirname(path)}/tmp_obj{TEMP_MARKER}{secrets.token_hex(6)}"
+        return fan_out
+    os.makedirs(fan_out, mode=0o700, exist_ok=True)
     raw = zlib.compress(b"%s %d\x00" % (_TYPE_NAMES[type_num], len(data)) + data, 1)
-    try:
-        _write_file(Path(tmp), raw, fsync=fsync)
-        os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_with(Path(fan_out, f"tmp_obj{TEMP_MARKER}{secrets.token_hex(6)}"), Path(path), raw, mode=0o400, fsync=fsync)
+    os.utime(path, (mtime, mtime))
+    return fan_out
 
 
 # ===================================================================== the gc lock
@@ -1563,6 +1557,7 @@ class _GcLock:
     def __init__(
         self, git_dir: Path, *, blocking: bool, timeout_s: float = 600.0, stop: threading.Event | None = None
     ) -> None:
+        self.root = git_dir.parent
         self.path = git_dir / "gitstate" / "gc.lock"
         self.blocking = blocking
         self.timeout_s = timeout_s
@@ -1582,8 +1577,7 @@ class _GcLock:
                     os.close(fd)
                     if self.blocking:
                         raise LockError(
-                            f"{self.path.parent.parent.parent}: another gc has been running for over "
-                            f"{self.timeout_s:.0f}s; try again later"
+                            f"{self.root}: another gc has been running for over {self.timeout_s:.0f}s; try again later"
                         ) from None
                     return False
                 if self.stop is not None and self.stop.wait(0.05):
@@ -1643,8 +1637,9 @@ def pack_loose(
     lock_timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Pack the loose objects reachable from refs into a new pack (rolling small packs into it), then delete the
-    loose copies. Unreachable loose objects are left for :func:`prune_loose`. Does not take the store lock
-    except to delete files. Returns figures (``packed``, ``loose_removed``, ``packs_merged``, ``pack``...).
+    loose copies. Unreachable loose objects are left for :func:`prune_loose`. Never takes the store lock (see the
+    module docstring); waits up to ``lock_timeout_s`` for another gc. Returns figures (``packed``,
+    ``loose_removed``, ``packs_merged``, ``pack``...).
 
     Example:
         >>> import gitstate, tempfile
@@ -1667,7 +1662,6 @@ def _pack_loose(
     settle_s: float = 0.0,
     pacer: _Pacer = _NO_PACER,
 ) -> dict[str, Any]:
-    _pacer = pacer
     git_dir = repo.git_dir
     objects_dir = git_dir / "objects"
     t0 = time.monotonic()
@@ -1679,7 +1673,7 @@ def _pack_loose(
         "pack": None,
         "skipped": 0,
     }
-    scan = _scan_loose(os.fspath(objects_dir), pacer=_pacer)
+    scan = _scan_loose(os.fspath(objects_dir), pacer=pacer)
     with _ObjectSource(objects_dir) as src:
         merged = _merge_choice(
             src.packs, len(scan.objects), factor=_GEOMETRIC_FACTOR, max_packs=max_packs, merge_all=merge_all
@@ -1701,7 +1695,7 @@ def _pack_loose(
             return sha in loose or src.locate(sha) is not None or src.has_loose(sha)
 
         roots, index = _all_roots(git_dir, strict=False)
-        walker = _Walker(src, want=want, strict=False, shallow=_shallow(git_dir), pacer=_pacer, progress=progress)
+        walker = _Walker(src, want=want, strict=False, shallow=_shallow(git_dir), pacer=pacer, progress=progress)
         walker.walk(_root_list(roots, index))
         items = walker.items
         # Everything in the packs rolled up goes into the new pack, reachable or not: only collect() drops.
@@ -1709,7 +1703,7 @@ def _pack_loose(
         for pi in merged:
             for sha, off in src.packs[pi].idx:
                 if sha not in reached and not in_kept(sha):
-                    _pacer.tick()
+                    pacer.tick()
                     reached.add(sha)
                     try:
                         items.append(_Item(sha, src.type_of_packed(pi, off), None, len(items)))
@@ -1718,7 +1712,7 @@ def _pack_loose(
                             "%s: unreadable entry %s (%s); that pack is kept", src.packs[pi].name, sha.hex(), e
                         )
                         merged_set.discard(pi)
-        result = _write_pack(src, items, objects_dir / "pack", pacer=_pacer, progress=progress, fsync=fsync)
+        result = _write_pack(src, items, objects_dir / "pack", pacer=pacer, progress=progress, fsync=fsync)
         stats.update(
             packed=len(result.written),
             deltas=result.deltas,
@@ -1739,7 +1733,7 @@ def _pack_loose(
     if settle_s > 0:  # let readers that looked for a loose object just before the pack appeared find it
         deadline = time.monotonic() + settle_s
         while time.monotonic() < deadline:
-            _pacer.tick()
+            pacer.tick()
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
     if old_packs:
         # Every object of these packs is in the new one: removing them drops nothing, so, like deleting loose
@@ -1750,7 +1744,7 @@ def _pack_loose(
         _drop_pack_caches(objects_dir)
         repo.invalidate_caches()
         stats["packs_merged"] = len(old_packs)
-    stats["loose_removed"] = _delete_loose(os.fspath(objects_dir), removable, pacer=_pacer)
+    stats["loose_removed"] = _delete_loose(os.fspath(objects_dir), removable, pacer=pacer)
     repo.invalidate_caches()
     stats["duration_s"] = round(time.monotonic() - t0, 3)
     return stats
@@ -1783,14 +1777,13 @@ def _prune_loose(
     scan: _LooseScan | None = None,
     lock_timeout_s: float = 30.0,
 ) -> dict[str, Any]:
-    _pacer = pacer
     git_dir = repo.git_dir
     objects_dir = os.fspath(git_dir / "objects")
     now = time.time()
     if scan is None:
-        scan = _scan_loose(objects_dir, pacer=_pacer)
+        scan = _scan_loose(objects_dir, pacer=pacer)
     stats: dict[str, Any] = {"pruned": 0, "temp_removed": 0, "packed": 0}
-    stale_temp = [p for p, mtime in scan.temp_files if now - mtime > max(grace_s, _MIN_TEMP_AGE_S)]
+    stale_temp = scan.stale_temp_files(grace_s, now)
     if stale_temp:
         with repo.lock(timeout_s=lock_timeout_s):  # our writers create temp files only while holding it
             for path in stale_temp:
@@ -1803,7 +1796,7 @@ def _prune_loose(
             return stats
         try:
             roots, index = _all_roots(git_dir, strict=True)
-            walker = _Walker(src, strict=True, shallow=_shallow(git_dir), pacer=_pacer)
+            walker = _Walker(src, strict=True, shallow=_shallow(git_dir), pacer=pacer)
             walker.walk(_root_list(roots, index))
             with repo.lock(timeout_s=lock_timeout_s):
                 # Refs may have moved while we walked: walk what is new, under the lock, so no writer can
@@ -1829,10 +1822,10 @@ def _prune_loose(
         written: set[bytes] = set()
         if alive:
             items = [_Item(s, src.read(s)[0], None, i) for i, s in enumerate(alive)]
-            written = _write_pack(src, items, git_dir / "objects" / "pack", pacer=_pacer, fsync=fsync).written
+            written = _write_pack(src, items, git_dir / "objects" / "pack", pacer=pacer, fsync=fsync).written
             stats["packed"] = len(written)
     if written:
-        _delete_loose(objects_dir, [s for s in alive if s in written], pacer=_pacer)
+        _delete_loose(objects_dir, [s for s in alive if s in written], pacer=pacer)
         repo.invalidate_caches()
     if stats["pruned"]:
         logger.info("%s: pruned %d unreachable loose object(s)", repo.root, stats["pruned"])
@@ -1854,8 +1847,8 @@ def collect(
     ``git`` binary.
 
     Returns:
-        ``objects`` (packed), ``deltas``, ``loose_removed``, ``pruned``, ``packs_removed``, ``size_before``,
-        ``size_after`` (bytes of ``.git``), ``duration_s``.
+        ``objects`` (packed), ``deltas``, ``pack`` (its name), ``loose_removed``, ``pruned``, ``packs_removed``,
+        ``temp_removed``, ``size_before``, ``size_after`` (bytes of ``.git``), ``duration_s``.
 
     Raises:
         RepositoryError: a reachable object is missing or corrupt; nothing was deleted.
@@ -1919,11 +1912,12 @@ def _repack_all(
         kept = [i for i, p in enumerate(src.packs) if p.keep]
         old = [i for i, p in enumerate(src.packs) if not p.keep]
 
-        def want(sha: bytes) -> bool:
-            return not (kept and src.in_packs(sha, kept))
+        def in_kept(sha: bytes) -> bool:
+            return bool(kept) and src.in_packs(sha, kept)
 
         roots, index = _all_roots(git_dir, strict=True)
-        walker = _Walker(src, want=want if kept else None, strict=True, shallow=_shallow(git_dir), progress=progress)
+        want = (lambda sha: not in_kept(sha)) if kept else None
+        walker = _Walker(src, want=want, strict=True, shallow=_shallow(git_dir), progress=progress)
         walker.walk(_root_list(roots, index))
         if progress is not None:
             progress("counting objects", len(walker.items), len(walker.items))
@@ -1932,8 +1926,13 @@ def _repack_all(
         stats["deltas"] = result.deltas
         stats["pack"] = result.base.name if result.base else None
         new_base = os.fspath(result.base) if result.base else None
+
+        def packed(sha: bytes) -> bool:
+            """In the new pack or in a ``.keep`` pack: its other copies can go."""
+            return sha in result.written or in_kept(sha)
+
         scan = _scan_loose(odir)
-        packed_loose = [s for s in scan.objects if s in result.written or (kept and src.in_packs(s, kept))]
+        packed_loose = [s for s in scan.objects if packed(s)]
         if progress is not None:
             progress("removing loose objects", 0, len(packed_loose))
         stats["loose_removed"] = _delete_loose(odir, packed_loose)
@@ -1949,15 +1948,21 @@ def _repack_all(
                 if pack.base == new_base:
                     continue
                 young = now - pack.mtime <= grace_s
+                rescued_dirs: set[str] = set()
                 for sha, _ in pack.idx:
-                    if sha in result.written or (kept and src.in_packs(sha, kept)):
+                    if packed(sha):
                         continue
                     if sha in reachable or young:
                         # Keep it as a loose object with the pack's age, so the grace period still counts.
                         type_num, data = src.read_verified(sha)
-                        _write_loose(odir, sha, type_num, data, pack.mtime, fsync=fsync)
+                        rescued_dirs.add(_write_loose(odir, sha, type_num, data, pack.mtime, fsync=fsync))
                     else:
                         stats["pruned"] += 1
+                if fsync and rescued_dirs:
+                    # The loose copies must outlive a crash before the pack that held them goes.
+                    for d in sorted(rescued_dirs):
+                        fsync_dir(Path(d))
+                    fsync_dir(objects_dir)  # fan-out directories created for them
                 _unlink_pack(pack.base)
                 stats["packs_removed"] += 1
             if stats["packs_removed"]:
@@ -1971,11 +1976,10 @@ def _repack_all(
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(_loose_path(odir, sha))
                     stats["pruned"] += 1
-            for path, mtime in scan.temp_files:
-                if now - mtime > max(grace_s, _MIN_TEMP_AGE_S):
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
-                        stats["temp_removed"] += 1
+            for path in scan.stale_temp_files(grace_s, now):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                    stats["temp_removed"] += 1
             # Empty fan-out directories, under the lock: writers check for the directory, then create in it.
             for sub in os.listdir(odir):
                 if len(sub) == 2 and _is_hex(sub):
@@ -2006,10 +2010,7 @@ def _background_pass(
         if prune:
             odir = os.fspath(repo.git_dir / "objects")
             scan = _scan_loose(odir, pacer=pacer)
-            now = time.time()
-            if any(now - m > grace_s for _, m in scan.objects.values()) or any(
-                now - m > max(grace_s, _MIN_TEMP_AGE_S) for _, m in scan.temp_files
-            ):
+            if scan.has_debris(grace_s, time.time()):
                 try:
                     out["prune"] = _prune_loose(
                         repo, grace_s=grace_s, fsync=fsync, pacer=pacer, scan=scan, lock_timeout_s=5.0
@@ -2346,7 +2347,6 @@ class BackgroundPacker:
         odir = os.fspath(self.repo.git_dir / "objects")
         scan = _scan_loose(odir)
         packs = len(_list_pack_bases(os.path.join(odir, "pack")))
-        now = time.time()
         need_pack = (
             forced
             or len(scan.objects) >= self.loose_threshold
@@ -2354,10 +2354,7 @@ class BackgroundPacker:
             or packs > self.max_packs
         )
         may_prune = forced or time.monotonic() - self._last_prune >= self.prune_interval_s
-        old_loose = any(now - m > self.prune_grace_s for _, m in scan.objects.values()) or any(
-            now - m > max(self.prune_grace_s, _MIN_TEMP_AGE_S) for _, m in scan.temp_files
-        )
-        if not need_pack and not (may_prune and old_loose):
+        if not need_pack and not (may_prune and scan.has_debris(self.prune_grace_s, time.time())):
             return {"loose": len(scan.objects)}
         options: dict[str, Any] = {
             "pack": need_pack,
