@@ -11,23 +11,30 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .. import __version__
-from ..errors import GitStateError
+from ..errors import GitStateError, StoreNotFound
+
+if TYPE_CHECKING:
+    from ..repo import Repository
 
 __all__ = [
     "COMMAND_MODULES",
     "Context",
+    "age_text",
     "emit_json",
     "human_time",
+    "key_param",
     "load_all_commands",
     "main",
+    "open_repo",
     "open_store",
     "output",
     "pass_ctx",
+    "require_store",
     "to_jsonable",
 ]
 
@@ -120,11 +127,19 @@ def main(ctx: click.Context, directory: str | None, verbose: int) -> None:
     ctx.obj = Context(directory)
 
 
+def require_store(path: Path) -> None:
+    """Raise :class:`StoreNotFound`, with the command that makes one, unless ``path`` is a store."""
+    if not (path / ".git").is_dir():
+        raise StoreNotFound(f"no gitstate store at {path.absolute()}; create one with 'gitstate -C {path} init'")
+
+
 @contextmanager
 def open_store(ctx: Context, *, create: bool = False, **options: Any) -> Iterator[Any]:
     """Open the store for one command (manual durability: the command flushes what it writes)."""
     from ..store import open as open_
 
+    if not create:
+        require_store(ctx.path)
     options.setdefault("durability", "manual")
     options.setdefault("handle_signals", False)
     store = open_(ctx.path, create=create, **options)
@@ -132,6 +147,32 @@ def open_store(ctx: Context, *, create: bool = False, **options: Any) -> Iterato
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def open_repo(ctx: Context) -> Iterator[Repository]:
+    """The store's repository, for commands that only read it or manage it (no recovery, nothing committed:
+    opening a store would commit edits found on disk)."""
+    require_store(ctx.path)
+    from ..repo import Repository
+
+    repo = Repository.open(ctx.path, create=False)
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def key_param(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """Callback of a KEY argument or ``--key`` option: the dotted key as parts (None when not given)."""
+    if value is None:
+        return None
+    if "" in value.split("."):
+        raise click.BadParameter(
+            f"{value!r} has an empty part: a key is names separated by single dots, as in services.slack or "
+            "tasks.3.status"
+        )
+    return tuple(value.split("."))
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -203,14 +244,12 @@ def emit_json(value: Any) -> None:
     click.echo(text)
 
 
-def output(lines: list[str], *, pager_threshold: int | None = None) -> None:
+def output(lines: list[str]) -> None:
     """Print lines; through a pager when on a terminal and longer than the screen."""
     text = "\n".join(lines)
-    if sys.stdout.isatty():
-        height = pager_threshold or max(10, os.get_terminal_size().lines - 2)
-        if len(lines) > height:
-            click.echo_via_pager(text + "\n")
-            return
+    if sys.stdout.isatty() and len(lines) > max(10, os.get_terminal_size().lines - 2):
+        click.echo_via_pager(text + "\n")
+        return
     if text:
         click.echo(text)
 
@@ -226,11 +265,21 @@ def human_time(when: _dt.datetime, now: _dt.datetime | None = None) -> str:
     seconds = int((now - when).total_seconds())
     if seconds < 0:
         return when.isoformat(timespec="seconds")
+    if seconds >= AGE_TEXT_LIMIT_S:
+        return when.strftime("%Y-%m-%d %H:%M")
+    return age_text(seconds)
+
+
+#: Ages from this many seconds on print as dates (:func:`human_time`): 31 days.
+AGE_TEXT_LIMIT_S = 31 * 86400
+
+
+def age_text(seconds: int) -> str:
+    """``just now`` / ``42 seconds ago`` / ``3 minutes ago`` / ``5 hours ago`` / ``2 days ago`` for an age from 0
+    to :data:`AGE_TEXT_LIMIT_S` seconds."""
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             n = seconds // size
-            if unit == "day" and n > 30:
-                return when.strftime("%Y-%m-%d %H:%M")
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "just now" if seconds < 5 else f"{seconds} seconds ago"
 

@@ -8,8 +8,17 @@ import logging
 import click
 
 from ..codecs import codec_for
-from ..errors import StoreNotFound
-from ._common import Context, emit_json, json_option, main, open_store, parse_cli_value, pass_ctx, to_jsonable
+from ._common import (
+    Context,
+    emit_json,
+    json_option,
+    key_param,
+    main,
+    open_store,
+    parse_cli_value,
+    pass_ctx,
+    to_jsonable,
+)
 
 __all__ = ["delete_cmd", "docs_cmd", "get_cmd", "init_cmd", "set_cmd"]
 
@@ -36,9 +45,9 @@ def init_cmd(ctx: Context) -> None:
 
 @main.command("get")
 @click.argument("doc")
-@click.argument("key", required=False)
+@click.argument("key", required=False, callback=key_param)
 @pass_ctx
-def get_cmd(ctx: Context, doc: str, key: str | None) -> None:
+def get_cmd(ctx: Context, doc: str, key: tuple[str, ...] | None) -> None:
     """Print the value of KEY in DOC (the whole document without KEY) as JSON.
 
     Text documents print as they are.
@@ -48,8 +57,6 @@ def get_cmd(ctx: Context, doc: str, key: str | None) -> None:
       gitstate get state.json services.slack
       gitstate get memory/current_work.yaml
     """
-    if not (ctx.path / ".git").is_dir():
-        raise StoreNotFound(f"no gitstate store at {ctx.path}; run 'gitstate init' there first")
     with open_store(ctx) as store:
         value = store.get(doc, key)
     if isinstance(value, str) and key is None and not codec_for(doc).structured:
@@ -60,11 +67,11 @@ def get_cmd(ctx: Context, doc: str, key: str | None) -> None:
 
 @main.command("set")
 @click.argument("doc")
-@click.argument("key")
+@click.argument("key", callback=lambda ctx, param, value: key_param(ctx, param, None if value == "." else value))
 @click.argument("value")
 @click.option("-m", "--message", help="Commit message subject.")
 @pass_ctx
-def set_cmd(ctx: Context, doc: str, key: str, value: str, message: str | None) -> None:
+def set_cmd(ctx: Context, doc: str, key: tuple[str, ...] | None, value: str, message: str | None) -> None:
     """Set KEY in DOC to VALUE and commit. VALUE is parsed as JSON, else taken as a string.
 
     Use '.' as KEY to replace the whole document.
@@ -77,17 +84,17 @@ def set_cmd(ctx: Context, doc: str, key: str, value: str, message: str | None) -
     """
     parsed = parse_cli_value(value)
     with open_store(ctx, create=True) as store:
-        store.set(doc, None if key == "." else key, parsed)
+        store.set(doc, key, parsed)
         commit = store.flush(message)
     click.echo(f"{commit[:8]} {doc}" if commit else "no change", err=commit is None)
 
 
 @main.command("delete")
 @click.argument("doc")
-@click.argument("key", required=False)
+@click.argument("key", required=False, callback=key_param)
 @click.option("-m", "--message", help="Commit message subject.")
 @pass_ctx
-def delete_cmd(ctx: Context, doc: str, key: str | None, message: str | None) -> None:
+def delete_cmd(ctx: Context, doc: str, key: tuple[str, ...] | None, message: str | None) -> None:
     """Delete KEY from DOC, or the whole document without KEY, and commit.
 
     \b

@@ -14,14 +14,25 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import StoreNotFound
-from ._common import Context, emit_json, human_time, json_option, main, open_store, output, pass_ctx
+from ._common import (
+    AGE_TEXT_LIMIT_S,
+    Context,
+    age_text,
+    emit_json,
+    human_time,
+    json_option,
+    key_param,
+    main,
+    open_repo,
+    open_store,
+    output,
+    pass_ctx,
+)
 
 if TYPE_CHECKING:
     from ..docdiff import Change
@@ -52,32 +63,6 @@ def _paint(text: str, on: bool, **kwargs: Any) -> str:
     return click.style(text, **kwargs) if on else text
 
 
-@contextmanager
-def _open_repo(ctx: Context) -> Iterator[Repository]:
-    """The store's repository, read-only use (no recovery, nothing committed)."""
-    path = ctx.path
-    if not (path / ".git").is_dir():
-        raise StoreNotFound(f"no gitstate store at {path.absolute()}; run 'gitstate -C {path} init' there first")
-    from ..repo import Repository
-
-    repo = Repository.open(path, create=False)
-    try:
-        yield repo
-    finally:
-        repo.close()
-
-
-def _key_option(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str | int, ...] | None:
-    if value is None:
-        return None
-    from ..keys import parse_key
-
-    try:
-        return parse_key(value)
-    except (ValueError, TypeError) as e:
-        raise click.BadParameter(str(e)) from None
-
-
 def _short_author(author: str) -> str:
     return author.split(" <", 1)[0]
 
@@ -86,6 +71,12 @@ def _fmt_value(value: Any) -> str:
     from ..docdiff import format_value
 
     return format_value(value, max_chars=120)
+
+
+def _diff_line(line: str, colour: bool) -> str:
+    """A line of a unified diff, coloured: added green, removed red, hunk headers cyan."""
+    fg = "green" if line[:1] == "+" else "red" if line[:1] == "-" else "cyan" if line[:2] == "@@" else None
+    return _paint(line, colour, fg=fg) if fg else line
 
 
 def _change_lines(
@@ -104,15 +95,7 @@ def _change_lines(
         if not c.key and (isinstance(c.old, str) or isinstance(c.new, str)) and text_diffs:
             old = None if c.old is MISSING else c.old if isinstance(c.old, str) else _fmt_value(c.old)
             new = None if c.new is MISSING else c.new if isinstance(c.new, str) else _fmt_value(c.new)
-            for ln in diff_text(old, new, doc=c.doc).splitlines():
-                fg = (
-                    "green"
-                    if ln.startswith("+")
-                    else "red"
-                    if ln.startswith("-")
-                    else ("cyan" if ln.startswith("@@") else None)
-                )
-                lines.append(indent + (_paint(ln, colour, fg=fg) if fg else ln))
+            lines += [indent + _diff_line(ln, colour) for ln in diff_text(old, new, doc=c.doc).splitlines()]
             continue
         key = format_key(c.key) or "(document)"
         if c.op == "add":
@@ -124,31 +107,13 @@ def _change_lines(
     return lines
 
 
-_AGO_CACHE: dict[int, str] = {}
-
-
 def _ago(timestamp: float, tz_offset_s: int, now_ts: float) -> str:
-    """:func:`human_time` from epoch seconds (no datetime per line: ``log`` prints thousands)."""
+    """:func:`human_time` from epoch seconds (a datetime only for dates: ``log`` prints thousands of ages)."""
     seconds = int(now_ts - timestamp)
-    if seconds < 0 or seconds > 30 * 86400:
-        tz = _dt.timezone(_dt.timedelta(seconds=tz_offset_s))
-        return human_time(_dt.datetime.fromtimestamp(timestamp, tz))
-    if seconds >= 3600:  # hours and days: many commits share the text
-        cached = _AGO_CACHE.get(seconds // 3600)
-        if cached is None:
-            n = seconds // 86400
-            cached = (
-                f"{n} day{'s' if n != 1 else ''} ago"
-                if n
-                else (f"{seconds // 3600} hour{'s' if seconds // 3600 != 1 else ''} ago")
-            )
-            _AGO_CACHE[seconds // 3600] = cached
-        return cached
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return "just now" if seconds < 5 else f"{seconds} seconds ago"
+    if 0 <= seconds < AGE_TEXT_LIMIT_S:
+        return age_text(seconds)
+    tz = _dt.timezone(_dt.timedelta(seconds=tz_offset_s))
+    return human_time(_dt.datetime.fromtimestamp(timestamp, tz))
 
 
 def _keys_text(commit: Commit) -> str:
@@ -166,7 +131,7 @@ def _keys_text(commit: Commit) -> str:
 # ===================================================================== log
 @main.command("log")
 @click.argument("doc", required=False)
-@click.option("-k", "--key", callback=_key_option, help="Only commits that changed this key (dotted).")
+@click.option("-k", "--key", callback=key_param, help="Only commits that changed this key (dotted).")
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N commits.")
 @json_option
 @pass_ctx
@@ -189,11 +154,11 @@ def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, li
         validate_doc_path(doc)
     colour = _colour()
     if not key and not as_json:  # the whole-history listing: thousands of lines, straight from the index
-        with _open_repo(ctx) as repo:
+        with open_repo(ctx) as repo:
             lines = _log_lines(repo, history.log_entries(repo, repo.head(), doc=doc, limit=limit), colour)
         output(lines)
         return
-    with _open_repo(ctx) as repo:
+    with open_repo(ctx) as repo:
         commits = history.log(repo, repo.head(), doc=doc, key=key, limit=limit)
         audit: list[list[Change]] = []
         if key:
@@ -227,7 +192,7 @@ def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) ->
     now_ts = time.time()
     now_s = int(now_ts)
     actor_cells: dict[str, str] = {}
-    when_cells: dict[int, str] = {}  # ages of an hour to 30 days, by the hour: one text serves many commits
+    when_cells: dict[int, str] = {}  # ages over an hour, by the hour: one text serves many commits
     lines: list[str] = []
     append = lines.append
     for e in entries:
@@ -236,11 +201,13 @@ def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) ->
         if cell is None:
             cell = actor_cells[actor] = _paint(f"{actor:<9}", colour, fg=_ACTOR_COLOURS.get(actor))
         cid = e["c"]
-        short = _paint(cid[:8], colour, fg="yellow") if colour else cid[:8]
+        short = _paint(cid[:8], colour, fg="yellow")
         t = e["t"]
         age = now_s - t if type(t) is int else -1
-        if 3600 <= age <= 30 * 86400:
-            when = when_cells.get(age // 3600) or when_cells.setdefault(age // 3600, f"{_ago(t, 0, now_ts):>16}")
+        if 3600 <= age < AGE_TEXT_LIMIT_S:
+            when = when_cells.get(age // 3600)
+            if when is None:
+                when = when_cells[age // 3600] = f"{age_text(age):>16}"
         else:
             when = f"{_ago(t, e.get('z', 0), now_ts):>16}"
         message = e.get("m")
@@ -261,7 +228,7 @@ def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) ->
 @main.command("show")
 @click.argument("rev")
 @click.argument("doc", required=False)
-@click.option("-k", "--key", callback=_key_option, help="With DOC: print only the value at this key.")
+@click.option("-k", "--key", callback=key_param, help="With DOC: print only the value at this key.")
 @json_option
 @pass_ctx
 def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...] | None, as_json: bool) -> None:
@@ -279,7 +246,9 @@ def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...]
     from .. import history
     from ..codecs import codec_for
 
-    with _open_repo(ctx) as repo:
+    if key and doc is None:
+        raise click.UsageError("--key needs a DOC")
+    with open_repo(ctx) as repo:
         if doc is not None:
             view = history.at(repo, rev)
             value = view.get(doc, key)
@@ -292,8 +261,6 @@ def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...]
             else:
                 emit_json(value)
             return
-        if key:
-            raise click.UsageError("--key needs a DOC")
         commit = history.get_commit(repo, rev)
         changes = commit.changes()
     if as_json:
@@ -339,7 +306,7 @@ def diff_cmd(ctx: Context, rev_a: str, rev_b: str, doc: str | None, text: bool, 
     """
     from .. import history
 
-    with _open_repo(ctx) as repo:
+    with open_repo(ctx) as repo:
         if not text:
             changes = history.diff(repo, rev_a, rev_b, doc=doc)
             if as_json:
@@ -355,17 +322,7 @@ def diff_cmd(ctx: Context, rev_a: str, rev_b: str, doc: str | None, text: bool, 
     lines: list[str] = []
     for body in texts.values():
         for ln in body.splitlines():
-            fg = (
-                "green"
-                if ln.startswith("+")
-                else "red"
-                if ln.startswith("-")
-                else ("cyan" if ln.startswith("@@") else None)
-            )
-            if ln.startswith(("---", "+++")):
-                lines.append(_paint(ln, colour, bold=True))
-            else:
-                lines.append(_paint(ln, colour, fg=fg) if fg else ln)
+            lines.append(_paint(ln, colour, bold=True) if ln.startswith(("---", "+++")) else _diff_line(ln, colour))
     output(lines)
 
 
@@ -394,7 +351,7 @@ def restore_cmd(
     from .. import history
 
     if dry_run:
-        with _open_repo(ctx) as repo:
+        with open_repo(ctx) as repo:
             target = history.resolve(repo, rev)
             head = repo.head()
             changes: list[Change] = []
@@ -495,7 +452,7 @@ def snapshots_cmd(ctx: Context, as_json: bool) -> None:
     """
     from .. import history
 
-    with _open_repo(ctx) as repo:
+    with open_repo(ctx) as repo:
         snaps = history.snapshots(repo)
     if as_json:
         emit_json(snaps)
@@ -542,7 +499,7 @@ def _remotes_status(repo: Repository, head: str | None) -> dict[str, dict[str, A
                 info["error"] = str(e)
         out[name] = info
     if names:
-        try:  # remote.py keeps the background push state (guarded: it may not exist in this build)
+        try:  # the background push state: best effort, status shows the rest whatever happens here
             from .. import remote as _remote
 
             push = _remote.push_status(repo, None)
@@ -570,7 +527,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
     from .. import history
     from ..repo import EMPTY_TREE
 
-    with _open_repo(ctx) as repo:
+    with open_repo(ctx) as repo:
         head = repo.head()
         commit = history.get_commit(repo, head) if head else None
         tree = repo.commit_info(head).tree if head else EMPTY_TREE

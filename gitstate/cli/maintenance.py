@@ -10,8 +10,7 @@ from typing import Any
 
 import click
 
-from ..errors import StoreNotFound
-from ._common import Context, emit_json, json_option, main, pass_ctx, style
+from ._common import Context, emit_json, json_option, main, open_repo, pass_ctx, style
 
 __all__ = ["doctor_cmd", "gc_cmd"]
 
@@ -70,17 +69,13 @@ def gc_cmd(ctx: Context, grace_s: float, as_json: bool) -> None:
       gitstate gc --json
     """
     from .. import gc as _gc
-    from ..repo import Repository
 
-    if not (ctx.path / ".git").is_dir():
-        raise StoreNotFound(f"no gitstate store at {ctx.path}; run 'gitstate init' there first")
-    repo = Repository.open(ctx.path, create=False)
     progress, clear = _progress_display()
-    try:
-        stats = _gc.collect(repo, progress=progress, prune_grace_s=grace_s)
-    finally:
-        clear()
-        repo.close()
+    with open_repo(ctx) as repo:
+        try:
+            stats = _gc.collect(repo, progress=progress, prune_grace_s=grace_s)
+        finally:
+            clear()
     if as_json:
         emit_json(stats)
         return

@@ -14,8 +14,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import click
 
-from ..errors import GitStateError, StoreNotFound
-from ._common import Context, emit_json, json_option, main, open_store, pass_ctx
+from ..errors import GitStateError
+from ._common import Context, emit_json, json_option, main, open_repo, open_store, pass_ctx
 
 __all__ = ["clone_cmd", "pull_cmd", "push_cmd", "remote_group", "sync_cmd"]
 
@@ -50,14 +50,6 @@ def _progress_printer() -> Callable[[str], None] | None:
         sys.stderr.flush()
 
     return show
-
-
-def _repository(ctx: Context) -> Any:
-    from ..repo import Repository
-
-    if not (ctx.path / ".git").is_dir():
-        raise StoreNotFound(f"no gitstate store at {ctx.path}; run 'gitstate init' there first")
-    return Repository.open(ctx.path, create=False)
 
 
 def _with_credentials(url: str, username: str | None, password: str | None) -> str:
@@ -121,11 +113,8 @@ def remote_list_cmd(ctx: Context, as_json: bool) -> None:
     Example:
       gitstate remote list
     """
-    repo = _repository(ctx)
-    try:
+    with open_repo(ctx) as repo:
         remotes = _remote().list_remotes(repo)
-    finally:
-        repo.close()
     if as_json:
         emit_json(remotes)
         return
@@ -143,11 +132,8 @@ def remote_remove_cmd(ctx: Context, name: str) -> None:
     Example:
       gitstate remote remove backup
     """
-    repo = _repository(ctx)
-    try:
+    with open_repo(ctx) as repo:
         _remote().remove_remote(repo, name)
-    finally:
-        repo.close()
     click.echo(f"removed remote {name}")
 
 
@@ -183,7 +169,18 @@ def push_cmd(ctx: Context, remote: str, as_json: bool) -> None:
         click.echo(f"{remote} is up to date" + (f" ({head[:8]})" if head else " (nothing to push)"))
 
 
-def _pull(store: Any, remote: str, on_conflict: str, *, then_push: bool) -> dict[str, Any]:
+def _pull(ctx: Context, remote: str, on_conflict: str, *, then_push: bool, as_json: bool) -> dict[str, Any]:
+    """``pull`` (and with ``then_push``, ``sync``): run it, print what happened, and return that."""
+    with open_store(ctx) as store:
+        result = _pull_store(store, remote, on_conflict, then_push=then_push)
+    if as_json:
+        emit_json(result)
+    else:
+        _print_pull(result)
+    return result
+
+
+def _pull_store(store: Any, remote: str, on_conflict: str, *, then_push: bool) -> dict[str, Any]:
     """Run pull (and push) and describe what happened for printing."""
     seen: list[Any] = []
     off = store.on("external_change", lambda e: seen.append(e) if e.source == "merge" else None)
@@ -244,12 +241,7 @@ def pull_cmd(ctx: Context, remote: str, on_conflict: str, as_json: bool) -> None
       gitstate pull
       gitstate pull origin --on-conflict theirs
     """
-    with open_store(ctx) as store:
-        result = _pull(store, remote, on_conflict, then_push=False)
-    if as_json:
-        emit_json(result)
-    else:
-        _print_pull(result)
+    _pull(ctx, remote, on_conflict, then_push=False, as_json=as_json)
 
 
 @main.command("sync")
@@ -264,14 +256,9 @@ def sync_cmd(ctx: Context, remote: str, on_conflict: str, as_json: bool) -> None
     Example:
       gitstate sync
     """
-    with open_store(ctx) as store:
-        result = _pull(store, remote, on_conflict, then_push=True)
-    if as_json:
-        emit_json(result)
-    else:
-        _print_pull(result)
-        if not result.get("pushed"):
-            click.echo(f"{remote} is up to date")
+    result = _pull(ctx, remote, on_conflict, then_push=True, as_json=as_json)
+    if not as_json and not result["pushed"]:
+        click.echo(f"{remote} is up to date")
 
 
 @main.command("clone")
@@ -294,8 +281,7 @@ def clone_cmd(url: str, directory: Path, as_json: bool) -> None:
         head, docs = store.head, store.docs()
     finally:
         store.close()
-    shown = _remote().redact_url(url) if "://" in url else url
-    shown = _strip_user_info(shown)
+    shown = _strip_user_info(_remote().redact_url(url))
     if as_json:
         emit_json({"url": shown, "path": str(directory.absolute()), "head": head, "docs": len(docs)})
     else:

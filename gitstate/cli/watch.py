@@ -15,7 +15,7 @@ import click
 
 from ..errors import GitStateError, StoreNotFound
 from ..watcher import DEFAULT_DEBOUNCE_MS, DEFAULT_POLL_DELAY_MS, DEFAULT_SETTLE_MS, DEFAULT_SETTLE_TIMEOUT_MS
-from ._common import Context, main, open_store, pass_ctx, to_jsonable
+from ._common import Context, main, open_store, pass_ctx, require_store, to_jsonable
 
 __all__ = ["HookResult", "hook_sources", "hooks_group", "hooks_install_cmd", "install_hooks", "watch_cmd"]
 
@@ -142,8 +142,7 @@ def watch_cmd(
       committed 3f2a91c0 state.json: services.gmail false -> true
       invalid edit: state.json:3:5: invalid JSON: Expecting ',' delimiter (kept in .git/gitstate/quarantine/...)
     """
-    if not (ctx.path / ".git").is_dir():
-        raise StoreNotFound(f"no gitstate store at {ctx.path}; run 'gitstate -C {ctx.path} init' there first")
+    require_store(ctx.path)
     printer = _Printer(as_json=as_json)
     handlers = {
         "loaded": printer.loaded,
@@ -267,8 +266,7 @@ def install_hooks(root: str | os.PathLike[str], *, force: bool = False) -> list[
         ['installed', 'installed']
     """
     root = Path(root)
-    if not (root / ".git").is_dir():
-        raise StoreNotFound(f"no gitstate store at {root}; run 'gitstate -C {root} init' there first")
+    require_store(root)
     sources = hook_sources()
     target_dir = _hooks_dir(root)
     target_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
