@@ -152,7 +152,8 @@ def _copy(value: Any) -> Any:
 
 
 def _canon(value: Any) -> bytes | str:
-    """Canonical form of a value: equal forms mean :func:`same` values (the converse fails only on key order).
+    """Canonical form of a value: equal forms mean :func:`same` values (the converse fails on key order, and on a
+    tuple against a list).
 
     ``marshal`` format 0 (no interning flags or back-references, so it depends only on values and exact types)
     is several times faster than ``repr``; values it cannot take (dates, subclasses) fall back to ``repr``.

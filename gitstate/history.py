@@ -219,11 +219,8 @@ class Commit:
         if self._keys is None:
             k = _parsed_keys(self._entry) if self._entry is not None else None
             if k is None and self._repo is not None:
-                hist = _History(self._repo)
-                try:
+                with _History(self._repo) as hist:
                     k = hist.keys(hist.entry(self.id))
-                finally:
-                    hist.save()
             self._keys = tuple((it[0], tuple(it[1])) for it in k) if k else ()
         return self._keys
 
@@ -272,11 +269,8 @@ class Commit:
             self._cache = {}
         cached = self._cache.get(cache_key)
         if cached is None:
-            hist = _History(self._repo)
-            try:
+            with _History(self._repo) as hist:
                 cached = hist.commit_changes(self.id, doc, keyt)
-            finally:
-                hist.save()
             self._cache[cache_key] = cached
         return list(cached)
 
@@ -424,17 +418,20 @@ def _decode(repo: Repository, blob: str, doc: str) -> Any:
         if hit is not None:
             _DECODED.move_to_end(key)
             return hit
-    data = repo.read_blob(blob)
-    codec = codec_for(doc)
-    try:
-        value = codec.decode(data, doc)
-    except DecodeError:
-        value = data.decode("utf-8", "replace")
+    value = _decode_bytes(repo.read_blob(blob), doc)
     with _DECODED_LOCK:
         _DECODED[key] = value
         while len(_DECODED) > 16:
             _DECODED.popitem(last=False)
     return value
+
+
+def _decode_bytes(data: bytes, doc: str) -> Any:
+    """``data`` decoded by the document's codec, or as text when it does not parse."""
+    try:
+        return codec_for(doc).decode(data, doc)
+    except DecodeError:
+        return data.decode("utf-8", "replace")
 
 
 def _value_at(repo: Repository, tree: str | None, doc: str) -> Any:
@@ -461,22 +458,16 @@ def _doc_changes(
         old = docdiff.MISSING if old_k is MISSING_KEY else old_k
         new = docdiff.MISSING if new_k is MISSING_KEY else new_k
         return [docdiff.Change(doc, (*key, *c.key), c.op, c.old, c.new) for c in docdiff.diff(old, new, doc=doc)]
-    if codec_for(doc).structured and not isinstance(old, str) and not isinstance(new, str):
-        return docdiff.diff(old, new, doc=doc)
-    if docdiff.same(old, new):
-        return []
-    op = "add" if old is docdiff.MISSING else "remove" if new is docdiff.MISSING else "change"
-    return [docdiff.Change(doc, (), op, old, new)]
+    # Text, raw and unparseable versions are str/bytes, which docdiff.diff compares whole: one change at ().
+    return docdiff.diff(old, new, doc=doc)
 
 
 # ===================================================================== the index file
 def _part_json(part: Any) -> str | int:
-    from . import docdiff
+    if isinstance(part, str) or (isinstance(part, int) and not isinstance(part, bool)):
+        return part
+    from . import docdiff  # only YAML scalar keys (bool, float, None, dates) get here
 
-    if isinstance(part, int) and not isinstance(part, bool):
-        return part
-    if isinstance(part, str):
-        return part
     return docdiff.format_key((part,)).strip('"')
 
 
@@ -560,9 +551,9 @@ _gc_was_enabled = False
 def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while building thousands of acyclic objects (index entries, commits).
 
-    Each batch of new containers triggers a collection that scans every object alive, so building 10,000 entries
-    collects dozens of times for nothing: this halves ``gitstate log`` of 10,000 commits. Nested and concurrent
-    pauses count; the collector's previous state comes back when the last one ends.
+    Every 700 new containers trigger a young collection, and the survivors are scanned again as they age into the
+    older generations, so building 10,000 entries collects dozens of times and finds nothing (they hold no
+    cycles). Nested and concurrent pauses count; the collector's previous state comes back when the last one ends.
     """
     global _gc_pauses, _gc_was_enabled
     with _GC_PAUSE_LOCK:
@@ -604,8 +595,7 @@ class _IndexFile:
             items = self._read_new_lines(st.st_size)
             if not items:
                 return
-            entries = self.entries
-            if not entries:  # a first load: one C-level dict build unless lines repeat a commit
+            if not self.entries:  # a first load: one C-level dict build unless lines repeat a commit
                 try:
                     fast = {it["c"]: it for it in items}
                 except (TypeError, KeyError):
@@ -613,18 +603,7 @@ class _IndexFile:
                 if len(fast) == len(items):
                     self.entries = fast
                     return
-            for it in items:
-                try:
-                    cid = it["c"]
-                    have = entries.get(cid)
-                except (TypeError, KeyError):
-                    continue
-                if have is None:
-                    if type(cid) is str:
-                        entries[cid] = it
-                else:
-                    have.pop("_kp", None)
-                    have.update(it)
+            self._merge(items)
 
     def _read_new_lines(self, size: int) -> list[Any]:
         """Parse the complete lines past :attr:`offset` (and move it past them); ``[]`` if there are none yet.
@@ -672,18 +651,22 @@ class _IndexFile:
                 logger.debug("skipping a damaged line of %s", self.path)
         return items
 
-    def _merge(self, item: Any) -> None:
-        if not isinstance(item, dict):
-            return
-        cid = item.get("c")
-        if not isinstance(cid, str):
-            return
-        have = self.entries.get(cid)
-        if have is None:
-            self.entries[cid] = item
-        else:
-            have.pop("_kp", None)
-            have.update(item)
+    def _merge(self, items: list[Any]) -> None:
+        """Add parsed lines to :attr:`entries`: a line for a known commit completes its entry (a key supplement
+        after the metadata, or the reverse); lines that are not an object with a string ``c`` are skipped."""
+        entries = self.entries
+        for it in items:
+            try:
+                cid = it["c"]
+                have = entries.get(cid)
+            except (TypeError, KeyError):
+                continue
+            if have is None:
+                if type(cid) is str:
+                    entries[cid] = it
+            else:
+                have.pop("_kp", None)
+                have.update(it)
 
     def append(self, items: list[dict[str, Any]]) -> None:
         """Append whole lines with one ``O_APPEND`` write (atomic against other appenders on local disks)."""
@@ -691,8 +674,7 @@ class _IndexFile:
             return
         data = b"".join(orjson.dumps(it) + b"\n" for it in items)
         with self.lock:
-            for it in items:
-                self._merge(dict(it))
+            self._merge([dict(it) for it in items])
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             except OSError as e:
@@ -726,7 +708,11 @@ def _index_for(repo: Repository) -> _IndexFile:
     return idx
 
 
-def _meta_entry(info: CommitInfo, docs: list[str]) -> dict[str, Any]:
+def _meta_entry(repo: Repository, info: CommitInfo) -> dict[str, Any]:
+    """The index entry of a commit, without its keys: read from the commit and its diff against its first
+    parent (changed paths only; no document is decoded)."""
+    parent_tree = repo.commit_info(info.parents[0]).tree if info.parents else None
+    docs = sorted(repo.changed_paths(parent_tree, info.tree))
     msg = info.message
     entry: dict[str, Any] = {
         "c": info.id,
@@ -805,6 +791,12 @@ class _History:
         self.loaded = False  # the index file is read on first use: resolving HEAD or an id never needs it
         self.new: dict[str, dict[str, Any]] = {}
 
+    def __enter__(self) -> _History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.save()
+
     def _load(self) -> None:
         if not self.loaded:
             self.idx.refresh()
@@ -816,18 +808,12 @@ class _History:
             self.new = {}
             self.idx.append(items)
 
-    def _tree_of(self, cid: str) -> str:
-        return self.repo.commit_info(cid).tree
-
     def entry(self, cid: str) -> dict[str, Any]:
         self._load()
         e = self.idx.entries.get(cid)
         if e is not None and "t" in e:
             return e
-        info = self.repo.commit_info(cid)
-        parent_tree = self._tree_of(info.parents[0]) if info.parents else None
-        docs = sorted(self.repo.changed_paths(parent_tree, info.tree))
-        fresh = _meta_entry(info, docs)
+        fresh = _meta_entry(self.repo, self.repo.commit_info(cid))
         self.new.setdefault(cid, {}).update(fresh)
         if e is not None:  # a key supplement arrived before its metadata line
             fresh.update({x: e[x] for x in ("k", "_kp") if x in e})
@@ -841,9 +827,7 @@ class _History:
         if k is not None:
             return k
         cid = e["c"]
-        parents = e.get("p") or []
-        old_tree = self._tree_of(parents[0]) if parents else None
-        new_tree = self._tree_of(cid)
+        old_tree, new_tree = self._trees(e)
         changes: list[docdiff.Change] = []
         for doc in e.get("d", []):
             changes.extend(_doc_changes(self.repo, doc, old_tree, new_tree))
@@ -905,28 +889,29 @@ class _History:
             cid = parents[0] if parents else None
 
     # ----------------------------------------------------------------- key matching
-    def _tree_or_none(self, e: dict[str, Any], parent: bool) -> str | None:
-        if not parent:
-            return self._tree_of(e["c"])
+    def _trees(self, e: dict[str, Any]) -> tuple[str | None, str]:
+        """The trees of the commit's first parent (None for a root commit) and of the commit."""
         parents = e.get("p") or ()
-        return self._tree_of(parents[0]) if parents else None
+        parent_tree = self.repo.commit_info(parents[0]).tree if parents else None
+        return parent_tree, self.repo.commit_info(e["c"]).tree
 
     def key_changed(self, e: dict[str, Any], doc: str | None, key: Key) -> bool:
-        """True if the commit changed the value at ``key`` (in ``doc``, or in any document). Callers filter with a
-        :class:`_KeyProbe` first: it rules out nearly every commit without parsing its keys."""
+        """True if the commit changed the value at ``key`` (in ``doc`` or the documents under a ``doc`` ending in
+        ``/``, or in any document). Callers filter with a :class:`_KeyProbe` first: it rules out nearly every
+        commit without parsing its keys."""
         ambiguous: list[str] = []
         for it in self.keys(e):
             d = it[0]
-            if doc is not None and d != doc:
+            if doc is not None and not _in_doc(d, doc):
                 continue
             rel = _relation(it[1], it[2], key)
             if rel == _DEFINITE:
                 return True
             if rel == _AMBIGUOUS and d not in ambiguous:
                 ambiguous.append(d)
-        for d in ambiguous:
-            if _doc_changes(self.repo, d, self._tree_or_none(e, True), self._tree_or_none(e, False), key):
-                return True
+        if ambiguous:
+            old_tree, new_tree = self._trees(e)
+            return any(_doc_changes(self.repo, d, old_tree, new_tree, key) for d in ambiguous)
         return False
 
     def commit_changes(self, cid: str, doc: str | None, key: Key) -> list[docdiff.Change]:
@@ -937,17 +922,19 @@ class _History:
             if all(len(it) == 5 for it in items):
                 return [_change_from_item(it) for it in items]
             docs = [d for d in e.get("d", []) if doc is None or d == doc]
+            old_tree, new_tree = self._trees(e)
             out: list[docdiff.Change] = []
             for d in docs:
-                out.extend(_doc_changes(self.repo, d, self._tree_or_none(e, True), self._tree_or_none(e, False)))
+                out.extend(_doc_changes(self.repo, d, old_tree, new_tree))
             return out
         rels = [(it, _relation(it[1], it[2], key)) for it in items]
         hits = [(it, r) for it, r in rels if r != _NONE]
         if all(r == _DEFINITE and len(it) == 5 for it, r in hits):
             return [_change_from_item(it) for it, _ in hits]
+        old_tree, new_tree = self._trees(e)
         out = []
         for d in dict.fromkeys(it[0] for it, _ in hits):
-            out.extend(_doc_changes(self.repo, d, self._tree_or_none(e, True), self._tree_or_none(e, False), key))
+            out.extend(_doc_changes(self.repo, d, old_tree, new_tree, key))
         return out
 
 
@@ -999,12 +986,11 @@ def record(repo: Repository, commit_id: str, *, actor: str, changes: list[docdif
         >>> # called by the store after each commit: history.record(repo, cid, actor="library", changes=changes)
     """
     info = repo.commit_info(commit_id)
-    parent_tree = repo.commit_info(info.parents[0]).tree if info.parents else None
-    docs = sorted(repo.changed_paths(parent_tree, info.tree))
-    entry = _meta_entry(info, docs)
+    entry = _meta_entry(repo, info)
     if _trailer(info.message, _ACTOR_TRAILER) is None:
         entry["actor"] = actor
     if len(info.parents) <= 1:
+        docs = entry["d"]
         entry["k"] = _keys_json(_encode_changes([c for c in changes if c.doc in docs or not c.doc]))
     _index_for(repo).append([entry])
 
@@ -1060,27 +1046,22 @@ def log_entries(
     if limit is not None and limit <= 0:
         return []
     keyt: Key = tuple(key) if key else ()
-    hist = _History(repo)
     out: list[dict[str, Any]] = []
     probe = _KeyProbe(keyt) if keyt else None
-    key_doc = None if doc is None or doc.endswith("/") else doc
-    try:
-        with _gc_paused():
-            for e in hist.walk(head):
-                if doc is not None:
-                    docs = e.get("d") or ()
-                    if doc.endswith("/"):
-                        if not any(d.startswith(doc) for d in docs):
-                            continue
-                    elif doc not in docs:
+    with _History(repo) as hist, _gc_paused():
+        for e in hist.walk(head):
+            if doc is not None:
+                docs = e.get("d") or ()
+                if doc.endswith("/"):
+                    if not any(d.startswith(doc) for d in docs):
                         continue
-                if probe is not None and not (probe.may_match(e) and hist.key_changed(e, key_doc, keyt)):
+                elif doc not in docs:
                     continue
-                out.append(e)
-                if limit is not None and len(out) >= limit:
-                    break
-    finally:
-        hist.save()
+            if probe is not None and not (probe.may_match(e) and hist.key_changed(e, doc, keyt)):
+                continue
+            out.append(e)
+            if limit is not None and len(out) >= limit:
+                break
     if not out and head is not None and (doc is not None or keyt):
         what = "no commit changed this key" if keyt else "no commit touched this document"
         raise KeyNotFound(doc or "*", keyt, f"{what} in the history of {repo.branch}")
@@ -1106,9 +1087,7 @@ def get_commit(repo: Repository, rev: str) -> Commit:
     idx = _index_for(repo)
     e = idx.entries.get(cid)  # in memory already (this process logged before), else straight from the commit
     if e is None or "t" not in e:
-        info = repo.commit_info(cid)
-        parent_tree = repo.commit_info(info.parents[0]).tree if info.parents else None
-        e = _meta_entry(info, sorted(repo.changed_paths(parent_tree, info.tree)))
+        e = _meta_entry(repo, repo.commit_info(cid))
     return Commit._from_entry(e, repo)
 
 
@@ -1275,8 +1254,7 @@ def resolve(repo: Repository, rev: str) -> str:
     if not isinstance(rev, str):
         raise TypeError(f"a revision must be a str, not {type(rev).__name__}")
     text = rev.strip()
-    hist = _History(repo)
-    try:
+    with _History(repo) as hist:
         # Whole-string matches first: a snapshot or a time expression may not be split on ~ and ^.
         m = _REV_SUFFIX.match(text)
         assert m is not None
@@ -1306,8 +1284,6 @@ def resolve(repo: Repository, rev: str) -> str:
                     raise RevisionNotFound(rev, f"{cid[:8]} has {len(parents)} parent(s)")
                 cid = parents[n - 1]
         return cid
-    finally:
-        hist.save()
 
 
 # ===================================================================== diff and at
@@ -1328,6 +1304,18 @@ def diff(repo: Repository, a: str, b: str, *, doc: str | None = None) -> list[do
         ...     [(c.key, c.old, c.new) for c in store.diff("HEAD~1", "HEAD")]
         [(('a',), 1, 2)]
     """
+    ta, tb, changed = _changed_between(repo, a, b, doc)
+    out: list[docdiff.Change] = []
+    for path in changed:
+        out.extend(_doc_changes(repo, path, ta, tb))
+    return out
+
+
+def _changed_between(
+    repo: Repository, a: str, b: str, doc: str | None
+) -> tuple[str, str, dict[str, tuple[str | None, str | None]]]:
+    """The trees of revisions ``a`` and ``b`` and, sorted by path, the blob ids (None where absent) of the
+    files that differ between them (only ``doc``, or the documents under a ``doc`` ending in ``/``, if given)."""
     ca, cb = resolve(repo, a), resolve(repo, b)
     ta, tb = repo.commit_info(ca).tree, repo.commit_info(cb).tree
     if doc is not None and not doc.endswith("/"):
@@ -1335,12 +1323,12 @@ def diff(repo: Repository, a: str, b: str, *, doc: str | None = None) -> list[do
         if repo.blob_id_at(ta, doc) is None and repo.blob_id_at(tb, doc) is None:
             raise KeyNotFound(doc, (), f"no such document at {a} or {b}")
     changed = repo.changed_paths(ta, tb)
-    out: list[docdiff.Change] = []
-    for path in sorted(changed):
-        if doc is not None and (path != doc and not (doc.endswith("/") and path.startswith(doc))):
-            continue
-        out.extend(_doc_changes(repo, path, ta, tb))
-    return out
+    return ta, tb, {p: changed[p] for p in sorted(changed) if doc is None or _in_doc(p, doc)}
+
+
+def _in_doc(path: str, doc: str) -> bool:
+    """True if ``path`` is ``doc``, or lies under it when ``doc`` ends in ``/``."""
+    return path == doc or (doc.endswith("/") and path.startswith(doc))
 
 
 def text_diff(repo: Repository, a: str, b: str, *, doc: str | None = None) -> dict[str, str]:
@@ -1364,16 +1352,8 @@ def text_diff(repo: Repository, a: str, b: str, *, doc: str | None = None) -> di
     """
     from . import docdiff
 
-    ca, cb = resolve(repo, a), resolve(repo, b)
-    ta, tb = repo.commit_info(ca).tree, repo.commit_info(cb).tree
-    if doc is not None and not doc.endswith("/"):
-        validate_doc_path(doc)
-        if repo.blob_id_at(ta, doc) is None and repo.blob_id_at(tb, doc) is None:
-            raise KeyNotFound(doc, (), f"no such document at {a} or {b}")
     out: dict[str, str] = {}
-    for path, (old, new) in sorted(repo.changed_paths(ta, tb).items()):
-        if doc is not None and (path != doc and not (doc.endswith("/") and path.startswith(doc))):
-            continue
+    for path, (old, new) in _changed_between(repo, a, b, doc)[2].items():
         try:
             old_text = None if old is None else repo.read_blob(old).decode("utf-8")
             new_text = None if new is None else repo.read_blob(new).decode("utf-8")
@@ -1488,8 +1468,7 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
 
     if head is None:
         raise GitStateError("nothing to undo: the store has no commits yet")
-    hist = _History(repo)
-    try:
+    with _History(repo) as hist:
         e = _undo_target(hist, head)
         if e is None:
             raise GitStateError("nothing to undo: every commit on the branch has already been undone")
@@ -1505,8 +1484,6 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
         for path, data in files.items():
             changes.extend(_doc_changes_bytes(repo, path, head_tree, data))
         subject = hist.message(e).split("\n", 1)[0]
-    finally:
-        hist.save()
     _ensure_empty_tree(repo, files)
     lines = docdiff.summarize(changes, max_lines=50)
     parts = [f"undo {cid[:8]}: {subject}"]
@@ -1517,23 +1494,11 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
 
 
 def _doc_changes_bytes(repo: Repository, doc: str, tree: str, data: bytes | None) -> list[docdiff.Change]:
+    """Key-level changes that replacing ``doc`` at ``tree`` with ``data`` (None: removing it) makes."""
     from . import docdiff
 
-    old = _value_at(repo, tree, doc)
-    codec = codec_for(doc)
-    if data is None:
-        new: Any = docdiff.MISSING
-    else:
-        try:
-            new = codec.decode(data, doc)
-        except DecodeError:
-            new = data.decode("utf-8", "replace")
-    if codec.structured and not isinstance(old, str) and not isinstance(new, str):
-        return docdiff.diff(old, new, doc=doc)
-    if docdiff.same(old, new):
-        return []
-    op = "add" if old is docdiff.MISSING else "remove" if new is docdiff.MISSING else "change"
-    return [docdiff.Change(doc, (), op, old, new)]
+    new = docdiff.MISSING if data is None else _decode_bytes(data, doc)
+    return docdiff.diff(_value_at(repo, tree, doc), new, doc=doc)
 
 
 # ===================================================================== snapshots
@@ -1615,10 +1580,7 @@ def ahead_behind(repo: Repository, local: str | None, remote: str | None) -> tup
         ...     ahead_behind(store._repo, store.head, None)
         (1, 0)
     """
-    hist = _History(repo)
-    try:
+    with _History(repo) as hist:
         mine = {e["c"] for e in hist.walk(local)}
         theirs = {e["c"] for e in hist.walk(remote)}
-    finally:
-        hist.save()
     return len(mine - theirs), len(theirs - mine)

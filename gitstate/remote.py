@@ -318,15 +318,17 @@ def _read_credentials(repo: Repository) -> dict[str, dict[str, str]]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_private_json(path: Path, data: object) -> None:
-    """Write JSON atomically to a file only its owner can read (0600)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.gitstate-tmp-{secrets.token_hex(4)}")
+def _replace_private(tmp: Path, path: Path, data: bytes) -> None:
+    """Write ``data`` to ``tmp`` (created here, only its owner can read it: 0600), fsync it and rename it over
+    ``path``; ``tmp`` is removed if that fails.
+
+    Raises:
+        FileExistsError: ``tmp`` exists (it is left alone).
+    """
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -334,6 +336,13 @@ def _write_private_json(path: Path, data: object) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _write_private_json(path: Path, data: object) -> None:
+    """Write JSON atomically to a file only its owner can read (0600)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.gitstate-tmp-{secrets.token_hex(4)}")
+    _replace_private(tmp, path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def _store_credentials(repo: Repository, name: str, username: str | None, password: str | None) -> None:
@@ -398,22 +407,12 @@ def _save_config(repo: Repository, cfg: ConfigFile) -> None:
     path = _config_path(repo)
     lock = path.with_name("config.lock")
     try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _replace_private(lock, path, buf.getvalue())
     except FileExistsError:
         raise RepositoryError(
             f"{lock} exists: another git process is changing the configuration; retry, or "
             "remove the file if no git is running"
         ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(lock, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
-        raise
 
 
 def _check_name(name: str) -> str:
@@ -1275,17 +1274,12 @@ def _describe(repo: Repository, tree: str | None, files: Mapping[str, bytes | No
     changes: list[docdiff.Change] = []
     for path, data in sorted(files.items()):
         old_b = repo.read_at(tree, path) if tree else None
-        codec = codec_for(path)
         try:
             old, new = _decode(path, old_b), _decode(path, data)
-        except (DecodeError, ValueError):
+        except (DecodeError, ValueError):  # compared as raw bytes, which docdiff.diff takes whole
             old = docdiff.MISSING if old_b is None else old_b
             new = docdiff.MISSING if data is None else data
-        if codec.structured and not isinstance(old, bytes) and not isinstance(new, bytes):
-            changes.extend(docdiff.diff(old, new, doc=path))
-        elif not docdiff.same(old, new):
-            op = "add" if old is docdiff.MISSING else "remove" if new is docdiff.MISSING else "change"
-            changes.append(docdiff.Change(path, (), op, old, new))
+        changes.extend(docdiff.diff(old, new, doc=path))
     return changes
 
 
