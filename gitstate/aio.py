@@ -46,7 +46,8 @@ from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from .migrate import ABSENT, TxView
+from .keys import ABSENT
+from .migrate import TxView
 from .store import Store
 from .store import open as _open_store
 

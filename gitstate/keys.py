@@ -5,19 +5,29 @@ dots (``("meetings", "event.123", "status")``). A part that is a whole number in
 at that point is a list; in a mapping it is a string key. ``None`` means the whole document.
 
 The operations (:func:`get_in`, :func:`set_in`, :func:`delete_in`, :func:`merge_in`, :func:`append_in`) work in
-place on a private value and return the new root; they never do I/O.
+place on a private value and return the new root; they never do I/O. :func:`check_write`, :func:`check_target`
+and :func:`apply_write` are the rules of a write to a whole document, shared by the store and by migrations'
+transaction view.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Final
 
+from .codecs import codec_for, copy_value
+from .errors import EncodeError, KeyNotFound
+
 __all__ = [
+    "ABSENT",
     "MISSING_KEY",
     "Key",
     "KeyPathError",
     "append_in",
+    "apply_write",
+    "check_target",
+    "check_write",
     "delete_in",
     "get_in",
     "key_overlaps",
@@ -258,3 +268,69 @@ def key_overlaps(a: Key, b: Key) -> bool:
     """True if one key is a prefix of the other (writing one affects the other). Parts compare as strings."""
     n = min(len(a), len(b))
     return all(str(x) == str(y) for x, y in zip(a[:n], b[:n], strict=True))
+
+
+# ===================================================================== writes (rules shared by Store and TxView)
+class _Absent:
+    """The value of a document that does not exist."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+
+
+def check_write(doc: str, kind: str, key: object, value: Any) -> tuple[Key, Any]:
+    """The checks a write (``kind``: set, delete, update, append) passes before the document is looked at: returns
+    the parsed key and the value as the document's codec stores it.
+
+    Raises:
+        EncodeError: a key into a document without keys, or a value the codec cannot store.
+    """
+    codec = codec_for(doc)
+    keyt = parse_key(key)
+    if keyt and not codec.structured:
+        raise EncodeError(f"{doc}: {codec.name} documents have no keys; pass key=None")
+    if kind == "update":
+        if not isinstance(value, Mapping):
+            raise EncodeError(f"{doc}: update() takes a mapping, not {type(value).__name__}")
+        value = codec.normalize(dict(value), doc, keyt)
+    elif kind in ("set", "append"):
+        value = codec.normalize(value, doc, keyt)
+    return keyt, value
+
+
+def check_target(doc: str, kind: str, keyt: Key, view: Any) -> None:
+    """Refuse a write that cannot apply to the document's current value ``view`` (:data:`ABSENT`: no document).
+
+    Raises:
+        KeyNotFound: deleting a document or key that does not exist.
+        EncodeError: a keyed write, an append or an update into a document holding a scalar.
+    """
+    if kind == "delete":
+        if view is ABSENT or (keyt and get_in(view, keyt) is MISSING_KEY):
+            raise KeyNotFound(doc, keyt, "no such document" if view is ABSENT else "no such key")
+    elif kind in ("append", "update") and view is not ABSENT and not isinstance(view, (dict, list)):
+        raise EncodeError(f"{doc}: cannot {kind} into a document holding a {type(view).__name__}")
+    if keyt and view is not ABSENT and not isinstance(view, (dict, list)):
+        raise EncodeError(
+            f"{doc}: the document holds a {type(view).__name__}; only whole-document writes (key=None) apply"
+        )
+
+
+def apply_write(view: Any, kind: str, key: Key, value: Any) -> Any:
+    """One write applied to a private document value (in place where possible); returns the new value.
+    The key operations fail before they change anything, so a failed write leaves the value as it was."""
+    base = None if view is ABSENT else view
+    if kind == "set":
+        return set_in(base, key, copy_value(value))
+    if kind == "delete":
+        if not key or view is ABSENT:
+            return ABSENT
+        return delete_in(view, key)[0]
+    if kind == "update":
+        return merge_in(base, key, copy_value(value))
+    if kind == "append":
+        return append_in(base, key, copy_value(value))
+    raise AssertionError(kind)

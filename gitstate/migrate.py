@@ -72,7 +72,6 @@ from . import docdiff
 from .codecs import codec_for, copy_value
 from .errors import (
     DecodeError,
-    EncodeError,
     GitStateError,
     InvalidPath,
     KeyNotFound,
@@ -80,16 +79,14 @@ from .errors import (
     SchemaMismatch,
 )
 from .keys import (
-    MISSING_KEY,
+    ABSENT,
     Key,
     KeyPathError,
-    append_in,
-    delete_in,
-    get_in,
-    merge_in,
+    apply_write,
+    check_target,
+    check_write,
     parse_key,
     read_value,
-    set_in,
 )
 from .paths import validate_doc_path
 
@@ -274,33 +271,10 @@ def check_flush(store: Store) -> None:
     )
 
 
-# ===================================================================== the transaction view
-class _Absent:
-    def __repr__(self) -> str:
-        return "ABSENT"
-
-
-ABSENT: Final = _Absent()
 _DEFAULT: Any = object()
 
 
-def _apply_op(view: Any, kind: str, key: Key, value: Any) -> Any:
-    """One write applied to a private document value (in place where possible); returns the new value.
-    The key operations fail before they change anything, so a failed write leaves the value as it was."""
-    base = None if view is ABSENT else view
-    if kind == "set":
-        return set_in(base, key, copy_value(value))
-    if kind == "delete":
-        if not key or view is ABSENT:
-            return ABSENT
-        return delete_in(view, key)[0]
-    if kind == "update":
-        return merge_in(base, key, copy_value(value))
-    if kind == "append":
-        return append_in(base, key, copy_value(value))
-    raise AssertionError(kind)
-
-
+# ===================================================================== the transaction view
 @dataclass(frozen=True)
 class _Write:
     kind: str
@@ -389,30 +363,14 @@ class TxView:
         self._check(doc)
         if doc.startswith(_META_PREFIX):
             raise InvalidPath(doc, f"documents under {_META_PREFIX} hold gitstate's own metadata")
-        codec = codec_for(doc)
-        keyt = parse_key(key)
-        if keyt and not codec.structured:
-            raise EncodeError(f"{doc}: {codec.name} documents have no keys; pass key=None")
-        if kind == "update":
-            if not isinstance(value, Mapping):
-                raise EncodeError(f"{doc}: update() takes a mapping, not {type(value).__name__}")
-            value = codec.normalize(dict(value), doc, keyt)
-        elif kind in ("set", "append"):
-            value = codec.normalize(value, doc, keyt)
+        keyt, value = check_write(doc, kind, key, value)
         view = self._current(doc)
-        if kind == "delete" and (view is ABSENT or (keyt and get_in(view, keyt) is MISSING_KEY)):
-            raise KeyNotFound(doc, keyt, "no such document" if view is ABSENT else "no such key")
-        if kind in ("append", "update") and view is not ABSENT and not isinstance(view, (dict, list)):
-            raise EncodeError(f"{doc}: cannot {kind} into a document holding a {type(view).__name__}")
-        if keyt and view is not ABSENT and not isinstance(view, (dict, list)):
-            raise EncodeError(
-                f"{doc}: the document holds a {type(view).__name__}; only whole-document writes (key=None) apply"
-            )
+        check_target(doc, kind, keyt, view)
         if doc not in self._values and view is not ABSENT:
             view = copy_value(view)  # the base value stays pristine: it is what diffs compare against
         self._before_write(doc)
         try:
-            self._values[doc] = _apply_op(view, kind, keyt, value)
+            self._values[doc] = apply_write(view, kind, keyt, value)
         except KeyPathError as e:
             raise KeyNotFound(doc, keyt, e.problem) from None
         self._writes.append(_Write(kind, doc, keyt, copy_value(value)))

@@ -55,13 +55,13 @@ FILE_MODE: Final = 0o100644
 EXEC_MODE: Final = 0o100755
 TREE_MODE: Final = 0o040000
 _LOCK_TIMEOUT_S: Final = 30.0
-_STALE_LOCK_AGE_S: Final = 10.0
+_STALE_LOCK_AGE_S: Final = 10.0  # fallback when /proc cannot tell us who holds a file
 #: Index size from which a flush defers the index write (see Repository.sync_index).
 DEFER_INDEX_ENTRIES: Final = 2000
-#: Bytes of recently read or written blobs kept in memory. A flush reads the committed version of each document
-#: it writes (to skip unchanged ones, describe the change and protect hand edits): without the cache that is
-#: three reads and inflations of the same blob per flush.
-BLOB_CACHE_BYTES: Final = 8 << 20  # fallback when /proc cannot tell us who holds a file
+#: Bytes of recently read or written blobs kept in memory (blobs over a quarter of it are never kept). A flush
+#: reads the committed version of each document it writes (to skip unchanged ones and describe the change):
+#: usually the blob the previous flush wrote, served from here instead of being read back and inflated.
+BLOB_CACHE_BYTES: Final = 8 << 20
 
 
 def _sha1(data: bytes) -> hashlib._Hash:
@@ -144,9 +144,7 @@ class _Index:
         stamp = self.file_stamp()
         if self.valid and stamp == self.stamp:
             return True
-        self.entries.clear()
-        self.shas.clear()
-        self._order = []
+        self.clear()
         self.valid = False
         if stamp is None:
             self.stamp = None
@@ -162,9 +160,7 @@ class _Index:
             self.valid = True
             self._sorted = True
         else:
-            self.entries.clear()
-            self.shas.clear()
-            self._order = []
+            self.clear()
         return ok
 
     def _parse(self, data: bytes) -> bool:
@@ -906,24 +902,10 @@ class Repository:
             return self.read_ref(value[5:])
         if value:
             return value
-        try:
-            with open(self.git_dir / "packed-refs", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith(("#", "^")):
-                        continue
-                    sha, _, name = line.strip().partition(" ")
-                    if name == ref:
-                        return sha
-        except FileNotFoundError:
-            pass
-        return None
+        return self._packed_refs().get(ref)
 
-    def head(self) -> str | None:
-        """Commit id the store's branch points at, or None before the first commit."""
-        return self.read_ref(self.branch_ref)
-
-    def list_refs(self, prefix: str) -> dict[str, str]:
-        """Refs under ``prefix`` (e.g. ``refs/tags/``): name -> hex id, loose refs winning over packed."""
+    def _packed_refs(self) -> dict[str, str]:
+        """Refs in ``packed-refs``: name -> hex id (peeled lines skipped)."""
         out: dict[str, str] = {}
         try:
             with open(self.git_dir / "packed-refs", encoding="utf-8") as f:
@@ -931,10 +913,18 @@ class Repository:
                     if line.startswith(("#", "^")):
                         continue
                     sha, _, name = line.strip().partition(" ")
-                    if name.startswith(prefix):
-                        out[name] = sha
+                    out.setdefault(name, sha)
         except FileNotFoundError:
             pass
+        return out
+
+    def head(self) -> str | None:
+        """Commit id the store's branch points at, or None before the first commit."""
+        return self.read_ref(self.branch_ref)
+
+    def list_refs(self, prefix: str) -> dict[str, str]:
+        """Refs under ``prefix`` (e.g. ``refs/tags/``): name -> hex id, loose refs winning over packed."""
+        out = {name: sha for name, sha in self._packed_refs().items() if name.startswith(prefix)}
         base = self.git_dir / prefix
         if base.is_dir():
             for p in base.rglob("*"):
@@ -1137,12 +1127,16 @@ class Repository:
         if self._index_behind or not self.index.load():
             self.rebuild_index(head_tree)
             return False
+        self._apply_deferred()
+        return True
+
+    def _apply_deferred(self) -> None:
+        """Apply the index updates :meth:`sync_index` deferred to the loaded index (in memory)."""
         for name, entry in self._deferred.items():
             if entry is None:
                 self.index.remove(name)
             else:
                 self.index.set(name, entry[0], entry[1])
-        return True
 
     def index_has_unwritten_updates(self) -> bool:
         """True when :meth:`sync_index` deferred a write."""
@@ -1178,8 +1172,7 @@ class Repository:
             self._deferred.clear()
         else:
             # A live git is updating the index; ours is rebuilt from HEAD on the next sync.
-            self._index_behind = True
-            self.index.valid = False
+            self.index_fell_behind()
             logger.info("index.lock is held by another git process; the index will be refreshed later")
 
     def rebuild_index(self, head_tree: str) -> None:
@@ -1204,11 +1197,7 @@ class Repository:
         committed = self.list_blobs(head_tree)
         index_ok = self.index.load()
         if index_ok:  # our own unwritten updates (deferred by sync_index) still count
-            for iname, entry in self._deferred.items():
-                if entry is None:
-                    self.index.remove(iname)
-                else:
-                    self.index.set(iname, entry[0], entry[1])
+            self._apply_deferred()
         out: dict[str, bytes | None] = {}
         seen: set[str] = set()
         for dirpath, dirnames, filenames in os.walk(str(self.root)):

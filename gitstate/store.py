@@ -23,7 +23,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -45,19 +45,17 @@ from .errors import (
 )
 from .events import Committed, Event, EventBus, ExternalChange, InvalidEdit, Loaded, SaveErrorEvent
 from .keys import (
-    MISSING_KEY,
+    ABSENT,
     Key,
     KeyPathError,
-    append_in,
-    delete_in,
-    get_in,
-    merge_in,
+    apply_write,
+    check_target,
+    check_write,
     parse_key,
     read_value,
-    set_in,
 )
 from .paths import atomic_write, check_no_symlinks, remove_file, validate_doc_path
-from .repo import Repository, blob_id
+from .repo import EMPTY_TREE, Repository, blob_id
 
 if TYPE_CHECKING:
     from .history import Commit, Snapshot, StateView
@@ -77,14 +75,7 @@ Durability = Literal["immediate", "debounced", "manual"]
 _DEFAULT: Any = object()
 
 
-class _Absent:
-    """The value of a document that does not exist."""
-
-    def __repr__(self) -> str:
-        return "ABSENT"
-
-
-_ABSENT: Final = _Absent()
+_ABSENT: Final = ABSENT  # the value of a document that does not exist
 
 
 @dataclass(slots=True)
@@ -129,20 +120,7 @@ def human_author() -> str:
 
 def _apply(view: Any, op: _Op) -> Any:
     """Apply one journal operation to a private document value; returns the new value."""
-    base = None if view is _ABSENT else view
-    if op.kind == "set":
-        return set_in(base, op.key, copy_value(op.value))
-    if op.kind == "delete":
-        if not op.key:
-            return _ABSENT
-        if view is _ABSENT:
-            return _ABSENT
-        return delete_in(view, op.key)[0]
-    if op.kind == "update":
-        return merge_in(base, op.key, copy_value(op.value))
-    if op.kind == "append":
-        return append_in(base, op.key, copy_value(op.value))
-    raise AssertionError(op.kind)
+    return apply_write(view, op.kind, op.key, op.value)
 
 
 def _trailer_key(name: str) -> str:
@@ -525,16 +503,7 @@ class Store:
         if self.read_only:
             raise SaveError(f"{self.path} is on a read-only file system or not writable: the store is open read-only")
         doc = self._doc(doc)
-        codec = codec_for(doc)
-        keyt = parse_key(key)
-        if keyt and not codec.structured:
-            raise EncodeError(f"{doc}: {codec.name} documents have no keys; pass key=None")
-        if kind == "update":
-            if not isinstance(value, Mapping):
-                raise EncodeError(f"{doc}: update() takes a mapping, not {type(value).__name__}")
-            value = codec.normalize(dict(value), doc, keyt)
-        elif kind in ("set", "append"):
-            value = codec.normalize(value, doc, keyt)
+        keyt, value = check_write(doc, kind, key, value)
         with self._lock:
             try:
                 view = self._load(doc)
@@ -544,15 +513,7 @@ class Store:
                 view = _ABSENT  # replacing a committed document that does not parse
             if view is _ABSENT and kind != "delete":
                 self._check_doc_slot(doc)
-            if kind == "delete":
-                if view is _ABSENT or (keyt and get_in(view, keyt) is MISSING_KEY):
-                    raise KeyNotFound(doc, keyt, "no such document" if view is _ABSENT else "no such key")
-            elif kind in ("append", "update") and view is not _ABSENT and not isinstance(view, (dict, list)):
-                raise EncodeError(f"{doc}: cannot {kind} into a document holding a {type(view).__name__}")
-            if keyt and view is not _ABSENT and not isinstance(view, (dict, list)):
-                raise EncodeError(
-                    f"{doc}: the document holds a {type(view).__name__}; only whole-document writes (key=None) apply"
-                )
+            check_target(doc, kind, keyt, view)
             self._seq += 1
             now = time.monotonic()
             op = _Op(self._seq, doc, kind, keyt, value, now)
@@ -578,9 +539,11 @@ class Store:
         parts = doc.split("/")
         prefixes = ["/".join(parts[:i]) for i in range(1, len(parts))]
         for p in prefixes:
-            pending = self._views.get(p, _ABSENT) if p in self._dirty else _ABSENT
-            committed = self._head_tree is not None and self._repo.blob_id_at(self._head_tree, p) is not None
-            if pending is not _ABSENT or (committed and (p not in self._dirty or pending is not _ABSENT)):
+            if p in self._dirty:  # pending writes decide: created, or deleted
+                exists = self._views.get(p, _ABSENT) is not _ABSENT
+            else:
+                exists = self._head_tree is not None and self._repo.blob_id_at(self._head_tree, p) is not None
+            if exists:
                 raise InvalidPath(doc, f"{p!r} is a document, so it cannot also be a directory")
         below = doc + "/"
         if any(d.startswith(below) and self._views.get(d, _ABSENT) is not _ABSENT for d in self._dirty) or (
@@ -782,7 +745,7 @@ class Store:
                 human_events = self._take_unsaved_human_edits(files)
                 if human_events:
                     events += human_events
-                    with self._lock:  # documents rebased on a hand edit: describe them again
+                    with self._lock:  # the branch moved under a hand edit: encode and describe again
                         files, described = self._encode_dirty(list(files))
             commit = None
             if files:
@@ -835,11 +798,12 @@ class Store:
 
         With ``stats`` the files are NOT written: their content is already on disk (a human's edit, recovered
         state) and the given stats go into the index (None: unknown, Git re-reads the file)."""
+        ids = {doc: blob_id(data) for doc, data in files.items() if data is not None}
         for doc, data in files.items() if stats is None else ():
             if data is None:
                 remove_file(self.path, doc, fsync=self._fsync)
             else:
-                self._written[doc] = blob_id(data)
+                self._written[doc] = ids[doc]
                 atomic_write(self.path, doc, data, fsync=self._fsync)
         commit = self._repo.commit_files(
             parent, dict(files), message, author=author, extra_parents=extra_parents, fsync=self._fsync
@@ -848,12 +812,7 @@ class Store:
         # and the key index are caches that are rebuilt when they fall behind.
         try:
             tree = self._repo.commit_info(commit).tree
-            self._repo.sync_index(
-                tree,
-                {doc: None if data is None else blob_id(data) for doc, data in files.items()},
-                stats=stats,
-                defer=True,
-            )
+            self._repo.sync_index(tree, {doc: ids.get(doc) for doc in files}, stats=stats, defer=True)
         except (OSError, GitStateError) as e:
             self._repo.index_fell_behind()
             logger.warning("committed %s but could not update the Git index (%s); it is rebuilt later", commit, e)
@@ -938,24 +897,27 @@ class Store:
     # ================================================================= commits made by others
     def _take_unsaved_human_edits(self, files: dict[str, bytes | None]) -> list[Event]:
         """Before overwriting files, commit hand edits to them that nothing has committed yet (no watcher
-        running), so a library write never silently discards a human's change. Repository lock held."""
-        reads = {doc: self._read_worktree(doc) for doc in files}
-        edited = {doc: r for doc, r in reads.items() if r[0] != self._committed_bytes(doc) and r[0] != files[doc]}
+        running), so a library write never silently discards a human's change. Repository lock held; the caller
+        encodes the documents again when this returns events (the branch moved)."""
+        edited = {doc: r for doc, r in self._unsaved_edits(files).items() if r[0] != files[doc]}
         if not edited:
             return []
-        events = self._ingest_locked(edited, reason="unsaved edit found before a library write")
-        # The branch moved: re-encode our view of these documents on top of the human's version.
-        for doc in edited:
-            with self._lock:
-                view = self._load(doc)
-                files[doc] = None if view is _ABSENT else codec_for(doc).encode(view)
-            if files[doc] == self._committed_bytes(doc):
-                del files[doc]
-        return events
+        return self._ingest_locked(edited, reason="unsaved edit found before a library write")
 
-    def _read_worktree(self, doc: str) -> tuple[bytes | None, os.stat_result | None]:
+    def _unsaved_edits(self, docs: Iterable[str]) -> dict[str, tuple[bytes | None, os.stat_result | None]]:
+        """The work-tree content (see :meth:`_read_worktree`) of those of ``docs`` whose file differs from the
+        head's version. A file whose stat matches its index entry is taken as unchanged without being read."""
+        out: dict[str, tuple[bytes | None, os.stat_result | None]] = {}
+        for doc in docs:
+            read = self._read_worktree(doc)
+            if read is not None and read[0] != self._committed_bytes(doc):
+                out[doc] = read
+        return out
+
+    def _read_worktree(self, doc: str) -> tuple[bytes | None, os.stat_result | None] | None:
         """The work-tree file's content, and a stat that is safe to record in the index with it (None when the
-        file changed while it was read, so the newer content is never hidden by a matching stat)."""
+        file changed while it was read, so the newer content is never hidden by a matching stat); None when the
+        file's stat matches its index entry for the head's version (unchanged, not read)."""
         full = self.path / doc
         try:
             check_no_symlinks(self.path, doc)
@@ -964,7 +926,7 @@ class Store:
             if self._head_tree and self._repo.index.valid and name in self._repo.index.entries:
                 sha = self._repo.blob_id_at(self._head_tree, doc)
                 if sha is not None and self._repo._stat_matches(doc, sha, st):
-                    return self._committed_bytes(doc), st
+                    return None
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 st = os.fstat(fd)
@@ -1043,15 +1005,15 @@ class Store:
             with self._lock:
                 if head != self._head:
                     events.append(self._advance_to(head, source="process"))
-            reads: dict[str, tuple[bytes | None, os.stat_result | None]] = {}
+            valid: list[str] = []
             for doc in sorted(set(docs)):
                 try:
                     validate_doc_path(doc)
                 except InvalidPath as e:
                     logger.warning("ignoring %s: %s", doc, e.reason)
                     continue
-                reads[doc] = self._read_worktree(doc)
-            events += self._ingest_locked(reads, reason=None)
+                valid.append(doc)
+            events += self._ingest_locked(self._unsaved_edits(valid), reason=None)
         for ev in events:
             self._emit(ev)
         for ev in events:
@@ -1063,7 +1025,8 @@ class Store:
     def _ingest_locked(
         self, reads: Mapping[str, tuple[bytes | None, os.stat_result | None]], *, reason: str | None
     ) -> list[Event]:
-        """Commit the on-disk content of documents as one human edit. Repository lock and ``_flush_lock`` held."""
+        """Commit the on-disk content of documents (``reads``, from :meth:`_unsaved_edits`) as one human edit.
+        Repository lock and ``_flush_lock`` held."""
         events: list[Event] = []
         valid: dict[str, tuple[bytes | None, os.stat_result | None, Any, Any]] = {}
         for doc, (data, st) in reads.items():
@@ -1145,9 +1108,7 @@ class Store:
             with self._lock:
                 if head != self._head:
                     events.append(self._advance_to(head, source="process"))
-            touched = {d for files, _ in steps for d in files}
-            reads = {d: self._read_worktree(d) for d in sorted(touched)}
-            edited = {d: r for d, r in reads.items() if r[0] != self._committed_bytes(d)}
+            edited = self._unsaved_edits(sorted({d for files, _ in steps for d in files}))
             if edited:  # never overwrite a hand edit nobody committed: it goes into history first
                 events += self._ingest_locked(edited, reason=f"unsaved edit found before a {actor} commit")
                 head = self._head
@@ -1248,9 +1209,7 @@ class Store:
             self._repo.recover_stale_locks()
             head = self._repo.head()
             tree = self._repo.commit_info(head).tree if head else None
-            changes = self._repo.worktree_changes(
-                tree or "4b825dc642cb6eb9a060e54bf8d69288fbee4904", ignored=self._repo.ignore_matcher()
-            )
+            changes = self._repo.worktree_changes(tree or EMPTY_TREE, ignored=self._repo.ignore_matcher())
             for doc, data in sorted(changes.items()):
                 try:
                     validate_doc_path(doc)
@@ -1426,7 +1385,7 @@ class Store:
 
     def _edits_since_head(self) -> list[str]:
         with self._flush_lock, self._repo.lock():
-            tree = self._head_tree or "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+            tree = self._head_tree or EMPTY_TREE
             return sorted(self._repo.worktree_changes(tree, ignored=self._repo.ignore_matcher()))
 
     def _on_files_changed(self, docs: builtins.set[str]) -> None:

@@ -120,9 +120,7 @@ def is_watched_name(name: str) -> bool:
 def _sig(full: str) -> Sig:
     try:
         st = os.lstat(full)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError:
+    except OSError:  # gone, or unreadable: no regular file to judge
         return None
     if not stat.S_ISREG(st.st_mode):
         return None
@@ -636,9 +634,7 @@ class Watcher:
             return True  # gone or unreadable: let the store decide
         try:
             codec.decode(data, rel)
-        except GitStateError:
-            return False
-        except Exception:
+        except Exception:  # DecodeError, or anything a codec raises on odd input
             return False
         return True
 
