@@ -23,6 +23,7 @@ import gitstate
 __all__ = [
     "GIT_ENV",
     "PYTHON",
+    "YAML_ALIAS_BOMB",
     "commit_ids",
     "fsck",
     "git",
@@ -61,6 +62,19 @@ GIT_ENV = {
 }
 GIT_ENV.pop("XDG_CONFIG_HOME", None)  # would stand in for ~/.config
 GIT_ENV.pop("GITSTATE_DIR", None)
+
+#: A "billion laughs" YAML document: 9 levels of aliases, 9**9 (~387 million) scalars once expanded.
+YAML_ALIAS_BOMB = b"""\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
 
 
 def wait_until(

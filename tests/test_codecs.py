@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import YAML_ALIAS_BOMB
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -203,23 +204,10 @@ def test_yaml_refuses_values_it_cannot_store(value: Any) -> None:
         YAML.normalize(value, "m.yaml")
 
 
-BILLION_LAUGHS = b"""\
-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
-b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-"""
-
-
 def test_yaml_alias_bomb_is_refused_quickly() -> None:
     t0 = time.perf_counter()
     with pytest.raises(DecodeError, match="alias"):
-        YAML.decode(BILLION_LAUGHS, "bomb.yaml")
+        YAML.decode(YAML_ALIAS_BOMB, "bomb.yaml")
     assert time.perf_counter() - t0 < 2.0
 
 

@@ -808,16 +808,24 @@ class TestProperties:
         base, ours = pair
         theirs = data.draw(mutated(base))
         saved = copy.deepcopy((base, ours, theirs))
+        results = {}
         for prefer in ("ours", "theirs"):
-            result = merge3(base, ours, theirs, prefer=prefer)
+            result = results[prefer] = merge3(base, ours, theirs, prefer=prefer)
             assert all(c.chosen == prefer for c in result.conflicts)
             assert same((base, ours, theirs), saved)
             if not result.conflicts and same(theirs, base):
                 assert same(result.value, ours)
-        try:
-            merge3(base, ours, theirs, prefer="fail")
-        except MergeConflictError as e:
-            assert e.conflicts
+        # prefer="fail" raises exactly when there is something to choose, naming the same keys.
+        conflict_keys = [c.key for c in results["ours"].conflicts]
+        assert [c.key for c in results["theirs"].conflicts] == conflict_keys
+        if conflict_keys:
+            with pytest.raises(MergeConflictError) as info:
+                merge3(base, ours, theirs, prefer="fail")
+            assert [c.key for c in info.value.conflicts] == conflict_keys
+        else:
+            assert same(merge3(base, ours, theirs, prefer="fail").value, results["ours"].value)
+            assert same(results["theirs"].value, results["ours"].value)
+        assert same((base, ours, theirs), saved)
 
     @PROPS
     @given(st.one_of(st.none(), st.text(alphabet="ab\n", max_size=8)), st.text(alphabet="ab\n", max_size=8))

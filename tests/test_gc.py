@@ -84,6 +84,16 @@ def _write_loose(git_dir: Path, type_name: bytes, data: bytes, *, age_s: float =
     return sha
 
 
+def _collect(root: Path, **options: Any) -> dict[str, Any]:
+    """``gc.collect`` on the store at ``root`` (not open elsewhere) through a repository handle of its own."""
+    options.setdefault("fsync", False)
+    repo = Repository.open(root, create=False)
+    try:
+        return gc.collect(repo, **options)
+    finally:
+        repo.close()
+
+
 def _loose_exists(git_dir: Path, sha: str) -> bool:
     return (git_dir / "objects" / sha[:2] / sha[2:]).exists()
 
@@ -230,11 +240,7 @@ def test_collect_keeps_every_ref_and_the_index(tmp_path: Path) -> None:
     git(root, "add", "staged.txt")
     staged_blob = git(root, "rev-parse", ":staged.txt").strip()
     git(root, "pack-refs", "--all")  # refs in packed-refs count too
-    repo = Repository.open(root, create=False)
-    try:
-        stats = gc.collect(repo, prune_grace_s=0, fsync=False)
-    finally:
-        repo.close()
+    stats = _collect(root, prune_grace_s=0)
     assert stats["pruned"] == 0
     fsck(root)
     for rev in ("side", "v2", "refs/gitstate/keep", "refs/remotes/origin/main", "main"):
@@ -257,11 +263,7 @@ def test_collect_prunes_old_debris_only(tmp_path: Path) -> None:
     os.utime(old_tmp, (time.time() - 7200, time.time() - 7200))
     young_tmp = git_dir / "objects" / "pack" / "tmp-123.gitstate-tmp-pack"
     young_tmp.write_bytes(b"a pack being written")
-    repo = Repository.open(root, create=False)
-    try:
-        stats = gc.collect(repo, fsync=False)
-    finally:
-        repo.close()
+    stats = _collect(root)
     assert stats["pruned"] == 1 and stats["temp_removed"] == 1
     assert not _loose_exists(git_dir, old) and _loose_exists(git_dir, young)
     assert not old_tmp.exists() and young_tmp.exists()
@@ -294,11 +296,7 @@ def test_unreachable_objects_in_old_packs_follow_the_grace_period(tmp_path: Path
             for ext in (".pack", ".idx"):
                 p = git_dir / "objects" / "pack" / f"pack-{out}{ext}"
                 os.utime(p, (time.time() - 7200, time.time() - 7200))
-    repo = Repository.open(root, create=False)
-    try:
-        stats = gc.collect(repo, fsync=False)
-    finally:
-        repo.close()
+    stats = _collect(root)
     assert stats["pruned"] == 1 and stats["packs_removed"] == 2
     assert not _has_object(root, doomed)
     assert _loose_exists(git_dir, spared)  # kept loose, with its pack's age, until its grace period ends
@@ -348,12 +346,8 @@ def test_collect_refuses_to_delete_when_history_is_damaged(tmp_path: Path) -> No
     (git_dir / "objects" / blob[:2] / blob[2:]).unlink()
     debris = _write_loose(git_dir, b"blob", b"old debris\n", age_s=7200)
     before = sorted(p.name for p in (git_dir / "objects").rglob("*") if p.is_file())
-    repo = Repository.open(root, create=False)
-    try:
-        with pytest.raises(RepositoryError, match="missing"):
-            gc.collect(repo, fsync=False)
-    finally:
-        repo.close()
+    with pytest.raises(RepositoryError, match="missing"):
+        _collect(root)
     assert _loose_exists(git_dir, debris)
     assert sorted(p.name for p in (git_dir / "objects").rglob("*") if p.is_file()) == before
 
@@ -418,6 +412,7 @@ def test_flushes_during_collect_lose_nothing(tmp_path: Path) -> None:
     finally:
         done.set()
         t.join(60)
+    assert not t.is_alive(), "the writer thread hung"
     assert not errors, errors
     store.close()
     fsck(root)

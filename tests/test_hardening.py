@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from conftest import reaped, start_worker
-from helpers import commit_ids, fsck, git, git_show, status_porcelain, wait_until
+from helpers import YAML_ALIAS_BOMB, commit_ids, fsck, git, git_show, status_porcelain, wait_until
 
 import gitstate
 from gitstate import paths as gs_paths
@@ -359,19 +359,6 @@ def test_a_directory_swapped_for_a_symlink_is_not_written_through(tmp_path: Path
 
 
 # ============================================================================ YAML bombs and unsafe tags on disk
-BOMB = b"""\
-a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
-b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
-c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
-d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
-e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
-f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
-g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
-h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
-i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
-"""
-
-
 def test_alias_bomb_and_unsafe_tags_on_disk_are_quarantined(tmp_path: Path) -> None:
     path = tmp_path / "s"
     marker = tmp_path / "pwned"
@@ -380,10 +367,10 @@ def test_alias_bomb_and_unsafe_tags_on_disk_are_quarantined(tmp_path: Path) -> N
         s.set("tag.yaml", None, {"good": 2})
         s.set("tag2.yml", None, {"good": 3})
     head = git(path, "rev-parse", "HEAD").strip()
-    (path / "bomb.yaml").write_bytes(BOMB)
+    (path / "bomb.yaml").write_bytes(YAML_ALIAS_BOMB)
     (path / "tag.yaml").write_text(f"x: !!python/object/apply:os.system ['touch {marker}']\n")
     (path / "tag2.yml").write_text(f"!!python/object/new:subprocess.Popen [['touch', '{marker}']]\n")
-    (path / "new-bomb.yaml").write_bytes(BOMB)
+    (path / "new-bomb.yaml").write_bytes(YAML_ALIAS_BOMB)
     got: list[Loaded] = []
     t0 = time.monotonic()
     with gitstate.open(path, durability="manual", fsync=False, on={"loaded": got.append}) as s:
@@ -394,7 +381,7 @@ def test_alias_bomb_and_unsafe_tags_on_disk_are_quarantined(tmp_path: Path) -> N
         assert s.get("tag.yaml") == {"good": 2}
         assert s.get("tag2.yml") == {"good": 3}
         assert s.get("new-bomb.yaml", default="absent") == "absent"
-        assert Path(got[0].quarantined["bomb.yaml"]).read_bytes() == BOMB
+        assert Path(got[0].quarantined["bomb.yaml"]).read_bytes() == YAML_ALIAS_BOMB
     assert not marker.exists(), "an unsafe YAML tag executed code"
     assert commit_ids(path) == [head]
     fsck(path)
@@ -405,7 +392,7 @@ def test_alias_bomb_committed_by_git_is_refused_on_read(tmp_path: Path, open_sto
     s = open_store(path)
     s.set("m.yaml", "a", 1)
     s.flush()
-    (path / "m.yaml").write_bytes(BOMB)
+    (path / "m.yaml").write_bytes(YAML_ALIAS_BOMB)
     git(path, "commit", "-q", "--no-verify", "-am", "bomb by hand")
     t0 = time.monotonic()
     with pytest.raises(gitstate.DecodeError, match="alias"):

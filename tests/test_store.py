@@ -479,37 +479,52 @@ def test_transaction_in_immediate_mode_is_still_one_commit(open_store: Opener, s
     assert _n_commits(store_path) == 1 and s.pending == 0
 
 
-def test_transactions_from_many_threads_are_atomic(open_store: Opener, store_path: Path) -> None:
-    """Each transaction appends to two lists; no commit may ever show them with different lengths."""
-    s = open_store(store_path, durability="debounced", debounce_ms=1, max_delay_ms=5)
+def _run_threads(n: int, run: Callable[[int], None], timeout_s: float = 60.0) -> None:
+    """Run ``run(0) ... run(n - 1)`` in ``n`` threads; fail on any exception in them or on one that hangs."""
     errors: list[BaseException] = []
 
-    def run(t: int) -> None:
+    def guarded(t: int) -> None:
         try:
-            for i in range(15):
-                with s.transaction(f"t{t}-{i}"):
-                    s.append("pair.json", "left", f"{t}:{i}")
-                    s.append("pair.yaml", "right", f"{t}:{i}")
-                s.set("noise.json", f"t{t}", i)  # plain writes in between, flushed in the background
+            run(t)
         except BaseException as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+    threads = [threading.Thread(target=guarded, args=(t,)) for t in range(n)]
     for th in threads:
         th.start()
+    deadline = time.monotonic() + timeout_s
     for th in threads:
-        th.join(60)
+        th.join(max(0.0, deadline - time.monotonic()))
+    assert not [th for th in threads if th.is_alive()], f"threads still running after {timeout_s} s"
     assert not errors, errors
+
+
+def test_transactions_from_many_threads_are_atomic(open_store: Opener, store_path: Path) -> None:
+    """Each transaction appends to two lists; no commit may ever show them with different lengths."""
+    s = open_store(store_path, durability="debounced", debounce_ms=1, max_delay_ms=5)
+
+    def run(t: int) -> None:
+        for i in range(15):
+            with s.transaction(f"t{t}-{i}"):
+                s.append("pair.json", "left", f"{t}:{i}")
+                s.append("pair.yaml", "right", f"{t}:{i}")
+            s.set("noise.json", f"t{t}", i)  # plain writes in between, flushed in the background
+
+    _run_threads(4, run)
     s.flush()
     import yaml
 
+    with_pair = 0
     for cid in commit_ids(store_path):
-        try:
-            left = json_of(git_show(store_path, cid, "pair.json"))["left"]
-            right = yaml.safe_load(git_show(store_path, cid, "pair.yaml"))["right"]
-        except AssertionError:  # a commit before the pair existed
+        files = set(git(store_path, "ls-tree", "--name-only", cid).split())
+        assert ("pair.json" in files) == ("pair.yaml" in files), f"commit {cid} holds half a transaction: {files}"
+        if "pair.json" not in files:  # a commit before the pair existed
             continue
+        with_pair += 1
+        left = json_of(git_show(store_path, cid, "pair.json"))["left"]
+        right = yaml.safe_load(git_show(store_path, cid, "pair.yaml"))["right"]
         assert left == right, f"commit {cid} holds half a transaction"
+    assert with_pair >= 60, f"only {with_pair} commits hold the pair: one per transaction expected"
     assert len(s.get("pair.json", "left")) == 60
 
 
@@ -670,29 +685,20 @@ def test_close_flushes_debounced_writes(open_store: Opener, store_path: Path) ->
 def test_eight_threads_writing_at_once(open_store: Opener, store_path: Path, durability: str) -> None:
     s = open_store(store_path, durability=durability, debounce_ms=5, max_delay_ms=20)
     n_per_thread = 15 if durability == "immediate" else 200
-    errors: list[BaseException] = []
     start = threading.Barrier(8)
 
     def run(t: int) -> None:
-        try:
-            start.wait(10)
-            for i in range(n_per_thread):
-                s.set("shared.json", ("t" + str(t), f"k{i}"), i)
-                s.append("log.json", "events", f"{t}:{i}")
-                s.update(f"own/t{t}.yaml", {"last": i, "hist": {str(i % 5): i}})
-                if durability == "manual" and i % 50 == 0:
-                    s.flush()
-                if i % 17 == 0:
-                    s.get("shared.json")
-        except BaseException as e:
-            errors.append(e)
+        start.wait(10)
+        for i in range(n_per_thread):
+            s.set("shared.json", ("t" + str(t), f"k{i}"), i)
+            s.append("log.json", "events", f"{t}:{i}")
+            s.update(f"own/t{t}.yaml", {"last": i, "hist": {str(i % 5): i}})
+            if durability == "manual" and i % 50 == 0:
+                s.flush()
+            if i % 17 == 0:
+                s.get("shared.json")
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
-    assert not errors, errors
+    _run_threads(8, run)
     s.close()
     with gitstate.open(store_path, durability="manual", fsync=False) as s2:
         shared = s2.get("shared.json")
