@@ -354,6 +354,10 @@ def _kill9_rounds(path: Path, rounds: int, seed: int, tmp: Path) -> None:
     rng = random.Random(seed)
     acknowledged: dict[int, str] = {}
     last_n = 0
+    # Nothing outside the store may change: a sibling directory and the store's parent are checked each round.
+    outside = tmp / "outside"
+    outside.mkdir()
+    (outside / "keep.json").write_bytes(b'{"keep": true}\n')
     server = ForkServer(tmp)
     try:
         for r in range(rounds):
@@ -397,6 +401,9 @@ def _kill9_rounds(path: Path, rounds: int, seed: int, tmp: Path) -> None:
             assert time.monotonic() - t0 < 10, "reopening after a crash took too long (a stale lock?)"
             fsck(path)
             assert status_porcelain(path) == "", f"round {r}"
+            assert [p.name for p in outside.iterdir()] == ["keep.json"], f"round {r}"
+            assert (outside / "keep.json").read_bytes() == b'{"keep": true}\n'
+            assert {p.name for p in tmp.iterdir()} - {"outside", path.name} <= {f"out{i}" for i in range(1, r + 2)}
     finally:
         server.close()
     assert len(acknowledged) >= rounds, "few flushes ever returned: the kill points are all too early"
