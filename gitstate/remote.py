@@ -86,6 +86,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.file import FileLocked
 from dulwich.object_store import DiskObjectStore, ObjectStoreGraphWalker
 from dulwich.protocol import ZERO_SHA, Protocol
+from dulwich.refs import check_ref_format
 
 from . import docdiff
 from .codecs import codec_for
@@ -1158,7 +1159,12 @@ def _fetch(
     refs: dict[bytes, bytes] = seen.get("refs") or {}
     remote_head = refs.get(branch_ref)
     for ref, sha in refs.items():
-        if ref.startswith(b"refs/tags/") and ref not in local_tags and repo.has_object(sha.decode()):
+        if not ref.startswith(b"refs/tags/") or ref in local_tags:
+            continue
+        if not check_ref_format(ref):  # a name like refs/tags/../../info/x would write elsewhere in .git/
+            logger.warning("ignoring the tag %r from %s: not a valid Git ref name", ref, ep.url)
+            continue
+        if repo.has_object(sha.decode()):
             with contextlib.suppress(GitStateError, OSError):
                 repo.update_ref(ref.decode(), sha.decode(), None)
     if remote_head is None:

@@ -464,3 +464,40 @@ def test_pull_refuses_to_write_through_a_symlink_in_the_work_tree(world: dict[st
         with pytest.raises(gitstate.UnsafeTree, match="symlink"):
             store.pull()
         assert store.head == head and list((tmp / "elsewhere").iterdir()) == []
+
+
+def test_fetch_ignores_tag_names_that_would_write_elsewhere_in_git_dir(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server may advertise any ref name (the local transport checks them, the wire protocols do not): a
+    fetched tag is stored only when its name is a valid Git ref name."""
+    from gitstate import remote as gremote
+
+    path, store = victim(world)
+    real_client = gremote._client
+
+    class Hostile:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def fetch_pack(self, rpath: Any, determine_wants: Any, *args: Any, **kw: Any) -> Any:
+            def wants(refs: Any, depth: Any = None) -> Any:
+                head = refs[b"refs/heads/main"]
+                refs = {**refs, b"refs/tags/../../info/evil": head, b"refs/tags/ok": head}
+                return determine_wants(refs, depth)
+
+            return self.inner.fetch_pack(rpath, wants, *args, **kw)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    def client(*args: Any, **kw: Any) -> Any:
+        inner, rpath = real_client(*args, **kw)
+        return Hostile(inner), rpath
+
+    monkeypatch.setattr(gremote, "_client", client)
+    with store:
+        store.pull()
+    assert not (path / ".git" / "info" / "evil").exists()
+    assert git(path, "rev-parse", "refs/tags/ok").strip() == world["base"]
+    fsck(path)
