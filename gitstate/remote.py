@@ -86,7 +86,7 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.file import FileLocked
 from dulwich.object_store import DiskObjectStore, ObjectStoreGraphWalker
 from dulwich.protocol import ZERO_SHA, Protocol
-from dulwich.refs import check_ref_format
+from dulwich.refs import Ref, check_ref_format
 
 from . import docdiff
 from .codecs import codec_for
@@ -1161,7 +1161,7 @@ def _fetch(
     for ref, sha in refs.items():
         if not ref.startswith(b"refs/tags/") or ref in local_tags:
             continue
-        if not check_ref_format(ref):  # a name like refs/tags/../../info/x would write elsewhere in .git/
+        if not check_ref_format(Ref(ref)):  # a name like refs/tags/../../info/x would write elsewhere in .git/
             logger.warning("ignoring the tag %r from %s: not a valid Git ref name", ref, ep.url)
             continue
         if repo.has_object(sha.decode()):
