@@ -33,6 +33,7 @@ from .errors import (
     SchemaMismatch,
     StoreClosed,
     StoreNotFound,
+    UnsafeTree,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreNotFound",
+    "UnsafeTree",
     "__version__",
     "aopen",
     "clone",

@@ -15,6 +15,7 @@ user can do about it. Where callers expect a builtin, the error also derives fro
     ├── SaveError                       a flush failed (disk full, read-only...); pending writes are kept
     │   └── SchemaMismatch              another process migrated the store: this program's writes are held
     ├── RepositoryError                 the Git repository is damaged or unusable
+    ├── UnsafeTree                      a commit names a path or entry gitstate will not write; nothing changed
     ├── RemoteError                     a push, pull or clone failed
     │   └── PushRejected                the remote moved: sync first
     ├── MergeConflict                   a merge rule of "fail" met a conflicting key
@@ -45,6 +46,7 @@ __all__ = [
     "SchemaMismatch",
     "StoreClosed",
     "StoreNotFound",
+    "UnsafeTree",
 ]
 
 logger = logging.getLogger("gitstate.errors")
@@ -180,6 +182,29 @@ class SchemaMismatch(SaveError):
 
 class RepositoryError(GitStateError):
     """The Git repository is damaged or in a state gitstate cannot use."""
+
+
+class UnsafeTree(GitStateError):
+    """A commit (fetched, pulled, merged, restored or undone) names a tree entry that gitstate will not write to
+    the work tree: a path that is absolute, climbs out with ``..``, names ``.git`` in any spelling, holds control
+    characters, goes through a symlink or lies under ``.gitstate/`` without being the store's own metadata; or an
+    entry that is a symlink, a submodule (gitlink) or an executable file. The whole operation was refused before
+    anything was written: the work tree, the index and the branch are as they were.
+
+    Attributes:
+        entry: the offending path (as the tree spells it).
+        reason: why it was refused.
+    """
+
+    def __init__(self, entry: str, reason: str, *, more: int = 0, what: str = "") -> None:
+        self.entry = entry
+        self.reason = reason
+        self.more = more
+        others = f" (and {more} other unsafe entr{'y' if more == 1 else 'ies'})" if more else ""
+        super().__init__(
+            f"refusing {what or 'to write the tree'}: entry {entry!r} {reason}{others}. Nothing was changed; "
+            "fix the commit where it was made (remove or rename the entry) and try again"
+        )
 
 
 class RemoteError(GitStateError):

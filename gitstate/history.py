@@ -54,6 +54,7 @@ from .errors import DecodeError, GitStateError, KeyNotFound, RevisionNotFound
 from .keys import MISSING_KEY, Key, get_in, parse_key
 from .paths import validate_doc_path
 from .repo import EMPTY_TREE, CommitInfo, Repository
+from .worktree import check_trees
 
 if TYPE_CHECKING:  # imported where used: `gitstate log` never diffs
     from . import docdiff
@@ -1386,6 +1387,7 @@ def restore_files(
 
     Raises:
         KeyNotFound: a document exists neither now nor at the target.
+        UnsafeTree: the target holds an entry gitstate will not write (see :mod:`gitstate.worktree`).
 
     Example:
         >>> import gitstate, tempfile
@@ -1396,6 +1398,12 @@ def restore_files(
     """
     head_tree = repo.commit_info(head).tree if head else EMPTY_TREE
     target_tree = repo.commit_info(target_commit).tree
+
+    def selected(path: str) -> bool:
+        return docs is None or any(path == d or (d.endswith("/") and path.startswith(d)) for d in docs)
+
+    # Every entry the restore would write or delete, before anything is committed (see gitstate.worktree).
+    check_trees(repo, head_tree, target_tree, what=f"to restore {target_commit[:8]}", selected=selected)
     out: dict[str, bytes | None] = {}
     if docs is None:
         out = {
@@ -1455,6 +1463,7 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
 
     Raises:
         GitStateError: nothing to undo (no commits, or every commit already undone).
+        UnsafeTree: the commit to undo changed an entry gitstate will not write or delete.
 
     Example:
         >>> import gitstate, tempfile
@@ -1476,6 +1485,8 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
         parents = e.get("p") or ()
         parent_tree = repo.commit_info(parents[0]).tree if parents else None
         head_tree = repo.commit_info(head).tree
+        # What the undone commit changed is what undo writes back or deletes: every entry is checked first.
+        check_trees(repo, parent_tree, repo.commit_info(cid).tree, what=f"to undo {cid[:8]}")
         files: dict[str, bytes | None] = {}
         for path in e.get("d", []):
             blob = repo.blob_id_at(parent_tree, path) if parent_tree else None

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .codecs import codec_for, copy_value
-from .errors import EncodeError, KeyNotFound
+from .errors import EncodeError, InvalidPath, KeyNotFound
+from .paths import META_PREFIX, is_metadata_path, validate_doc_path
 
 __all__ = [
     "ABSENT",
@@ -285,9 +286,21 @@ def check_write(doc: str, kind: str, key: object, value: Any) -> tuple[Key, Any]
     """The checks a write (``kind``: set, delete, update, append) passes before the document is looked at: returns
     the parsed key and the value as the document's codec stores it.
 
+    Documents under ``.gitstate/`` (in any spelling a file system may alias to it) are gitstate's own metadata:
+    only gitstate writes them (the schema version, through migrations), so every write to them is refused here.
+    Reading them stays allowed (``get(".gitstate/schema.json")`` shows the schema version).
+
     Raises:
+        InvalidPath: an unsafe path, or one under ``.gitstate/``.
         EncodeError: a key into a document without keys, or a value the codec cannot store.
     """
+    validate_doc_path(doc)
+    if is_metadata_path(doc):
+        raise InvalidPath(
+            doc,
+            f"documents under {META_PREFIX} hold gitstate's own metadata and cannot be written through the API "
+            "(the schema version changes through store.migrate()); use another path",
+        )
     codec = codec_for(doc)
     keyt = parse_key(key)
     if keyt and not codec.structured:

@@ -73,7 +73,6 @@ from .codecs import codec_for, copy_value
 from .errors import (
     DecodeError,
     GitStateError,
-    InvalidPath,
     KeyNotFound,
     MigrationError,
     SchemaMismatch,
@@ -360,10 +359,7 @@ class TxView:
 
     # ----------------------------------------------------------------- writing
     def _write(self, kind: str, doc: str, key: object, value: Any) -> None:
-        self._check(doc)
-        if doc.startswith(_META_PREFIX):
-            raise InvalidPath(doc, f"documents under {_META_PREFIX} hold gitstate's own metadata")
-        keyt, value = check_write(doc, kind, key, value)
+        keyt, value = check_write(doc, kind, key, value)  # refuses paths under .gitstate/ too
         view = self._current(doc)
         check_target(doc, kind, keyt, view)
         if doc not in self._values and view is not ABSENT:

@@ -15,14 +15,18 @@ import os
 import stat
 import unicodedata
 from pathlib import Path
+from typing import Final
 
 from .errors import InvalidPath
 
 __all__ = [
+    "METADATA_DOCS",
+    "META_PREFIX",
     "TEMP_MARKER",
     "atomic_write",
     "check_no_symlinks",
     "fsync_dir",
+    "is_metadata_path",
     "is_scratch_name",
     "is_temp_name",
     "remove_file",
@@ -60,13 +64,35 @@ _IGNORABLE = {
 }
 _MAX_PATH_BYTES = 1024
 
+#: Documents under this directory hold gitstate's own metadata.
+META_PREFIX: Final = ".gitstate/"
+#: The metadata documents gitstate itself writes (the schema version of :mod:`gitstate.migrate`); nothing else
+#: under :data:`META_PREFIX` is ever written to the work tree.
+METADATA_DOCS: Final = frozenset({".gitstate/schema.json"})
+
 
 def _is_git_name(part: str) -> bool:
     """True if ``part`` names ``.git`` on some file system: any case, trailing dots/spaces (NTFS), the 8.3
     short name ``GIT~1``, NTFS streams (``.git::$INDEX_ALLOCATION``) and HFS+ ignorable code points."""
+    return _fold(part) in (".git", "git~1")
+
+
+def _fold(part: str) -> str:
+    """``part`` as file systems that ignore case, trailing dots/spaces, NTFS streams and HFS+ ignorable code
+    points see it."""
     p = "".join(ch for ch in unicodedata.normalize("NFC", part) if ch not in _IGNORABLE).casefold()
-    p = p.split(":", 1)[0].rstrip(". ")
-    return p in (".git", "git~1")
+    return p.split(":", 1)[0].rstrip(". ")
+
+
+def is_metadata_path(doc: str) -> bool:
+    """True if ``doc`` is, or lies under, gitstate's metadata directory ``.gitstate/`` in any spelling a file
+    system may alias to it (``.GITSTATE/``, ``.gitstate./``, the 8.3 name ``GITSTA~1``).
+
+    Example:
+        >>> is_metadata_path(".gitstate/schema.json"), is_metadata_path(".GitState"), is_metadata_path("a.json")
+        (True, True, False)
+    """
+    return _fold(doc.split("/", 1)[0]) in (".gitstate", "gitsta~1")
 
 
 def validate_doc_path(doc: object) -> str:

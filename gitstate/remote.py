@@ -86,13 +86,14 @@ from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.file import FileLocked
 from dulwich.object_store import DiskObjectStore, ObjectStoreGraphWalker
 from dulwich.protocol import ZERO_SHA, Protocol
+from dulwich.refs import Ref, check_ref_format
 
 from . import docdiff
 from .codecs import codec_for
 from .errors import DecodeError, GitStateError, MergeConflict, PushRejected, RemoteError, RepositoryError
 from .events import Pushed, PushError
-from .paths import atomic_write, validate_doc_path
 from .repo import EMPTY_TREE, Repository
+from .worktree import check_trees, checkout
 
 if TYPE_CHECKING:
     from .store import Store
@@ -1158,7 +1159,12 @@ def _fetch(
     refs: dict[bytes, bytes] = seen.get("refs") or {}
     remote_head = refs.get(branch_ref)
     for ref, sha in refs.items():
-        if ref.startswith(b"refs/tags/") and ref not in local_tags and repo.has_object(sha.decode()):
+        if not ref.startswith(b"refs/tags/") or ref in local_tags:
+            continue
+        if not check_ref_format(Ref(ref)):  # a name like refs/tags/../../info/x would write elsewhere in .git/
+            logger.warning("ignoring the tag %r from %s: not a valid Git ref name", ref, ep.url)
+            continue
+        if repo.has_object(sha.decode()):
             with contextlib.suppress(GitStateError, OSError):
                 repo.update_ref(ref.decode(), sha.decode(), None)
     if remote_head is None:
@@ -1312,6 +1318,8 @@ def integrate(
     both changed differently follow ``rule``.
 
     Raises:
+        UnsafeTree: the fetched tree holds an entry gitstate will not write (see :mod:`gitstate.worktree`);
+            nothing is written.
         MergeConflict: ``rule="fail"`` and at least one key conflicts (nothing is written).
         ValueError: an unknown rule.
 
@@ -1335,12 +1343,17 @@ def integrate(
     if not repo.has_object(fetched):
         raise RemoteError(f"commit {fetched[:8]} has not been fetched; pull again")
     fetched_tree = repo.commit_info(fetched).tree
+    what = f"to bring in commit {fetched[:8]}"
     if head is None:
+        check_trees(repo, None, fetched_tree, what=what)
         return MergeOutcome("fast-forward", fetched, _describe_trees(repo, None, fetched_tree))
     _, bases = _paint(repo, head, fetched)
     if fetched in bases:
         return MergeOutcome("none", head)
     head_tree = repo.commit_info(head).tree
+    # Everything the fetched tree holds that ours does not is what a fast-forward or a merge could write:
+    # check it all before anything is merged, written or moved.
+    check_trees(repo, head_tree, fetched_tree, what=what)
     if head in bases:
         return MergeOutcome("fast-forward", fetched, _describe_trees(repo, head_tree, fetched_tree), base=head)
     base = bases[0] if bases else None
@@ -1403,21 +1416,31 @@ def integrate(
 
 # ===================================================================== clone
 def clone_repository(
-    url: str, path: Path, *, progress: ProgressFn | None = None, timeout_s: float | None = None
+    url: str,
+    path: Path,
+    *,
+    progress: ProgressFn | None = None,
+    timeout_s: float | None = None,
+    allow_empty: bool = False,
 ) -> None:
     """Make ``path`` a store from the remote at ``url``: remote ``origin``, the remote's default branch checked
-    out (files written, index built) so that :func:`gitstate.open` then finds a clean store. An empty remote
-    gives an empty store with ``origin`` set. On failure nothing is left behind.
+    out (files written, index built) so that :func:`gitstate.open` then finds a clean store. On failure nothing
+    that clone created is left behind (a directory that existed before stays, empty).
+
+    A remote without branches (a fresh ``git init --bare``) is an error: a typo in the URL must not look like a
+    successful clone of nothing. With ``allow_empty=True`` it gives an empty store with ``origin`` set (first
+    time set-up: write, then push), and says so in a warning.
 
     Raises:
-        RemoteError: the remote cannot be reached or read.
+        RemoteError: the remote cannot be reached or read, or has no branches (and not ``allow_empty``).
+        UnsafeTree: the remote's tree holds an entry gitstate will not write (see :mod:`gitstate.worktree`).
         RepositoryError: ``path`` exists and is not an empty directory.
 
     Example:
         >>> import gitstate, subprocess, tempfile
         >>> bare = tempfile.mkdtemp(); _ = subprocess.run(["git", "init", "-q", "--bare", bare], check=True)
         >>> target = Path(tempfile.mkdtemp()) / "copy"
-        >>> clone_repository(bare, target); (target / ".git").is_dir()
+        >>> clone_repository(bare, target, allow_empty=True); (target / ".git").is_dir()
         True
     """
     path = Path(path).expanduser().absolute()
@@ -1442,7 +1465,15 @@ def clone_repository(
             client.close()
     if failure is not None:
         raise _chain(_translate(failure, ep, "clone from", timeout), failure, ep)
-    branch = _default_branch(_peeled(listing.refs), dict(listing.symrefs or {}))
+    refs = _peeled(listing.refs)
+    if not any(r.startswith(b"refs/heads/") for r in refs):
+        if not allow_empty:
+            raise RemoteError(
+                f"{ep.url} has no branches; nothing to clone. Check the URL; to start a new store there, create "
+                "it with init, remote add and push, or clone with allow_empty=True (gitstate clone --allow-empty)"
+            )
+        logger.warning("%s is empty (no branches): cloning it gives an empty store with origin set", ep.url)
+    branch = _default_branch(refs, dict(listing.symrefs or {}))
     created: list[Path] = []
     try:
         if not existed:
@@ -1501,13 +1532,7 @@ def _checkout_fresh(repo: Repository, head: str) -> None:
     """Write the files of ``head`` into an empty work tree, point the branch at it and build the index."""
     with repo.lock():
         tree = repo.commit_info(head).tree
-        for doc, sha in repo.list_blobs(tree).items():
-            try:
-                validate_doc_path(doc)
-            except GitStateError as e:
-                logger.warning("not checking out %s: %s", doc, e)
-                continue
-            atomic_write(repo.root, doc, repo.read_blob(sha))
+        checkout(repo, None, tree, what=f"to clone commit {head[:8]}")  # every entry checked before any write
         repo.update_ref(repo.branch_ref, head, None)
         repo.rebuild_index(tree)
 

@@ -699,10 +699,32 @@ class Repository:
         """Files that differ between two trees: path -> (blob id in a, blob id in b). Equal subtrees are
         skipped without being read, so the cost follows the change."""
         out: dict[str, tuple[str | None, str | None]] = {}
-        self._diff_trees(tree_a or EMPTY_TREE, tree_b or EMPTY_TREE, "", out)
+        for path, (ea, eb) in self.changed_entries(tree_a, tree_b).items():
+            fa = ea[1] if ea is not None and stat.S_ISREG(ea[0]) else None
+            fb = eb[1] if eb is not None and stat.S_ISREG(eb[0]) else None
+            if fa != fb:
+                out[path] = (fa, fb)
         return out
 
-    def _diff_trees(self, a: str, b: str, base: str, out: dict[str, tuple[str | None, str | None]]) -> None:
+    def changed_entries(
+        self, tree_a: str | None, tree_b: str | None, *, bad_names: list[str] | None = None
+    ) -> dict[str, tuple[tuple[int, str] | None, tuple[int, str] | None]]:
+        """Like :meth:`changed_paths` for entries of every mode but directories (symlinks, gitlinks,
+        executables too): path -> ((mode, id) in a, (mode, id) in b), None where a side lacks it. Paths are
+        spelled as the trees spell them, unchecked; entries whose name is empty or holds a ``/`` (so that the
+        path would not say what the tree holds) are appended to ``bad_names`` when it is given."""
+        out: dict[str, tuple[tuple[int, str] | None, tuple[int, str] | None]] = {}
+        self._diff_trees(tree_a or EMPTY_TREE, tree_b or EMPTY_TREE, "", out, bad_names)
+        return out
+
+    def _diff_trees(
+        self,
+        a: str,
+        b: str,
+        base: str,
+        out: dict[str, tuple[tuple[int, str] | None, tuple[int, str] | None]],
+        bad_names: list[str] | None,
+    ) -> None:
         if a == b:
             return
         ta = {e.path: (e.mode, e.sha.decode()) for e in self.read_tree(a).iteritems()}
@@ -712,14 +734,16 @@ class Repository:
             if ea == eb:
                 continue
             path = base + name.decode("utf-8", "surrogateescape")
+            if bad_names is not None and (not name or b"/" in name):
+                bad_names.append(path)
             da = ea is not None and stat.S_ISDIR(ea[0])
             db = eb is not None and stat.S_ISDIR(eb[0])
             if da or db:
                 self._diff_trees(
-                    ea[1] if da and ea else EMPTY_TREE, eb[1] if db and eb else EMPTY_TREE, path + "/", out
+                    ea[1] if da and ea else EMPTY_TREE, eb[1] if db and eb else EMPTY_TREE, path + "/", out, bad_names
                 )
-            fa = ea[1] if ea is not None and not da and stat.S_ISREG(ea[0]) else None
-            fb = eb[1] if eb is not None and not db and stat.S_ISREG(eb[0]) else None
+            fa = None if da else ea
+            fb = None if db else eb
             if fa != fb:
                 out[path] = (fa, fb)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from . import docdiff
+from . import docdiff, worktree
 from . import migrate as _migrate
 from .codecs import Codec, codec_for, copy_value
 from .errors import (
@@ -54,7 +54,7 @@ from .keys import (
     parse_key,
     read_value,
 )
-from .paths import atomic_write, check_no_symlinks, remove_file, validate_doc_path
+from .paths import check_no_symlinks, validate_doc_path
 from .repo import EMPTY_TREE, Repository, blob_id
 
 if TYPE_CHECKING:
@@ -502,8 +502,8 @@ class Store:
         self._check_open()
         if self.read_only:
             raise SaveError(f"{self.path} is on a read-only file system or not writable: the store is open read-only")
+        keyt, value = check_write(doc, kind, key, value)  # first: it refuses .gitstate/ before any file check
         doc = self._doc(doc)
-        keyt, value = check_write(doc, kind, key, value)
         with self._lock:
             try:
                 view = self._load(doc)
@@ -799,12 +799,9 @@ class Store:
         With ``stats`` the files are NOT written: their content is already on disk (a human's edit, recovered
         state) and the given stats go into the index (None: unknown, Git re-reads the file)."""
         ids = {doc: blob_id(data) for doc, data in files.items() if data is not None}
-        for doc, data in files.items() if stats is None else ():
-            if data is None:
-                remove_file(self.path, doc, fsync=self._fsync)
-            else:
-                self._written[doc] = ids[doc]
-                atomic_write(self.path, doc, data, fsync=self._fsync)
+        if stats is None:
+            self._written.update(ids)
+            worktree.apply(self.path, files, fsync=self._fsync)
         commit = self._repo.commit_files(
             parent, dict(files), message, author=author, extra_parents=extra_parents, fsync=self._fsync
         )
@@ -1100,6 +1097,8 @@ class Store:
         moved once at the end, pending writes re-applied on top. Returns the last commit id (None if nothing
         changed). Raises RepositoryError if ``expected_head`` is given and the branch is elsewhere."""
         self._check_open()
+        # Every path first, before an unsaved hand edit is committed or any object is written.
+        worktree.check_paths(((d, None) for files, _ in steps for d in files), what=f"the {actor} commit")
         events: list[Event] = []
         with self._flush_lock, self._repo.lock():
             head = self._repo.head()
@@ -1139,11 +1138,7 @@ class Store:
                 for e in events:
                     self._emit(e)
                 return None
-            for doc, data in all_files.items():
-                if data is None:
-                    remove_file(self.path, doc, fsync=self._fsync)
-                else:
-                    atomic_write(self.path, doc, data, fsync=self._fsync)
+            worktree.apply(self.path, all_files, fsync=self._fsync, what=f"the {actor} commit")
             self._repo.update_ref(self._repo.branch_ref, parent, head, fsync=self._fsync)
             assert tree is not None
             try:  # the branch has moved: the index is a cache from here on
@@ -1186,14 +1181,9 @@ class Store:
         assert self._repo.holds_lock()
         old_tree = self._repo.commit_info(expected_head).tree if expected_head else None
         new_tree = self._repo.commit_info(new_head).tree
-        changed = self._repo.changed_paths(old_tree, new_tree)
-        for doc, (_, new_sha) in changed.items():
-            if new_sha is None:
-                remove_file(self.path, doc, fsync=self._fsync)
-            else:
-                atomic_write(self.path, doc, self._repo.read_blob(new_sha), fsync=self._fsync)
+        changed = worktree.checkout(self._repo, old_tree, new_tree, fsync=self._fsync, what=f"the {actor}")
         self._repo.update_ref(self._repo.branch_ref, new_head, expected_head, fsync=self._fsync)
-        self._repo.sync_index(new_tree, {d: s for d, (_, s) in changed.items()})
+        self._repo.sync_index(new_tree, changed)
         with self._lock:
             ev = self._advance_to(new_head, source=actor, rebase=False)
             self._ref_stamp = self._repo.ref_stamp()
@@ -1796,8 +1786,12 @@ def open(
     return store
 
 
-def clone(url: str, path: str | os.PathLike[str], **open_options: Any) -> Store:
+def clone(url: str, path: str | os.PathLike[str], *, allow_empty: bool = False, **open_options: Any) -> Store:
     """Make ``path`` a store from the remote at ``url`` (remote named ``origin``) and open it.
+
+    A remote without branches is a :class:`~gitstate.errors.RemoteError` unless ``allow_empty=True`` (then the
+    store starts empty with ``origin`` set, and a warning says so). A remote whose tree names an entry gitstate
+    will not write raises :class:`~gitstate.errors.UnsafeTree`; nothing clone created is left behind.
 
     Example:
         >>> import gitstate, subprocess, tempfile
@@ -1812,5 +1806,5 @@ def clone(url: str, path: str | os.PathLike[str], **open_options: Any) -> Store:
     """
     from . import remote as _remote
 
-    _remote.clone_repository(url, Path(path))
+    _remote.clone_repository(url, Path(path), allow_empty=allow_empty)
     return open(path, **open_options)

@@ -519,8 +519,10 @@ def test_a_malformed_schema_document_is_reported_but_does_not_lock_the_store_up(
 ) -> None:
     store = open_store(store_path)
     seed(store)
-    store.set(SCHEMA_DOC, None, {"version": "two"})  # e.g. a hand edit committed by the watcher
-    store.flush()
+    # A hand edit committed by the watcher (the API refuses writes under .gitstate/).
+    (store_path / ".gitstate").mkdir(exist_ok=True)
+    (store_path / SCHEMA_DOC).write_text('{"version": "two"}\n')
+    store.ingest([SCHEMA_DOC])
     with pytest.raises(gitstate.MigrationError, match="whole number"):
         _ = store.schema_version
     with pytest.raises(gitstate.MigrationError, match="whole number"):
@@ -528,8 +530,8 @@ def test_a_malformed_schema_document_is_reported_but_does_not_lock_the_store_up(
     again = open_store(store_path)  # opens, and writes still commit
     again.set("state.json", "still", "works")
     assert again.flush() is not None
-    store.set(SCHEMA_DOC, None, {"version": 1})
-    store.flush()
+    (store_path / SCHEMA_DOC).write_text('{"version": 1}\n')  # the repair, by hand too
+    store.ingest([SCHEMA_DOC])
     assert again.schema_version == 1
 
 

@@ -150,7 +150,8 @@ def test_clone_gives_a_clean_store_with_origin(tmp_path: Path, bare: Path) -> No
 
 
 def test_clone_of_an_empty_remote_then_push(tmp_path: Path, bare: Path) -> None:
-    with clone(bare, tmp_path / "c") as c:
+    # An empty remote is refused unless asked for (tests/test_trust_tree.py checks the refusal).
+    with clone(bare, tmp_path / "c", allow_empty=True) as c:
         assert c.head is None and c.docs() == []
         c.set("state.json", "x", 1)
         c.flush()

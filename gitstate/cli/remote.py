@@ -264,19 +264,25 @@ def sync_cmd(ctx: Context, remote: str, on_conflict: str, as_json: bool) -> None
 @main.command("clone")
 @click.argument("url")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--allow-empty", is_flag=True, help="Clone a remote that has no branches yet (gives an empty store with origin)."
+)
 @json_option
-def clone_cmd(url: str, directory: Path, as_json: bool) -> None:
+def clone_cmd(url: str, directory: Path, allow_empty: bool, as_json: bool) -> None:
     """Make DIRECTORY a store from the remote at URL (remote 'origin').
+
+    A remote with no branches is an error (check the URL) unless --allow-empty is given.
 
     \b
     Examples:
       gitstate clone git://backup.lan/state.git ~/.local/state/agent
       gitstate clone https://me:TOKEN@git.example.com/me/state.git state
+      gitstate clone --allow-empty git://backup.lan/new.git state
     """
     from ..store import clone
 
     with _remote().report_progress(_progress_printer()):
-        store = clone(url, directory, durability="manual", handle_signals=False)
+        store = clone(url, directory, allow_empty=allow_empty, durability="manual", handle_signals=False)
     try:
         head, docs = store.head, store.docs()
     finally:
@@ -287,7 +293,7 @@ def clone_cmd(url: str, directory: Path, as_json: bool) -> None:
     else:
         click.echo(
             f"cloned {shown} into {directory}"
-            + (f" ({head[:8]}, {len(docs)} document(s))" if head else " (empty remote)")
+            + (f" ({head[:8]}, {len(docs)} document(s))" if head else " (empty remote: an empty store with origin set)")
         )
 
 
