@@ -1010,11 +1010,12 @@ def indexed_commits(repo: Repository) -> tuple[list[str], list[str]]:
         return [], []
     with idx.lock:
         entries = list(idx.entries.values())
-    branch, others = [], []
-    for e in reversed(entries):
-        cid = e.get("c")
+    branch: list[str] = []
+    others: list[str] = []
+    for entry in reversed(entries):
+        cid = entry.get("c")
         if isinstance(cid, str):
-            (branch if e.get("b") else others).append(cid)
+            (branch if entry.get("b") else others).append(cid)
     return branch, others
 
 
