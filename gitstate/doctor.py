@@ -290,6 +290,8 @@ def _check_repository(root: Path, git_dir: Path, out: list[Finding]) -> bytes | 
         else:
             out.append(Finding("error", "repository", problem, restore))
         return None
+    _check_refs(root, git_dir, out)
+    _check_config(git_dir, out)
     roots = _gc._roots(git_dir)
     head: bytes | None = None
     assert branch_ref is not None
@@ -421,6 +423,112 @@ def _check_repository(root: Path, git_dir: Path, out: list[Finding]) -> bytes | 
         else:
             out.append(Finding("ok", "repository", size_msg))
     return head
+
+
+_PACKED_LINE = re.compile(rb"^(?:#.*|\^[0-9a-f]{40}|[0-9a-f]{40} refs/\S+)?$")
+_CONFIG_SECTION = re.compile(r'^\[\s*[A-Za-z0-9.-]+(\s+"(?:[^"\\\n]|\\.)*")?\s*\]\s*([#;].*)?$')
+_CONFIG_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9-]*\s*(=.*)?$")
+
+
+def _check_refs(root: Path, git_dir: Path, out: list[Finding]) -> None:
+    """The branch ref (empty, garbage, missing, gone back: see gitstate.recovery) and packed-refs' lines."""
+    from .errors import GitStateError
+    from .recovery import diagnose
+    from .repo import Repository
+
+    try:
+        with open(git_dir / "packed-refs", "rb") as f:
+            bad = [n for n, line in enumerate(f, 1) if not _PACKED_LINE.match(line.rstrip(b"\r\n"))]
+    except FileNotFoundError:
+        bad = []
+    except OSError as e:
+        bad = []
+        out.append(Finding("error", "repository", f".git/packed-refs cannot be read ({e.strerror})"))
+    if bad:
+        out.append(
+            Finding(
+                "error",
+                "repository",
+                f".git/packed-refs is damaged: line(s) {', '.join(map(str, bad[:5]))} name no ref; git and "
+                "gitstate skip them, so the refs they held (a branch, snapshots) are not seen",
+                f"restore .git/packed-refs from a backup or a clone, or delete the damaged lines; 'git -C {root} "
+                "fsck --lost-found' finds the commits they pointed at",
+            )
+        )
+    try:
+        repo = Repository(root)
+    except (GitStateError, OSError) as e:
+        logger.debug("cannot open the repository for the ref checks: %s", e)
+        return
+    try:
+        fault = diagnose(repo)
+    except (GitStateError, OSError) as e:
+        logger.debug("ref diagnosis failed: %s", e)
+        return
+    finally:
+        repo.close()
+    if fault is not None:
+        if fault.good is not None:
+            fix = (
+                f"open the store once (gitstate -C {root} status) to repair it: the branch is set back to "
+                f"{fault.good}; or by hand: git -C {root} update-ref {fault.ref} {fault.good}"
+            )
+        else:
+            fix = fault.fix or "restore the store from a remote (gitstate clone URL DIR) or a backup"
+        out.append(Finding("error", "repository", f"the branch ref is damaged: {fault.describe()}", fix))
+
+
+def _check_config(git_dir: Path, out: list[Finding]) -> None:
+    """``.git/config`` must parse as git's syntax: real git refuses every command in a repository whose config
+    does not (``fatal: bad config line``), so a plain ``git status`` or ``git log`` in the store would fail."""
+    try:
+        data = (git_dir / "config").read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        out.append(Finding("error", "repository", f".git/config cannot be read ({e.strerror})"))
+        return
+    line_no = _bad_config_line(data)
+    if line_no is not None:
+        out.append(
+            Finding(
+                "error",
+                "repository",
+                f".git/config is damaged (line {line_no} is not git config syntax): real git refuses to work in "
+                "the store",
+                f"repair the line by hand (or restore the file from a backup); 'git -C {git_dir.parent} config -l' "
+                "shows where git stops",
+            )
+        )
+
+
+def _bad_config_line(data: bytes) -> int | None:
+    """The first line of a git config file that git would not parse, or None (a strict subset of git's rules:
+    sections, ``key = value`` lines, comments, quoted values and continuations)."""
+    if b"\x00" in data:
+        return data[: data.index(b"\x00")].count(b"\n") + 1
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return data[: e.start].count(b"\n") + 1
+    in_section = False
+    continued = False
+    for n, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip()
+        if continued:
+            continued = line.endswith("\\") and not line.endswith("\\\\")
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            if not _CONFIG_SECTION.match(line):
+                return n
+            in_section = True
+            continue
+        if not in_section or not _CONFIG_KEY.match(line):
+            return n
+        continued = line.endswith("\\") and not line.endswith("\\\\")
+    return None
 
 
 def _orphan_pack_files(pack_dir: Path, errors: list[str]) -> None:
@@ -568,7 +676,11 @@ def _check_history(git_dir: Path, head: bytes | None, out: list[Finding]) -> Non
                     "restore the store from a remote (gitstate clone URL DIR) or a backup",
                 )
             )
-    tags = sorted(r for r in _gc._roots(git_dir) if r.startswith(("refs/tags/", "packed:refs/tags/")))
+    # Peeled lines of packed-refs ("^<id>" after an annotated tag, written by a plain `git gc`) are roots too,
+    # named "<ref>^{}#<line>": they are the same snapshot, not another one.
+    tags = sorted(
+        r for r in _gc._roots(git_dir) if r.startswith(("refs/tags/", "packed:refs/tags/")) and "^{}" not in r
+    )
     names = sorted({t.split("refs/tags/", 1)[1] for t in tags})
     if names:
         out.append(

@@ -65,12 +65,14 @@ class Committed(Event):
 @dataclass(frozen=True)
 class Loaded(Event):
     """The store opened. ``recovered`` lists documents found changed on disk and committed on open;
-    ``quarantined`` maps documents that did not parse to where their content was kept."""
+    ``quarantined`` maps documents that did not parse to where their content was kept; ``repaired`` says what
+    was repaired in the repository (a damaged branch ref set back to its last good commit)."""
 
     name: ClassVar[str] = "loaded"
     head: str | None
     recovered: list[str] = field(default_factory=list)
     quarantined: dict[str, str] = field(default_factory=dict)
+    repaired: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

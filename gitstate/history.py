@@ -68,6 +68,7 @@ __all__ = [
     "commit_from_entry",
     "diff",
     "get_commit",
+    "indexed_commits",
     "log",
     "log_entries",
     "parse_time",
@@ -993,7 +994,30 @@ def record(repo: Repository, commit_id: str, *, actor: str, changes: list[docdif
     if len(info.parents) <= 1:
         docs = entry["d"]
         entry["k"] = _keys_json(_encode_changes([c for c in changes if c.doc in docs or not c.doc]))
+    entry["b"] = 1  # made on the branch by a store: the newest such entry is the branch's last known head
     _index_for(repo).append([entry])
+
+
+def indexed_commits(repo: Repository) -> tuple[list[str], list[str]]:
+    """Commit ids the history index knows, newest line first: ``(branch, others)``. ``branch`` are the commits a
+    store made on its branch (see :func:`record`), so the first one that still exists is the last head gitstate
+    saw; ``others`` were indexed while walking (pulled, made by plain git, or a remote's). For ref recovery.
+    """
+    idx = _index_for(repo)
+    try:
+        idx.refresh()
+    except (OSError, ValueError) as e:
+        logger.warning("cannot read the history index %s: %s", idx.path, e)
+        return [], []
+    with idx.lock:
+        entries = list(idx.entries.values())
+    branch: list[str] = []
+    others: list[str] = []
+    for entry in reversed(entries):
+        cid = entry.get("c")
+        if isinstance(cid, str):
+            (branch if entry.get("b") else others).append(cid)
+    return branch, others
 
 
 # ===================================================================== log

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import stat
 import struct
 import threading
@@ -41,7 +42,9 @@ if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate lo
 
 __all__ = [
     "EMPTY_TREE",
+    "BrokenRef",
     "CommitInfo",
+    "ObjectUnreadable",
     "Repository",
     "TagInfo",
     "blob_id",
@@ -62,6 +65,41 @@ DEFER_INDEX_ENTRIES: Final = 2000
 #: reads the committed version of each document it writes (to skip unchanged ones and describe the change):
 #: usually the blob the previous flush wrote, served from here instead of being read back and inflated.
 BLOB_CACHE_BYTES: Final = 8 << 20
+_HEX40: Final = re.compile(r"[0-9a-f]{40}")
+#: What HEAD may name (git's ref rules, narrowed): a repair writes this ref, so it must stay inside refs/heads/.
+_BRANCH_REF: Final = re.compile(r"refs/heads/[A-Za-z0-9_][A-Za-z0-9._/-]*")
+#: How to get a damaged repository back, said by every error about one.
+REPAIR_ADVICE: Final = (
+    "run 'gitstate doctor' for the details; restore the history from a remote (gitstate clone URL DIR) or a "
+    "backup (the files in the store directory are the latest state)"
+)
+
+
+class BrokenRef(RepositoryError):
+    """A ref file that exists but names no object id (empty, zero-filled, garbage): a repository fault, never
+    read as "no commits yet" (that would start a new root commit over the existing history).
+
+    Attributes:
+        ref: the ref, e.g. ``refs/heads/main``.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, message: str, *, ref: str, problem: str) -> None:
+        super().__init__(message)
+        self.ref = ref
+        self.problem = problem
+
+
+class ObjectUnreadable(RepositoryError):
+    """An object that is missing or cannot be read back (a corrupt loose file, a damaged pack).
+
+    Attributes:
+        sha: the object's id.
+    """
+
+    def __init__(self, message: str, *, sha: str) -> None:
+        super().__init__(message)
+        self.sha = sha
 
 
 def _sha1(data: bytes) -> hashlib._Hash:
@@ -110,6 +148,24 @@ class TagInfo:
     commit: str
     time: int
     message: str = ""
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(what: str, msg: str, *args: object) -> None:
+    """Log a damaged file once per process (refs are read on every flush)."""
+    if what not in _warned:
+        _warned.add(what)
+        logger.warning(msg, *args)
+
+
+def _describe_fault(e: BaseException) -> str:
+    """A damaged file's fault in a few words (dulwich's own messages can quote kilobytes of binary)."""
+    text = str(e).replace("\n", " ")
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _fmt_person(ident: str) -> bytes:
@@ -363,12 +419,18 @@ class Repository:
             head = (self.git_dir / "HEAD").read_text().strip()
         except OSError as e:
             raise RepositoryError(f"{self.root}: cannot read .git/HEAD: {e}") from e
-        if not head.startswith("ref: refs/heads/"):
+        if _HEX40.fullmatch(head):
             raise RepositoryError(
                 f"{self.root}: HEAD is detached ({head[:12]}); check out a branch with "
                 "'git -C <store> switch <branch>' first"
             )
-        return head[5:]
+        ref = head[5:].strip() if head.startswith("ref: ") else ""
+        if not _BRANCH_REF.fullmatch(ref) or "/." in ref or ".." in ref or ref.endswith((".lock", "/", ".")):
+            raise RepositoryError(
+                f"{self.root}: .git/HEAD is damaged ({head[:40]!r}, not a branch); point it at the store's branch: "
+                f"git -C {self.root} symbolic-ref HEAD refs/heads/main"
+            )
+        return ref
 
     @property
     def branch(self) -> str:
@@ -536,16 +598,29 @@ class Repository:
                         self._object_store = DiskObjectStore(str(self.git_dir / "objects"))
                     except (OSError, NotGitRepository) as e:
                         raise RepositoryError(f"{self.root}: cannot open the Git object store: {e}") from e
+                    except Exception as e:  # dulwich reads objects/info/alternates and the config here
+                        raise RepositoryError(
+                            f"{self.root}: cannot open the Git object store ({_describe_fault(e)}); {REPAIR_ADVICE}"
+                        ) from e
                 store = self._object_store
         return store
 
     def read_object(self, sha: str) -> ShaFile:
-        """Read any object by hex id. Raises :class:`RepositoryError` if it is missing."""
+        """Read any object by hex id: the one place objects are read, so every dulwich, zlib or OS fault of a
+        damaged repository becomes an error of gitstate's tree here.
+
+        Raises:
+            ObjectUnreadable: the object is missing, or its file (loose or packed) is damaged.
+        """
+        if not _HEX40.fullmatch(sha):
+            raise ObjectUnreadable(f"{self.root}: {sha[:60]!r} is not an object id; {REPAIR_ADVICE}", sha=sha)
         with self._mutex:
             try:
                 return cast("ShaFile", self._objects[sha.encode()])
             except KeyError:
                 pass
+            except Exception as e:  # a damaged pack or loose file: dulwich raises anything (AssertionError too)
+                return self._read_loose_after_fault(sha, e)
             # A packer may have moved the object from a loose file into a new pack between dulwich's pack scan
             # and its loose lookup: rescan the packs once.
             with contextlib.suppress(Exception):
@@ -553,12 +628,47 @@ class Repository:
             try:
                 return cast("ShaFile", self._objects[sha.encode()])
             except KeyError as e:
-                raise RepositoryError(f"{self.root}: object {sha} is missing; run 'gitstate doctor'") from e
+                raise ObjectUnreadable(f"{self.root}: object {sha} is missing; {REPAIR_ADVICE}", sha=sha) from e
+            except Exception as e:
+                return self._read_loose_after_fault(sha, e)
+
+    def _read_loose_after_fault(self, sha: str, fault: Exception) -> ShaFile:
+        """dulwich looks in the packs first, so one damaged pack fails every read: try the loose file alone (the
+        newest objects are loose), else report the fault. Call with ``_mutex`` held."""
+        try:
+            obj = self._objects._get_loose_object(sha.encode())
+        except Exception as e:
+            raise ObjectUnreadable(
+                f"{self.root}: object {sha} is damaged ({_describe_fault(e)}); {REPAIR_ADVICE}", sha=sha
+            ) from e
+        if obj is None:
+            raise ObjectUnreadable(
+                f"{self.root}: object {sha} cannot be read: a pack is damaged ({_describe_fault(fault)}); "
+                f"{REPAIR_ADVICE}",
+                sha=sha,
+            ) from fault
+        _warn_once(
+            f"{self.root}:packs",
+            "%s: a pack is damaged (%s); objects are read from their loose copies where they have one; run "
+            "'gitstate doctor'",
+            self.root,
+            _describe_fault(fault),
+        )
+        return cast("ShaFile", obj)
 
     def has_object(self, sha: str) -> bool:
-        """True if the object exists (loose or packed)."""
+        """True if the object exists (loose or packed); False too when it is named in a damaged pack only."""
+        if not _HEX40.fullmatch(sha):
+            return False
         with self._mutex:
-            return sha.encode() in self._objects
+            try:
+                return sha.encode() in self._objects
+            except Exception as e:  # a damaged pack index
+                _warn_once(f"{self.root}:packs", "%s: a pack index is damaged (%s)", self.root, _describe_fault(e))
+                try:
+                    return self._objects._get_loose_object(sha.encode()) is not None
+                except Exception:
+                    return False
 
     def read_blob(self, sha: str) -> bytes:
         """The content of a blob (recent ones from memory: blobs never change)."""
@@ -571,7 +681,9 @@ class Repository:
 
         obj = self.read_object(sha)
         if not isinstance(obj, Blob):
-            raise RepositoryError(f"{sha} is a {obj.type_name.decode()}, not a blob")
+            raise ObjectUnreadable(
+                f"{self.root}: {sha} is a {obj.type_name.decode()}, not a blob; {REPAIR_ADVICE}", sha=sha
+            )
         data = obj.as_raw_string()
         self._remember_blob(sha, data)
         return data
@@ -632,7 +744,9 @@ class Repository:
         else:
             obj = self.read_object(sha)
             if not isinstance(obj, Tree):
-                raise RepositoryError(f"{sha} is not a tree")
+                raise ObjectUnreadable(
+                    f"{self.root}: {sha} is a {obj.type_name.decode()}, not a tree; {REPAIR_ADVICE}", sha=sha
+                )
             tree = obj
         self._tree_cache[sha] = tree
         if len(self._tree_cache) > 4096:
@@ -669,9 +783,27 @@ class Repository:
         return None
 
     def read_at(self, tree_sha: str, path: str) -> bytes | None:
-        """Content of ``path`` in the tree, or None if absent."""
+        """Content of ``path`` in the tree, or None if absent.
+
+        When the blob itself is damaged, the file in the work tree serves instead if it hashes to the blob's id
+        (ids name content, so it is the very same bytes): the latest state stays readable while ``doctor`` reports
+        the damage."""
         sha = self.blob_id_at(tree_sha, path)
-        return None if sha is None else self.read_blob(sha)
+        if sha is None:
+            return None
+        try:
+            return self.read_blob(sha)
+        except ObjectUnreadable:
+            data = None
+            with contextlib.suppress(OSError):
+                data = (self.root / path).read_bytes()
+            if data is None or blob_id(data) != sha:
+                raise
+            logger.warning(
+                "%s: blob %s (%s) is damaged; served from the identical file in the store", self.root, sha, path
+            )
+            self._remember_blob(sha, data)
+            return data
 
     def list_blobs(self, tree_sha: str, prefix: str = "") -> dict[str, str]:
         """Every file in the tree (recursively): path -> blob id, in Git's path order."""
@@ -915,32 +1047,103 @@ class Repository:
         return self.head()
 
     def read_ref(self, ref: str) -> str | None:
-        """Hex id a ref points at (loose or packed), or None."""
+        """Hex id a ref points at (loose or packed), or None when it does not exist.
+
+        Raises:
+            BrokenRef: the loose ref file exists but holds no object id (empty, zero-filled, garbage). It is
+                never taken for "no ref": that would start a new root commit over the existing history.
+        """
+        return self._read_ref(ref, 0)
+
+    def _read_ref(self, ref: str, depth: int) -> str | None:
         try:
-            value = self._ref_path(ref).read_text().strip()
+            raw = self._ref_path(ref).read_bytes()
         except FileNotFoundError:
-            value = ""
+            return self._packed_refs().get(ref)
         except (IsADirectoryError, NotADirectoryError):
             return None
-        if value.startswith("ref: "):
-            return self.read_ref(value[5:])
-        if value:
-            return value
-        return self._packed_refs().get(ref)
+        except OSError as e:
+            raise RepositoryError(f"{self.root}: cannot read .git/{ref}: {e.strerror}") from e
+        value = raw.decode("ascii", "replace").strip()
+        if value.startswith("ref: ") and depth < 5:
+            return self._read_ref(value[5:].strip(), depth + 1)
+        if _HEX40.fullmatch(value.lower()):
+            return value.lower()
+        if not raw.strip(b"\x00 \t\r\n"):
+            problem = "is empty" if not raw else "holds only blanks or zero bytes"
+        else:
+            problem = f"holds {value[:40]!r}, not a commit id"
+        raise BrokenRef(
+            f"{self.root}: the ref .git/{ref} {problem} (a damaged file); the history is still in the "
+            f"repository: opening the store repairs the ref when the last good commit is known, else set it "
+            f"by hand (git -C {self.root} update-ref {ref} COMMIT); 'gitstate doctor' shows the details",
+            ref=ref,
+            problem=problem,
+        )
+
+    def ref_file_exists(self, ref: str) -> bool:
+        """True if ``ref`` has a loose file (else it is packed, or does not exist)."""
+        return self._ref_path(ref).is_file()
 
     def _packed_refs(self) -> dict[str, str]:
-        """Refs in ``packed-refs``: name -> hex id (peeled lines skipped)."""
+        """Refs in ``packed-refs``: name -> hex id (peeled lines skipped, damaged lines skipped with a warning)."""
         out: dict[str, str] = {}
         try:
-            with open(self.git_dir / "packed-refs", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith(("#", "^")):
+            with open(self.git_dir / "packed-refs", "rb") as f:
+                for n, line in enumerate(f, 1):
+                    if line.startswith((b"#", b"^")):
                         continue
-                    sha, _, name = line.strip().partition(" ")
-                    out.setdefault(name, sha)
+                    sha, _, name = line.strip().partition(b" ")
+                    if not _HEX40.fullmatch(sha.decode("ascii", "replace")) or not name.startswith(b"refs/"):
+                        if line.strip():
+                            _warn_once(f"{self.git_dir}/packed-refs:{n}", "packed-refs line %d is damaged; skipped", n)
+                        continue
+                    out.setdefault(name.decode("utf-8", "surrogateescape"), sha.decode())
         except FileNotFoundError:
             pass
+        except OSError as e:
+            raise RepositoryError(f"{self.root}: cannot read .git/packed-refs: {e.strerror}") from e
         return out
+
+    def reflog_ids(self, ref: str) -> list[str]:
+        """Ids the reflog of ``ref`` (``.git/logs/<ref>``) says it pointed at, newest first (``[]`` without one)."""
+        try:
+            lines = (self.git_dir / "logs" / ref).read_bytes().splitlines()
+        except OSError:
+            return []
+        out = []
+        for line in reversed(lines):
+            parts = line.split(b" ", 2)
+            if len(parts) >= 2 and _HEX40.fullmatch(parts[1].decode("ascii", "replace")) and parts[1] != b"0" * 40:
+                out.append(parts[1].decode())
+        return out
+
+    def loose_path(self, sha: str) -> Path:
+        """Where the loose file of object ``sha`` is (or would be)."""
+        return self.git_dir / "objects" / sha[:2] / sha[2:]
+
+    def object_present(self, sha: str) -> bool:
+        """True if a loose file or a pack index names the object, whether or not it reads back."""
+        return self.loose_path(sha).exists() or self.has_object(sha)
+
+    def is_commit(self, sha: str) -> bool:
+        """True if ``sha`` names a readable commit."""
+        try:
+            self.commit_info(sha)
+        except (RepositoryError, RevisionNotFound):
+            return False
+        return True
+
+    def has_history(self) -> bool:
+        """True if the repository holds anything a branch could have pointed at: a ref, a packed ref, a pack or
+        a reflog (loose objects alone may be the debris of a first commit that never finished)."""
+        if self._packed_refs() or self.reflog_ids(self.branch_ref):
+            return True
+        with contextlib.suppress(OSError):
+            if any(n.endswith(".pack") for n in os.listdir(self.git_dir / "objects" / "pack")):
+                return True
+        refs = self.git_dir / "refs"
+        return refs.is_dir() and any(p.is_file() for p in refs.rglob("*"))
 
     def head(self) -> str | None:
         """Commit id the store's branch points at, or None before the first commit."""
@@ -953,12 +1156,19 @@ class Repository:
         if base.is_dir():
             for p in base.rglob("*"):
                 if p.is_file() and not p.name.endswith(".lock"):
-                    with contextlib.suppress(OSError):
-                        out[str(p.relative_to(self.git_dir))] = p.read_text().strip()
+                    with contextlib.suppress(OSError, UnicodeDecodeError):
+                        value = p.read_text().strip()
+                        if _HEX40.fullmatch(value):
+                            out[str(p.relative_to(self.git_dir))] = value
+                        else:
+                            _warn_once(str(p), "%s is damaged (not an object id); ignored", p)
         return out
 
-    def update_ref(self, ref: str, new: str | None, expected: str | None, *, fsync: bool = True) -> None:
+    def update_ref(
+        self, ref: str, new: str | None, expected: str | None, *, fsync: bool = True, force: bool = False
+    ) -> None:
         """Compare-and-swap a ref through Git's lock-file protocol; ``new=None`` deletes it (loose only).
+        ``force`` skips the comparison: only to repair a damaged ref (with :meth:`lock` held).
 
         Raises:
             RepositoryError: the ref is not at ``expected`` (someone else moved it) or is locked by a live git.
@@ -984,8 +1194,8 @@ class Repository:
                 time.sleep(0.005)  # a real git holds ref locks for milliseconds
         try:
             try:
-                current = self.read_ref(ref)
-                if current != expected:
+                current = None if force else self.read_ref(ref)
+                if current != expected and not force:
                     raise RepositoryError(f"{ref} moved to {current} (expected {expected}); retry")
                 if new is not None:
                     os.write(fd, f"{new}\n".encode())

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from . import docdiff, worktree
 from . import migrate as _migrate
+from . import recovery as _recovery
 from .codecs import Codec, codec_for, copy_value
 from .errors import (
     DecodeError,
@@ -1197,6 +1198,9 @@ class Store:
         quarantined: dict[str, str] = {}
         with self._flush_lock, self._repo.lock():
             self._repo.recover_stale_locks()
+            # A damaged branch ref is repaired from the last good commit (or open refuses): never read as "no
+            # commits yet", which would commit the work tree as a new root over the history.
+            repaired = _recovery.repair(self._repo)
             head = self._repo.head()
             tree = self._repo.commit_info(head).tree if head else None
             changes = self._repo.worktree_changes(tree or EMPTY_TREE, ignored=self._repo.ignore_matcher())
@@ -1243,7 +1247,12 @@ class Store:
             elif self._head_tree is not None and not self._index_matches(self._head_tree):
                 self._repo.rebuild_index(self._head_tree)
             self._ref_stamp = self._repo.ref_stamp()
-        return Loaded(head=self._head, recovered=sorted(recovered), quarantined=quarantined)
+        return Loaded(
+            head=self._head,
+            recovered=sorted(recovered),
+            quarantined=quarantined,
+            repaired=[repaired.describe()] if repaired else [],
+        )
 
     def _index_matches(self, tree: str) -> bool:
         if not self._repo.index.load():
