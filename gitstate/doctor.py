@@ -26,12 +26,10 @@ import logging
 import os
 import random
 import re
-import socket
 import stat
 import threading
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -776,120 +774,18 @@ def _check_remotes(root: Path, git_dir: Path, out: list[Finding], *, timeout_s: 
 
 
 def _check_one_remote(repo: Any, name: str, timeout_s: float) -> Finding:
+    """Ask ``remote.check_remote``, which reaches the remote the way a push does (credentials included) and
+    shows its URL only through ``remote.redact_url``."""
+    from . import remote as _remote
     from .errors import GitStateError
 
-    url = repo.config_get("remote", "url", subsection=name) or ""
-    shown = _redact(url)
+    shown = _remote.redact_url(repo.config_get("remote", "url", subsection=name) or "")
     fix = f"check the network and the URL ({shown}); 'gitstate remote add {name} URL' changes it"
-    checker: Callable[..., Any] | None = None
-    with contextlib.suppress(ImportError):
-        from . import remote as _remote
-
-        checker = getattr(_remote, "check_remote", None)
-    if checker is not None:
-        try:
-            result = checker(repo, name)
-        except GitStateError as e:
-            return Finding("error", "remote", f"{name} ({shown}) is not reachable: {e}", fix)
-        except Exception as e:  # a bug there must not hide the other findings
-            logger.debug("check_remote failed", exc_info=True)
-            return Finding("error", "remote", f"{name} ({shown}) could not be checked: {type(e).__name__}: {e}", fix)
-        return _interpret(name, shown, result, fix)
-    ok, detail = _probe(url, repo.root, timeout_s)
-    if ok:
-        return Finding("ok", "remote", f"{name} ({shown}) is reachable" + (f": {detail}" if detail else ""))
-    return Finding("error", "remote", f"{name} ({shown}) is not reachable: {detail}", fix)
-
-
-def _interpret(name: str, shown: str, result: Any, fix: str) -> Finding:
-    """Turn whatever ``remote.check_remote`` returned into a finding."""
-    if isinstance(result, Finding):
-        return result
-    if hasattr(result, "level") and hasattr(result, "message"):
-        level: Level = result.level if result.level in ("ok", "warning", "error") else "warning"
-        return Finding(level, "remote", f"{name}: {result.message}", getattr(result, "fix", None) or fix)
-    if isinstance(result, dict):
-        ok = result.get("ok", result.get("reachable", "error" not in result))
-        detail = result.get("error") or result.get("message") or result.get("detail") or ""
-        if ok:
-            behind = result.get("behind") or result.get("waiting")
-            msg = f"{name} ({shown}) is reachable" + (f": {detail}" if detail else "")
-            if behind:
-                return Finding(
-                    "warning", "remote", f"{msg}; {behind} commit(s) not pushed yet", f"gitstate push {name}"
-                )
-            return Finding("ok", "remote", msg)
-        return Finding("error", "remote", f"{name} ({shown}) is not reachable: {detail}", fix)
-    if result is False:
-        return Finding("error", "remote", f"{name} ({shown}) is not reachable", fix)
-    return Finding("ok", "remote", f"{name} ({shown}) is reachable")
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//[^/@]*@", "//***@", url)
-
-
-def _probe(url: str, root: Path, timeout_s: float) -> tuple[bool, str]:
-    """A bounded-time reachability check of ``url`` (no credentials needed, nothing fetched)."""
-    from urllib.parse import urlsplit
-
-    if not url:
-        return False, "the remote has no URL"
-    scp = re.match(r"^(?:[^@/]+@)?([^:/]+):(?!//)", url)
-    if "://" not in url and scp and not os.path.exists(url):
-        return _tcp(scp.group(1), 22, timeout_s)
-    if "://" not in url or url.startswith("file://"):
-        target = Path(url[7:] if url.startswith("file://") else url)
-        if not target.is_absolute():
-            target = root / target
-        if (target / "HEAD").is_file() and (target / "objects").is_dir():
-            return True, "a local repository"
-        if (target / ".git" / "HEAD").is_file():
-            return True, "a local repository"
-        return False, f"no Git repository at {target}"
-    parts = urlsplit(url)
-    host = parts.hostname or ""
     try:
-        port = parts.port
-    except ValueError:
-        return False, "the URL's port is not a number"
-    if parts.scheme == "git":
-        return _tcp(host, port or 9418, timeout_s)
-    if parts.scheme in ("ssh", "git+ssh", "ssh+git"):
-        return _tcp(host, port or 22, timeout_s)
-    if parts.scheme in ("http", "https"):
-        return _http(url, timeout_s)
-    return False, f"unsupported URL scheme {parts.scheme!r}"
-
-
-def _tcp(host: str, port: int, timeout_s: float) -> tuple[bool, str]:
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            return True, f"{host}:{port} accepts connections"
-    except OSError as e:
-        return False, f"cannot connect to {host}:{port} ({e.strerror or e})"
-
-
-def _http(url: str, timeout_s: float) -> tuple[bool, str]:
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    probe = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/info/refs", "service=git-upload-pack", ""))
-    req = urllib.request.Request(probe, headers={"User-Agent": "gitstate-doctor", "Git-Protocol": "version=2"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return True, f"HTTP {resp.status}"
-    except urllib.error.HTTPError as e:
-        if e.code in (401, 403):
-            return True, f"HTTP {e.code}: the server wants credentials (gitstate keeps them apart from the URL)"
-        if e.code == 404:
-            return False, "HTTP 404: no repository at this URL"
-        return False, f"HTTP {e.code}"
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        return False, f"{reason}"
+        detail = _remote.check_remote(repo, name, timeout_s=timeout_s)
+    except GitStateError as e:
+        return Finding("error", "remote", f"{name} is not reachable: {e}", fix)
+    except Exception as e:  # a bug there must not hide the other findings
+        logger.debug("check_remote failed", exc_info=True)
+        return Finding("error", "remote", f"{name} ({shown}) could not be checked: {type(e).__name__}", fix)
+    return Finding("ok", "remote", f"{name} ({shown}) is reachable: {detail}")

@@ -14,10 +14,18 @@ in order of precedence, from:
    every character other than letters and digits replaced by ``_`` (``origin`` ->
    ``GITSTATE_REMOTE_ORIGIN_PASSWORD``); each of the two fields falls back on its own to the next source, and a
    password with no user name anywhere is sent with the user name ``x-access-token``;
-2. the arguments of :func:`add_remote` (``username=``, ``password=``), or user info in the URL given to it
-   (``https://user:token@host/state.git``): they are split off the URL and kept in
-   ``.git/gitstate/credentials.json``, a file readable by its owner only (mode 0600), like git's own
-   ``credential-store``. ``.git/config`` holds the URL without them.
+2. the arguments of :func:`add_remote` (``username=``, ``password=``), or what the URL given to it carries: user
+   info (``https://user:token@host/state.git``, ``https://TOKEN@host/state.git``) and the *whole* query string of
+   an http(s) URL (``?access_token=...``: which parameter a server reads a token from cannot be known, so every
+   query counts as a credential; it is sent again with each request to the remote's own host). They are split off
+   the URL and kept in ``.git/gitstate/credentials.json``, a file readable by its owner only (mode 0600), like
+   git's own ``credential-store``. ``.git/config`` holds the URL without them; a fragment is dropped (it is
+   never sent). ssh and git:// URLs with a password (``ssh://u:pw@h/x``, ``u:pw@h:x``) are refused.
+
+A URL with credentials already in ``.git/config`` (an older version, ``git remote add``) is never shown; the first
+push or fetch moves its credentials to ``credentials.json`` and rewrites the URL. URLs are shown only through
+:func:`redact_url`, and while a client holding secrets is open they are hidden from urllib3's, dulwich's and
+gitstate's log records (urllib3 logs request lines, query included, at DEBUG).
 
 **Merging** (:func:`integrate`): when both sides have new commits, the merge commit (actor ``merge``, parents local
 head then remote head) merges each document both sides changed key by key against the merge base
@@ -51,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import datetime as _dt
 import heapq
 import json
@@ -69,7 +78,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from dulwich.client import (
     GitClient,
@@ -105,6 +114,7 @@ __all__ = [
     "DocConflict",
     "MergeOutcome",
     "add_remote",
+    "check_remote",
     "clone_repository",
     "fetch",
     "integrate",
@@ -166,8 +176,9 @@ def report_progress(callback: ProgressFn | None) -> Iterator[None]:
 class _Progress:
     """Adapts dulwich's progress (bytes from the server's side band) and our own counters to one text sink."""
 
-    def __init__(self, sink: ProgressFn | None) -> None:
+    def __init__(self, sink: ProgressFn | None, hidden: list[str]) -> None:
         self.sink = sink
+        self.hidden = hidden  # never shown, whatever the server sends back
         self._last = 0.0
 
     def __bool__(self) -> bool:
@@ -181,7 +192,7 @@ class _Progress:
             return  # redraws are throttled; final lines always go out
         self._last = now
         try:
-            self.sink(text)
+            self.sink(_scrub(text, self.hidden))
         except Exception:  # a broken progress display must not break a push
             logger.debug("progress callback failed", exc_info=True)
 
@@ -191,8 +202,23 @@ class _Progress:
 
 # ===================================================================== URLs and credentials
 @dataclass(frozen=True)
+class _Credentials:
+    """What authenticates to a remote, from its URL, ``credentials.json`` or the environment. Never written to
+    ``.git/config`` and never shown. ``query`` is the whole query string of an http(s) URL (``access_token=...``):
+    which parameter names a server takes for a token cannot be known, so all of it counts as a credential."""
+
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    query: str | None = field(default=None, repr=False)
+
+    def given(self) -> bool:
+        return any(v is not None for v in (self.username, self.password, self.query))
+
+
+@dataclass(frozen=True)
 class _Endpoint:
-    """Where a remote is and how to reach it. ``url`` never carries a password."""
+    """Where a remote is and how to reach it. ``url`` never carries a credential (no password, query or fragment);
+    an http(s) endpoint's ``username``, ``password`` and ``query`` are sent with each request."""
 
     name: str
     url: str
@@ -200,43 +226,72 @@ class _Endpoint:
     host: str | None = None
     port: int | None = None
     path: str = ""
-    username: str | None = None
+    username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    query: str | None = field(default=None, repr=False)
 
     def secrets(self) -> list[str]:
-        return [s for s in (self.password,) if s]
+        """Every text to hide in messages and logs: the password, a user name sent without one (then it is the
+        token), the query and each of its values of 4 characters or more (shorter ones are no secret, and
+        hiding them would garble port numbers and the like)."""
+        out = [self.password] if self.password else []
+        if self.scheme == "http" and self.username and not self.password and self.username != _TOKEN_USERNAME:
+            out.append(self.username)
+        if self.query:
+            out.append(self.query)
+            for part in self.query.split("&"):
+                value = part.partition("=")[2]
+                out += [v for v in {value, unquote(value.replace("+", " "))} if len(v) >= 4]
+        return out
 
 
 def _scrub(text: str, hidden: list[str]) -> str:
     """``text`` with every secret (as is and URL-quoted) replaced by ``***``."""
-    for s in hidden:
-        if not s:
-            continue
+    for s in sorted({s for s in hidden if s}, key=len, reverse=True):  # a whole query before its values
         for form in {s, quote(s, safe=""), quote(s)}:
             text = text.replace(form, "***")
     return text
 
 
+# An scp-style URL, [user[:password]@]host:path. The password may hold anything but "@": a token with "/" in it
+# must not be taken for a path (and leak); the price is that "host:dir/a@b:c" reads as user "host" at "b".
+_SCP_RE: Final = re.compile(
+    r"^(?:(?P<user>[^@/:]*)(?::(?P<password>[^@]*))?@)?(?P<host>\[[^\]/@]*\]|[^@/:\[\]]+):(?P<path>.*)$", re.S
+)
+_URL_IN_TEXT_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s()'\"<>]+")
+
+
 def redact_url(url: str) -> str:
-    """``url`` without a password (``https://user:***@host/x`` -> ``https://user@host/x``).
+    """``url`` as it may be shown: without anything that can be a credential. Dropped: the whole user info of an
+    http(s) URL (a user name may itself be a token), the password of any URL (``ssh://u:pw@h``, ``u:pw@h:path``),
+    the query string and the fragment. The user name of an ssh URL (``git@host:path``) is kept: it is part of
+    the address.
 
     Example:
-        >>> redact_url("https://bob:s3cret@example.com/state.git")
-        'https://bob@example.com/state.git'
+        >>> redact_url("https://bob:s3cret@example.com/state.git?private_token=abc")
+        'https://example.com/state.git'
+        >>> redact_url("git:s3cret@example.com:me/state.git")
+        'git@example.com:me/state.git'
     """
+    if _is_scp_like(url):
+        m = _SCP_RE.match(url)
+        if m is None:
+            return url.rpartition("@")[2]
+        return f"{m['user'] + '@' if m['user'] else ''}{m['host']}:{m['path']}"
     if "://" not in url:
-        if "@" in url and ":" in url.split("@", 1)[0]:  # scp-like user:password@host:path
-            user, _, rest = url.partition("@")
-            return f"{user.split(':', 1)[0]}@{rest}"
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = (f"{parts.username}@" if parts.username else "") + host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return url  # a local path
+    scheme, _, rest = url.partition("://")
+    authority = re.match(r"[^/?#]*", rest)
+    assert authority is not None
+    path = re.split(r"[?#]", rest[authority.end() :], maxsplit=1)[0]
+    userinfo, at, hostport = authority.group().rpartition("@")
+    user = userinfo.split(":", 1)[0] if at and scheme.lower() not in ("http", "https") else ""
+    return f"{scheme}://{user + '@' if user else ''}{hostport}{path}"
+
+
+def _redact_urls_in(text: str) -> str:
+    """``text`` with every URL in it shown by :func:`redact_url` (for texts written by older versions)."""
+    return _URL_IN_TEXT_RE.sub(lambda m: redact_url(m.group()), text)
 
 
 def _is_scp_like(url: str) -> bool:
@@ -249,25 +304,28 @@ def _is_scp_like(url: str) -> bool:
     return slash == -1 or colon < slash
 
 
-def _parse_url(url: str, name: str = "") -> tuple[_Endpoint, str | None, str | None]:
-    """Split ``url`` into an endpoint without credentials plus the user name and password it carried."""
+def _parse_url(url: str, name: str = "", *, strict: bool = True) -> tuple[_Endpoint, _Credentials]:
+    """Split ``url`` into an endpoint without credentials plus the credentials it carried.
+
+    ``strict`` (adding a remote, cloning): a password where it cannot be used (ssh, git://) is an error.
+    Otherwise (a URL already in ``.git/config``) it is split off all the same, so that it can be moved out."""
     if not isinstance(url, str) or not url.strip():
         raise RemoteError("a remote URL is required (a path, file://, git://, http(s):// or ssh:// URL)")
     url = url.strip()
     if "\n" in url or "\x00" in url:
         raise RemoteError("a remote URL cannot contain control characters")
     if _is_scp_like(url):
-        userhost, _, path = url.partition(":")
-        user, _, scp_host = userhost.rpartition("@")
-        if ":" in user:
-            raise RemoteError("ssh URLs cannot carry a password; use an ssh key or agent")
-        if not scp_host or scp_host.startswith("-"):
+        m = _SCP_RE.match(url)
+        if m is None or m["host"].startswith("-"):
             raise RemoteError(f"invalid ssh URL {redact_url(url)!r}")
-        clean = f"{user + '@' if user else ''}{scp_host}:{path}"
-        return _Endpoint(name, clean, "ssh", scp_host, None, path, user or None), None, None
+        if m["password"] is not None and strict:
+            raise RemoteError("ssh URLs cannot carry a password; use an ssh key or agent")
+        user, host, path = m["user"] or None, m["host"], m["path"]
+        clean = f"{user + '@' if user else ''}{host}:{path}"
+        return _Endpoint(name, clean, "ssh", host.strip("[]"), None, path, user), _Credentials(password=m["password"])
     if "://" not in url:
         path = str(Path(url).expanduser().absolute())
-        return _Endpoint(name, path, "local", path=path), None, None
+        return _Endpoint(name, path, "local", path=path), _Credentials()
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -276,30 +334,32 @@ def _parse_url(url: str, name: str = "") -> tuple[_Endpoint, str | None, str | N
     scheme = parts.scheme.lower()
     username = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
+    found = _Credentials(username, password, parts.query or None)
     host = parts.hostname
     if scheme == "file":
         if username or password or (host and host != "localhost"):
             raise RemoteError("file:// URLs name a local path (file:///srv/state.git)")
         path = unquote(parts.path)
-        return _Endpoint(name, f"file://{path}", "local", path=path), None, None
+        return _Endpoint(name, f"file://{path}", "local", path=path), _Credentials(query=found.query)
     if not host:
         raise RemoteError(f"remote URL {redact_url(url)!r} has no host")
     bracketed = f"[{host}]" if ":" in host else host
     hostport = bracketed + (f":{port}" if port else "")
     if scheme == "git":
-        if username or password:
+        if (username or password) and strict:
             raise RemoteError("git:// URLs cannot carry credentials (the git daemon has no authentication)")
         clean = urlunsplit(("git", hostport, parts.path, "", ""))
-        return _Endpoint(name, clean, "git", host, port, parts.path or "/"), None, None
+        return _Endpoint(name, clean, "git", host, port, parts.path or "/"), found
     if scheme in ("http", "https"):
-        clean = urlunsplit((scheme, hostport, parts.path, parts.query, ""))
-        return _Endpoint(name, clean, "http", host, port, parts.path or "/"), username, password
+        clean = urlunsplit((scheme, hostport, parts.path, "", ""))
+        return _Endpoint(name, clean, "http", host, port, parts.path or "/"), found
     if scheme in ("ssh", "git+ssh", "ssh+git"):
-        if password:
+        if password and strict:
             raise RemoteError("ssh URLs cannot carry a password; use an ssh key or agent")
         netloc = (f"{quote(username, safe='')}@" if username else "") + hostport
         clean = urlunsplit(("ssh", netloc, parts.path, "", ""))
-        return _Endpoint(name, clean, "ssh", host, port, unquote(parts.path), username), None, None
+        ep = _Endpoint(name, clean, "ssh", host, port, unquote(parts.path), username)
+        return ep, _Credentials(password=password, query=found.query)
     raise RemoteError(f"unsupported remote URL scheme {scheme!r}: use a path, file://, git://, http(s):// or ssh://")
 
 
@@ -346,43 +406,105 @@ def _write_private_json(path: Path, data: object) -> None:
     _replace_private(tmp, path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def _store_credentials(repo: Repository, name: str, username: str | None, password: str | None) -> None:
+def _store_credentials(repo: Repository, name: str, creds: _Credentials | None, *, keep_stored: bool = False) -> None:
+    """Keep ``creds`` for remote ``name`` in credentials.json (None or nothing given: forget them).
+    ``keep_stored``: fields already stored win over ``creds`` (the order in which they are read)."""
     with _state_lock:
-        creds = _read_credentials(repo)
-        if username is None and password is None:
-            if creds.pop(name, None) is None:
+        stored = _read_credentials(repo)
+        given = creds or _Credentials()
+        entry = {
+            k: v
+            for k, v in (("username", given.username), ("password", given.password), ("query", given.query))
+            if v is not None
+        }
+        if keep_stored:
+            entry.update(stored.get(name) or {})
+        if not entry:
+            if stored.pop(name, None) is None:
                 return
         else:
-            entry: dict[str, str] = {}
-            if username is not None:
-                entry["username"] = username
-            if password is not None:
-                entry["password"] = password
-            creds[name] = entry
+            stored[name] = entry
         path = repo.meta_dir / _CREDENTIALS_FILE
-        if creds:
-            _write_private_json(path, creds)
+        if stored:
+            _write_private_json(path, stored)
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
 
-def _credentials_for(
-    repo: Repository | None, name: str, url_user: str | None, url_password: str | None
-) -> tuple[str | None, str | None]:
-    """Credentials for remote ``name``, each of user name and password taken from the environment, else the
-    stored file, else the URL's user info. A password without any user name is sent with ``x-access-token``."""
+def _credentials_for(repo: Repository | None, name: str, url: _Credentials) -> _Credentials:
+    """Credentials for remote ``name``, each of user name, password and query taken from the environment (no
+    query there), else the stored file, else the URL. A password without any user name is sent with
+    ``x-access-token``."""
     env = _env_name(name) if name else None
     user = password = None
     if env:
         user = os.environ.get(f"{env}_USERNAME") or None
         password = os.environ.get(f"{env}_PASSWORD") or os.environ.get(f"{env}_TOKEN") or None
     stored = (_read_credentials(repo).get(name) or {}) if repo is not None and name else {}
-    user = user or stored.get("username") or url_user
-    password = password or stored.get("password") or url_password
+    user = user or stored.get("username") or url.username
+    password = password or stored.get("password") or url.password
+    query = stored.get("query") or url.query
     if password is not None and not user:
         user = _TOKEN_USERNAME
-    return user, password
+    return _Credentials(user, password, query)
+
+
+def _with_credentials(ep: _Endpoint, creds: _Credentials) -> _Endpoint:
+    """``ep`` with what it sends to authenticate (only http(s) sends any: ssh uses the user's key or agent)."""
+    if ep.scheme != "http":
+        return ep
+    return dataclasses.replace(ep, username=creds.username, password=creds.password, query=creds.query)
+
+
+class _ScrubSecrets(logging.Filter):
+    """Hides the secrets of the remote operations running right now in log records: urllib3 logs each request
+    line, query string included, at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with _log_secrets_lock:
+            hidden = list(_log_secrets)
+        if not hidden:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # a record that cannot be formatted is the handler's problem, not ours
+            return True
+        clean = _scrub(text, hidden)
+        if clean != text:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _scrub(record.exc_text, hidden)
+        return True
+
+
+_log_secrets_lock = threading.Lock()
+_log_secrets: dict[str, int] = {}  # secret -> operations hiding it
+_SCRUBBER: Final = _ScrubSecrets()
+_SCRUBBED_LOGGERS: Final = ("urllib3", "dulwich", "gitstate")
+
+
+def _hide_in_logs(hidden: list[str]) -> None:
+    """From now until :func:`_unhide_in_logs` (the client that sends them is closed), ``hidden`` appears in no
+    record of urllib3's, dulwich's or gitstate's loggers. A filter on a logger only sees that logger's own
+    records, so it goes on each of them (they exist once their modules are imported: before any client)."""
+    for logger_name, obj in list(logging.root.manager.loggerDict.items()):
+        ours = logger_name.split(".", 1)[0] in _SCRUBBED_LOGGERS
+        if ours and isinstance(obj, logging.Logger) and _SCRUBBER not in obj.filters:
+            obj.addFilter(_SCRUBBER)
+    with _log_secrets_lock:
+        for s in hidden:
+            _log_secrets[s] = _log_secrets.get(s, 0) + 1
+
+
+def _unhide_in_logs(hidden: list[str]) -> None:
+    with _log_secrets_lock:
+        for s in hidden:
+            _log_secrets[s] -= 1
+            if not _log_secrets[s]:
+                del _log_secrets[s]
 
 
 # ===================================================================== .git/config
@@ -466,9 +588,9 @@ def add_remote(
         >>> repo.close()
     """
     _check_name(name)
-    endpoint, url_user, url_password = _parse_url(url, name)
-    user = username if username is not None else url_user
-    pw = password if password is not None else url_password
+    endpoint, found = _parse_url(url, name)
+    user = username if username is not None else found.username
+    pw = password if password is not None else found.password
     if pw is not None and endpoint.scheme != "http":
         raise RemoteError(f"{endpoint.scheme} remotes take no password; only http(s) remotes use one")
     cfg = _load_config(repo)
@@ -476,8 +598,8 @@ def add_remote(
     cfg.set(section, b"url", endpoint.url.encode())
     cfg.set(section, b"fetch", f"+refs/heads/*:refs/remotes/{name}/*".encode())
     _save_config(repo, cfg)
-    if endpoint.scheme == "http":
-        _store_credentials(repo, name, user, pw)
+    # Only http(s) sends credentials; for the others, stale ones (an earlier URL of this name) are forgotten.
+    _store_credentials(repo, name, _Credentials(user, pw, found.query) if endpoint.scheme == "http" else None)
     logger.info("remote %s -> %s", name, endpoint.url)
     with _pushers_lock:
         pushers = list(_pushers.get((str(repo.root), name), ()))
@@ -510,7 +632,7 @@ def remove_remote(repo: Repository, name: str) -> None:
                 if cfg.get(other, b"remote") == name.encode():
                     del cfg[other]
     _save_config(repo, cfg)
-    _store_credentials(repo, name, None, None)
+    _store_credentials(repo, name, None)
     for ref, sha in repo.list_refs(f"refs/remotes/{name}/").items():
         with contextlib.suppress(GitStateError, OSError):
             repo.update_ref(ref, None, sha)
@@ -518,7 +640,9 @@ def remove_remote(repo: Repository, name: str) -> None:
         _state_path(repo, name).unlink()
 
 
-def _endpoint(repo: Repository, name: str) -> _Endpoint:
+def _configured(repo: Repository, name: str) -> tuple[_Endpoint, str, _Credentials]:
+    """Remote ``name`` as ``.git/config`` has it: the endpoint (no credentials yet), the URL as written there and
+    the credentials that URL carries (a URL written by an older version or by ``git remote add`` may)."""
     _check_name(name)
     url = repo.config_get("remote", "url", subsection=name)
     if not url:
@@ -527,11 +651,101 @@ def _endpoint(repo: Repository, name: str) -> _Endpoint:
             f"no remote named {name!r} (configured: {known}); add one with "
             f"'gitstate remote add {name} URL' or store.remote_add({name!r}, url)"
         )
-    ep, url_user, url_password = _parse_url(url, name)
-    user, password = _credentials_for(repo, name, url_user, url_password)
-    if ep.scheme == "http":
-        return _Endpoint(ep.name, ep.url, ep.scheme, ep.host, ep.port, ep.path, user, password)
-    return ep
+    ep, found = _parse_url(url, name, strict=False)
+    return ep, url, found
+
+
+def _move_credentials_out_of_config(repo: Repository, ep: _Endpoint, found: _Credentials) -> None:
+    """Move the credentials of a URL in ``.git/config`` into credentials.json (fields already stored there
+    win, as when they are read), then write the URL without them. Stored first: a crash in between loses
+    nothing. A config that cannot be written only costs a warning: the URL is never shown either way."""
+    try:
+        if found.given():
+            _store_credentials(repo, ep.name, found, keep_stored=True)
+        cfg = _load_config(repo)
+        cfg.set((b"remote", ep.name.encode()), b"url", ep.url.encode())
+        _save_config(repo, cfg)
+    except (GitStateError, OSError) as e:
+        hidden = _with_credentials(dataclasses.replace(ep, scheme="http"), found).secrets()
+        logger.warning(
+            "could not move the credentials of remote %s out of .git/config: %s", ep.name, _scrub(str(e), hidden)
+        )
+        return
+    logger.info("moved the credentials in the URL of remote %s from .git/config to %s", ep.name, _CREDENTIALS_FILE)
+    if found.password is not None and ep.scheme != "http":
+        logger.warning(
+            "remote %s: %s remotes cannot use a password (kept in %s); your ssh key or agent is used",
+            ep.name,
+            ep.scheme,
+            _CREDENTIALS_FILE,
+        )
+
+
+def _endpoint(repo: Repository, name: str) -> _Endpoint:
+    """Remote ``name`` with the credentials to send; on first use, a URL in .git/config that carries
+    credentials has them moved out (:func:`_move_credentials_out_of_config`)."""
+    ep, url, found = _configured(repo, name)
+    if ep.scheme != "local" and (found.given() or "#" in url):
+        _move_credentials_out_of_config(repo, ep, found)
+    return _with_credentials(ep, _credentials_for(repo, name, found))
+
+
+def check_remote(repo: Repository, name: str, *, timeout_s: float = 5.0) -> str:
+    """Check within ``timeout_s`` that remote ``name`` answers (for ``gitstate doctor``); returns what was seen.
+
+    Nothing is written (credentials in the URL of .git/config are not moved here) and no program is started:
+    an http(s) remote is asked for its refs with the credentials a push would send (so a refused token is an
+    error), a git:// or ssh remote must accept a TCP connection (ssh itself could ask for a passphrase), a
+    local one must be a Git repository.
+
+    Raises:
+        RemoteError: no such remote, or it does not answer; the message names the URL without credentials.
+
+    Example:
+        >>> import subprocess, tempfile
+        >>> bare = tempfile.mkdtemp(); _ = subprocess.run(["git", "init", "-q", "--bare", bare], check=True)
+        >>> repo = Repository.open(tempfile.mkdtemp()); add_remote(repo, "origin", bare)
+        >>> check_remote(repo, "origin")
+        'a local repository'
+        >>> repo.close()
+    """
+    ep, _, found = _configured(repo, name)
+    ep = dataclasses.replace(_with_credentials(ep, _credentials_for(repo, name, found)), name="")
+    failure: Exception | None = None
+    if ep.scheme == "local":
+        path = Path(ep.path)
+        if ((path / "HEAD").is_file() and (path / "objects").is_dir()) or (path / ".git" / "HEAD").is_file():
+            return "a local repository"
+        raise RemoteError(f"no Git repository at {ep.url}")
+    if ep.scheme in ("git", "ssh"):
+        assert ep.host is not None
+        port = ep.port or (9418 if ep.scheme == "git" else 22)
+        try:
+            socket.create_connection((ep.host, port), timeout=timeout_s).close()
+        except OSError as e:
+            failure = e
+        if failure is not None:
+            raise _chain(_translate(failure, ep, "connect to", timeout_s), failure, ep)
+        return f"{ep.host}:{port} accepts connections"
+    _list_refs(ep, "connect to", timeout_s)
+    sent = ep.password is not None or ep.username is not None or ep.query is not None
+    return "it answers" + (" to the stored credentials" if sent else "")
+
+
+def _list_refs(ep: _Endpoint, action: str, timeout_s: float) -> Any:
+    """The remote's refs (dulwich's listing), or a RemoteError that shows no credential."""
+    client, path = _client(ep, timeout_s=timeout_s)
+    failure: Exception | None = None
+    try:
+        get_refs: Any = client.get_refs
+        return get_refs(path)
+    except Exception as e:
+        failure = e
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+    assert failure is not None
+    raise _chain(_translate(failure, ep, action, timeout_s), failure, ep)
 
 
 def _timeout_s() -> float:
@@ -622,12 +836,31 @@ class _TimeoutTCPGitClient(TCPGitClient):
 
 class _HttpGitClient(Urllib3HttpGitClient):
     """dulwich's smart-HTTP client, releasing connections on error answers and on close (dulwich leaves the
-    socket of a 401 or 404 answer open)."""
+    socket of a 401 or 404 answer open), and sending the remote URL's query string (a token kept in
+    credentials.json) with every request to the remote's own origin, never to another one a redirect names."""
+
+    def __init__(self, base_url: str, *, query: str | None, hidden: list[str], **options: Any) -> None:
+        super().__init__(base_url, **options)
+        self._query = query
+        self._query_origin = self._origin(base_url)
+        self._hidden: list[str] | None = list(dict.fromkeys(s for s in hidden if s))
+        _hide_in_logs(self._hidden)
 
     def _http_request(
         self, url: str, headers: dict[str, str] | None = None, data: Any = None, raise_for_status: bool = True
     ) -> tuple[Any, Callable[[int], bytes]]:
-        resp, read = super()._http_request(url, headers, data, raise_for_status=False)
+        sent = url
+        if self._query and self._origin(url) == self._query_origin:
+            sent += ("&" if "?" in url else "?") + self._query
+        resp, read = super()._http_request(sent, headers, data, raise_for_status=False)
+        location = getattr(resp, "redirect_location", "")
+        if sent != url and location:
+            # dulwich takes any difference from the URL it asked for as a redirect: take our query off again.
+            if urljoin(sent, location) == sent:
+                resp.redirect_location = ""
+            else:
+                query = self._query or ""
+                resp.redirect_location = location.replace("&" + query, "").replace("?" + query, "")
         status = resp.status
         if raise_for_status and status != 200:
             auth = resp.headers.get("WWW-Authenticate")
@@ -648,6 +881,13 @@ class _HttpGitClient(Urllib3HttpGitClient):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.pool_manager.clear()
+        if self._hidden is not None:
+            _unhide_in_logs(self._hidden)
+            self._hidden = None
+
+    def __del__(self) -> None:  # a client dropped without close() must not keep its secrets registered
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 def _ssh_command() -> str:
@@ -668,7 +908,15 @@ def _client(ep: _Endpoint, *, timeout_s: float) -> tuple[GitClient, str]:
         assert ep.host is not None
         return _TimeoutTCPGitClient(ep.host, ep.port, timeout_s=timeout_s), ep.path
     if ep.scheme == "http":
-        client = _HttpGitClient(ep.url, config=None, username=ep.username, password=ep.password, timeout=timeout_s)
+        client = _HttpGitClient(
+            ep.url,
+            query=ep.query,
+            hidden=ep.secrets(),
+            config=None,
+            username=ep.username,
+            password=ep.password,
+            timeout=timeout_s,
+        )
         return client, ep.path
     if ep.scheme == "ssh":
         assert ep.host is not None
@@ -736,11 +984,29 @@ def _translate(e: BaseException, ep: _Endpoint, action: str, timeout_s: float) -
 def _chain(err: RemoteError, cause: BaseException, ep: _Endpoint) -> RemoteError:
     """Set ``cause`` as the error's ``__cause__`` (shown in tracebacks) unless its text could carry a secret.
     Raise the result outside the ``except`` block, so that no ``__context__`` is attached either."""
-    hidden = ep.secrets()
-    leaky = hidden and any(_scrub(str(x), hidden) != str(x) for x in (cause, *getattr(cause, "args", ())))
-    err.__cause__ = None if leaky else cause
+    err.__cause__ = None if _leaks(cause, ep.secrets()) else cause
     err.__suppress_context__ = True
     return err
+
+
+def _leaks(error: BaseException, hidden: list[str]) -> bool:
+    """Whether any text an exception chain can show holds a secret: each exception's message, arguments and
+    attributes (dulwich keeps the request URL, query string included, in ``HTTPUnauthorized.url``), and those
+    of its causes and contexts."""
+    if not hidden:
+        return False
+    stack: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        texts = [str(e), repr(e.args), repr(getattr(e, "__dict__", {}))]
+        if any(_scrub(t, hidden) != t for t in texts):
+            return True
+        stack += [e.__cause__, e.__context__]
+    return False
 
 
 _TYPE_NUMS: Final = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
@@ -932,7 +1198,7 @@ def _push(
     timeout_s: float | None,
 ) -> str | None:
     timeout = timeout_s if timeout_s is not None else _timeout_s()
-    prog = _Progress(progress or _progress_sink.get())
+    prog = _Progress(progress or _progress_sink.get(), ep.secrets())
     if head is None:
         return None
     branch_ref = repo.branch_ref.encode()
@@ -1079,7 +1345,7 @@ def _fetch(
     repo: Repository, ep: _Endpoint, tracking_ref: str, *, progress: ProgressFn | None, timeout_s: float | None
 ) -> str | None:
     timeout = timeout_s if timeout_s is not None else _timeout_s()
-    prog = _Progress(progress or _progress_sink.get())
+    prog = _Progress(progress or _progress_sink.get(), ep.secrets())
     branch_ref = repo.branch_ref.encode()
     objects = _objects(repo)
     local_heads = [h.encode() for h in (repo.head(), repo.read_ref(tracking_ref)) if h and repo.has_object(h)]
@@ -1447,24 +1713,10 @@ def clone_repository(
     existed = path.exists()
     if existed and (not path.is_dir() or any(path.iterdir())):
         raise RepositoryError(f"cannot clone into {path}: it exists and is not an empty directory")
-    ep, url_user, url_password = _parse_url(url, "origin")
-    user, password = _credentials_for(None, "origin", url_user, url_password)
-    if ep.scheme == "http":
-        ep = _Endpoint("origin", ep.url, ep.scheme, ep.host, ep.port, ep.path, user, password)
+    ep, found = _parse_url(url, "origin")
+    ep = _with_credentials(ep, _credentials_for(None, "origin", found))
     timeout = timeout_s if timeout_s is not None else _timeout_s()
-    client, rpath = _client(ep, timeout_s=timeout)
-    listing: Any = None
-    failure: Exception | None = None
-    try:
-        get_refs: Any = client.get_refs
-        listing = get_refs(rpath)
-    except Exception as e:
-        failure = e
-    finally:
-        with contextlib.suppress(Exception):
-            client.close()
-    if failure is not None:
-        raise _chain(_translate(failure, ep, "clone from", timeout), failure, ep)
+    listing = _list_refs(ep, "clone from", timeout)
     refs = _peeled(listing.refs)
     if not any(r.startswith(b"refs/heads/") for r in refs):
         if not allow_empty:
@@ -1576,6 +1828,17 @@ def _record_push_state(
         logger.warning("could not save the push state of %s: %s", name, e)
 
 
+def _known_secrets(repo: Repository, name: str) -> list[str]:
+    """The secrets of remote ``name``: those sent (environment, stored) and any still in its configured URL."""
+    try:
+        ep, _, found = _configured(repo, name)
+    except GitStateError:
+        return []
+    as_http = dataclasses.replace(ep, scheme="http")
+    sent = _with_credentials(as_http, _credentials_for(repo, name, found))
+    return sent.secrets() + _with_credentials(as_http, found).secrets()
+
+
 def _when(ts: object) -> _dt.datetime | None:
     if not isinstance(ts, (int, float)):
         return None
@@ -1610,6 +1873,9 @@ def push_status(repo: Repository, name: str | None = None) -> dict[str, dict[str
     out: dict[str, dict[str, Any]] = {}
     for rname, url in sorted(remotes.items()):
         state = _read_state(repo, rname)
+        last_error = state.get("last_error")
+        if isinstance(last_error, str):  # written by an older version, it may name a URL with its token
+            last_error = _redact_urls_in(_scrub(last_error, _known_secrets(repo, rname)))
         tracking = repo.read_ref(_tracking_ref(repo, rname))
         try:
             ahead, behind = _ahead_behind(repo, head, tracking)
@@ -1631,7 +1897,7 @@ def push_status(repo: Repository, name: str | None = None) -> dict[str, dict[str
             "behind": behind,
             "last_success": _when(last_success),
             "last_success_commit": state.get("last_success_commit"),
-            "last_error": state.get("last_error") if error_is_current else None,
+            "last_error": last_error if error_is_current else None,
             "last_error_time": _when(last_error_time),
             "attempts": int(state.get("attempts") or 0),
             "next_retry": _when(state.get("next_retry")),

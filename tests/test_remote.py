@@ -556,7 +556,8 @@ def test_remote_names_and_urls_are_validated(tmp_path: Path) -> None:
 
 
 def test_redact_url() -> None:
-    assert gremote.redact_url("https://u:p@h:8443/x?y=1") == "https://u@h:8443/x?y=1"
+    # http(s): no user info (a user name can be a token) and no query (all of it counts as a credential)
+    assert gremote.redact_url("https://u:p@h:8443/x?y=1") == "https://h:8443/x"
     assert gremote.redact_url("https://h/x") == "https://h/x"
     assert gremote.redact_url("u:p@h:x") == "u@h:x"
 

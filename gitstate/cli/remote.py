@@ -287,7 +287,7 @@ def clone_cmd(url: str, directory: Path, allow_empty: bool, as_json: bool) -> No
         head, docs = store.head, store.docs()
     finally:
         store.close()
-    shown = _strip_user_info(_remote().redact_url(url))
+    shown = _remote().redact_url(url)
     if as_json:
         emit_json({"url": shown, "path": str(directory.absolute()), "head": head, "docs": len(docs)})
     else:
@@ -295,10 +295,3 @@ def clone_cmd(url: str, directory: Path, allow_empty: bool, as_json: bool) -> No
             f"cloned {shown} into {directory}"
             + (f" ({head[:8]}, {len(docs)} document(s))" if head else " (empty remote: an empty store with origin set)")
         )
-
-
-def _strip_user_info(url: str) -> str:
-    parts = urlsplit(url) if "://" in url else None
-    if parts is None or parts.scheme not in ("http", "https") or "@" not in parts.netloc:
-        return url
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
