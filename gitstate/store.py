@@ -61,7 +61,7 @@ from .repo import EMPTY_TREE, Repository, blob_id
 if TYPE_CHECKING:
     from .history import Commit, Snapshot, StateView
 
-__all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_MAX_DELAY_MS", "META_PREFIX", "Store", "clone", "open"]
+__all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_MAX_DELAY_MS", "META_PREFIX", "CommitId", "Store", "clone", "open"]
 
 logger = logging.getLogger("gitstate.store")
 
@@ -77,6 +77,27 @@ _DEFAULT: Any = object()
 
 
 _ABSENT: Final = ABSENT  # the value of a document that does not exist
+
+
+class CommitId(str):
+    """A commit id (a ``str``) that also tells whether the call that returned it made that commit.
+
+    :meth:`Store.restore` and :meth:`Store.undo` return one: ``created`` is False when nothing differed and
+    the id is the branch head as found (with other writers about, possibly another process's commit).
+
+    Example:
+        >>> c = CommitId("4b825dc6", created=False)
+        >>> c == "4b825dc6", c.created
+        (True, False)
+    """
+
+    created: bool
+
+    def __new__(cls, value: str, *, created: bool) -> CommitId:
+        """An id ``value``; ``created``: made by the call that returns it."""
+        self = super().__new__(cls, value)
+        self.created = created
+        return self
 
 
 @dataclass(slots=True)
@@ -347,21 +368,43 @@ class Store:
         return view
 
     def _maybe_refresh(self) -> None:
-        """Pick up commits made by other processes (one ``stat`` when nothing changed)."""
-        stamp = self._repo.ref_stamp()
-        if stamp == self._ref_stamp:
-            return
-        if not self._flush_lock.acquire(blocking=False):
-            return  # a flush in progress will bring us up to date
+        """Pick up commits made by other processes (one read of the branch ref when nothing changed).
+
+        A read sees every commit made before it started, even while this store's own flush runs: the ref is
+        read without the flush lock and the views move under ``_lock`` only. The one wait is for a flush (or
+        restore, pull...) of this store that holds the repository lock while the branch points elsewhere: it is
+        between reading the head and recording its own commit, and moving the views under it would race its
+        encode-and-commit. It holds the lock for milliseconds (its wait for other processes is over), so the
+        reader waits for it and refreshes after. A flush still queueing for the lock never delays a read."""
         events: list[Event] = []
-        try:
+        for _ in range(100):  # another thread moving the head between our two reads: read again
+            stamp = self._repo.ref_stamp()
+            if stamp == self._ref_stamp:
+                break
+            seen = self._head
             head = self._repo.head()
             with self._lock:
-                self._ref_stamp = stamp
-                if head != self._head:
+                if self._head != seen:
+                    continue
+                if head == self._head:
+                    self._ref_stamp = stamp
+                    break
+                if not self._repo.lock_busy():
+                    # No writer of ours is between its head read and its commit (one that takes the lock now
+                    # reads the head after us and compares it with ours under _lock).
+                    self._ref_stamp = stamp
                     events.append(self._advance_to(head, source="process"))
-        finally:
-            self._flush_lock.release()
+                    break
+                if head == self._repo.last_branch_write:
+                    break  # our own flush's new commit, which it records itself; it took in every older one
+            with self._flush_lock:  # every writer of this store holds it around the repository lock
+                stamp = self._repo.ref_stamp()
+                head = self._repo.head()
+                with self._lock:
+                    self._ref_stamp = stamp
+                    if head != self._head:
+                        events.append(self._advance_to(head, source="process"))
+            break
         for e in events:
             self._emit(e)
 
@@ -1312,10 +1355,11 @@ class Store:
 
         return history.resolve(self._repo, rev)
 
-    def restore(self, rev: str, docs: list[str] | None = None, message: str | None = None) -> str:
+    def restore(self, rev: str, docs: list[str] | None = None, message: str | None = None) -> CommitId:
         """Make the documents (all, or ``docs``) equal to their content at ``rev``, as a NEW commit (actor
         ``restore``); history is never rewritten. A document absent at ``rev`` is removed. Pending writes are
-        committed first. Returns the commit id (the current head if nothing differed)."""
+        committed first. Returns the commit id, a :class:`CommitId` (a ``str``): the new commit with
+        ``created`` True, or, if nothing differed, the current head with ``created`` False."""
         from . import history
 
         self._check_open()
@@ -1332,11 +1376,11 @@ class Store:
                 f" ({short})" if not rev.startswith(short) else ""
             )
             commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
-        return commit or (head or "")
+        return CommitId(commit, created=True) if commit else CommitId(head or "", created=False)
 
-    def undo(self) -> str:
+    def undo(self) -> CommitId:
         """Revert the last commit as a new commit (actor ``restore``). Pending writes are committed first,
-        so ``undo()`` reverts them."""
+        so ``undo()`` reverts them. Returns a :class:`CommitId` like :meth:`restore`."""
         from . import history
 
         self._check_open()
@@ -1345,7 +1389,7 @@ class Store:
             head = self._repo.head()
             files, subject = history.undo_files(self._repo, head)
             commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
-        return commit or (head or "")
+        return CommitId(commit, created=True) if commit else CommitId(head or "", created=False)
 
     def snapshot(self, name: str, message: str | None = None) -> str:
         """Tag the current state (pending writes flushed first) as ``name``; returns the commit id."""

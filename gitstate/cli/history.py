@@ -373,10 +373,9 @@ def restore_cmd(
         output(_change_lines(changes, colour=_colour()))
         return
     with open_store(ctx) as store:
-        before = store.head
         target = store.resolve(rev)
         commit = store.restore(rev, list(docs) or None, message)
-    changed = commit != before
+    changed = commit.created  # not "head moved": another writer may have committed meanwhile
     if as_json:
         emit_json({"commit": commit, "target": target, "changed": changed, "docs": list(docs)})
         return
@@ -402,9 +401,8 @@ def undo_cmd(ctx: Context, as_json: bool) -> None:
     from .. import history
 
     with open_store(ctx) as store:
-        before = store.head
         commit = store.undo()
-        info = history.get_commit(store._repo, commit) if commit != before else None
+        info = history.get_commit(store._repo, commit) if commit.created else None
     undone = None
     subject = ""
     if info is not None:

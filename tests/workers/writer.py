@@ -12,14 +12,21 @@ Commands:
     pending    leave writes pending (long debounce), print ``ready``, then exit normally (``--then exit``),
                or wait for a signal (``--then wait``), or keep writing until killed (``--then busy``).
     set        one set() + flush(); print the commit id.
+    race       print ``ready``, wait for a line on stdin, then set() + flush() back to back for ``--seconds``;
+               print one JSON line: ``{"commits": N, "waits_ms": [...]}`` (time spent getting the store lock,
+               measured around each flush's lock).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import sys
 import threading
+import time
+from collections.abc import Iterator
 
 import gitstate
 
@@ -33,7 +40,7 @@ def _say(*parts: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["loop", "keys", "samekey", "pending", "set"])
+    ap.add_argument("command", choices=["loop", "keys", "samekey", "pending", "set", "race"])
     ap.add_argument("path")
     ap.add_argument("--doc", default="state.json")
     ap.add_argument("--count", type=int, default=0)
@@ -46,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--key", default="n")
     ap.add_argument("--value", default="1")
     ap.add_argument("--pad", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
 
@@ -94,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         _say("done")
         return 0
 
+    if args.command == "race":
+        return _race(store, args)
+
     if args.command == "set":
         store.set(args.doc, args.key, args.value)
         _say("commit", store.flush())
@@ -117,6 +128,37 @@ def main(argv: list[str] | None = None) -> int:
     while True:  # busy: the main thread is inside the store when the signal lands
         i += 1
         store.set(args.doc, "busy", i)
+
+
+def _race(store: gitstate.Store, args: argparse.Namespace) -> int:
+    """Write back to back for ``args.seconds`` after the parent's go; report commits and lock waits."""
+    repo = store._repo
+    take = repo.lock
+    waits_ms: list[float] = []
+
+    @contextlib.contextmanager
+    def timed_lock(timeout_s: float = 30.0) -> Iterator[None]:
+        outer = not repo.holds_lock()
+        t0 = time.perf_counter()
+        with take(timeout_s):
+            if outer:
+                waits_ms.append((time.perf_counter() - t0) * 1000)
+            yield
+
+    repo.lock = timed_lock  # type: ignore[method-assign]
+    _say("ready")
+    sys.stdin.readline()
+    deadline = time.monotonic() + args.seconds
+    commits = 0
+    i = 0
+    while time.monotonic() < deadline:
+        i += 1
+        store.set(args.doc, ("w" + args.worker, "n"), i)
+        if store.flush():
+            commits += 1
+    store.close()
+    _say(json.dumps({"commits": commits, "waits_ms": waits_ms}))
+    return 0
 
 
 if __name__ == "__main__":
