@@ -287,6 +287,18 @@ def git_operation_in_progress(git_dir: Path) -> str | None:
         >>> git_operation_in_progress(Repository.open(tempfile.mkdtemp()).git_dir) is None
         True
     """
+    op = _git_state_files(git_dir)
+    if op is not None:
+        return op
+    try:
+        data = (git_dir / "index").read_bytes()
+    except OSError:
+        return None
+    return "unmerged index" if index_has_conflicts(data) else None
+
+
+def _git_state_files(git_dir: Path) -> str | None:
+    """The operation git's state files in ``git_dir`` name (markers, then a detached HEAD), or None."""
     for name, op in _GIT_OPERATION_MARKERS:
         if os.path.lexists(git_dir / name):
             return op
@@ -294,13 +306,7 @@ def git_operation_in_progress(git_dir: Path) -> str | None:
         head = (git_dir / "HEAD").read_bytes()
     except OSError:
         head = b"ref: "
-    if not head.startswith(b"ref: "):
-        return "detached HEAD"
-    try:
-        data = (git_dir / "index").read_bytes()
-    except OSError:
-        return None
-    return "unmerged index" if index_has_conflicts(data) else None
+    return None if head.startswith(b"ref: ") else "detached HEAD"
 
 
 def git_operation_advice(operation: str) -> str:
@@ -467,15 +473,9 @@ class Repository:
         The index is only read when another program wrote it since this store last did (ours never holds
         conflict stages), so the check costs a few ``stat`` calls on the flush path."""
         git_dir = self.git_dir
-        for name, op in _GIT_OPERATION_MARKERS:
-            if os.path.lexists(git_dir / name):
-                return op
-        try:
-            head = (git_dir / "HEAD").read_bytes()
-        except OSError:
-            head = b"ref: "
-        if not head.startswith(b"ref: "):
-            return "detached HEAD"
+        op = _git_state_files(git_dir)
+        if op is not None:
+            return op
         stamp = self.index.file_stamp()
         if stamp is None or (self.index.valid and stamp == self.index.stamp):
             return None
