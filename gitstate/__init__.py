@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .errors import (
     DecodeError,
     EncodeError,
+    GitBusy,
     GitStateError,
     InvalidPath,
     KeyNotFound,
@@ -49,6 +50,7 @@ __all__ = [
     "Conflict",
     "DecodeError",
     "EncodeError",
+    "GitBusy",
     "GitStateError",
     "InvalidPath",
     "KeyNotFound",

@@ -124,6 +124,7 @@ def check(
         return out
     _check_disk(root, out, min_free_bytes=min_free_bytes, low_free_bytes=low_free_bytes)
     git_dir = root / ".git"
+    _check_git_operation(git_dir, out)
     head = _check_repository(root, git_dir, out)
     _check_locks(root, git_dir, out)
     _check_quarantine(git_dir, out)
@@ -267,7 +268,29 @@ def _read_head(git_dir: Path) -> tuple[str | None, str | None]:
         return None, f".git/HEAD cannot be read ({e.strerror})"
     if text.startswith("ref: refs/heads/"):
         return text[5:], None
+    for state in ("rebase-merge", "rebase-apply"):  # mid-rebase: the branch being rebased (see _check_git_operation)
+        with contextlib.suppress(OSError):
+            name = (git_dir / state / "head-name").read_text().strip()
+            if name.startswith("refs/heads/"):
+                return name, None
     return None, f"HEAD is detached at {text[:12]}"
+
+
+def _check_git_operation(git_dir: Path, out: list[Finding]) -> None:
+    from .repo import git_operation_advice, git_operation_in_progress
+
+    op = git_operation_in_progress(git_dir)
+    if op is None or op == "detached HEAD":  # a detached HEAD alone is the repository check's error
+        return
+    out.append(
+        Finding(
+            "warning",
+            "git",
+            f"a git {op} is in progress in the store: gitstate holds its writes (flushes touch neither the files "
+            "nor the index) until it is finished",
+            git_operation_advice(op),
+        )
+    )
 
 
 def _check_repository(root: Path, git_dir: Path, out: list[Finding]) -> bytes | None:

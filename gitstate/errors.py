@@ -13,7 +13,8 @@ user can do about it. Where callers expect a builtin, the error also derives fro
     ├── StoreClosed                     the store was used after close()
     ├── LockError                       the store's lock could not be taken
     ├── SaveError                       a flush failed (disk full, read-only...); pending writes are kept
-    │   └── SchemaMismatch              another process migrated the store: this program's writes are held
+    │   ├── SchemaMismatch              another process migrated the store: this program's writes are held
+    │   └── GitBusy                     a git merge/rebase/... is in progress in the store: writes are held
     ├── RepositoryError                 the Git repository is damaged or unusable
     ├── UnsafeTree                      a commit names a path or entry gitstate will not write; nothing changed
     ├── RemoteError                     a push, pull or clone failed
@@ -32,6 +33,7 @@ from typing import Any
 __all__ = [
     "DecodeError",
     "EncodeError",
+    "GitBusy",
     "GitStateError",
     "InvalidPath",
     "KeyNotFound",
@@ -177,6 +179,26 @@ class SchemaMismatch(SaveError):
     def __init__(self, message: str, *, expected: int, found: int, pending: int = 0) -> None:
         self.expected = expected
         self.found = found
+        super().__init__(message, pending=pending)
+
+
+class GitBusy(SaveError):
+    """A git operation (merge, rebase, cherry-pick, revert, bisect, or conflicts left in the index) is in
+    progress in the store directory: git owns the work tree and the index until the user finishes it, so nothing
+    was written. The pending writes stay in memory; the background flusher commits them on top of the result
+    once git is done.
+
+    What to do: finish the operation (``git merge --continue`` / ``git commit``, ``git rebase --continue``...)
+    or abort it (``git merge --abort``...), then flush again.
+
+    Attributes:
+        operation: what git is doing (``merge``, ``rebase``, ``cherry-pick``, ``revert``, ``bisect``,
+            ``detached HEAD``, ``unmerged index``).
+        pending: writes held.
+    """
+
+    def __init__(self, message: str, *, operation: str, pending: int = 0) -> None:
+        self.operation = operation
         super().__init__(message, pending=pending)
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "Event",
     "EventBus",
     "ExternalChange",
+    "GitOperationInProgress",
     "InvalidEdit",
     "Loaded",
     "PushError",
@@ -85,6 +86,19 @@ class SaveErrorEvent(Event):
 
 
 @dataclass(frozen=True)
+class GitOperationInProgress(Event):
+    """A git operation (``merge``, ``rebase``, ``cherry-pick``, ``revert``, ``bisect``...) started in the store
+    directory: flushes hold the pending writes (``pending``) and touch neither the work tree nor the index.
+    Emitted once when the store notices it, and again with ``finished=True`` when git is done and flushes
+    resume."""
+
+    name: ClassVar[str] = "git_busy"
+    operation: str
+    pending: int = 0
+    finished: bool = False
+
+
+@dataclass(frozen=True)
 class ExternalChange(Event):
     """Documents changed under the store (a human edit, another process, a restore, a pull).
 
@@ -137,7 +151,17 @@ class PushError(Event):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.name: cls for cls in (Committed, Loaded, SaveErrorEvent, ExternalChange, InvalidEdit, Pushed, PushError)
+    cls.name: cls
+    for cls in (
+        Committed,
+        Loaded,
+        SaveErrorEvent,
+        ExternalChange,
+        InvalidEdit,
+        Pushed,
+        PushError,
+        GitOperationInProgress,
+    )
 }
 
 

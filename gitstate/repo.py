@@ -48,6 +48,9 @@ __all__ = [
     "Repository",
     "TagInfo",
     "blob_id",
+    "git_operation_advice",
+    "git_operation_in_progress",
+    "index_has_conflicts",
 ]
 
 logger = logging.getLogger("gitstate.repo")
@@ -432,6 +435,87 @@ class _Ticket:
             os.close(self.fd)
 
 
+#: Files and directories git leaves in ``.git`` while an operation waits for the user, and what they mean.
+_GIT_OPERATION_MARKERS: Final = (
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase"),
+    ("MERGE_HEAD", "merge"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+    ("BISECT_LOG", "bisect"),
+)
+
+
+def git_operation_in_progress(git_dir: Path) -> str | None:
+    """The git operation under way in ``git_dir`` (``merge``, ``rebase``, ``cherry-pick``, ``revert``,
+    ``bisect``), ``detached HEAD`` when HEAD is not on a branch, ``unmerged index`` when the index holds conflict
+    stages (a ``git stash pop`` that conflicted), or None. A few ``stat`` calls, plus one read of the index.
+
+    Example:
+        >>> import tempfile
+        >>> git_operation_in_progress(Repository.open(tempfile.mkdtemp()).git_dir) is None
+        True
+    """
+    op = _git_state_files(git_dir)
+    if op is not None:
+        return op
+    try:
+        data = (git_dir / "index").read_bytes()
+    except OSError:
+        return None
+    return "unmerged index" if index_has_conflicts(data) else None
+
+
+def _git_state_files(git_dir: Path) -> str | None:
+    """The operation git's state files in ``git_dir`` name (markers, then a detached HEAD), or None."""
+    for name, op in _GIT_OPERATION_MARKERS:
+        if os.path.lexists(git_dir / name):
+            return op
+    try:
+        head = (git_dir / "HEAD").read_bytes()
+    except OSError:
+        head = b"ref: "
+    return None if head.startswith(b"ref: ") else "detached HEAD"
+
+
+def git_operation_advice(operation: str) -> str:
+    """How a user finishes or abandons ``operation`` (a value of :func:`git_operation_in_progress`)."""
+    if operation in ("merge", "cherry-pick", "revert", "rebase"):
+        return (
+            f"resolve the conflicts, 'git add' the files, then 'git {operation} --continue' (or 'git commit'); "
+            f"or give up with 'git {operation} --abort'"
+        )
+    if operation == "bisect":
+        return "end it with 'git bisect reset'"
+    if operation == "detached HEAD":
+        return "check out the store's branch again ('git switch main')"
+    return "resolve the conflicts and 'git add' the files (or 'git checkout -- FILE' to drop them)"
+
+
+def index_has_conflicts(data: bytes) -> bool:
+    """True if the index file ``data`` (version 2, 3 or 4) has an entry at a merge stage (1-3)."""
+    if len(data) < 12 or data[:4] != b"DIRC":
+        return False
+    version, count = struct.unpack(">II", data[4:12])
+    pos = 12
+    try:
+        for _ in range(count):
+            flags = struct.unpack(">H", data[pos + 60 : pos + 62])[0]
+            if flags & 0x3000:
+                return True
+            start, pos = pos, pos + 62 + (2 if flags & 0x4000 and version >= 3 else 0)
+            if version == 4:
+                while data[pos] & 0x80:  # the varint of the prefix to strip
+                    pos += 1
+                pos = data.index(b"\x00", pos + 1) + 1
+            else:
+                nul = data.index(b"\x00", pos)
+                pos = start + (((nul + 1 - start) + 7) & ~7)
+    except (IndexError, ValueError, struct.error):
+        return False
+    return False
+
+
 class Repository:
     """A Git repository used as a state store. Thread-safe; use :meth:`lock` around read-modify-write.
 
@@ -466,6 +550,8 @@ class Repository:
         self._index_behind = False
         # Index updates not yet written (path -> (blob id, stat) or None for a removal): see sync_index().
         self._deferred: dict[bytes, tuple[str, os.stat_result | None] | None] = {}
+        self._conflicts_checked: tuple[int, int, int] | None = None  # index stamp of the last conflict scan
+        self._index_conflicts = False
         self.branch_ref = self._read_head_symref()
 
     # ----------------------------------------------------------------- creation
@@ -536,6 +622,11 @@ class Repository:
         except OSError as e:
             raise RepositoryError(f"{self.root}: cannot read .git/HEAD: {e}") from e
         if _HEX40.fullmatch(head):
+            for state in ("rebase-merge", "rebase-apply"):  # mid-rebase: the branch git will move at the end
+                with contextlib.suppress(OSError):
+                    name = (self.git_dir / state / "head-name").read_text().strip()
+                    if _BRANCH_REF.fullmatch(name):
+                        return name
             raise RepositoryError(
                 f"{self.root}: HEAD is detached ({head[:12]}); check out a branch with "
                 "'git -C <store> switch <branch>' first"
@@ -552,6 +643,27 @@ class Repository:
     def branch(self) -> str:
         """Short name of the store's branch (``main``)."""
         return self.branch_ref[len("refs/heads/") :]
+
+    def git_operation_in_progress(self) -> str | None:
+        """The git operation under way in the store (see :func:`git_operation_in_progress`), or None. While one
+        is, the store must not write the work tree or the index: git owns them until the user finishes.
+
+        The index is only read when another program wrote it since this store last did (ours never holds
+        conflict stages), so the check costs a few ``stat`` calls on the flush path."""
+        git_dir = self.git_dir
+        op = _git_state_files(git_dir)
+        if op is not None:
+            return op
+        stamp = self.index.file_stamp()
+        if stamp is None or (self.index.valid and stamp == self.index.stamp):
+            return None
+        if self._conflicts_checked != stamp:
+            try:
+                self._index_conflicts = index_has_conflicts((git_dir / "index").read_bytes())
+            except OSError:
+                self._index_conflicts = False
+            self._conflicts_checked = stamp
+        return "unmerged index" if self._index_conflicts else None
 
     # ----------------------------------------------------------------- locking
     @contextlib.contextmanager

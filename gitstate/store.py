@@ -36,6 +36,7 @@ from .codecs import Codec, codec_for, copy_value
 from .errors import (
     DecodeError,
     EncodeError,
+    GitBusy,
     GitStateError,
     InvalidPath,
     KeyNotFound,
@@ -44,7 +45,16 @@ from .errors import (
     StoreClosed,
     StoreNotFound,
 )
-from .events import Committed, Event, EventBus, ExternalChange, InvalidEdit, Loaded, SaveErrorEvent
+from .events import (
+    Committed,
+    Event,
+    EventBus,
+    ExternalChange,
+    GitOperationInProgress,
+    InvalidEdit,
+    Loaded,
+    SaveErrorEvent,
+)
 from .keys import (
     ABSENT,
     Key,
@@ -56,7 +66,7 @@ from .keys import (
     read_value,
 )
 from .paths import check_no_symlinks, validate_doc_path
-from .repo import EMPTY_TREE, Repository, blob_id
+from .repo import EMPTY_TREE, Repository, blob_id, git_operation_advice
 
 if TYPE_CHECKING:
     from .history import Commit, Snapshot, StateView
@@ -71,6 +81,8 @@ DEFAULT_MAX_DELAY_MS: Final = 10000
 META_PREFIX: Final = ".gitstate/"
 _HEAD_POLL_S: Final = 0.5
 _MAX_RETRY_DELAY_S: Final = 30.0
+#: While git is busy in the store (a merge...), the flusher looks again this often to resume soon after.
+_GIT_BUSY_POLL_S: Final = 0.2
 
 Durability = Literal["immediate", "debounced", "manual"]
 _DEFAULT: Any = object()
@@ -247,6 +259,9 @@ class Store:
         self._packer: Any = None
         #: The schema version this program writes (see gitstate.migrate); set on open.
         self._expected_schema: int | None = None
+        #: The git operation in progress in the store (merge, rebase...) as last seen; flushes hold meanwhile.
+        self._git_busy: str | None = None
+        self._held_edits: builtins.set[str] = set()  # hand edits the watcher saw while git was busy
 
     # ================================================================= lifecycle
     def _start(self) -> None:
@@ -275,8 +290,14 @@ class Store:
     def close(self) -> None:
         """Flush pending writes, stop the background threads and release the store. Idempotent.
 
+        Closing while a git operation is in progress in the store (a conflicted ``git merge``...) cannot save the
+        pending writes without touching the files git owns: the store is closed anyway and
+        :class:`~gitstate.errors.GitBusy` is raised, after an error log naming the documents whose writes were
+        not saved (finish the git operation first, or keep the store open: it resumes by itself).
+
         Raises:
             SaveError: the final flush failed; the pending writes could not be saved.
+            GitBusy: a git operation is in progress; the pending writes were not saved.
         """
         if self._closed:
             return
@@ -290,7 +311,19 @@ class Store:
         if self._flusher is not None and self._flusher is not threading.current_thread():
             self._flusher.join(timeout=60)
         try:
-            self.flush()
+            try:
+                self.flush()
+            except GitBusy:
+                with self._lock:
+                    lost = sorted(self._dirty)
+                logger.error(
+                    "%s: closed during a git %s: %d pending write(s) to %s were NOT saved",
+                    self.path,
+                    self._git_busy,
+                    self.pending,
+                    ", ".join(lost),
+                )
+                raise
             self._repair_index()
         finally:
             if self._push_queue is not None:
@@ -714,6 +747,7 @@ class Store:
             with self._lock:
                 if not self._journal:
                     return None
+            self._raise_if_git_busy()
             t0 = time.perf_counter()
             outer = self._flush_owner is None
             self._flush_owner = threading.get_ident()
@@ -754,6 +788,42 @@ class Store:
             )
             self._after_commit(commit)
         return commit
+
+    # ================================================================= git operations in progress
+    def _check_git_busy(self) -> str | None:
+        """The git operation in progress in the store (merge, rebase...), or None; notes when one starts or ends
+        (one warning and a ``git_busy`` event each way, never a stream of errors)."""
+        op = self._repo.git_operation_in_progress()
+        was, self._git_busy = self._git_busy, op
+        if op is not None and was is None:
+            logger.warning(
+                "%s: a git %s is in progress in the store; holding %d pending write(s) until it is finished (%s)",
+                self.path,
+                op,
+                self.pending,
+                git_operation_advice(op),
+            )
+            self._emit(GitOperationInProgress(operation=op, pending=self.pending))
+        elif op is None and was is not None:
+            logger.info("%s: the git %s is finished; committing the held writes", self.path, was)
+            self._emit(GitOperationInProgress(operation=was, pending=self.pending, finished=True))
+        return op
+
+    def _raise_if_git_busy(self) -> None:
+        """Refuse to touch the work tree or the index while git owns them (a merge, a rebase...): they may hold
+        conflicts the user is resolving, and writing them would stage our version as the resolution. Not counted
+        as a failure: the flusher looks again every :data:`_GIT_BUSY_POLL_S` and resumes by itself."""
+        op = self._check_git_busy()
+        if op is None:
+            return
+        self._retry_at = time.monotonic() + _GIT_BUSY_POLL_S
+        n = self.pending
+        raise GitBusy(
+            f"{self.path}: a git {op} is in progress in the store, so nothing was written; {n} write(s) are held "
+            f"and committed on top of its result once it is finished: {git_operation_advice(op)}",
+            operation=op,
+            pending=n,
+        )
 
     def _record_failure(self, err: SaveError) -> None:
         self._stats.failures += 1
@@ -908,8 +978,11 @@ class Store:
                     logger.exception("unexpected error in the background flush")
                     self._retry_at = time.monotonic() + _MAX_RETRY_DELAY_S
             if now >= next_poll:
-                next_poll = now + _HEAD_POLL_S
+                next_poll = now + (_GIT_BUSY_POLL_S if self._git_busy else _HEAD_POLL_S)
                 try:
+                    if self._git_busy is not None and self._check_git_busy() is None and self._held_edits:
+                        held, self._held_edits = self._held_edits, set()
+                        self._on_files_changed(held)
                     self._repair_index()
                     self._maybe_refresh()
                 except Exception:
@@ -921,6 +994,8 @@ class Store:
         behind = self._repo.index_is_behind()
         if self.read_only or not (behind or self._repo.index_has_unwritten_updates()):
             return
+        if self._repo.git_operation_in_progress():
+            return  # git owns the index meanwhile (it may hold conflicts); rebuilt once it is done
         if not self._flush_lock.acquire(blocking=False):
             return
         try:
@@ -1037,9 +1112,14 @@ class Store:
         ``.git/gitstate/quarantine/``, the last good version is served, and ``invalid_edit`` fires. The files
         themselves are never rewritten, so an editor's newer save is never undone.
 
+        While a git operation is in progress in the store (a conflicted merge...) it raises
+        :class:`~gitstate.errors.GitBusy` and commits nothing: the files may hold conflict markers.
+
         Returns the events it emitted.
         """
         self._check_open()
+        if docs:
+            self._raise_if_git_busy()
         events: list[Event] = []
         with self._flush_lock, self._repo.lock():
             head = self._repo.head()
@@ -1139,8 +1219,10 @@ class Store:
     ) -> str | None:
         """Commit file contents made elsewhere (restore, undo, migration steps): one commit per step, the branch
         moved once at the end, pending writes re-applied on top. Returns the last commit id (None if nothing
-        changed). Raises RepositoryError if ``expected_head`` is given and the branch is elsewhere."""
+        changed). Raises RepositoryError if ``expected_head`` is given and the branch is elsewhere, GitBusy while a
+        git operation is in progress in the store."""
         self._check_open()
+        self._raise_if_git_busy()
         # Every path first, before an unsaved hand edit is committed or any object is written.
         worktree.check_paths(((d, None) for files, _ in steps for d in files), what=f"the {actor} commit")
         events: list[Event] = []
@@ -1297,6 +1379,16 @@ class Store:
             repaired=[repaired.describe()] if repaired else [],
         )
 
+    def _open_during_git_operation(self, operation: str) -> Loaded:
+        """Open without recovery while git is busy in the store: the files and the index are git's (conflicts,
+        the other side's changes) until the user finishes, so nothing found on disk is committed or
+        quarantined, and the index is left alone. Flushes hold until git is done."""
+        head = self._repo.head()
+        self._head, self._head_tree = head, self._repo.commit_info(head).tree if head else None
+        self._ref_stamp = self._repo.ref_stamp()
+        self._check_git_busy()
+        return Loaded(head=head)
+
     def _index_matches(self, tree: str) -> bool:
         if not self._repo.index.load():
             return False
@@ -1436,6 +1528,8 @@ class Store:
             return
         try:
             self.ingest(docs)
+        except GitBusy:
+            self._held_edits |= set(docs)  # ingested once git is done (see _flusher_loop)
         except GitStateError as e:
             logger.error("could not commit edits to %s: %s", ", ".join(sorted(docs)), e)
 
@@ -1486,6 +1580,7 @@ class Store:
         self._check_open()
         if on_conflict not in ("ours", "theirs", "fail"):
             raise ValueError("on_conflict must be 'ours', 'theirs' or 'fail'")
+        self._raise_if_git_busy()
         fetched = _remote.fetch(self._repo, remote, progress=progress)
         with self._flush_lock, self._repo.lock():
             head = self._repo.head()
@@ -1801,7 +1896,8 @@ def open(
         store.on(name, cb)
     try:
         try:
-            loaded = store._recover()
+            busy = repo.git_operation_in_progress()
+            loaded = store._recover() if busy is None else store._open_during_git_operation(busy)
         except OSError as e:
             if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise

@@ -535,6 +535,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         remotes = _remotes_status(repo, head)
         branch = repo.branch
         root = repo.root
+        git_busy = repo.git_operation_in_progress()
     uncommitted = [
         {"doc": p, "state": "deleted" if data is None else "modified" if p in committed else "new"}
         for p, data in sorted(edits.items())
@@ -548,6 +549,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
                 "uncommitted": uncommitted,
                 "snapshots": snaps,
                 "remotes": remotes,
+                "git_operation": git_busy,
             }
         )
         return
@@ -560,6 +562,13 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         lines.append(
             f"HEAD       {_paint(commit.short_id, colour, fg='yellow')}  {human_time(commit.time)}  "
             f"{actor}  {commit.subject}"
+        )
+    if git_busy:
+        from ..repo import git_operation_advice
+
+        lines.append(
+            _paint(f"git        git {git_busy} in progress: writes held", colour, fg="red")
+            + f" (open stores commit them once it is finished: {git_operation_advice(git_busy)})"
         )
     if uncommitted:
         lines.append(
