@@ -31,6 +31,7 @@ contends for the :class:`~gitstate.repo.Repository`'s object mutex, and needs ne
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -99,6 +100,21 @@ class _MissingObject(Exception):
     def __init__(self, sha: bytes, detail: str = "") -> None:
         self.sha = sha
         super().__init__(f"object {sha.hex()} is missing or unreadable" + (f" ({detail})" if detail else ""))
+
+
+_WRITE_FAULTS: Final = {
+    errno.EROFS: ("the file system is read-only", "run it where the store is writable, or remount it read-write"),
+    errno.ENOSPC: ("the disk is full", "free some space and run it again"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space and run it again"),
+    errno.EACCES: ("permission denied", "check the permissions of the store's .git directory"),
+    errno.EPERM: ("operation not permitted", "check the permissions of the store's .git directory"),
+}
+
+
+def _write_fault(e: OSError) -> tuple[str, str]:
+    """``(what went wrong, what to do)`` for an OS error met while writing the repository."""
+    reason, hint = _WRITE_FAULTS.get(e.errno or 0, (e.strerror or str(e), "'gitstate doctor' checks the store"))
+    return reason + (f" ({e.filename})" if e.filename else ""), hint
 
 
 def _object_id(type_num: int, data: bytes) -> bytes:
@@ -1149,8 +1165,13 @@ class _PackWriter:
         self.tmp_pack = pack_dir / f"tmp-{token}{TEMP_MARKER}pack"
         self.tmp_idx = pack_dir / f"tmp-{token}{TEMP_MARKER}idx"
         fd = os.open(self.tmp_pack, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o400)
-        self._f = os.fdopen(fd, "w+b")
-        self._f.write(b"PACK" + struct.pack(">II", 2, 0))
+        try:
+            self._f = os.fdopen(fd, "w+b")
+            self._f.write(b"PACK" + struct.pack(">II", 2, 0))
+        except BaseException:
+            os.close(fd)
+            os.unlink(self.tmp_pack)
+            raise
         self.offset = 12
         self.entries: list[tuple[bytes, int, int]] = []
         self.full = 0
@@ -1222,7 +1243,13 @@ class _PackWriter:
                 return final
             # .pack first, .idx last: git and dulwich only use a pack once its index exists.
             os.replace(self.tmp_pack, f"{final}.pack")
-            os.replace(self.tmp_idx, f"{final}.idx")
+            try:
+                os.replace(self.tmp_idx, f"{final}.idx")
+            except BaseException:
+                # A pack without its index is never used, but git reports it as garbage: take it back.
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{final}.pack")
+                raise
             if self.fsync:
                 fsync_dir(self.pack_dir)
             return final
@@ -1851,7 +1878,8 @@ def collect(
         ``temp_removed``, ``size_before``, ``size_after`` (bytes of ``.git``), ``duration_s``.
 
     Raises:
-        RepositoryError: a reachable object is missing or corrupt; nothing was deleted.
+        RepositoryError: a reachable object is missing or corrupt (nothing was deleted), or the repository cannot
+            be written (read-only file system, disk full; the repository stays valid and complete).
         LockError: another gc held the repository for longer than ``lock_timeout_s``.
 
     Example:
@@ -1873,16 +1901,22 @@ def collect(
         "packs_removed": 0,
         "temp_removed": 0,
     }
-    with _GcLock(git_dir, blocking=True, timeout_s=lock_timeout_s):
-        try:
-            _repack_all(
-                repo, stats, progress=progress, grace_s=prune_grace_s, fsync=fsync, lock_timeout_s=lock_timeout_s
-            )
-        except _MissingObject as e:
-            raise RepositoryError(
-                f"{repo.root}: {e}; nothing was deleted. 'gitstate doctor' checks the "
-                "repository; a clone of a remote copy can replace it"
-            ) from e
+    try:
+        with _GcLock(git_dir, blocking=True, timeout_s=lock_timeout_s):
+            try:
+                _repack_all(
+                    repo, stats, progress=progress, grace_s=prune_grace_s, fsync=fsync, lock_timeout_s=lock_timeout_s
+                )
+            except _MissingObject as e:
+                raise RepositoryError(
+                    f"{repo.root}: {e}; nothing was deleted. 'gitstate doctor' checks the "
+                    "repository; a clone of a remote copy can replace it"
+                ) from e
+    except OSError as e:
+        # Every step leaves the repository valid (a pack is installed whole or not at all, a copy is removed only
+        # once another exists): stopping halfway loses nothing.
+        reason, hint = _write_fault(e)
+        raise RepositoryError(f"{repo.root}: gc stopped: {reason}; no object was lost; {hint}") from e
     repo.invalidate_caches()
     stats["size_before"] = size_before
     stats["size_after"] = _dir_size(git_dir)
@@ -2082,8 +2116,11 @@ def _worker_main(argv: list[str]) -> int:
                 answer({"stopped": True})
                 break
             except Exception as e:
-                logger.warning("background packing failed: %s", e, exc_info=True)
-                answer({"error": f"{type(e).__name__}: {e}"})
+                # The parent reports it (once, not every pass): no log line of its own here.
+                failure: dict[str, Any] = {"error": f"{type(e).__name__}: {e}"}
+                if isinstance(e, OSError):
+                    failure.update(errno=e.errno, strerror=e.strerror, filename=e.filename)
+                answer(failure)
         return 0
     finally:
         repo.close()
@@ -2116,9 +2153,11 @@ class _Worker:
             text=True,
         )
 
-    def run(self, options: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
+    def run(
+        self, options: dict[str, Any], stop: threading.Event, preempt: threading.Event | None = None
+    ) -> dict[str, Any]:
         """Run one pass in the process. Raises _Stopped when ``stop`` is set meanwhile, OSError if no process
-        can be started."""
+        can be started. When ``preempt`` is set meanwhile, the pass is abandoned (``{"preempted": True}``)."""
         import json
         import select
 
@@ -2137,6 +2176,9 @@ class _Worker:
                 if stop.is_set():
                     self.close()
                     raise _Stopped
+                if preempt is not None and preempt.is_set():
+                    self.close()  # it removes its temp files and releases the gc lock
+                    return {"preempted": True}
                 ready, _, _ = select.select([proc.stdout], [], [], 0.1)
                 if ready:
                     line = proc.stdout.readline()
@@ -2182,7 +2224,10 @@ class BackgroundPacker:
     Call :meth:`notify` after each commit (cheap: a counter). Every ``check_every_commits`` commits, or every
     ``check_interval_s`` seconds, the packer's thread counts the loose objects; once there are
     ``loose_threshold`` of them or ``loose_bytes_threshold`` bytes (or more than ``max_packs`` packs), it packs
-    them. Loose objects nothing reaches are pruned once older than ``prune_grace_s``.
+    them. Loose objects nothing reaches are pruned once older than ``prune_grace_s``. They stay bounded even when
+    the pass cannot keep up: while one runs, the writers check every ``check_every_commits`` commits, and once
+    there are ``loose_bytes_limit`` bytes (default twice ``loose_bytes_threshold``) or twice ``loose_threshold``
+    objects, the committing thread packs them itself (back-pressure; counted in ``held_back``).
 
     The work runs in a separate Python process by default (``mode="process"``): it does not compete with the
     application's threads for the interpreter, so flushes keep their latency even when they run back to back. The
@@ -2209,6 +2254,7 @@ class BackgroundPacker:
         loose_bytes_threshold: int = 2 * 1024 * 1024,
         check_every_commits: int = 16,
         check_interval_s: float = 30.0,
+        loose_bytes_limit: int | None = None,
         prune_grace_s: float = DEFAULT_PRUNE_GRACE_S,
         prune_interval_s: float = 600.0,
         max_packs: int = _DEFAULT_MAX_PACKS,
@@ -2226,6 +2272,8 @@ class BackgroundPacker:
         self.loose_bytes_threshold = loose_bytes_threshold
         self.check_every_commits = max(1, check_every_commits)
         self.check_interval_s = check_interval_s
+        self.loose_bytes_limit = 2 * loose_bytes_threshold if loose_bytes_limit is None else loose_bytes_limit
+        self.hold_back_wait_s = 1.0
         self.prune_grace_s = prune_grace_s
         self.prune_interval_s = prune_interval_s
         self.max_packs = max_packs
@@ -2236,12 +2284,17 @@ class BackgroundPacker:
         self.cycles = 0
         self.passes = 0
         self.packs_written = 0
+        self.held_back = 0
         self.last_result: dict[str, Any] | None = None
         self.last_error: str | None = None
+        self._error_key: str | None = None
         self._started = 0
         self._commits = 0
         self._busy = False
         self._forced = False
+        self._busy_commits = 0
+        self._preempt = threading.Event()
+        self._inline = threading.Lock()
         self._worker = _Worker(repo.root, idle_s=worker_idle_s)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -2267,10 +2320,68 @@ class BackgroundPacker:
             self._thread.start()
 
     def notify(self, commit_id: str) -> None:
-        """A commit was made (an after-commit hook): counts, and wakes the thread every few commits."""
+        """A commit was made (an after-commit hook): counts, and wakes the thread every few commits. While a pass
+        runs, every few commits also check the hard limit (see :meth:`_hold_back`)."""
         self._commits += 1
-        if self._commits >= self.check_every_commits and not self._stop.is_set():
+        if self._stop.is_set():
+            return
+        if self._commits >= self.check_every_commits:
             self._wake.set()
+        if self._busy:
+            # The thread counts nothing while its pass runs: the writers watch the limit meanwhile.
+            self._busy_commits += 1
+            if self._busy_commits >= self.check_every_commits:
+                self._busy_commits = 0
+                self._hold_back()
+
+    def _hold_back(self) -> None:
+        """Back-pressure, in the committing thread: when the loose objects reach ``loose_bytes_limit`` bytes (or
+        twice ``loose_threshold``) while a pass runs, the pass is not keeping up (the packing process runs at the
+        lowest priority, so a busy machine can starve it for minutes). The writer then packs them itself, at the
+        application's priority, taking over from that pass; other writers wait for it. Never raises: a failure is
+        logged (once) and the write it follows stays done."""
+        odir = os.fspath(self.repo.git_dir / "objects")
+
+        def over() -> _LooseScan | None:
+            scan = _scan_loose(odir)
+            return (
+                scan if scan.bytes >= self.loose_bytes_limit or len(scan.objects) >= 2 * self.loose_threshold else None
+            )
+
+        try:
+            if over() is None:
+                return
+            with self._inline:
+                # A pass that is merely slow is about to delete what it packed: give it a moment first.
+                with self._done:
+                    self._done.wait_for(lambda: not self._busy or self._stop.is_set(), timeout=self.hold_back_wait_s)
+                scan = over()  # another writer or the pass may have packed meanwhile
+                if scan is None or self._stop.is_set():
+                    return
+                self._preempt.set()
+                try:
+                    lock = _GcLock(self.repo.git_dir, blocking=True, timeout_s=60.0, stop=self._stop)
+                    lock.acquire()
+                finally:
+                    self._preempt.clear()
+                try:
+                    out = _pack_loose(self.repo, fsync=self.fsync, max_packs=self.max_packs, settle_s=self.settle_s)
+                finally:
+                    lock.release()
+                    self.repo.invalidate_caches()
+                self.held_back += 1
+                if out.get("pack"):
+                    self.packs_written += 1
+                logger.info(
+                    "%s: packed %d loose objects (%d bytes) in the writing thread: background packing fell behind",
+                    self.repo.root,
+                    len(scan.objects),
+                    scan.bytes,
+                )
+        except _Stopped:
+            return
+        except Exception as e:
+            self._report(e)
 
     def request(self) -> None:
         """Ask for a pass now, whatever the thresholds: pack the loose objects, prune debris."""
@@ -2323,14 +2434,17 @@ class BackgroundPacker:
             result: dict[str, Any] = {}
             try:
                 result = self._cycle(forced)
+                if result.get("errno"):
+                    raise OSError(result["errno"], result.get("strerror"), result.get("filename"))
                 if "error" in result:
                     raise RuntimeError(result["error"])
-                self.last_error = None
+                if self.last_error is not None:
+                    logger.info("%s: background packing works again", self.repo.root)
+                self.last_error = self._error_key = None
             except _Stopped:
                 break
             except Exception as e:  # never take the application down; try again later
-                self.last_error = f"{e}"
-                logger.warning("%s: background packing failed: %s", self.repo.root, e)
+                self._report(e)
                 result = {"error": self.last_error}
                 if self._stop.wait(min(60.0, self.check_interval_s)):
                     break
@@ -2341,6 +2455,22 @@ class BackgroundPacker:
                     self._done.notify_all()
         with self._done:
             self._done.notify_all()
+
+    def _report(self, e: Exception) -> None:
+        """Log a failed pass once: a read-only or full disk fails every pass the same way until it is fixed."""
+        if isinstance(e, OSError):
+            reason, _ = _write_fault(e)
+            # The same fault on another temp file is the same fault.
+            key = f"{errno.errorcode.get(e.errno or 0, e.errno)}"
+            message = f"{reason}; the store keeps working, loose objects wait to be packed"
+        else:
+            key = message = f"{e}"
+        if key != self._error_key:
+            logger.warning("%s: background packing failed: %s", self.repo.root, message)
+        else:
+            logger.debug("%s: background packing failed again: %s", self.repo.root, message)
+        self._error_key = key
+        self.last_error = message
 
     def _cycle(self, forced: bool) -> dict[str, Any]:
         self._commits = 0
@@ -2386,7 +2516,7 @@ class BackgroundPacker:
             self.mode = "thread"
         else:
             try:
-                return self._worker.run(options, self._stop)
+                return self._worker.run(options, self._stop, self._preempt)
             except OSError as e:
                 logger.warning("cannot start a packing process (%s); packing in a thread instead", e)
                 self.mode = "thread"
