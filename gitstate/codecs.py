@@ -18,6 +18,8 @@ import datetime as _dt
 import json
 import logging
 import math
+import re
+import sys
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -31,10 +33,12 @@ __all__ = [
     "BYTES",
     "JSON",
     "MAX_DEPTH",
+    "MAX_INT_DIGITS",
     "MAX_YAML_NODES",
     "TEXT",
     "YAML",
     "Codec",
+    "check_str",
     "codec_for",
     "copy_value",
 ]
@@ -43,6 +47,9 @@ logger = logging.getLogger("gitstate.codecs")
 
 #: Deepest nesting a value may have (deeper than 255 levels, JSON is written by the stdlib, not orjson).
 MAX_DEPTH: Final = 400
+#: Most decimal digits an integer may have: Python's default ``sys.get_int_max_str_digits()``. Another process (or
+#: this one with a lower limit) could neither write nor read a longer one, so it is refused at the door.
+MAX_INT_DIGITS: Final = 4300
 #: Most nodes a YAML document may expand to once its aliases are resolved (alias-bomb guard).
 MAX_YAML_NODES: Final = 200_000
 
@@ -70,6 +77,38 @@ def _yaml_api() -> tuple[Any, Any, Any]:
 
 
 _SCALARS = (str, int, float, bool, type(None))
+# 2**14284 < 10**4300: an int with at most this many bits has at most MAX_INT_DIGITS digits (no str() needed).
+_SAFE_INT_BITS: Final = 14284
+
+
+def _int_digits_limit() -> int:
+    current = sys.get_int_max_str_digits()
+    return min(MAX_INT_DIGITS, current) if current else MAX_INT_DIGITS
+
+
+def _int_too_long(value: int) -> bool:
+    if value.bit_length() <= _SAFE_INT_BITS and _int_digits_limit() == MAX_INT_DIGITS:
+        return False
+    bound: int = 10 ** _int_digits_limit()
+    return abs(value) >= bound
+
+
+def check_str(value: str, doc: str, where: str) -> None:
+    """Refuse a string that has no UTF-8 form (a lone surrogate such as ``"\\udcff"``, from
+    ``surrogateescape`` decoding or a bad ``\\u`` escape): no codec could write it to a file.
+
+    Raises:
+        EncodeError: naming the document, where in it, and the first bad position.
+    """
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise EncodeError(
+            f"{doc}: {where} holds {value[e.start]!r} at position {e.start}, a lone surrogate that has no UTF-8 "
+            "form; pass valid text (decode bytes with errors='replace', or store them in a raw document)"
+        ) from None
 
 
 def _path(parts: tuple[Any, ...]) -> str:
@@ -91,10 +130,12 @@ class Codec:
     Attributes:
         name: ``json``, ``yaml``, ``text`` or ``bytes``.
         structured: True when values are trees that keys can address.
+        allow_scalar_keys: True when mapping keys may be scalars other than ``str`` (YAML).
     """
 
     name: str = ""
     structured: bool = False
+    allow_scalar_keys: bool = False
 
     def encode(self, value: Any) -> bytes:
         """Canonical bytes of ``value`` (already normalized)."""
@@ -116,7 +157,6 @@ class Codec:
 class _TreeCodec(Codec):
     structured = True
     allow_dates = False
-    allow_scalar_keys = False
 
     def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
         try:
@@ -128,26 +168,78 @@ class _TreeCodec(Codec):
         if depth > MAX_DEPTH:
             raise EncodeError(f"{doc}: value at {_path(key[:8])}... is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, _SCALARS):
-            if isinstance(value, float) and not math.isfinite(value):
-                raise EncodeError(f"{doc}: {value!r} at {_path(key)} cannot be stored ({self.name} has no NaN/inf)")
-            return value
+            return self._scalar(value, doc, key, f"the value at {_path(key)}")
         if isinstance(value, dict):
             out: dict[Any, Any] = {}
             for k, v in value.items():
-                if not isinstance(k, str) and not (self.allow_scalar_keys and isinstance(k, _SCALARS)):
+                if isinstance(k, str) or (self.allow_scalar_keys and isinstance(k, _SCALARS)):
+                    k = self._scalar(k, doc, key, f"a key at {_path(key)}")
+                else:
                     raise EncodeError(
                         f"{doc}: key {k!r} at {_path(key)} is a {type(k).__name__}; {self.name} keys must be strings"
                     )
+                if k in out:  # two subclass keys that are equal as plain values (or 1 and True in YAML)
+                    raise EncodeError(f"{doc}: key {k!r} at {_path(key)} appears twice")
                 out[k] = self._norm(v, doc, (*key, k), depth + 1)
             return out
         if isinstance(value, (list, tuple)):
             return [self._norm(v, doc, (*key, i), depth + 1) for i, v in enumerate(value)]
         if self.allow_dates and isinstance(value, (_dt.date, _dt.datetime)):
-            return value
+            return _plain_date(value, doc, key)
         raise EncodeError(
             f"{doc}: a {type(value).__name__} at {_path(key)} cannot be stored in a {self.name} document "
             "(use dict, list, str, int, float, bool or None)"
         )
+
+    def _scalar(self, value: Any, doc: str, key: tuple[Any, ...], where: str) -> Any:
+        """A scalar as the plain type the decoder gives back (subclasses such as enums or ``str`` wrappers are
+        written by their value and would not read back as themselves), refused when no file can hold it."""
+        kind = type(value)
+        if kind is str or isinstance(value, str):
+            value = str.__str__(value) if kind is not str else value
+            check_str(value, doc, where)
+        elif kind is bool or value is None:
+            pass
+        elif isinstance(value, bool):
+            value = bool(value)
+        elif isinstance(value, int):
+            value = int.__index__(value) if kind is not int else value
+            if _int_too_long(value):
+                raise EncodeError(
+                    f"{doc}: {where} is an integer of more than {_int_digits_limit()} digits, which Python cannot "
+                    "read back by default (sys.get_int_max_str_digits); store it as a string"
+                )
+        else:
+            value = float(value) if kind is not float else value
+            if not math.isfinite(value):
+                raise EncodeError(f"{doc}: {value!r} at {_path(key)} cannot be stored ({self.name} has no NaN/inf)")
+        return value
+
+
+def _plain_date(value: _dt.date, doc: str, key: tuple[Any, ...]) -> _dt.date:
+    """A date or datetime as its plain type, refused when YAML's timestamp format cannot carry it back: a time
+    zone offset with seconds is written as ``+00:00:30``, which no YAML loader reads."""
+    if isinstance(value, _dt.datetime):
+        offset = value.utcoffset()
+        if offset is not None and offset % _dt.timedelta(minutes=1):
+            raise EncodeError(
+                f"{doc}: the datetime at {_path(key)} has a UTC offset of {offset}, not whole minutes; YAML cannot "
+                "store it (convert it to UTC)"
+            )
+        if type(value) is not _dt.datetime:
+            value = _dt.datetime(
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+                value.tzinfo,
+                fold=value.fold,
+            )
+        return value
+    return value if type(value) is _dt.date else _dt.date(value.year, value.month, value.day)
 
 
 class _JsonCodec(_TreeCodec):
@@ -177,6 +269,27 @@ class _JsonCodec(_TreeCodec):
             raise DecodeError(doc, f"invalid JSON: {e} is not a JSON number") from e
         except RecursionError as e:
             raise DecodeError(doc, "invalid JSON: nested too deeply") from e
+        except ValueError as e:  # int(): more digits than sys.get_int_max_str_digits() allows
+            raise _too_long_number(doc, data, e) from e
+
+
+_LONG_DIGITS = re.compile(rb"[0-9]{%d,}" % (MAX_INT_DIGITS + 1))
+
+
+def _too_long_number(doc: str, data: bytes, cause: ValueError) -> DecodeError:
+    """The DecodeError for a document holding an integer too long to read, with the line and column of the
+    first run of digits past the limit (when there is one: the limit may have been lowered)."""
+    m = _LONG_DIGITS.search(data)
+    if m is None:
+        return DecodeError(doc, f"unreadable value: {cause}")
+    line = data.count(b"\n", 0, m.start()) + 1
+    column = m.start() - (data.rfind(b"\n", 0, m.start()) + 1) + 1
+    return DecodeError(
+        doc,
+        f"a number of {len(m.group())} digits; more than {MAX_INT_DIGITS} cannot be read (store it as a string)",
+        line=line,
+        column=column,
+    )
 
 
 # A run of 19+ digits may be an integer beyond 64 bits. Found with translate + substring search (C speed, about
@@ -268,6 +381,12 @@ class _YamlCodec(_TreeCodec):
             raise DecodeError(doc, f"invalid YAML: {e}") from e
         except RecursionError as e:
             raise DecodeError(doc, "invalid YAML: nested too deeply") from e
+        except (ValueError, TypeError, AttributeError, OverflowError) as e:
+            # PyYAML's constructors call int()/datetime() unguarded: a 5,000-digit integer, "2001-13-01", or a
+            # "!!timestamp" tag on text that is not one.
+            if _LONG_DIGITS.search(data):
+                raise _too_long_number(doc, data, e if isinstance(e, ValueError) else ValueError(e)) from e
+            raise DecodeError(doc, f"invalid YAML: a value cannot be read ({e})") from e
         finally:
             loader.dispose()
 
@@ -289,6 +408,8 @@ class _TextCodec(Codec):
             raise EncodeError(f"{doc}: text documents hold a str, not a {type(value).__name__}")
         if key:
             raise EncodeError(f"{doc}: text documents have no keys; pass key=None")
+        value = str.__str__(value)
+        check_str(value, doc, "the text")
         return value
 
 

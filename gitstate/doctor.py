@@ -128,6 +128,7 @@ def check(
     head = _check_repository(root, git_dir, out)
     _check_locks(root, git_dir, out)
     _check_quarantine(git_dir, out)
+    _check_worktree(root, out)
     _check_history(git_dir, head, out)
     if check_remotes:
         _check_remotes(root, git_dir, out, timeout_s=remote_timeout_s)
@@ -662,6 +663,49 @@ def _check_quarantine(git_dir: Path, out: list[Finding]) -> None:
         )
     if not items:
         out.append(Finding("ok", "quarantine", "no edits waiting for a human"))
+
+
+# ===================================================================== work tree
+def _check_worktree(root: Path, out: list[Finding]) -> None:
+    """Files edited but not committed that the next open cannot commit: over the size limit, or unreadable
+    (they will be quarantined). Reads only changed files, and none over the limit."""
+    from .codecs import codec_for
+    from .errors import DecodeError, EncodeError, GitStateError
+    from .repo import EMPTY_TREE, Repository
+    from .store import _default_max_doc_bytes, _too_big
+
+    limit = _default_max_doc_bytes()
+    oversized: dict[str, int] = {}
+    try:
+        repo = Repository(root)
+        try:
+            head = repo.head()
+            tree = repo.commit_info(head).tree if head else EMPTY_TREE
+            edits = repo.worktree_changes(tree, ignored=repo.ignore_matcher(), max_bytes=limit, oversized=oversized)
+        finally:
+            repo.close()
+    except (GitStateError, OSError) as e:
+        logger.debug("cannot scan the work tree: %s", e)
+        return
+    for doc, size in sorted(oversized.items()):
+        out.append(Finding("warning", "worktree", f"{_too_big(doc, size, limit)}; it is never read or committed"))
+    for doc, data in sorted(edits.items()):
+        if data is None:
+            continue
+        codec = codec_for(doc)
+        try:
+            value = codec.decode(data, doc)
+            if codec.structured:
+                codec.normalize(value, doc)
+        except (DecodeError, EncodeError) as e:
+            out.append(
+                Finding(
+                    "warning",
+                    "worktree",
+                    f"{doc} was edited and cannot be read ({e}); the next open quarantines it",
+                    f"fix {doc} by hand, or restore it with 'git checkout -- {doc}'",
+                )
+            )
 
 
 # ===================================================================== history

@@ -155,10 +155,17 @@ class SaveError(GitStateError):
 
     Attributes:
         pending: number of writes still pending.
+        docs: when only some documents failed (they could not be encoded), those documents; the others' writes
+            were committed.
+        commit: the commit the other documents' writes went into, if any.
     """
 
-    def __init__(self, message: str, *, pending: int = 0) -> None:
+    def __init__(
+        self, message: str, *, pending: int = 0, docs: tuple[str, ...] = (), commit: str | None = None
+    ) -> None:
         self.pending = pending
+        self.docs = docs
+        self.commit = commit
         super().__init__(message)
 
 

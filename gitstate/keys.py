@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .codecs import codec_for, copy_value
+from .codecs import check_str, codec_for, copy_value
 from .errors import EncodeError, InvalidPath, KeyNotFound
 from .paths import META_PREFIX, is_metadata_path, validate_doc_path
 
@@ -305,6 +305,13 @@ def check_write(doc: str, kind: str, key: object, value: Any) -> tuple[Key, Any]
     keyt = parse_key(key)
     if keyt and not codec.structured:
         raise EncodeError(f"{doc}: {codec.name} documents have no keys; pass key=None")
+    for part in keyt:  # a part becomes a mapping key when the write creates it
+        if isinstance(part, str):
+            check_str(part, doc, f"the key {part!r}")
+    if codec.structured and not codec.allow_scalar_keys and any(isinstance(p, int) for p in keyt):
+        # JSON keys are strings: an int part that creates a mapping key must create "5", not 5, or the value read
+        # back after a reopen would differ from the one in memory (list indexes take either form).
+        keyt = tuple(str(p) for p in keyt)
     if kind == "update":
         if not isinstance(value, Mapping):
             raise EncodeError(f"{doc}: update() takes a mapping, not {type(value).__name__}")

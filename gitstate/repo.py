@@ -1658,11 +1658,19 @@ class Repository:
             self.index.set(path.encode("utf-8", "surrogateescape"), sha, st)
         self._write_index()
 
-    def worktree_changes(self, head_tree: str, *, ignored: Any = None) -> dict[str, bytes | None]:
+    def worktree_changes(
+        self,
+        head_tree: str,
+        *,
+        ignored: Any = None,
+        max_bytes: int | None = None,
+        oversized: dict[str, int] | None = None,
+    ) -> dict[str, bytes | None]:
         """Files whose content differs from ``head_tree``: path -> current bytes, or None if deleted.
 
         Unchanged files are recognised by the index's stat data without being read. Scratch files and what
-        ``.gitignore`` ignores are skipped; gitstate's own stale temp files are removed.
+        ``.gitignore`` ignores are skipped; gitstate's own stale temp files are removed. A changed file larger
+        than ``max_bytes`` is not read: it goes into ``oversized`` (path -> size) instead of the result.
         """
         committed = self.list_blobs(head_tree)
         index_ok = self.index.load()
@@ -1698,6 +1706,10 @@ class Repository:
                     continue
                 sha = committed.get(path)
                 if sha is not None and index_ok and self._stat_matches(path, sha, st):
+                    continue
+                if max_bytes is not None and st.st_size > max_bytes:
+                    if oversized is not None:
+                        oversized[path] = st.st_size
                     continue
                 try:
                     data = Path(full).read_bytes()

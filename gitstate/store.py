@@ -71,12 +71,25 @@ from .repo import EMPTY_TREE, Repository, blob_id, git_operation_advice
 if TYPE_CHECKING:
     from .history import Commit, Snapshot, StateView
 
-__all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_MAX_DELAY_MS", "META_PREFIX", "CommitId", "Store", "clone", "open"]
+__all__ = [
+    "DEFAULT_DEBOUNCE_MS",
+    "DEFAULT_MAX_DELAY_MS",
+    "DEFAULT_MAX_DOC_BYTES",
+    "META_PREFIX",
+    "CommitId",
+    "Store",
+    "clone",
+    "open",
+]
 
 logger = logging.getLogger("gitstate.store")
 
 DEFAULT_DEBOUNCE_MS: Final = 2000
 DEFAULT_MAX_DELAY_MS: Final = 10000
+#: Largest document (file) the store reads, writes or commits; open(max_doc_bytes=...) or $GITSTATE_MAX_DOC_BYTES.
+#: A document is held in memory whole (decoded, it takes several times its size), so a file dropped into the
+#: store by mistake (a database dump, a video) must not be loaded just because it is there.
+DEFAULT_MAX_DOC_BYTES: Final = 64 * 1024 * 1024
 #: Documents under this prefix hold gitstate's own metadata (schema version); ``docs()`` hides them.
 META_PREFIX: Final = ".gitstate/"
 _HEAD_POLL_S: Final = 0.5
@@ -137,6 +150,28 @@ def _default_path() -> str:
     if not path:
         raise StoreNotFound("no store path given and $GITSTATE_DIR is not set; pass a path or set GITSTATE_DIR")
     return path
+
+
+def _default_max_doc_bytes() -> int:
+    raw = os.environ.get("GITSTATE_MAX_DOC_BYTES", "")
+    try:
+        return int(raw) if raw.strip() else DEFAULT_MAX_DOC_BYTES
+    except ValueError:
+        logger.warning("ignoring GITSTATE_MAX_DOC_BYTES=%r: not a number of bytes", raw)
+        return DEFAULT_MAX_DOC_BYTES
+
+
+def _size_text(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+def _too_big(doc: str, size: int, limit: int, verb: str = "is") -> EncodeError:
+    """The error for a document over the size limit; it says how to raise the limit."""
+    return EncodeError(
+        f"{doc} {verb} {_size_text(size)}, over the store's limit of {_size_text(limit)} (max_doc_bytes); pass "
+        "a larger max_doc_bytes to gitstate.open() or set GITSTATE_MAX_DOC_BYTES, or keep the file out of the "
+        "store (.gitignore)"
+    )
 
 
 def _default_author() -> str:
@@ -213,6 +248,7 @@ class Store:
         max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
         author: str | None = None,
         fsync: bool = True,
+        max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
     ) -> None:
         if durability not in ("immediate", "debounced", "manual"):
             raise ValueError(f"durability must be 'immediate', 'debounced' or 'manual', not {durability!r}")
@@ -225,6 +261,12 @@ class Store:
         self.max_delay_ms = max(max_delay_ms, debounce_ms)
         self.author = author or _default_author()
         self._fsync = fsync
+        if max_doc_bytes <= 0:
+            raise ValueError("max_doc_bytes must be > 0")
+        #: Largest document, in bytes, this store reads from disk, writes or commits.
+        self.max_doc_bytes = max_doc_bytes
+        #: Documents whose work-tree file was found over ``max_doc_bytes`` (doc -> size): not read, not committed.
+        self._oversized: dict[str, int] = {}
         self._events = EventBus()
         self._lock = threading.RLock()
         self._flush_lock = threading.RLock()
@@ -533,9 +575,25 @@ class Store:
         self._check_open()
         doc = self._doc(doc)
         keyt = parse_key(key)
+        if doc in self._oversized:
+            self._check_not_oversized(doc, DecodeError)
         self._maybe_refresh()
         with self._lock:
             return read_value(doc, self._load(doc), keyt, default, absent=_ABSENT, no_default=_DEFAULT)
+
+    def _check_not_oversized(self, doc: str, error: type[DecodeError] | type[EncodeError]) -> None:
+        """Refuse to read or write ``doc`` while its work-tree file is over ``max_doc_bytes`` (found so by
+        recovery, the watcher or a flush); one ``lstat`` tells whether it still is."""
+        try:
+            size = os.lstat(self.path / doc).st_size
+        except OSError:
+            size = 0
+        if size <= self.max_doc_bytes:
+            self._oversized.pop(doc, None)  # shrunk or gone: the next ingest or flush looks at it again
+            return
+        too_big = _too_big(doc, size, self.max_doc_bytes)
+        msg = f"{too_big}; it was not loaded or committed"
+        raise DecodeError(doc, msg.removeprefix(f"{doc} ")) if error is DecodeError else EncodeError(msg)
 
     def exists(self, doc: str, key: object = None) -> bool:
         """True if the document (and key, when given) exists."""
@@ -581,6 +639,13 @@ class Store:
             raise SaveError(f"{self.path} is on a read-only file system or not writable: the store is open read-only")
         keyt, value = check_write(doc, kind, key, value)  # first: it refuses .gitstate/ before any file check
         doc = self._doc(doc)
+        if doc in self._oversized:
+            self._check_not_oversized(doc, EncodeError)
+        if isinstance(value, (bytes, str)) and not keyt and len(value) > self.max_doc_bytes // 4:
+            # Raw and text documents: the size is known here (structured ones are measured when encoded).
+            size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8"))
+            if size > self.max_doc_bytes and not codec_for(doc).structured:
+                raise _too_big(doc, size, self.max_doc_bytes, "would be")
         with self._lock:
             try:
                 view = self._load(doc)
@@ -752,7 +817,7 @@ class Store:
             outer = self._flush_owner is None
             self._flush_owner = threading.get_ident()
             try:
-                commit, changes, events, message_out = self._flush_locked(message, metadata)
+                commit, changes, events, message_out, failed = self._flush_locked(message, metadata)
             except GitStateError as e:
                 err = (
                     e
@@ -787,6 +852,8 @@ class Store:
                 Committed(commit=commit, actor="library", docs=sorted(changes), message=message_out, duration_ms=ms)
             )
             self._after_commit(commit)
+        if failed:
+            self._raise_unencodable(failed, commit)
         return commit
 
     # ================================================================= git operations in progress
@@ -825,6 +892,22 @@ class Store:
             pending=n,
         )
 
+    def _raise_unencodable(self, failed: dict[str, Exception], commit: str | None) -> None:
+        """Report documents a flush could not encode: their writes stay pending, the rest was committed."""
+        with self._lock:
+            counts = {doc: sum(op.doc == doc for op in self._journal) for doc in failed}
+        what = "; ".join(f"{doc} ({counts[doc]} write(s)): {e}" for doc, e in sorted(failed.items()))
+        done = f"the other documents were committed as {commit[:12]}" if commit else "nothing else was pending"
+        err = SaveError(
+            f"{self.path}: could not save {what}. Those writes stay pending ({done}); replace or delete the "
+            "document's bad value, or discard_pending()",
+            pending=self.pending,
+            docs=tuple(sorted(failed)),
+            commit=commit,
+        )
+        self._record_failure(err)
+        raise err from next(iter(failed.values()))
+
     def _record_failure(self, err: SaveError) -> None:
         self._stats.failures += 1
         self._stats.last_error = str(err)
@@ -835,7 +918,7 @@ class Store:
 
     def _flush_locked(
         self, message: str | None, metadata: Mapping[str, str] | None
-    ) -> tuple[str | None, dict[str, bytes | None], list[Event], str]:
+    ) -> tuple[str | None, dict[str, bytes | None], list[Event], str, dict[str, Exception]]:
         events: list[Event] = []
         msg = ""
         with self._repo.lock():
@@ -853,14 +936,18 @@ class Store:
                 seq_hi = self._seq
                 # Encode and describe under _lock, from the live views: no copy of whole documents, only of
                 # the values that changed (quick_diff prunes equal subtrees with C-level ==).
-                files, described = self._encode_dirty(list(self._dirty))
+                files, described, failed = self._encode_dirty(list(self._dirty))
             # Outside _lock: readers and writers go on while we talk to the disk.
             if files:
                 human_events = self._take_unsaved_human_edits(files)
+                for doc in [d for d in files if d in self._oversized]:  # never overwrite a file nobody read
+                    del files[doc]
+                    failed[doc] = _too_big(doc, self._oversized[doc], self.max_doc_bytes, "on disk is")
                 if human_events:
                     events += human_events
                     with self._lock:  # the branch moved under a hand edit: encode and describe again
-                        files, described = self._encode_dirty(list(files))
+                        files, described, failed_again = self._encode_dirty(list(files))
+                        failed.update(failed_again)
             commit = None
             if files:
                 changes = [c for doc in files for c in described[doc]]
@@ -873,27 +960,41 @@ class Store:
                     self._head = commit
                     self._head_tree = self._repo.commit_info(commit).tree
                     self._ref_stamp = self._repo.ref_stamp()
-                self._journal = [op for op in self._journal if op.seq > seq_hi]
-                self._dirty = {d: s for d, s in self._dirty.items() if s > seq_hi}
+                # The writes of a document that could not be encoded stay pending (and are reported).
+                self._journal = [op for op in self._journal if op.seq > seq_hi or op.doc in failed]
+                self._dirty = {d: s for d, s in self._dirty.items() if s > seq_hi or d in failed}
                 # Writes that arrived during this flush start their own max-delay clock.
                 self._first_pending = self._journal[0].t if self._journal else None
-        return commit, files, events, msg
+        return commit, files, events, msg, failed
 
-    def _encode_dirty(self, docs: list[str]) -> tuple[dict[str, bytes | None], dict[str, list[docdiff.Change]]]:
-        """Canonical bytes of the documents whose content differs from the head, and their changes. ``_lock``."""
+    def _encode_dirty(
+        self, docs: list[str]
+    ) -> tuple[dict[str, bytes | None], dict[str, list[docdiff.Change]], dict[str, Exception]]:
+        """Canonical bytes of the documents whose content differs from the head, their changes, and the documents
+        that could not be encoded (with why: an encoder fault, a document over ``max_doc_bytes``), which the flush
+        leaves pending so that one bad document never holds back the others. ``_lock`` held."""
         files: dict[str, bytes | None] = {}
         described: dict[str, list[docdiff.Change]] = {}
+        failed: dict[str, Exception] = {}
         for doc in docs:
-            view = self._load(doc)
-            codec = codec_for(doc)
-            data = None if view is _ABSENT else codec.encode(view)
-            old_b = self._committed_bytes(doc)
-            if data == old_b:
+            try:
+                view = self._load(doc)
+                codec = codec_for(doc)
+                data = None if view is _ABSENT else codec.encode(view)
+                if data is not None and len(data) > self.max_doc_bytes:
+                    raise _too_big(doc, len(data), self.max_doc_bytes, "would be")
+                old_b = self._committed_bytes(doc)
+                if data == old_b:
+                    continue
+                old = docdiff.MISSING if old_b is None else _safe_decode(codec, old_b, doc)
+                changes = _changes_of(doc, old, docdiff.MISSING if view is _ABSENT else view, copy=True)
+            except Exception as e:  # an encoder fault or a value that slipped past normalize()
+                logger.debug("cannot encode %s", doc, exc_info=True)
+                failed[doc] = e
                 continue
             files[doc] = data
-            old = docdiff.MISSING if old_b is None else _safe_decode(codec, old_b, doc)
-            described[doc] = _changes_of(doc, old, docdiff.MISSING if view is _ABSENT else view, copy=True)
-        return files, described
+            described[doc] = changes
+        return files, described, failed
 
     def _commit(
         self,
@@ -1035,6 +1136,7 @@ class Store:
         file changed while it was read, so the newer content is never hidden by a matching stat); None when the
         file's stat matches its index entry for the head's version (unchanged, not read)."""
         full = self.path / doc
+        self._oversized.pop(doc, None)
         try:
             check_no_symlinks(self.path, doc)
             st = os.lstat(full)
@@ -1046,6 +1148,10 @@ class Store:
             fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 st = os.fstat(fd)
+                if st.st_size > self.max_doc_bytes:
+                    self._oversized[doc] = st.st_size
+                    logger.warning("%s; not read or committed", _too_big(doc, st.st_size, self.max_doc_bytes))
+                    return None
                 chunks = []
                 while chunk := os.read(fd, 1 << 20):
                     chunks.append(chunk)
@@ -1135,6 +1241,10 @@ class Store:
                     continue
                 valid.append(doc)
             events += self._ingest_locked(self._unsaved_edits(valid), reason=None)
+            for doc in valid:
+                if doc in self._oversized:
+                    err = _too_big(doc, self._oversized[doc], self.max_doc_bytes)
+                    events.append(InvalidEdit(doc=doc, error=f"{err}; not loaded or committed"))
         for ev in events:
             self._emit(ev)
         for ev in events:
@@ -1328,7 +1438,17 @@ class Store:
             repaired = _recovery.repair(self._repo)
             head = self._repo.head()
             tree = self._repo.commit_info(head).tree if head else None
-            changes = self._repo.worktree_changes(tree or EMPTY_TREE, ignored=self._repo.ignore_matcher())
+            oversized: dict[str, int] = {}
+            changes = self._repo.worktree_changes(
+                tree or EMPTY_TREE,
+                ignored=self._repo.ignore_matcher(),
+                max_bytes=self.max_doc_bytes,
+                oversized=oversized,
+            )
+            for doc, size in sorted(oversized.items()):
+                logger.warning("%s; not read or committed", _too_big(doc, size, self.max_doc_bytes))
+                self._oversized[doc] = size
+                quarantined[doc] = str(self.path / doc)  # its content stays where it is, uncommitted
             for doc, data in sorted(changes.items()):
                 try:
                     validate_doc_path(doc)
@@ -1521,7 +1641,11 @@ class Store:
     def _edits_since_head(self) -> list[str]:
         with self._flush_lock, self._repo.lock():
             tree = self._head_tree or EMPTY_TREE
-            return sorted(self._repo.worktree_changes(tree, ignored=self._repo.ignore_matcher()))
+            oversized: dict[str, int] = {}  # listed too (unread): ingest reports them
+            edits = self._repo.worktree_changes(
+                tree, ignored=self._repo.ignore_matcher(), max_bytes=self.max_doc_bytes, oversized=oversized
+            )
+            return sorted(edits.keys() | oversized.keys())
 
     def _on_files_changed(self, docs: builtins.set[str]) -> None:
         if self._closed:
@@ -1838,6 +1962,7 @@ def open(
     fsync: bool = True,
     schema_version: int | None = None,
     auto_pack: bool = True,
+    max_doc_bytes: int | None = None,
 ) -> Store:
     """Open (or create) the state store at ``path``.
 
@@ -1860,6 +1985,10 @@ def open(
         schema_version: the schema version this program writes (see :mod:`gitstate.migrate`); default: the
             version found at open. Flushes refuse while the store is at another version; a store at a newer
             version raises :class:`~gitstate.migrate.SchemaMismatch` here.
+        max_doc_bytes: largest document in bytes (default ``$GITSTATE_MAX_DOC_BYTES``, else
+            :data:`DEFAULT_MAX_DOC_BYTES`, 64 MiB). A bigger file found in the store is never read or committed
+            (``loaded``/``invalid_edit`` report it); reading or writing that document raises, and so does writing
+            a bigger value.
 
     Raises:
         StoreNotFound: no path and no ``$GITSTATE_DIR``, or nothing at ``path`` and ``create=False``.
@@ -1891,6 +2020,7 @@ def open(
         max_delay_ms=max_delay_ms,
         author=author,
         fsync=fsync,
+        max_doc_bytes=max_doc_bytes if max_doc_bytes is not None else _default_max_doc_bytes(),
     )
     for name, cb in (on or {}).items():
         store.on(name, cb)
