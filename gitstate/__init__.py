@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import (
+    BrokenRef,
     DecodeError,
     EncodeError,
     GitBusy,
@@ -26,6 +27,7 @@ from .errors import (
     LockError,
     MergeConflict,
     MigrationError,
+    ObjectUnreadable,
     PushRejected,
     RemoteError,
     RepositoryError,
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncStore",
+    "BrokenRef",
     "Change",
     "Commit",
     "Conflict",
@@ -57,6 +60,7 @@ __all__ = [
     "LockError",
     "MergeConflict",
     "MigrationError",
+    "ObjectUnreadable",
     "PushRejected",
     "RemoteError",
     "RepositoryError",

@@ -31,6 +31,7 @@ import logging
 from typing import Any
 
 __all__ = [
+    "BrokenRef",
     "DecodeError",
     "EncodeError",
     "GitBusy",
@@ -40,6 +41,7 @@ __all__ = [
     "LockError",
     "MergeConflict",
     "MigrationError",
+    "ObjectUnreadable",
     "PushRejected",
     "RemoteError",
     "RepositoryError",
@@ -211,6 +213,33 @@ class GitBusy(SaveError):
 
 class RepositoryError(GitStateError):
     """The Git repository is damaged or in a state gitstate cannot use."""
+
+
+class BrokenRef(RepositoryError):
+    """A ref file that exists but names no object id (empty, zero-filled, garbage): a repository fault, never
+    read as "no commits yet" (that would start a new root commit over the existing history).
+
+    Attributes:
+        ref: the ref, e.g. ``refs/heads/main``.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, message: str, *, ref: str, problem: str) -> None:
+        super().__init__(message)
+        self.ref = ref
+        self.problem = problem
+
+
+class ObjectUnreadable(RepositoryError):
+    """An object that is missing or cannot be read back (a corrupt loose file, a damaged pack).
+
+    Attributes:
+        sha: the object's id.
+    """
+
+    def __init__(self, message: str, *, sha: str) -> None:
+        super().__init__(message)
+        self.sha = sha
 
 
 class UnsafeTree(GitStateError):

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from .errors import LockError, RepositoryError, RevisionNotFound
+from .errors import BrokenRef, LockError, ObjectUnreadable, RepositoryError, RevisionNotFound
 from .paths import fsync_dir, is_scratch_name, is_temp_name, replace_with
 
 if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
@@ -79,33 +79,6 @@ REPAIR_ADVICE: Final = (
     "run 'gitstate doctor' for the details; restore the history from a remote (gitstate clone URL DIR) or a "
     "backup (the files in the store directory are the latest state)"
 )
-
-
-class BrokenRef(RepositoryError):
-    """A ref file that exists but names no object id (empty, zero-filled, garbage): a repository fault, never
-    read as "no commits yet" (that would start a new root commit over the existing history).
-
-    Attributes:
-        ref: the ref, e.g. ``refs/heads/main``.
-        problem: what is wrong with it.
-    """
-
-    def __init__(self, message: str, *, ref: str, problem: str) -> None:
-        super().__init__(message)
-        self.ref = ref
-        self.problem = problem
-
-
-class ObjectUnreadable(RepositoryError):
-    """An object that is missing or cannot be read back (a corrupt loose file, a damaged pack).
-
-    Attributes:
-        sha: the object's id.
-    """
-
-    def __init__(self, message: str, *, sha: str) -> None:
-        super().__init__(message)
-        self.sha = sha
 
 
 def _sha1(data: bytes) -> hashlib._Hash:
