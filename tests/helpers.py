@@ -16,9 +16,12 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gitstate
+
+if TYPE_CHECKING:
+    from click.testing import Result
 
 __all__ = [
     "GIT_ENV",
@@ -29,6 +32,7 @@ __all__ = [
     "git",
     "git_commit_at",
     "git_show",
+    "invoke",
     "make_store",
     "run_cli",
     "status_porcelain",
@@ -206,3 +210,12 @@ def run_cli(
         timeout=timeout_s,
         check=False,
     )
+
+
+def invoke(args: list[str], *, input: str | None = None, env: Mapping[str, str] | None = None) -> Result:
+    """Run the ``gitstate`` command in-process (click's CliRunner) with ``args``; stdout and stderr kept apart."""
+    from click.testing import CliRunner
+
+    from gitstate.cli import main
+
+    return CliRunner().invoke(main, args, input=input, env=dict(env) if env else None)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 import pytest
-from click.testing import CliRunner
+from helpers import invoke
 
 import gitstate
 from gitstate.cli import main
@@ -64,7 +64,7 @@ def test_the_cli_has_every_command_of_the_spec() -> None:
 
 @pytest.mark.parametrize("path", [p for p, _ in COMMANDS], ids=[" ".join(p) for p, _ in COMMANDS])
 def test_every_command_has_help_with_an_example(path: tuple[str, ...]) -> None:
-    result = CliRunner().invoke(main, [*path, "--help"])
+    result = invoke([*path, "--help"])
     assert result.exit_code == 0, result.output
     cmd = dict(COMMANDS)[path]
     if isinstance(cmd, click.Group):

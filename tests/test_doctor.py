@@ -17,12 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from helpers import GIT_ENV, git
+from helpers import GIT_ENV, git, invoke, make_store
 
-import gitstate
 from gitstate import doctor
-from gitstate.cli import main as cli_main
 from gitstate.doctor import Finding
 
 logger = logging.getLogger("gitstate.tests")
@@ -38,7 +35,7 @@ def _quiet_store_logs() -> Iterator[None]:
 
 
 def _store(root: Path, *, commits: int = 3) -> Path:
-    with gitstate.open(root, durability="manual", fsync=False, handle_signals=False) as s:
+    with make_store(root) as s:
         for i in range(commits):
             s.set("state.json", "n", i)
             s.flush()
@@ -63,13 +60,13 @@ def _tree_state(root: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def _cli(*args: str) -> Any:
-    return CliRunner().invoke(cli_main, list(args))
+    return invoke(list(args))
 
 
 # ===================================================================== healthy
 def test_healthy_store_is_all_ok_and_untouched(tmp_path: Path) -> None:
     root = _store(tmp_path / "s")
-    with gitstate.open(root, durability="manual", fsync=False, handle_signals=False) as s:
+    with make_store(root) as s:
         s.snapshot("v1")
     before = _tree_state(root)
     findings = _findings(root)
@@ -151,7 +148,7 @@ def test_lock_held_by_a_live_writer_is_not_stale(tmp_path: Path) -> None:
     root = _store(tmp_path / "s")
     held = threading.Event()
     release = threading.Event()
-    with gitstate.open(root, durability="manual", fsync=False, handle_signals=False) as s:
+    with make_store(root) as s:
 
         def hold() -> None:
             with s._repo.lock():
@@ -188,7 +185,7 @@ def test_stale_temp_files(tmp_path: Path) -> None:
 # ===================================================================== quarantine
 def test_quarantined_edit(tmp_path: Path) -> None:
     root = _store(tmp_path / "s")
-    with gitstate.open(root, durability="manual", fsync=False, handle_signals=False) as s:
+    with make_store(root) as s:
         (root / "state.json").write_text('{"n": 1,,, broken')
         s.ingest(["state.json"])
         assert s.quarantined()

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import TORTURE
-from helpers import GIT_ENV, fsck, git, wait_until
+from helpers import GIT_ENV, fsck, git, make_store, wait_until
 
 import gitstate
 from gitstate import gc
@@ -44,13 +44,6 @@ def _quiet_store_logs() -> Any:
     log.setLevel(logging.CRITICAL)
     yield
     log.setLevel(old)
-
-
-def _open(path: Path, **options: Any) -> gitstate.Store:
-    options.setdefault("durability", "manual")
-    options.setdefault("fsync", False)
-    options.setdefault("handle_signals", False)
-    return gitstate.open(path, **options)
 
 
 def _wire(store: gitstate.Store, **options: Any) -> gc.BackgroundPacker:
@@ -187,7 +180,7 @@ def test_index_v2_large_offsets_parse_back(tmp_path: Path) -> None:
 def test_collect_packs_history_that_git_accepts(tmp_path: Path) -> None:
     root = tmp_path / "s"
     rnd = random.Random(1)
-    with _open(root) as store:
+    with make_store(root) as store:
         store.set("state.json", None, _doc(rnd, 20_000))
         store.set("notes.md", None, "hello\n")
         store.flush()
@@ -221,7 +214,7 @@ def test_collect_packs_history_that_git_accepts(tmp_path: Path) -> None:
 
 def test_collect_keeps_every_ref_and_the_index(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    with _open(root) as store:
+    with make_store(root) as store:
         store.set("a.json", "v", 1)
         store.flush()
         base = store.head
@@ -251,7 +244,7 @@ def test_collect_keeps_every_ref_and_the_index(tmp_path: Path) -> None:
 
 def test_collect_prunes_old_debris_only(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    with _open(root) as store:
+    with make_store(root) as store:
         store.set("a.json", "v", 1)
         store.flush()
     git_dir = root / ".git"
@@ -273,7 +266,7 @@ def test_collect_prunes_old_debris_only(tmp_path: Path) -> None:
 
 def test_unreachable_objects_in_old_packs_follow_the_grace_period(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    with _open(root) as store:
+    with make_store(root) as store:
         store.set("a.json", "v", 1)
         store.flush()
     git_dir = root / ".git"
@@ -306,7 +299,7 @@ def test_unreachable_objects_in_old_packs_follow_the_grace_period(tmp_path: Path
 def test_collect_reads_packs_written_by_git_and_keeps_kept_packs(tmp_path: Path) -> None:
     root = tmp_path / "s"
     rnd = random.Random(2)
-    with _open(root) as store:
+    with make_store(root) as store:
         store.set("state.json", None, _doc(rnd, 10_000))
         store.flush()
         for i in range(30):
@@ -314,7 +307,7 @@ def test_collect_reads_packs_written_by_git_and_keeps_kept_packs(tmp_path: Path)
             store.flush()
     git(root, "gc", "-q", "--aggressive")  # git's own deltas (ofs and chains) must read back
     keep = next((root / ".git" / "objects" / "pack").glob("*.pack"))
-    with _open(root) as store:
+    with make_store(root) as store:
         for i in range(30):
             store.set("state.json", (f"k{rnd.randrange(10):03d}", "n"), 100 + i)
             store.flush()
@@ -327,7 +320,7 @@ def test_collect_reads_packs_written_by_git_and_keeps_kept_packs(tmp_path: Path)
     git(root, "repack", "-q", "-a", "-d")
     kept = next((root / ".git" / "objects" / "pack").glob("*.pack"))
     kept.with_suffix(".keep").write_text("")
-    with _open(root) as store:
+    with make_store(root) as store:
         store.set("state.json", "x", 1)
         store.flush()
         store.gc()
@@ -337,7 +330,7 @@ def test_collect_reads_packs_written_by_git_and_keeps_kept_packs(tmp_path: Path)
 
 def test_collect_refuses_to_delete_when_history_is_damaged(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    with _open(root) as store:
+    with make_store(root) as store:
         for i in range(3):
             store.set("a.json", "v", i)
             store.flush()
@@ -354,7 +347,7 @@ def test_collect_refuses_to_delete_when_history_is_damaged(tmp_path: Path) -> No
 
 def test_interrupted_pack_write_leaves_nothing_behind(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    with _open(root) as store:
+    with make_store(root) as store:
         for i in range(20):
             store.set("a.json", "v", i)
             store.flush()
@@ -382,7 +375,7 @@ def test_interrupted_pack_write_leaves_nothing_behind(tmp_path: Path) -> None:
 
 def test_flushes_during_collect_lose_nothing(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    store = _open(root)
+    store = make_store(root)
     store.set("a.json", "v", -1)
     store.flush()
     done = threading.Event()
@@ -422,7 +415,7 @@ def test_flushes_during_collect_lose_nothing(tmp_path: Path) -> None:
 
 def test_cli_gc(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    with _open(root) as store:
+    with make_store(root) as store:
         for i in range(10):
             store.set("a.json", "v", i)
             store.flush()
@@ -445,7 +438,7 @@ def test_cli_gc(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["process", "thread"])
 def test_background_packer_packs_and_merges(tmp_path: Path, mode: str) -> None:
     root = tmp_path / "s"
-    store = _open(root)
+    store = make_store(root)
     packer = _wire(store, loose_threshold=30, check_every_commits=4, mode=mode, settle_s=0.0)
     try:
         for i in range(120):
@@ -471,7 +464,7 @@ def test_background_packer_packs_and_merges(tmp_path: Path, mode: str) -> None:
 
 def test_background_packer_prunes_debris_and_keeps_snapshots(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    store = _open(root)
+    store = make_store(root)
     packer = _wire(store, prune_grace_s=600)
     try:
         store.set("a.json", "v", 1)
@@ -491,7 +484,7 @@ def test_background_packer_prunes_debris_and_keeps_snapshots(tmp_path: Path) -> 
 
 def test_background_packer_stops_promptly(tmp_path: Path) -> None:
     root = tmp_path / "s"
-    store = _open(root)
+    store = make_store(root)
     rnd = random.Random(3)
     store.set("state.json", None, _doc(rnd, 50_000))
     store.flush()
@@ -530,7 +523,7 @@ def test_many_flushes_of_a_big_document_stay_small(tmp_path: Path) -> None:
     rnd = random.Random(11)
     doc = _doc(rnd, 100_000)
     keys = list(doc)
-    store = _open(root)
+    store = make_store(root)
     packer = _wire(store)
     try:
         store.set("state.json", None, doc)
@@ -586,7 +579,7 @@ def test_gc_progress_display_on_a_terminal(tmp_path: Path, monkeypatch: pytest.M
     show, clear = maintenance._progress_display()
     assert show is not None
     root = tmp_path / "s"
-    with _open(root) as store:
+    with make_store(root) as store:
         for i in range(5):
             store.set("a.json", "v", i)
             store.flush()

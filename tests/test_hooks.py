@@ -9,11 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from helpers import GIT_ENV
+from helpers import GIT_ENV, invoke, make_store
 
-import gitstate
-from gitstate.cli import main
 from gitstate.cli.watch import hook_sources, install_hooks
 
 pytestmark = pytest.mark.skipif(shutil.which("python3") is None, reason="the hooks run with python3")
@@ -34,7 +31,7 @@ def run_git(root: Path, *args: str, env: Mapping[str, str] | None = None) -> sub
 @pytest.fixture
 def store_root(tmp_path: Path) -> Path:
     root = tmp_path / "store"
-    with gitstate.open(root, durability="manual", fsync=False, handle_signals=False) as s:
+    with make_store(root) as s:
         s.set("state.json", None, {"services": {"gmail": False}})
         s.flush()
     return root
@@ -70,14 +67,14 @@ def test_hook_sources_are_found() -> None:
 
 
 def test_hooks_install_copies_executable_hooks(store_root: Path) -> None:
-    result = CliRunner().invoke(main, ["-C", str(store_root), "hooks", "install"])
+    result = invoke(["-C", str(store_root), "hooks", "install"])
     assert result.exit_code == 0, result.output
     assert "installed pre-commit" in result.output and "installed commit-msg" in result.output
     for name in ("pre-commit", "commit-msg"):
         path = store_root / ".git" / "hooks" / name
         assert path.read_bytes() == hook_sources()[name]
         assert path.stat().st_mode & stat.S_IXUSR
-    again = CliRunner().invoke(main, ["-C", str(store_root), "hooks", "install"])
+    again = invoke(["-C", str(store_root), "hooks", "install"])
     assert again.exit_code == 0 and "unchanged pre-commit" in again.output
 
 
@@ -85,12 +82,12 @@ def test_hooks_install_keeps_a_foreign_hook_unless_forced(store_root: Path) -> N
     hooks = store_root / ".git" / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "pre-commit").write_text("#!/bin/sh\necho mine\n")
-    result = CliRunner().invoke(main, ["-C", str(store_root), "hooks", "install"])
+    result = invoke(["-C", str(store_root), "hooks", "install"])
     assert result.exit_code == 1
     assert "skipped pre-commit" in result.output and "--force" in result.output
     assert (hooks / "pre-commit").read_text() == "#!/bin/sh\necho mine\n"
     assert (hooks / "commit-msg").exists()
-    forced = CliRunner().invoke(main, ["-C", str(store_root), "hooks", "install", "--force"])
+    forced = invoke(["-C", str(store_root), "hooks", "install", "--force"])
     assert forced.exit_code == 0, forced.output
     assert (hooks / "pre-commit.before-gitstate").read_text() == "#!/bin/sh\necho mine\n"
     assert (hooks / "pre-commit").read_bytes() == hook_sources()["pre-commit"]
@@ -111,7 +108,7 @@ def test_hooks_install_honours_core_hooks_path(store_root: Path) -> None:
 
 
 def test_hooks_install_without_a_store(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["-C", str(tmp_path), "hooks", "install"])
+    result = invoke(["-C", str(tmp_path), "hooks", "install"])
     assert result.exit_code == 1 and "no gitstate store" in result.output
 
 
@@ -236,7 +233,7 @@ def test_the_library_never_runs_repository_hooks(store_root: Path, tmp_path: Pat
     for name in ("pre-commit", "commit-msg", "post-commit", "reference-transaction", "post-index-change"):
         (hooks / name).write_text(f"#!/bin/sh\necho {name} >> '{marker}'\nexit 1\n")
         (hooks / name).chmod(0o755)
-    with gitstate.open(store_root, durability="manual", fsync=False, handle_signals=False) as s:
+    with make_store(store_root) as s:
         s.set("state.json", "services.gmail", True)
         assert s.flush() is not None
         w = s.watch(settle_ms=50)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import reaped
-from helpers import commit_ids, fsck, git, status_porcelain
+from helpers import commit_ids, fsck, git, invoke, status_porcelain
 
 import gitstate
 import gitstate.cli.migrate_cmd  # registers `migrate` on the CLI (until cli/__init__ imports it)
@@ -342,7 +342,7 @@ def test_cli_restore_of_the_snapshot_rolls_back(store: gitstate.Store, store_pat
     seed(store)
     store.migrate({1: rename_state})
     store.close()
-    result = CliRunner().invoke(main, ["-C", str(store_path), "restore", "pre-migration-v0-to-v1"])
+    result = invoke(["-C", str(store_path), "restore", "pre-migration-v0-to-v1"])
     assert result.exit_code == 0, result.output
     with gitstate.open(store_path, durability="manual", fsync=False) as again:
         assert again.schema_version == 0
@@ -598,12 +598,12 @@ def test_cli_migrate_failure_is_one_line_and_exit_1(store: gitstate.Store, store
     store.close()
     mfile = tmp_path / "broken.py"
     mfile.write_text("def boom(tx):\n    raise KeyError('no priority table')\n\nmigrations = {1: boom}\n")
-    result = CliRunner().invoke(main, ["-C", str(store_path), "migrate", str(mfile)])
+    result = invoke(["-C", str(store_path), "migrate", str(mfile)])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1
     assert "migration step 1 (boom, v0 -> v1) failed" in result.output
     assert commit_ids(store_path)[0] == head
     assert tags(store_path) == {"pre-migration-v0-to-v1": head}
 
-    missing = CliRunner().invoke(main, ["-C", str(store_path), "migrate", str(tmp_path / "nope.py")])
+    missing = invoke(["-C", str(store_path), "migrate", str(tmp_path / "nope.py")])
     assert missing.exit_code == 1 and "no such migration file" in missing.output

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from helpers import fsck, git, wait_until
+from helpers import fsck, git, invoke, wait_until
 
 import gitstate
 from gitstate import docdiff
 from gitstate import remote as gremote
-from gitstate.cli import main
 from gitstate.repo import Repository
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git binary")
@@ -727,7 +725,7 @@ def test_close_does_not_hang_on_an_unreachable_remote(tmp_path: Path) -> None:
 
 # ============================================================================ CLI
 def run(args: list[str], *, input: str | None = None) -> Any:
-    return CliRunner().invoke(main, args, input=input)
+    return invoke(args, input=input)
 
 
 def test_cli_remote_push_pull_sync_clone(tmp_path: Path, bare: Path) -> None:

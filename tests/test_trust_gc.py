@@ -20,13 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from helpers import GIT_ENV, PYTHON, commit_ids, fsck, make_store
+from helpers import GIT_ENV, PYTHON, commit_ids, fsck, invoke, make_store
 from test_gc import _quiet_store_logs  # noqa: F401  (autouse: the key index's start-up noise)
 
 import gitstate
 from gitstate import gc
-from gitstate.cli import main as cli_main
 from gitstate.errors import RepositoryError
 
 
@@ -113,7 +111,7 @@ def test_gc_cli_read_only_injected_is_one_line(tmp_path: Path, monkeypatch: pyte
     root = tmp_path / "s"
     ids = _history(root)
     _fail_writes_under(monkeypatch, root / ".git", errno.EROFS)
-    result = CliRunner().invoke(cli_main, ["-C", os.fspath(root), "gc"])
+    result = invoke(["-C", os.fspath(root), "gc"])
     assert result.exit_code == 1, result.output
     assert not isinstance(result.exception, OSError) and result.exc_info is not None
     assert result.exc_info[0] is SystemExit, result.exc_info

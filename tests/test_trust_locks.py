@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from conftest import WORKERS
-from helpers import commit_ids, fsck, git, make_store, status_porcelain, wait_until
+from helpers import commit_ids, fsck, git, invoke, make_store, status_porcelain, wait_until
 
 import gitstate
-from gitstate.cli import main as cli_main
 from gitstate.errors import LockError
 from gitstate.repo import Repository
 
@@ -200,11 +198,11 @@ def test_cli_restore_that_changes_nothing_says_so_under_a_concurrent_writer(
         return resolve(self, rev)
 
     monkeypatch.setattr(gitstate.Store, "resolve", resolve_after_another_commit)
-    result = CliRunner().invoke(cli_main, ["-C", str(root), "restore", target, "state.json"])
+    result = invoke(["-C", str(root), "restore", target, "state.json"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("nothing to restore:"), result.output
     assert other[0][:8] not in result.output
-    result = CliRunner().invoke(cli_main, ["-C", str(root), "restore", "--json", target, "state.json"])
+    result = invoke(["-C", str(root), "restore", "--json", target, "state.json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["changed"] is False
     assert commit_ids(root)[0] == other[-1]

@@ -23,13 +23,12 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
-from click.testing import CliRunner, Result
-from helpers import git
+from click.testing import Result
+from helpers import git, invoke
 from test_remote_servers import _CgiHandler, exception_text, free_port, make_bare
 
 import gitstate
 from gitstate import remote as gremote
-from gitstate.cli import main
 
 SECRET = "Zq81-tok3n-Secret-77"
 OTHER = "Second-s3cret-Token-42"
@@ -140,7 +139,7 @@ def _no_secret(text: str | bytes, where: str) -> None:
 
 
 def _cli(args: list[str], *, input: str | None = None) -> Result:
-    res = CliRunner().invoke(main, args, input=input)
+    res = invoke(args, input=input)
     _no_secret(res.output, f"gitstate {' '.join(a for a in args if SECRET not in a and OTHER not in a)}")
     _no_secret(res.stderr, "stderr")
     if res.exception is not None and not isinstance(res.exception, SystemExit):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import fsck, git, wait_until
+from helpers import fsck, git, invoke, make_store, wait_until
 
 import gitstate
 from gitstate import watcher as watcher_mod
@@ -736,7 +736,7 @@ def test_pending_write_to_a_parent_key_keeps_its_other_keys(store: gitstate.Stor
 def test_human_wins_over_pending_writes_of_another_process(store: gitstate.Store) -> None:
     root = store.path
     store.set("state.json", "services.gmail", "program")  # pending in "the program"
-    other = gitstate.open(root, durability="manual", fsync=False, handle_signals=False)  # "gitstate watch"
+    other = make_store(root)  # "gitstate watch"
     try:
         data = json.loads((root / "state.json").read_text())
         data["services"]["gmail"] = "human"
@@ -798,7 +798,7 @@ def cli_watch(root: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], L
 @pytest.fixture
 def cli_store(tmp_path: Path) -> Path:
     root = tmp_path / "cli"
-    with gitstate.open(root, durability="manual", fsync=False, handle_signals=False) as s:
+    with make_store(root) as s:
         s.set("state.json", None, {"services": {"gmail": False}, "owner": "alice"})
         s.flush()
     return root
@@ -842,12 +842,9 @@ def test_cli_watch_commits_edits_made_before_it_started_and_stops_on_ctrl_c(cli_
 
 
 def test_cli_watch_without_a_store_is_a_one_line_error(tmp_path: Path) -> None:
-    from click.testing import CliRunner
 
-    from gitstate.cli import main
-
-    result = CliRunner().invoke(main, ["-C", str(tmp_path), "watch"])
+    result = invoke(["-C", str(tmp_path), "watch"])
     assert result.exit_code == 1
     assert "no gitstate store" in result.output and "Traceback" not in result.output
-    help_result = CliRunner().invoke(main, ["watch", "--help"])
+    help_result = invoke(["watch", "--help"])
     assert help_result.exit_code == 0 and "--poll" in help_result.output
