@@ -1206,6 +1206,7 @@ def parse_time(text: str, *, now: float | None = None) -> float | None:
 
 
 def _peel_base(repo: Repository, hist: _History, base: str, rev: str) -> str:
+    """The commit a revision's base (before any ``~N``/``^N``) names; tried in the order :func:`resolve` documents."""
     head = repo.head()
     if base in ("HEAD", "@"):
         if head is None:
@@ -1213,48 +1214,67 @@ def _peel_base(repo: Repository, hist: _History, base: str, rev: str) -> str:
         return head
     if not base:
         raise RevisionNotFound(rev, "empty revision")
-    # Snapshots (tags), then branches and remote-tracking branches, then full ref names. Only names git would
-    # accept as refs are looked up: a ref name is a path under .git/.
-    if _ref_name_ok(base):
-        if repo.read_ref(f"refs/tags/{base}") is not None:
-            for t in repo.tags():
-                if t.name == base:
-                    return t.commit
-        for ref in (f"refs/heads/{base}", f"refs/remotes/{base}", base if base.startswith("refs/") else ""):
-            if ref:
-                sha = repo.read_ref(ref)
-                if sha is not None and _FULL_ID.match(sha):
-                    return sha
+    by_name = _by_ref_name(repo, base)
+    if by_name is not None:
+        return by_name
     if _HEX.match(base) and len(base) == 40:
-        if repo.has_object(base.lower()):
-            try:
-                repo.commit_info(base.lower())
-            except RevisionNotFound as e:
-                raise RevisionNotFound(rev, "that object is not a commit") from e
-            return base.lower()
-        raise RevisionNotFound(rev, "no such commit in this store")
+        return _by_full_id(repo, base.lower(), rev)
     if _HEX.match(base) and _MIN_PREFIX <= len(base) < 40:
-        prefix = base.lower()
-        found: set[str] = {str(e["c"]) for e in hist.walk(head) if e["c"].startswith(prefix)}
-        found |= {t.commit for t in repo.tags() if t.commit.startswith(prefix)}
-        if len(found) == 1:
-            return found.pop()
-        if found:
-            sample = ", ".join(sorted(c[:12] for c in found)[:4])
-            raise RevisionNotFound(rev, f"ambiguous: {len(found)} commits start with it ({sample}); give more digits")
-        raise RevisionNotFound(rev, f"no commit on {repo.branch} starts with {base!r}")
+        return _by_prefix(repo, hist, head, base.lower(), rev)
     when = parse_time(base)
     if when is not None:
-        for entry in hist.first_parent_chain(head):
-            if int(entry.get("ct", entry["t"])) <= when:
-                return str(entry["c"])
-        if head is None:
-            raise RevisionNotFound(rev, "the store has no commits yet")
-        moment = _dt.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
-        raise RevisionNotFound(rev, f"{moment} is before the first commit of {repo.branch}")
+        return _by_time(repo, hist, head, when, rev)
     raise RevisionNotFound(
         rev, "not a commit id, snapshot name, HEAD~N or time (like '2h ago', 'yesterday' or 2024-05-01T10:00)"
     )
+
+
+def _by_ref_name(repo: Repository, base: str) -> str | None:
+    """Snapshots (tags), then branches and remote-tracking branches, then full ref names. Only names git would
+    accept as refs are looked up: a ref name is a path under .git/."""
+    if not _ref_name_ok(base):
+        return None
+    if repo.read_ref(f"refs/tags/{base}") is not None:
+        for t in repo.tags():
+            if t.name == base:
+                return t.commit
+    for ref in (f"refs/heads/{base}", f"refs/remotes/{base}", base if base.startswith("refs/") else ""):
+        if ref:
+            sha = repo.read_ref(ref)
+            if sha is not None and _FULL_ID.match(sha):
+                return sha
+    return None
+
+
+def _by_full_id(repo: Repository, sha: str, rev: str) -> str:
+    if not repo.has_object(sha):
+        raise RevisionNotFound(rev, "no such commit in this store")
+    try:
+        repo.commit_info(sha)
+    except RevisionNotFound as e:
+        raise RevisionNotFound(rev, "that object is not a commit") from e
+    return sha
+
+
+def _by_prefix(repo: Repository, hist: _History, head: str | None, prefix: str, rev: str) -> str:
+    found: set[str] = {str(e["c"]) for e in hist.walk(head) if e["c"].startswith(prefix)}
+    found |= {t.commit for t in repo.tags() if t.commit.startswith(prefix)}
+    if len(found) == 1:
+        return found.pop()
+    if found:
+        sample = ", ".join(sorted(c[:12] for c in found)[:4])
+        raise RevisionNotFound(rev, f"ambiguous: {len(found)} commits start with it ({sample}); give more digits")
+    raise RevisionNotFound(rev, f"no commit on {repo.branch} starts with {prefix!r}")
+
+
+def _by_time(repo: Repository, hist: _History, head: str | None, when: float, rev: str) -> str:
+    for entry in hist.first_parent_chain(head):
+        if int(entry.get("ct", entry["t"])) <= when:
+            return str(entry["c"])
+    if head is None:
+        raise RevisionNotFound(rev, "the store has no commits yet")
+    moment = _dt.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
+    raise RevisionNotFound(rev, f"{moment} is before the first commit of {repo.branch}")
 
 
 def resolve(repo: Repository, rev: str) -> str:

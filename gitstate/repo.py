@@ -1651,50 +1651,66 @@ class Repository:
             self._apply_deferred()
         out: dict[str, bytes | None] = {}
         seen: set[str] = set()
+        for path, full in self._walk_files(ignored):
+            sha = committed.get(path)
+            if sha is not None:
+                seen.add(path)
+            elif is_scratch_name(path.rsplit("/", 1)[-1]) or (ignored is not None and ignored(path)):
+                continue
+            data = self._changed_content(path, full, sha if index_ok else None, max_bytes, oversized)
+            if data is not None and (sha is None or blob_id(data) != sha):
+                out[path] = data
+        for path in committed.keys() - seen:
+            if not os.path.lexists(self.root / path):
+                out[path] = None
+        return out
+
+    def _walk_files(self, ignored: Any) -> Iterator[tuple[str, str]]:
+        """(store path, file system path) of every file in the work tree, outside ``.git``, not through a
+        symlinked directory, not in an ignored directory; gitstate's own stale temp files are removed (with the
+        lock held) and skipped."""
         for dirpath, dirnames, filenames in os.walk(str(self.root)):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-            if not rel_dir:
-                dirnames[:] = [d for d in dirnames if d != ".git"]
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            if ignored is not None:
-                dirnames[:] = [d for d in dirnames if not ignored(rel_dir + d + "/")]
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not (rel_dir == "" and d == ".git")
+                and not os.path.islink(os.path.join(dirpath, d))
+                and not (ignored is not None and ignored(rel_dir + d + "/"))
+            ]
             for name in filenames:
-                path = rel_dir + name
                 full = os.path.join(dirpath, name)
                 if is_temp_name(name):
                     with contextlib.suppress(OSError):
                         if self.holds_lock():
                             os.unlink(full)
                     continue
-                if path in committed:
-                    seen.add(path)
-                elif is_scratch_name(name) or (ignored is not None and ignored(path)):
-                    continue
-                try:
-                    st = os.lstat(full)
-                except FileNotFoundError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                sha = committed.get(path)
-                if sha is not None and index_ok and self._stat_matches(path, sha, st):
-                    continue
-                if max_bytes is not None and st.st_size > max_bytes:
-                    if oversized is not None:
-                        oversized[path] = st.st_size
-                    continue
-                try:
-                    data = Path(full).read_bytes()
-                except OSError as e:
-                    logger.warning("cannot read %s: %s", full, e)
-                    continue
-                if sha is None or blob_id(data) != sha:
-                    out[path] = data
-        for path in committed.keys() - seen:
-            if not os.path.lexists(self.root / path):
-                out[path] = None
-        return out
+                yield rel_dir + name, full
+
+    def _changed_content(
+        self, path: str, full: str, indexed_sha: str | None, max_bytes: int | None, oversized: dict[str, int] | None
+    ) -> bytes | None:
+        """The bytes of a regular file whose stat does not match the index entry for ``indexed_sha`` (None: no
+        usable entry), or None: unchanged by its stat, not a regular file, gone, unreadable, or over ``max_bytes``
+        (then recorded in ``oversized``)."""
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if indexed_sha is not None and self._stat_matches(path, indexed_sha, st):
+            return None
+        if max_bytes is not None and st.st_size > max_bytes:
+            if oversized is not None:
+                oversized[path] = st.st_size
+            return None
+        try:
+            return Path(full).read_bytes()
+        except OSError as e:
+            logger.warning("cannot read %s: %s", full, e)
+            return None
 
     def _stat_matches(self, path: str, sha: str, st: os.stat_result) -> bool:
         entry = self.index.entries.get(path.encode("utf-8", "surrogateescape"))

@@ -639,8 +639,6 @@ class Watcher:
         return True
 
     def _dispatch_loop(self) -> None:
-        settle_s = self.settle_ms / 1000
-        timeout_s = self.settle_timeout_ms / 1000
         while True:
             with self._cv:
                 while not self._pending and not self._stop.is_set():
@@ -649,50 +647,8 @@ class Watcher:
                     break
                 items = list(self._pending.items())
             now = time.monotonic()
-            ready: dict[str, Sig] = {}
-            next_due = now + max(settle_s, 0.01)
-            for rel, p in items:
-                sig = _sig(self._prefix + rel)
-                if not p.checked or sig != p.sig:
-                    p.sig, p.stable_since, p.checked = sig, now, True
-                quiet_since = max(p.touched, p.stable_since)
-                timed_out = now - p.first >= timeout_s
-                due = quiet_since + settle_s
-                if now >= due or timed_out:
-                    if (
-                        self.wait_for_parse
-                        and not timed_out
-                        and sig is not None
-                        and (p.bad_parse_sig != sig or not p.bad_parse)
-                    ):
-                        ok = self._parses(rel)
-                        p.bad_parse, p.bad_parse_sig = (not ok), sig
-                        if not ok:
-                            logger.debug("%s does not parse yet; waiting", rel)
-                    if p.bad_parse and p.bad_parse_sig == sig and not timed_out and sig is not None:
-                        next_due = min(next_due, p.first + timeout_s)
-                        continue
-                    if timed_out and now - quiet_since < settle_s:
-                        logger.warning(
-                            "%s is still changing after %d ms; handing it on as it is", rel, self.settle_timeout_ms
-                        )
-                    ready[rel] = sig
-                else:
-                    next_due = min(next_due, due)
-            batch: set[str] = set()
-            with self._cv:
-                for rel, sig in ready.items():
-                    entry = self._pending.get(rel)
-                    if entry is None or entry.touched > now:
-                        continue  # a new event arrived after the check: wait for it to settle too
-                    del self._pending[rel]
-                    batch.add(rel)
-                    if sig is None:
-                        self._known.pop(rel, None)
-                    else:
-                        self._known[rel] = sig
-                if batch:
-                    self._busy = True
+            ready, next_due = self._settled(items, now)
+            batch = self._take(ready, now)
             if batch:
                 self._call(batch)
                 with self._cv:
@@ -713,6 +669,57 @@ class Watcher:
             self._pending.clear()
             self._busy = False
             self._cv.notify_all()
+
+    def _settled(self, items: list[tuple[str, _Pending]], now: float) -> tuple[dict[str, Sig], float]:
+        """Which pending paths are ready to hand on (path -> signature), and when to look again."""
+        settle_s = self.settle_ms / 1000
+        timeout_s = self.settle_timeout_ms / 1000
+        ready: dict[str, Sig] = {}
+        next_due = now + max(settle_s, 0.01)
+        for rel, p in items:
+            sig = _sig(self._prefix + rel)
+            if not p.checked or sig != p.sig:
+                p.sig, p.stable_since, p.checked = sig, now, True
+            quiet_since = max(p.touched, p.stable_since)
+            timed_out = now - p.first >= timeout_s
+            due = quiet_since + settle_s
+            if now < due and not timed_out:
+                next_due = min(next_due, due)
+                continue
+            if not timed_out and sig is not None and self._still_unparsable(rel, p, sig):
+                next_due = min(next_due, p.first + timeout_s)
+                continue
+            if timed_out and now - quiet_since < settle_s:
+                logger.warning("%s is still changing after %d ms; handing it on as it is", rel, self.settle_timeout_ms)
+            ready[rel] = sig
+        return ready, next_due
+
+    def _still_unparsable(self, rel: str, p: _Pending, sig: Sig) -> bool:
+        """With ``wait_for_parse``, True while the file (as of ``sig``) does not parse; parsed once per signature."""
+        if self.wait_for_parse and (p.bad_parse_sig != sig or not p.bad_parse):
+            ok = self._parses(rel)
+            p.bad_parse, p.bad_parse_sig = (not ok), sig
+            if not ok:
+                logger.debug("%s does not parse yet; waiting", rel)
+        return p.bad_parse and p.bad_parse_sig == sig
+
+    def _take(self, ready: dict[str, Sig], now: float) -> set[str]:
+        """Remove the ready paths from the pending set (unless a newer event came for one) and return them."""
+        batch: set[str] = set()
+        with self._cv:
+            for rel, sig in ready.items():
+                entry = self._pending.get(rel)
+                if entry is None or entry.touched > now:
+                    continue  # a new event arrived after the check: wait for it to settle too
+                del self._pending[rel]
+                batch.add(rel)
+                if sig is None:
+                    self._known.pop(rel, None)
+                else:
+                    self._known[rel] = sig
+            if batch:
+                self._busy = True
+        return batch
 
     def _call(self, paths: set[str]) -> None:
         logger.debug("handing on %s", ", ".join(sorted(paths)))
