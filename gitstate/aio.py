@@ -444,9 +444,9 @@ class _Opening:
         handle_signals = options.pop("handle_signals", True)
         store = await _in_thread(_open_store, self._path, on=callbacks, handle_signals=False, **options)
         if handle_signals and threading.current_thread() is threading.main_thread():
-            from .store import _install_signal_handlers
+            from .lifecycle import install_signal_handlers
 
-            _install_signal_handlers()
+            install_signal_handlers()
         astore = AsyncStore(store, loop=loop)
         astore._tasks = tasks
         self._store = astore

@@ -12,24 +12,22 @@ Lock order, to stay deadlock-free: ``_flush_lock`` → repository lock (threads,
 
 from __future__ import annotations
 
-import atexit
 import builtins
 import contextlib
 import errno
 import getpass
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from . import docdiff, worktree
+from . import docdiff, lifecycle, worktree
 from . import migrate as _migrate
 from . import recovery as _recovery
 from .codecs import Codec, codec_for, copy_value
@@ -311,7 +309,7 @@ class Store:
             target=self._flusher_loop, name=f"gitstate-flusher[{self.path.name}]", daemon=True
         )
         self._flusher.start()
-        _register(self)
+        lifecycle.register(self)
 
     def __enter__(self) -> Store:
         return self
@@ -372,8 +370,13 @@ class Store:
                 with contextlib.suppress(Exception):
                     self._push_queue.stop()  # one last bounded push attempt
             self._closed = True
-            _unregister(self)
+            lifecycle.unregister(self)
             self._repo.close()
+
+    def flushing_in(self, thread_id: int) -> bool:
+        """True while the thread ``thread_id`` is inside this store's flush (used by the SIGTERM handler, which must
+        not flush again a flush it interrupted)."""
+        return self._flush_owner == thread_id
 
     def _check_open(self) -> None:
         if self._closed:
@@ -1868,85 +1871,6 @@ def _oserror(e: OSError) -> str:
     return f"{base}: {hint}" if hint else base
 
 
-# ===================================================================== process-wide: exit and signals
-_open_stores: set[Store] = set()
-_registry_lock = threading.Lock()
-_handlers_installed = False
-_previous_sigterm: Any = None
-
-
-def _register(store: Store) -> None:
-    with _registry_lock:
-        _open_stores.add(store)
-
-
-def _unregister(store: Store) -> None:
-    with _registry_lock:
-        _open_stores.discard(store)
-
-
-def _flush_all(reason: str) -> None:
-    with _registry_lock:
-        stores = list(_open_stores)
-    me = threading.get_ident()
-    for store in stores:
-        if store._flush_owner == me:
-            continue  # interrupted in the middle of this very flush (its writes were not acknowledged yet)
-        try:
-            if reason == "exit":
-                store.close()
-            else:
-                store.flush()
-        except Exception as e:
-            logger.error("could not save %s on %s: %s", store.path, reason, e)
-
-
-@atexit.register
-def _at_exit() -> None:
-    _flush_all("exit")
-    if _terminating_signal is not None:
-        # Keep the signal's usual effect: the parent sees "terminated by SIGTERM".
-        signal.signal(_terminating_signal, signal.SIG_DFL)
-        os.kill(os.getpid(), _terminating_signal)
-
-
-class Terminated(SystemExit):
-    """Raised in the main thread by SIGTERM (when no other handler was installed): the program unwinds, releasing
-    every lock it held, the exit handler flushes the open stores, and the process then dies by SIGTERM as it
-    would have without gitstate (exit status -15)."""
-
-
-_terminating_signal: int | None = None
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    global _terminating_signal
-    prev = _previous_sigterm
-    if callable(prev):
-        _flush_all("SIGTERM")
-        prev(signum, frame)
-        return
-    if prev == signal.SIG_IGN:
-        return
-    # Flushing here could deadlock: the interrupted code may hold a store's locks. Unwind instead.
-    _terminating_signal = signum
-    raise Terminated(128 + signum)
-
-
-def _install_signal_handlers() -> None:
-    """Flush open stores on SIGTERM, then let the signal take its usual effect. SIGINT needs nothing: it raises
-    KeyboardInterrupt, and the exit handler flushes. Only possible from the main thread."""
-    global _handlers_installed, _previous_sigterm
-    if _handlers_installed or threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        _previous_sigterm = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        _handlers_installed = True
-    except (ValueError, OSError):  # not the main interpreter
-        logger.debug("cannot install the SIGTERM handler here")
-
-
 def open(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -2047,7 +1971,7 @@ def open(
         raise
     store._emit(loaded)
     if handle_signals:
-        _install_signal_handlers()
+        lifecycle.install_signal_handlers()
     store._start()
     if auto_pack and not store.read_only:
         from .gc import BackgroundPacker
