@@ -327,7 +327,7 @@ class AsyncStore:
             ['state.json', 'tasks/t3.json']
         """
         self.store._check_open()
-        tx = TxView(functools.partial(self.store.get, default=ABSENT), self.store.docs)
+        tx = TxView(functools.partial(self.store.get, default=ABSENT), self.store.docs, codecs=self.store.codecs)
         yield tx
         if tx.writes:
             tx.commit = await _in_thread(self._apply_tx, tx, message, metadata)

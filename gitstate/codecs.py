@@ -15,11 +15,14 @@ disk are bounded: a document whose aliases would expand past :data:`MAX_YAML_NOD
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import json
 import logging
 import math
 import re
 import sys
+import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BYTES",
+    "DEFAULT",
     "JSON",
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
@@ -38,9 +42,13 @@ __all__ = [
     "TEXT",
     "YAML",
     "Codec",
+    "Codecs",
+    "Wrapped",
+    "bind",
     "check_str",
     "codec_for",
     "copy_value",
+    "registry_for",
 ]
 
 logger = logging.getLogger("gitstate.codecs")
@@ -127,8 +135,11 @@ def copy_value(value: Any) -> Any:
 class Codec:
     """Turns a document value into canonical bytes and back.
 
+    A new format (TOML, say) is a subclass registered for its suffix with :meth:`Codecs.register`; ``encode``
+    must give the same bytes for the same value, so that a write that changes nothing makes no commit.
+
     Attributes:
-        name: ``json``, ``yaml``, ``text`` or ``bytes``.
+        name: ``json``, ``yaml``, ``text``, ``bytes``, or a registered codec's own (unique) name.
         structured: True when values are trees that keys can address.
         allow_scalar_keys: True when mapping keys may be scalars other than ``str`` (YAML).
     """
@@ -440,13 +451,132 @@ BYTES: Final[Codec] = _BytesCodec()
 _BY_SUFFIX: Final = {".json": JSON, ".yaml": YAML, ".yml": YAML, ".txt": TEXT, ".md": TEXT}
 
 
+class Wrapped(Codec):
+    """A codec that transforms another codec's bytes on their way to and from disk (encryption, compression, a
+    signature). Values are checked and normalized by the inner codec; only the bytes differ.
+
+    Subclass it and override :meth:`wrap_bytes` and :meth:`unwrap_bytes`. ``name`` defaults to
+    ``"<kind>+<inner name>"``: the name keys gitstate's decode caches, so it must differ from the inner codec's.
+
+    Example:
+        >>> class Reversed(Wrapped):
+        ...     kind = "reversed"
+        ...     def wrap_bytes(self, data: bytes) -> bytes: return data[::-1]
+        ...     def unwrap_bytes(self, data: bytes, doc: str) -> bytes: return data[::-1]
+        >>> c = Reversed(JSON)
+        >>> c.name, c.decode(c.encode({"a": 1}))
+        ('reversed+json', {'a': 1})
+    """
+
+    kind: str = "wrapped"
+
+    def __init__(self, inner: Codec) -> None:
+        self.inner = inner
+        self.name = f"{self.kind}+{inner.name}"
+        self.structured = inner.structured
+        self.allow_scalar_keys = inner.allow_scalar_keys
+
+    def wrap_bytes(self, data: bytes) -> bytes:
+        """The bytes written to disk and history for the inner codec's ``data``."""
+        raise NotImplementedError
+
+    def unwrap_bytes(self, data: bytes, doc: str) -> bytes:
+        """The inner codec's bytes from what is on disk. Raise :class:`~gitstate.errors.DecodeError` if they
+        cannot be recovered (wrong key, damaged data)."""
+        raise NotImplementedError
+
+    def encode(self, value: Any) -> bytes:
+        """The inner codec's canonical bytes of ``value``, wrapped."""
+        return self.wrap_bytes(self.inner.encode(value))
+
+    def decode(self, data: bytes, doc: str = "") -> Any:
+        """Unwrap ``data`` and parse it with the inner codec."""
+        return self.inner.decode(self.unwrap_bytes(data, doc), doc)
+
+    def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
+        """The inner codec's check and copy."""
+        return self.inner.normalize(value, doc, key)
+
+
+class Codecs:
+    """Which codec serves which document: one registry, owned by a store (``gitstate.open(..., codecs=...)``),
+    through which every encode and decode of that store goes (flushes, hand edits, history views, merges).
+
+    A document's codec is chosen by its path's suffix (:meth:`register`), then wrapped by every
+    :meth:`wrap` rule whose pattern matches the path (:func:`fnmatch.fnmatchcase` on the whole store path, so
+    ``secrets/*`` matches ``secrets/a.json``; ``*`` crosses ``/``). Change the registry before opening the store:
+    a store caches its documents decoded. The command line (``gitstate log``, ``diff``, ``show``) uses the default
+    registry: documents of a custom suffix show as bytes there.
+
+    Example:
+        >>> reg = Codecs()
+        >>> reg.register(".state", JSON)
+        >>> reg.for_doc("agent/run.state").name, reg.for_doc("notes.md").name, reg.for_doc("blob").name
+        ('json', 'text', 'bytes')
+    """
+
+    def __init__(self) -> None:
+        self._by_suffix: dict[str, Codec] = dict(_BY_SUFFIX)
+        self._wrappers: list[tuple[str, Callable[[Codec], Codec]]] = []
+        self._cache: dict[str, Codec] = {}
+
+    def register(self, suffix: str, codec: Codec) -> None:
+        """Serve documents whose name ends in ``suffix`` (like ``".toml"``, compared without case) with ``codec``."""
+        if not suffix.startswith(".") or len(suffix) < 2 or "/" in suffix:
+            raise ValueError(f"a suffix starts with a dot and names no directory, like '.toml', not {suffix!r}")
+        if not isinstance(codec, Codec):
+            raise TypeError(f"a codec is a gitstate.codecs.Codec, not {type(codec).__name__}")
+        self._by_suffix[suffix.lower()] = codec
+        self._cache.clear()
+
+    def wrap(self, pattern: str, wrapper: Callable[[Codec], Codec]) -> None:
+        """Wrap the codec of every document matching ``pattern`` with ``wrapper(codec)`` (e.g. a
+        :class:`Wrapped` subclass). Rules apply in the order they were added, the first innermost."""
+        self._wrappers.append((pattern, wrapper))
+        self._cache.clear()
+
+    def for_doc(self, doc: str) -> Codec:
+        """The codec that encodes and decodes ``doc``."""
+        codec = self._cache.get(doc)
+        if codec is None:
+            name = doc.rsplit("/", 1)[-1]
+            dot = name.rfind(".")
+            codec = self._by_suffix.get(name[dot:].lower(), BYTES) if dot > 0 else BYTES
+            for pattern, wrapper in self._wrappers:
+                if fnmatch.fnmatchcase(doc, pattern):
+                    codec = wrapper(codec)
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[doc] = codec
+        return codec
+
+
+#: The registry of stores opened without ``codecs=``, and of the command line.
+DEFAULT: Final = Codecs()
+
+# Which registry serves which repository handle: the store binds its registry to its Repository, so that the
+# services it hands the repository to (history views, merges, migrations, hand-edit checks) decode with the
+# store's codecs without each call passing them. Weak keys: a closed store's repository goes with it.
+_BOUND: weakref.WeakKeyDictionary[object, Codecs] = weakref.WeakKeyDictionary()
+
+
+def bind(owner: object, codecs: Codecs) -> None:
+    """Make ``codecs`` the registry :func:`registry_for` gives for ``owner`` (a store's repository handle)."""
+    _BOUND[owner] = codecs
+
+
+def registry_for(owner: object | None) -> Codecs:
+    """The registry bound to ``owner`` with :func:`bind`, else :data:`DEFAULT`."""
+    if owner is None:
+        return DEFAULT
+    return _BOUND.get(owner, DEFAULT)
+
+
 def codec_for(doc: str) -> Codec:
-    """The codec a document path's suffix selects.
+    """The codec the default registry (:data:`DEFAULT`) gives a document path.
 
     Example:
         >>> codec_for("memory/work.yaml").name
         'yaml'
     """
-    name = doc.rsplit("/", 1)[-1]
-    dot = name.rfind(".")
-    return _BY_SUFFIX.get(name[dot:].lower(), BYTES) if dot > 0 else BYTES
+    return DEFAULT.for_doc(doc)

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from .codecs import codec_for, copy_value
+from .codecs import Codec, copy_value, registry_for
 from .errors import DecodeError, GitStateError, KeyNotFound, RevisionNotFound
 from .keys import MISSING_KEY, Key, get_in, parse_key
 from .paths import validate_doc_path
@@ -414,13 +414,14 @@ _DECODED_LOCK = threading.Lock()
 def _decode(repo: Repository, blob: str, doc: str) -> Any:
     """The value of a committed blob (decoded by the document's codec; text when it does not parse).
     Cached by blob id: callers must not mutate the result."""
-    key = (blob, codec_for(doc).name)
+    codec = registry_for(repo).for_doc(doc)
+    key = (blob, codec.name)
     with _DECODED_LOCK:
         hit = _DECODED.get(key)
         if hit is not None:
             _DECODED.move_to_end(key)
             return hit
-    value = _decode_bytes(repo.read_blob(blob), doc)
+    value = _decode_bytes(repo.read_blob(blob), doc, codec)
     with _DECODED_LOCK:
         _DECODED[key] = value
         while len(_DECODED) > 16:
@@ -428,10 +429,10 @@ def _decode(repo: Repository, blob: str, doc: str) -> Any:
     return value
 
 
-def _decode_bytes(data: bytes, doc: str) -> Any:
-    """``data`` decoded by the document's codec, or as text when it does not parse."""
+def _decode_bytes(data: bytes, doc: str, codec: Codec) -> Any:
+    """``data`` decoded by ``codec``, or as text when it does not parse."""
     try:
-        return codec_for(doc).decode(data, doc)
+        return codec.decode(data, doc)
     except DecodeError:
         return data.decode("utf-8", "replace")
 
@@ -1552,7 +1553,7 @@ def _doc_changes_bytes(repo: Repository, doc: str, tree: str, data: bytes | None
     """Key-level changes that replacing ``doc`` at ``tree`` with ``data`` (None: removing it) makes."""
     from . import docdiff
 
-    new = docdiff.MISSING if data is None else _decode_bytes(data, doc)
+    new = docdiff.MISSING if data is None else _decode_bytes(data, doc, registry_for(repo).for_doc(doc))
     return docdiff.diff(_value_at(repo, tree, doc), new, doc=doc)
 
 

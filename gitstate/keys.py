@@ -16,7 +16,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .codecs import check_str, codec_for, copy_value
+from .codecs import Codec, check_str, codec_for, copy_value
 from .errors import EncodeError, InvalidPath, KeyNotFound
 from .paths import META_PREFIX, is_metadata_path, validate_doc_path
 
@@ -282,9 +282,10 @@ class _Absent:
 ABSENT: Final = _Absent()
 
 
-def check_write(doc: str, kind: str, key: object, value: Any) -> tuple[Key, Any]:
+def check_write(doc: str, kind: str, key: object, value: Any, *, codec: Codec | None = None) -> tuple[Key, Any]:
     """The checks a write (``kind``: set, delete, update, append) passes before the document is looked at: returns
-    the parsed key and the value as the document's codec stores it.
+    the parsed key and the value as the document's codec stores it (``codec``: the store's codec for ``doc``;
+    default: the default registry's).
 
     Documents under ``.gitstate/`` (in any spelling a file system may alias to it) are gitstate's own metadata:
     only gitstate writes them (the schema version, through migrations), so every write to them is refused here.
@@ -301,7 +302,8 @@ def check_write(doc: str, kind: str, key: object, value: Any) -> tuple[Key, Any]
             f"documents under {META_PREFIX} hold gitstate's own metadata and cannot be written through the API "
             "(the schema version changes through store.migrate()); use another path",
         )
-    codec = codec_for(doc)
+    if codec is None:
+        codec = codec_for(doc)
     keyt = parse_key(key)
     if keyt and not codec.structured:
         raise EncodeError(f"{doc}: {codec.name} documents have no keys; pass key=None")

@@ -69,7 +69,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from . import docdiff
-from .codecs import codec_for, copy_value
+from .codecs import DEFAULT as DEFAULT_CODECS
+from .codecs import Codecs, codec_for, copy_value, registry_for
 from .errors import (
     DecodeError,
     GitStateError,
@@ -301,8 +302,11 @@ class TxView:
         ({'a': 1, 'b': 2}, ['s.json'])
     """
 
-    def __init__(self, read: Callable[[str], Any], list_docs: Callable[[], Iterable[str]]) -> None:
+    def __init__(
+        self, read: Callable[[str], Any], list_docs: Callable[[], Iterable[str]], *, codecs: Codecs | None = None
+    ) -> None:
         self._read = read
+        self._codecs = codecs if codecs is not None else DEFAULT_CODECS
         self._list_docs = list_docs
         self._base: dict[str, Any] = {}
         self._values: dict[str, Any] = {}
@@ -359,7 +363,8 @@ class TxView:
 
     # ----------------------------------------------------------------- writing
     def _write(self, kind: str, doc: str, key: object, value: Any) -> None:
-        keyt, value = check_write(doc, kind, key, value)  # refuses paths under .gitstate/ too
+        # Refuses paths under .gitstate/ too.
+        keyt, value = check_write(doc, kind, key, value, codec=self._codecs.for_doc(doc))
         view = self._current(doc)
         check_target(doc, kind, keyt, view)
         if doc not in self._values and view is not ABSENT:
@@ -406,8 +411,10 @@ class TxView:
 class _StepView(TxView):
     """The view migration steps get: remembers each document's value before the current step."""
 
-    def __init__(self, read: Callable[[str], Any], list_docs: Callable[[], Iterable[str]]) -> None:
-        super().__init__(read, list_docs)
+    def __init__(
+        self, read: Callable[[str], Any], list_docs: Callable[[], Iterable[str]], *, codecs: Codecs | None = None
+    ) -> None:
+        super().__init__(read, list_docs, codecs=codecs)
         self._step_before: dict[str, Any] = {}
 
     def _before_write(self, doc: str) -> None:
@@ -424,7 +431,7 @@ class _StepView(TxView):
         changes: list[docdiff.Change] = []
         for doc in sorted(self._step_before):
             old, new = self._step_before[doc], self._values[doc]
-            codec = codec_for(doc)
+            codec = self._codecs.for_doc(doc)
             old_b = None if old is ABSENT else codec.encode(old)
             new_b = None if new is ABSENT else codec.encode(new)
             if old_b == new_b:
@@ -602,14 +609,16 @@ def _compute(
 
 
 def _tree_view(repo: Repository, tree: str | None) -> _StepView:
+    codecs = registry_for(repo)
+
     def read(doc: str) -> Any:
         data = repo.read_at(tree, doc) if tree else None
-        return ABSENT if data is None else codec_for(doc).decode(data, doc)
+        return ABSENT if data is None else codecs.for_doc(doc).decode(data, doc)
 
     def list_docs() -> Iterable[str]:
         return repo.list_blobs(tree) if tree else ()
 
-    return _StepView(read, list_docs)
+    return _StepView(read, list_docs, codecs=codecs)
 
 
 def _store_view(store: Store) -> _StepView:
@@ -618,7 +627,7 @@ def _store_view(store: Store) -> _StepView:
     def read(doc: str) -> Any:
         return store.get(doc, default=ABSENT)
 
-    return _StepView(read, store.docs)
+    return _StepView(read, store.docs, codecs=store.codecs)
 
 
 def plan(store: Store, steps: Mapping[int, Step]) -> MigrationPlan:

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from . import docdiff, lifecycle, worktree
 from . import migrate as _migrate
 from . import recovery as _recovery
-from .codecs import Codec, codec_for, copy_value
+from .codecs import DEFAULT as DEFAULT_CODECS
+from .codecs import Codec, Codecs, copy_value
+from .codecs import bind as bind_codecs
 from .errors import (
     DecodeError,
     EncodeError,
@@ -247,12 +249,15 @@ class Store:
         author: str | None = None,
         fsync: bool = True,
         max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
+        codecs: Codecs | None = None,
     ) -> None:
         if durability not in ("immediate", "debounced", "manual"):
             raise ValueError(f"durability must be 'immediate', 'debounced' or 'manual', not {durability!r}")
         if debounce_ms < 0 or max_delay_ms < 0:
             raise ValueError("debounce_ms and max_delay_ms must be >= 0")
         self._repo = repo
+        self._codecs = codecs if codecs is not None else DEFAULT_CODECS
+        bind_codecs(repo, self._codecs)  # history views, merges and migrations on this repository use them too
         self.path = repo.root
         self.durability: Durability = durability
         self.debounce_ms = debounce_ms
@@ -425,7 +430,7 @@ class Store:
         data = self._committed_bytes(doc)
         ops = [op for op in self._journal if op.doc == doc] if doc in self._dirty else []
         try:
-            view = _ABSENT if data is None else codec_for(doc).decode(data, doc)
+            view = _ABSENT if data is None else self._codecs.for_doc(doc).decode(data, doc)
         except DecodeError:
             # A committed document that does not parse can still be replaced or deleted as a whole.
             whole = [i for i, op in enumerate(ops) if not op.key and op.kind in ("set", "delete")]
@@ -499,7 +504,7 @@ class Store:
         pending_docs = {op.doc for op in self._journal} & changed.keys()
         if rebase and pending_docs and self._head is not None and head is not None:
             for doc in sorted(self._docs_edited_by_humans(self._head, head, pending_docs)):
-                codec = codec_for(doc)
+                codec = self._codecs.for_doc(doc)
                 old_b, new_b = self._repo.read_at(old_tree or "", doc), self._repo.read_at(new_tree or "", doc)
                 try:
                     base = docdiff.MISSING if old_b is None else codec.decode(old_b, doc)
@@ -630,6 +635,11 @@ class Store:
         return self._head
 
     @property
+    def codecs(self) -> Codecs:
+        """The codec registry this store encodes and decodes its documents with (``gitstate.open(codecs=...)``)."""
+        return self._codecs
+
+    @property
     def pending(self) -> int:
         """Number of writes not yet committed."""
         with self._lock:
@@ -640,14 +650,15 @@ class Store:
         self._check_open()
         if self.read_only:
             raise SaveError(f"{self.path} is on a read-only file system or not writable: the store is open read-only")
-        keyt, value = check_write(doc, kind, key, value)  # first: it refuses .gitstate/ before any file check
+        # First: it refuses .gitstate/ before any file check.
+        keyt, value = check_write(doc, kind, key, value, codec=self._codecs.for_doc(doc))
         doc = self._doc(doc)
         if doc in self._oversized:
             self._check_not_oversized(doc, EncodeError)
         if isinstance(value, (bytes, str)) and not keyt and len(value) > self.max_doc_bytes // 4:
             # Raw and text documents: the size is known here (structured ones are measured when encoded).
             size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8"))
-            if size > self.max_doc_bytes and not codec_for(doc).structured:
+            if size > self.max_doc_bytes and not self._codecs.for_doc(doc).structured:
                 raise _too_big(doc, size, self.max_doc_bytes, "would be")
         with self._lock:
             try:
@@ -982,7 +993,7 @@ class Store:
         for doc in docs:
             try:
                 view = self._load(doc)
-                codec = codec_for(doc)
+                codec = self._codecs.for_doc(doc)
                 data = None if view is _ABSENT else codec.encode(view)
                 if data is not None and len(data) > self.max_doc_bytes:
                     raise _too_big(doc, len(data), self.max_doc_bytes, "would be")
@@ -990,7 +1001,7 @@ class Store:
                 if data == old_b:
                     continue
                 old = docdiff.MISSING if old_b is None else _safe_decode(codec, old_b, doc)
-                changes = _changes_of(doc, old, docdiff.MISSING if view is _ABSENT else view, copy=True)
+                changes = _changes_of(codec, doc, old, docdiff.MISSING if view is _ABSENT else view, copy=True)
             except Exception as e:  # an encoder fault or a value that slipped past normalize()
                 logger.debug("cannot encode %s", doc, exc_info=True)
                 failed[doc] = e
@@ -1269,7 +1280,7 @@ class Store:
                 continue
             if data is not None and self._written.get(doc) == blob_id(data):
                 continue  # our own write from a flush that failed before its commit: not a human's
-            codec = codec_for(doc)
+            codec = self._codecs.for_doc(doc)
             theirs: Any = docdiff.MISSING
             if data is not None:
                 try:
@@ -1292,7 +1303,7 @@ class Store:
         extra: list[str] = []
         with self._lock:
             for doc, (_, _, base, theirs) in valid.items():
-                changes = _changes_of(doc, base, theirs)
+                changes = _changes_of(self._codecs.for_doc(doc), doc, base, theirs)
                 lost = self._rebase_pending_on(doc, base, theirs)
                 per_doc[doc] = (changes, lost)
                 all_changes += changes
@@ -1407,11 +1418,11 @@ class Store:
     def _describe_between(self, tree: str | None, files: Mapping[str, bytes | None]) -> list[docdiff.Change]:
         changes: list[docdiff.Change] = []
         for doc, data in files.items():
-            codec = codec_for(doc)
+            codec = self._codecs.for_doc(doc)
             old_b = self._repo.read_at(tree, doc) if tree else None
             old = docdiff.MISSING if old_b is None else _safe_decode(codec, old_b, doc)
             new = docdiff.MISSING if data is None else _safe_decode(codec, data, doc)
-            changes.extend(_changes_of(doc, old, new))
+            changes.extend(_changes_of(codec, doc, old, new))
         return changes
 
     def _checkout(self, new_head: str, *, expected_head: str | None, actor: str) -> None:
@@ -1460,7 +1471,7 @@ class Store:
                     continue
                 if data is not None:
                     try:
-                        codec = codec_for(doc)
+                        codec = self._codecs.for_doc(doc)
                         value = codec.decode(data, doc)
                         if codec.structured:
                             codec.normalize(value, doc)
@@ -1635,7 +1646,7 @@ class Store:
             self._on_files_changed,
             is_ignored=self._repo.ignore_matcher(),
             ignore_factory=self._repo.ignore_matcher,
-            **options,
+            **{"codecs": self._codecs, **options},
         )
         self._watcher.start()
         self.ingest(self._edits_since_head())  # edits made while nothing was watching
@@ -1821,10 +1832,10 @@ class Store:
         }
 
 
-def _changes_of(doc: str, old: Any, new: Any, *, copy: bool = False) -> list[docdiff.Change]:
+def _changes_of(codec: Codec, doc: str, old: Any, new: Any, *, copy: bool = False) -> list[docdiff.Change]:
     """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change. With
     ``copy`` the values are private copies (needed when ``new`` is a live view that later writes mutate)."""
-    if codec_for(doc).structured or old is docdiff.MISSING or new is docdiff.MISSING:
+    if codec.structured or old is docdiff.MISSING or new is docdiff.MISSING:
         return docdiff.quick_diff(old, new, doc=doc, copy=copy)
     return [] if old == new else [docdiff.Change(doc, (), "change", old, new)]
 
@@ -1887,6 +1898,7 @@ def open(
     schema_version: int | None = None,
     auto_pack: bool = True,
     max_doc_bytes: int | None = None,
+    codecs: Codecs | None = None,
 ) -> Store:
     """Open (or create) the state store at ``path``.
 
@@ -1913,6 +1925,9 @@ def open(
             :data:`DEFAULT_MAX_DOC_BYTES`, 64 MiB). A bigger file found in the store is never read or committed
             (``loaded``/``invalid_edit`` report it); reading or writing that document raises, and so does writing
             a bigger value.
+        codecs: the :class:`~gitstate.codecs.Codecs` registry that encodes and decodes this store's documents
+            (new formats by suffix, wrapping codecs such as encryption by path pattern); default
+            :data:`gitstate.codecs.DEFAULT`.
 
     Raises:
         StoreNotFound: no path and no ``$GITSTATE_DIR``, or nothing at ``path`` and ``create=False``.
@@ -1945,6 +1960,7 @@ def open(
         author=author,
         fsync=fsync,
         max_doc_bytes=max_doc_bytes if max_doc_bytes is not None else _default_max_doc_bytes(),
+        codecs=codecs,
     )
     for name, cb in (on or {}).items():
         store.on(name, cb)

@@ -45,7 +45,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Final
 
-from .codecs import codec_for
+from .codecs import DEFAULT as DEFAULT_CODECS
+from .codecs import Codecs
 from .errors import GitStateError
 from .paths import is_scratch_name, is_temp_name
 
@@ -201,6 +202,8 @@ class Watcher:
         poll_delay_ms: interval between scans when polling.
         step_ms: watchfiles' wake-up interval (its latency floor and idle cost).
         dispatch_on_stop: on :meth:`stop`, hand on paths still waiting to settle instead of dropping them.
+        codecs: the registry that decides whether a file parses (a store passes its own); default
+            :data:`gitstate.codecs.DEFAULT`.
 
     Example:
         >>> import tempfile, pathlib
@@ -229,12 +232,14 @@ class Watcher:
         poll_delay_ms: int = DEFAULT_POLL_DELAY_MS,
         step_ms: int = _STEP_MS,
         dispatch_on_stop: bool = True,
+        codecs: Codecs | None = None,
     ) -> None:
         if min(debounce_ms, settle_ms, settle_timeout_ms, poll_delay_ms) < 0 or step_ms <= 0:
             raise ValueError("debounce_ms, settle_ms, settle_timeout_ms and poll_delay_ms must be >= 0, step_ms > 0")
         self.root = Path(os.path.realpath(root))
         self._prefix = str(self.root).rstrip("/") + "/"
         self._on_change = on_change
+        self._codecs = codecs if codecs is not None else DEFAULT_CODECS
         self._ignore_factory = ignore_factory
         self._is_ignored: Callable[[str], bool] = is_ignored or (
             ignore_factory() if ignore_factory else (lambda path: False)
@@ -625,7 +630,7 @@ class Watcher:
 
     # ================================================================= the dispatch thread
     def _parses(self, rel: str) -> bool:
-        codec = codec_for(rel)
+        codec = self._codecs.for_doc(rel)
         if codec.name == "bytes":
             return True
         try:
