@@ -185,3 +185,38 @@ def test_head_follows_writes_from_another_store(served: UIServer, tmp_path: Any)
     assert new != before
     assert get_json(served, "/api/head")["head"] == new
     assert get_json(served, "/api/log?limit=1")["commits"][0]["id"] == new
+
+
+def test_cli_ui_prints_a_tokened_url_and_serves(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit
+
+    from helpers import GIT_ENV
+
+    with make_store(tmp_path / "s", durability="immediate") as store:
+        store.set("state.json", "a", 1)
+        head = store.head
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gitstate", "-C", str(tmp_path / "s"), "ui", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**GIT_ENV, "PYTHONUNBUFFERED": "1", "NO_COLOR": os.environ.get("NO_COLOR", "1")},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first line names the URL (pytest-timeout bounds the wait)
+        url = line.rsplit(" ", 1)[-1].strip()
+        parts = urlsplit(url)
+        assert parts.hostname == "127.0.0.1" and parts.query.startswith("token=")
+        conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=10)
+        conn.request("GET", f"/api/head?{parts.query}", headers={"Host": parts.netloc})
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read()) == {"head": head}
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -5,6 +5,9 @@ Only the command line lives here; the server and the page are in :mod:`gitstate.
 
 from __future__ import annotations
 
+import getpass
+import socket
+
 import click
 
 from ._common import Context, main, open_store, pass_ctx
@@ -28,7 +31,8 @@ def ui_cmd(ctx: Context, port: int, open_browser: bool) -> None:
     """
     from ..ui import make_server
 
-    with open_store(ctx, durability="immediate") as store:
+    # Actions taken from the page are a person's: their commits carry the OS user as author.
+    with open_store(ctx, durability="immediate", author=_person()) as store:
         server = make_server(store, port=port)
         click.echo(f"gitstate ui serving {ctx.path} at {server.url}")
         click.echo("Press Ctrl-C to stop.")
@@ -42,3 +46,11 @@ def ui_cmd(ctx: Context, port: int, open_browser: bool) -> None:
             pass
         finally:
             server.server_close()
+
+
+def _person() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in the environment or the password database
+        user = "unknown"
+    return f"{user} <{user}@{socket.gethostname() or 'localhost'}>"

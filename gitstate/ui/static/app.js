@@ -65,7 +65,8 @@ async function select(id, asSecond) {
   const a = asSecond && picked ? picked : id + "~1";
   const b = id;
   if (!asSecond) picked = id;
-  $("diff-range").textContent = a.slice(0, 10) + " → " + b.slice(0, 8);
+  const short = (r) => (r.endsWith("~1") ? r.slice(0, 8) + "~1" : r.slice(0, 8));
+  $("diff-range").textContent = short(a) + " → " + short(b);
   renderChanges($("diff"), (await get("/api/diff", { a: a, b: b })).changes);
   await showDocs(id);
 }
