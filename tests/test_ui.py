@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import git, make_store
+from helpers import git, make_store, wait_until
 
 from gitstate.ui import UIServer, make_server
 
@@ -187,7 +187,8 @@ def test_head_follows_writes_from_another_store(served: UIServer, tmp_path: Any)
     assert get_json(served, "/api/log?limit=1")["commits"][0]["id"] == new
 
 
-def test_cli_ui_prints_a_tokened_url_and_serves(tmp_path: Any) -> None:
+@pytest.mark.parametrize("watch", [False, True])
+def test_cli_ui_prints_a_tokened_url_and_serves(tmp_path: Any, watch: bool) -> None:
     import os
     import subprocess
     import sys
@@ -199,7 +200,7 @@ def test_cli_ui_prints_a_tokened_url_and_serves(tmp_path: Any) -> None:
         store.set("state.json", "a", 1)
         head = store.head
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gitstate", "-C", str(tmp_path / "s"), "ui", "--port", "0"],
+        [sys.executable, "-m", "gitstate", "-C", str(tmp_path / "s"), "ui", "--port", "0", *(["--watch"] * watch)],
         stdout=subprocess.PIPE,
         text=True,
         env={**GIT_ENV, "PYTHONUNBUFFERED": "1", "NO_COLOR": os.environ.get("NO_COLOR", "1")},
@@ -215,6 +216,19 @@ def test_cli_ui_prints_a_tokened_url_and_serves(tmp_path: Any) -> None:
         resp = conn.getresponse()
         assert resp.status == 200 and json.loads(resp.read()) == {"head": head}
         conn.close()
+        if watch:  # a hand edit is committed by the served store and the head the page polls moves
+            (tmp_path / "s" / "state.json").write_text('{"a": 2}\n')
+
+            def moved() -> bool:
+                c = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=10)
+                c.request("GET", f"/api/head?{parts.query}", headers={"Host": parts.netloc})
+                new = json.loads(c.getresponse().read())["head"]
+                c.close()
+                return bool(new != head)
+
+            wait_until(moved, timeout_s=20, message="the hand edit to be committed")
+            actor = git(tmp_path / "s", "log", "-1", "--format=%(trailers:key=Gitstate-Actor,valueonly)").strip()
+            assert actor == "human"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
