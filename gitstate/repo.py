@@ -1426,25 +1426,65 @@ class Repository:
         if fsync:
             fsync_dir(path.parent)
 
-    def _remove_packed_ref(self, ref: str) -> None:
+    def _remove_packed_ref(self, ref: str, *, timeout: float = 5.0) -> None:
+        """Drop ``ref`` (and its peeled line) from ``packed-refs`` through git's ``packed-refs.lock``.
+
+        The lock file is created exclusively (a concurrent ``git pack-refs`` holding it is waited for, up to
+        ``timeout`` seconds, then a clear error), written, fsynced, renamed over ``packed-refs``, and the
+        directory fsynced: the same protocol git uses, so neither side loses the other's update.
+
+        Raises:
+            RepositoryError: the lock is held by another git process past ``timeout``.
+        """
         packed = self.git_dir / "packed-refs"
+        lock = self.git_dir / "packed-refs.lock"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                if self.holds_lock() and lock in self.stale_lock_files():
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(lock)
+                        logger.warning("removed stale lock %s", lock)
+                    continue
+                if time.monotonic() > deadline:
+                    raise RepositoryError(
+                        f"{lock} is held by another git process; if none is running, remove it or run 'gitstate doctor'"
+                    ) from None
+                time.sleep(0.005)
         try:
-            lines = packed.read_text().splitlines(keepends=True)
-        except FileNotFoundError:
-            return
-        out, skip_peel = [], False
-        for line in lines:
-            if skip_peel and line.startswith("^"):
-                continue
-            skip_peel = False
-            if line.strip().endswith(" " + ref):
-                skip_peel = True
-                continue
-            out.append(line)
-        if len(out) != len(lines):
-            tmp = packed.with_name(f"packed-refs{'.gitstate-tmp-'}{os.urandom(4).hex()}")
-            tmp.write_text("".join(out))
-            os.replace(tmp, packed)
+            try:
+                try:
+                    with open(packed, "rb") as f:
+                        lines = f.read().splitlines(keepends=True)
+                except FileNotFoundError:
+                    lines = []
+                out, skip_peel = [], False
+                for line in lines:
+                    if skip_peel and line.startswith(b"^"):
+                        continue
+                    skip_peel = False
+                    if line.strip().endswith(b" " + ref.encode()):
+                        skip_peel = True
+                        continue
+                    out.append(line)
+                changed = len(out) != len(lines)
+                if changed:
+                    os.write(fd, b"".join(out))
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if changed:
+                os.replace(lock, packed)
+                fsync_dir(self.git_dir)
+            else:
+                os.unlink(lock)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            raise
 
     def commit_files(
         self,

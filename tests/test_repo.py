@@ -395,3 +395,24 @@ def test_worktree_change_with_same_size_and_mtime_is_seen(repo: Repository) -> N
     tree = repo.commit_info(_head(repo)).tree
     # Same inode, size and mtime: only ctime differs. Git itself compares ctime too.
     assert repo.worktree_changes(tree) == {"a.json": b'{"v": 2}\n'}
+
+
+def test_deleting_a_packed_ref_goes_through_packed_refs_lock(repo: Repository) -> None:
+    c1 = _commit(repo, {"a.json": b"1\n"})
+    repo.update_ref("refs/tags/keep", c1, None)
+    repo.update_ref("refs/tags/gone", c1, None)
+    git(repo.root, "pack-refs", "--all")
+    lock = repo.git_dir / "packed-refs.lock"
+    # A concurrent git holding packed-refs.lock: a clear error after a bounded wait, packed-refs untouched.
+    lock.write_bytes(b"")
+    before = (repo.git_dir / "packed-refs").read_bytes()
+    with pytest.raises(RepositoryError, match=r"packed-refs\.lock"):
+        repo._remove_packed_ref("refs/tags/gone", timeout=0.05)
+    assert (repo.git_dir / "packed-refs").read_bytes() == before
+    lock.unlink()
+    repo.update_ref("refs/tags/gone", None, c1)
+    assert not lock.exists()
+    shown = git(repo.root, "show-ref")
+    assert "refs/tags/keep" in shown and "refs/tags/gone" not in shown
+    fsck(repo.root)
+    git(repo.root, "fsck", "--strict")
