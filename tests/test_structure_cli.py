@@ -53,9 +53,12 @@ def _problems(path: Path) -> list[str]:
                         found.append(f"{path.name}:{node.lineno}: imports gitstate.repo")
                     elif _private(alias.name):
                         found.append(f"{path.name}:{node.lineno}: imports the private name {module}.{alias.name}")
-        elif isinstance(node, ast.Attribute) and _private(node.attr):
-            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
-                found.append(f"{path.name}:{node.lineno}: uses the private attribute .{node.attr}")
+        elif (
+            isinstance(node, ast.Attribute)
+            and _private(node.attr)
+            and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+        ):
+            found.append(f"{path.name}:{node.lineno}: uses the private attribute .{node.attr}")
     return found
 
 
