@@ -7,10 +7,18 @@ calls (``get``, ``set``, ``delete``, ``update``, ``append``, ``docs``, ``pending
 the Store (a read may ``stat`` the branch ref and load a small document the first time; a write never touches the
 disk). The background flusher commits debounced writes on its own thread, as always.
 
+Every write (``set``, ``delete``, ``update``, ``append``) also returns an awaitable, the same in every durability
+mode: ``await store.set(...)`` returns once the write is as durable as the mode promises. With
+``durability="immediate"`` that is committed (write-through): the write lands in memory at the call, and its
+commit runs in the store's commit thread, never on the event loop; awaiting waits for that commit and raises
+its :class:`~gitstate.errors.SaveError`. With ``"debounced"`` and ``"manual"`` the awaitable is already done (the
+flusher, or ``await store.flush()``, commits). A write that is not awaited is committed all the same.
+
 What differs from the Store:
 
-* ``durability="immediate"`` is refused: it makes every ``set()`` commit on the calling thread, which would be the
-  event loop. Use ``"debounced"`` (the default) or ``"manual"`` and ``await store.flush()``.
+* With ``durability="immediate"``, the wrapped :attr:`AsyncStore.store` is opened with ``"manual"``: the
+  AsyncStore commits each write itself, off the loop (a Store in immediate mode would commit on the calling
+  thread, which is the loop's). A write made on ``AsyncStore.store`` directly is committed by the next one.
 * Event callbacks registered with :meth:`AsyncStore.on` run **on the event loop thread** (the store emits them
   from its own threads; they are handed over with ``call_soon_threadsafe``); a callback may be a coroutine
   function. :meth:`AsyncStore.events` gives the same events as an async iterator.
@@ -36,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import inspect
@@ -55,13 +64,18 @@ if TYPE_CHECKING:
     from .docdiff import Change
     from .history import Commit, Snapshot, StateView
 
-__all__ = ["AsyncStateView", "AsyncStore", "EventStream", "aopen"]
+__all__ = ["AsyncStateView", "AsyncStore", "EventStream", "Written", "aopen"]
 
 logger = logging.getLogger("gitstate.aio")
 
 P = ParamSpec("P")
 T = TypeVar("T")
 _DEFAULT: Any = object()
+
+#: What a write of an :class:`AsyncStore` returns: an :class:`asyncio.Future` that resolves to None once the write
+#: is as durable as the store's durability mode promises (committed, for ``"immediate"``). Awaiting it is
+#: optional; cancelling the waiting task does not cancel the commit.
+Written = asyncio.Future[None]
 
 
 async def _in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -209,11 +223,18 @@ class AsyncStore:
         ('open', 40)
     """
 
-    def __init__(self, store: Store, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self, store: Store, *, loop: asyncio.AbstractEventLoop | None = None, durability: str | None = None
+    ) -> None:
         self.store = store
         self.path = store.path
         self._loop = loop or asyncio.get_running_loop()
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._durability = durability or store.durability
+        # immediate mode: one thread commits the writes, in the order they were made
+        self._committer: concurrent.futures.ThreadPoolExecutor | None = None
+        if self._durability == "immediate":
+            self._committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gitstate-aio-commit")
 
     def __repr__(self) -> str:
         return f"<gitstate.AsyncStore {str(self.path)!r} head={(self.store.head or 'none')[:8]}>"
@@ -231,6 +252,11 @@ class AsyncStore:
     def closed(self) -> bool:
         """True once :meth:`close` has run."""
         return self.store.closed
+
+    @property
+    def durability(self) -> str:
+        """``"immediate"``, ``"debounced"`` or ``"manual"``: what awaiting a write waits for (see the module)."""
+        return self._durability
 
     @property
     def head(self) -> str | None:
@@ -257,21 +283,67 @@ class AsyncStore:
         """True if the document (and key, when given) exists."""
         return self.store.exists(doc, key)
 
-    def set(self, doc: str, key: object, value: Any) -> None:
-        """Set ``key`` in ``doc`` to ``value`` in memory; committed by the next flush."""
+    def set(self, doc: str, key: object, value: Any) -> Written:
+        """Set ``key`` in ``doc`` to ``value`` in memory now; returns a :data:`Written` to await for durability
+        (``immediate``: committed off the loop; otherwise committed by the next flush).
+
+        Example:
+            >>> import asyncio, gitstate, tempfile
+            >>> async def main():
+            ...     async with gitstate.aopen(tempfile.mkdtemp(), durability="immediate") as store:
+            ...         await store.set("state.json", "services.slack", True)
+            ...         return store.pending, (await store.log())[0].actor
+            >>> asyncio.run(main())
+            (0, 'library')
+        """
         self.store.set(doc, key, value)
+        return self._written()
 
-    def delete(self, doc: str, key: object = None) -> None:
-        """Delete ``key`` from ``doc`` (``key=None``: the document) in memory."""
+    def delete(self, doc: str, key: object = None) -> Written:
+        """Delete ``key`` from ``doc`` (``key=None``: the document) in memory now; a :data:`Written`, as
+        :meth:`set`."""
         self.store.delete(doc, key)
+        return self._written()
 
-    def update(self, doc: str, mapping: Mapping[str, Any], key: object = None) -> None:
-        """Deep-merge ``mapping`` into the document (or the mapping at ``key``) in memory."""
+    def update(self, doc: str, mapping: Mapping[str, Any], key: object = None) -> Written:
+        """Deep-merge ``mapping`` into the document (or the mapping at ``key``) in memory now; a
+        :data:`Written`, as :meth:`set`."""
         self.store.update(doc, mapping, key)
+        return self._written()
 
-    def append(self, doc: str, key: object, value: Any) -> None:
-        """Append ``value`` to the list at ``key`` (created if missing) in memory."""
+    def append(self, doc: str, key: object, value: Any) -> Written:
+        """Append ``value`` to the list at ``key`` (created if missing) in memory now; a :data:`Written`, as
+        :meth:`set`."""
         self.store.append(doc, key, value)
+        return self._written()
+
+    def _written(self) -> Written:
+        """The awaitable of a write just made in memory: done at once, or (immediate mode) once the commit
+        thread has committed it. Runs on the loop thread."""
+        done: Written = self._loop.create_future()
+        if self._committer is None:
+            done.set_result(None)
+            return done
+        loop = self._loop
+
+        def settle(job: concurrent.futures.Future[Any]) -> None:  # on the commit thread
+            error = job.exception()
+
+            def resolve() -> None:  # on the loop thread
+                if done.cancelled():
+                    return
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(resolve)
+
+        # One flush per write, in order: a flush commits every write made before it, so a later one finds
+        # nothing left and returns at once.
+        self._committer.submit(self.store.flush).add_done_callback(settle)
+        return done
 
     def docs(self, prefix: str = "") -> list[str]:
         """Sorted paths of the documents in the store."""
@@ -355,6 +427,9 @@ class AsyncStore:
 
     async def close(self) -> None:
         """Flush pending writes and close the store. Idempotent."""
+        if self._committer is not None:  # let the commits of immediate writes finish, in order
+            committer, self._committer = self._committer, None
+            await _in_thread(committer.shutdown, wait=True)
         if not self.store.closed:
             await _in_thread(self.store.close)
         if self._tasks:  # let async callbacks of the last events finish
@@ -442,12 +517,15 @@ class _Opening:
         options = dict(self._options)
         callbacks = {name: _on_loop(loop, cb, tasks) for name, cb in (options.pop("on", None) or {}).items()}
         handle_signals = options.pop("handle_signals", True)
+        durability = options.get("durability", "debounced")
+        if durability == "immediate":  # the AsyncStore commits each write itself, off the loop
+            options["durability"] = "manual"
         store = await _in_thread(_open_store, self._path, on=callbacks, handle_signals=False, **options)
         if handle_signals and threading.current_thread() is threading.main_thread():
             from .lifecycle import install_signal_handlers
 
             install_signal_handlers()
-        astore = AsyncStore(store, loop=loop)
+        astore = AsyncStore(store, loop=loop, durability=durability)
         astore._tasks = tasks
         self._store = astore
         return astore
@@ -468,13 +546,14 @@ class _Opening:
 def aopen(path: str | os.PathLike[str] | None = None, **options: Any) -> _Opening:
     """Open (or create) a store for an asyncio program, without blocking the event loop.
 
-    Takes the options of :func:`gitstate.open` (except ``durability="immediate"``, which would commit on the
-    loop's thread). Use it as ``async with gitstate.aopen(path) as store:`` (closed at the end) or
+    Takes the options of :func:`gitstate.open`, every durability mode included (with ``"immediate"``, each write's
+    commit runs in the store's commit thread, off the loop: ``await store.set(...)`` returns once it is
+    committed). Use it as ``async with gitstate.aopen(path) as store:`` (closed at the end) or
     ``store = await gitstate.aopen(path)`` (then ``await store.close()``). Callbacks given as ``on=`` run on the
     loop's thread, like those of :meth:`AsyncStore.on`.
 
     Raises:
-        ValueError: ``durability="immediate"``.
+        ValueError: an unknown durability mode.
         StoreNotFound, RepositoryError: as :func:`gitstate.open`.
 
     Example:
@@ -487,9 +566,4 @@ def aopen(path: str | os.PathLike[str] | None = None, **options: Any) -> _Openin
         >>> asyncio.run(main())
         True
     """
-    if options.get("durability") == "immediate":
-        raise ValueError(
-            'durability="immediate" would commit on the event loop\'s thread at every set(); use '
-            '"debounced" (the default) or "manual" with await store.flush()'
-        )
     return _Opening(path, options)

@@ -110,6 +110,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "MERGE_RULES",
+    "TOKEN_USERNAME",
     "AutoPusher",
     "DocConflict",
     "MergeOutcome",
@@ -146,6 +147,8 @@ AUTO_PUSH_FINAL_TIMEOUT_S: Final = 5.0
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _CREDENTIALS_FILE: Final = "credentials.json"
 _TOKEN_USERNAME: Final = "x-access-token"
+#: The user name sent with a token given alone (GitHub, GitLab and Gitea accept any name with a token).
+TOKEN_USERNAME: Final = _TOKEN_USERNAME
 _state_lock = threading.Lock()
 _pushers_lock = threading.Lock()
 _pushers: dict[tuple[str, str], set[AutoPusher]] = {}  # (store root, remote) -> running pushers

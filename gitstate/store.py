@@ -1831,6 +1831,29 @@ class Store:
             "pack_last_error": str(self._packer.last_error) if getattr(self._packer, "last_error", None) else None,
         }
 
+    # ================================================================= read-only views (for the CLI and programs)
+    # Thin public reads over what the Store already holds, so that code outside the library never needs its
+    # repository: the CLI uses only these and the methods above.
+    def get_commit(self, rev: str) -> Commit:
+        """The :class:`~gitstate.history.Commit` a revision names (id or prefix, HEAD~N, snapshot, time).
+
+        Example:
+            >>> import gitstate, tempfile
+            >>> with gitstate.open(tempfile.mkdtemp(), durability="immediate") as s:
+            ...     s.set("state.json", "a", 1)
+            ...     s.get_commit("HEAD").actor
+            'library'
+        """
+        from . import history
+
+        self._check_open()
+        return history.get_commit(self._repo, rev)
+
+    def remote_tracking(self, remote: str) -> str | None:
+        """The commit of ``remote``'s branch as last fetched (its tracking ref), or None if never fetched."""
+        self._check_open()
+        return self._repo.read_ref(f"refs/remotes/{remote}/{self._repo.branch}")
+
 
 def _changes_of(codec: Codec, doc: str, old: Any, new: Any, *, copy: bool = False) -> list[docdiff.Change]:
     """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change. With

@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import GitStateError, StoreNotFound
 
 if TYPE_CHECKING:
-    from ..repo import Repository
+    from ..direct import StoreDirectory
 
 __all__ = [
     "COMMAND_MODULES",
@@ -30,7 +30,7 @@ __all__ = [
     "key_param",
     "load_all_commands",
     "main",
-    "open_repo",
+    "open_dir",
     "open_store",
     "output",
     "pass_ctx",
@@ -151,17 +151,14 @@ def open_store(ctx: Context, *, create: bool = False, **options: Any) -> Iterato
 
 
 @contextmanager
-def open_repo(ctx: Context) -> Iterator[Repository]:
-    """The store's repository, for commands that only read it or manage it (no recovery, nothing committed:
-    opening a store would commit edits found on disk)."""
+def open_dir(ctx: Context) -> Iterator[StoreDirectory]:
+    """The store's directory (:func:`gitstate.direct.open_directory`), for commands that only read it or manage
+    it (no recovery, nothing committed: opening a store would commit edits found on disk)."""
     require_store(ctx.path)
-    from ..repo import Repository
+    from ..direct import open_directory
 
-    repo = Repository.open(ctx.path, create=False)
-    try:
-        yield repo
-    finally:
-        repo.close()
+    with open_directory(ctx.path) as d:
+        yield d
 
 
 def key_param(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:

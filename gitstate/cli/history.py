@@ -1,8 +1,9 @@
 """History commands: ``log``, ``show``, ``diff``, ``restore``, ``undo``, ``snapshot``, ``snapshots``, ``status``.
 
-Read-only commands (``log``, ``show``, ``diff``, ``snapshots``, ``status``, ``restore --dry-run``) read the Git
-repository directly instead of opening a :class:`~gitstate.store.Store`: opening a store commits edits found on
-disk, and ``status`` exists to show those edits before anything commits them. Commands that write open the store.
+Read-only commands (``log``, ``show``, ``diff``, ``snapshots``, ``status``, ``restore --dry-run``) open the
+store's directory (:func:`gitstate.direct.open_directory`) instead of a :class:`~gitstate.store.Store`: opening a
+store commits edits found on disk, and ``status`` exists to show those edits before anything commits them.
+Commands that write open the store.
 
 Library modules are imported inside the commands so that ``gitstate --help`` and ``gitstate status`` start fast.
 """
@@ -11,14 +12,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import re
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import StoreNotFound
 from ._common import (
     AGE_TEXT_LIMIT_S,
     Context,
@@ -28,16 +27,16 @@ from ._common import (
     json_option,
     key_param,
     main,
-    open_repo,
+    open_dir,
     open_store,
     output,
     pass_ctx,
 )
 
 if TYPE_CHECKING:
+    from ..direct import StoreDirectory
     from ..docdiff import Change
     from ..history import Commit
-    from ..repo import Repository
 
 __all__ = [
     "diff_cmd",
@@ -147,19 +146,18 @@ def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, li
       gitstate log state.json --key services.slack
       gitstate log --json | jq '.[0].actor'
     """
-    from .. import history
     from ..paths import validate_doc_path
 
     if doc is not None and not doc.endswith("/"):
         validate_doc_path(doc)
     colour = _colour()
     if not key and not as_json:  # the whole-history listing: thousands of lines, straight from the index
-        with open_repo(ctx) as repo:
-            lines = _log_lines(repo, history.log_entries(repo, repo.head(), doc=doc, limit=limit), colour)
+        with open_dir(ctx) as d:
+            lines = _log_lines(d, d.log_entries(doc, limit=limit), colour)
         output(lines)
         return
-    with open_repo(ctx) as repo:
-        commits = history.log(repo, repo.head(), doc=doc, key=key, limit=limit)
+    with open_dir(ctx) as d:
+        commits = d.log(doc, key=key, limit=limit)
         audit: list[list[Change]] = []
         if key:
             exact_doc = doc if doc is not None and not doc.endswith("/") else None
@@ -183,12 +181,10 @@ def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, li
     output(lines)
 
 
-def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) -> list[str]:
+def _log_lines(d: StoreDirectory, entries: list[dict[str, Any]], colour: bool) -> list[str]:
     """One line per commit: short id, age, actor, subject (plus the changed keys when the subject names no
-    document). Works on raw index entries (see :func:`gitstate.history.log_entries`): this loop runs once per
-    commit, 10,000 times for a long history."""
-    from ..history import commit_from_entry
-
+    document). Works on raw index entries (see :meth:`gitstate.direct.StoreDirectory.log_entries`): this loop runs
+    once per commit, 10,000 times for a long history."""
     now_ts = time.time()
     now_s = int(now_ts)
     actor_cells: dict[str, str] = {}
@@ -212,12 +208,12 @@ def _log_lines(repo: Repository, entries: list[dict[str, Any]], colour: bool) ->
             when = f"{_ago(t, e.get('z', 0), now_ts):>16}"
         message = e.get("m")
         if message is None:  # too long for the index: read from the commit object
-            message = repo.commit_info(cid).message
+            message = d.commit_message(cid)
         subject = message.partition("\n")[0]
         docs: list[str] = e.get("d") or []
         named = docs[0] + ":" in subject if len(docs) == 1 else any(f"{d}:" in subject for d in docs)
         if not named:
-            commit = commit_from_entry(e, repo)
+            commit = d.commit_from_entry(e)
             if commit.keys:
                 subject += "  " + _paint(f"[{_keys_text(commit)}]", colour, dim=True)
         append(f"{short}  {when}  {cell} {subject}")
@@ -243,14 +239,13 @@ def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...]
       gitstate show HEAD~3 state.json
       gitstate show "2h ago" state.json --key services.slack
     """
-    from .. import history
     from ..codecs import codec_for
 
     if key and doc is None:
         raise click.UsageError("--key needs a DOC")
-    with open_repo(ctx) as repo:
+    with open_dir(ctx) as d:
         if doc is not None:
-            view = history.at(repo, rev)
+            view = d.at(rev)
             value = view.get(doc, key)
             if as_json:
                 emit_json(value)
@@ -261,7 +256,7 @@ def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...]
             else:
                 emit_json(value)
             return
-        commit = history.get_commit(repo, rev)
+        commit = d.get_commit(rev)
         changes = commit.changes()
     if as_json:
         item = commit.to_dict()
@@ -304,17 +299,15 @@ def diff_cmd(ctx: Context, rev_a: str, rev_b: str, doc: str | None, text: bool, 
       gitstate diff before-upgrade HEAD --text
       gitstate diff yesterday now --json
     """
-    from .. import history
-
-    with open_repo(ctx) as repo:
+    with open_dir(ctx) as d:
         if not text:
-            changes = history.diff(repo, rev_a, rev_b, doc=doc)
+            changes = d.diff(rev_a, rev_b, doc=doc)
             if as_json:
                 emit_json([c.to_dict() for c in changes])
             else:
                 output(_change_lines(changes, colour=_colour()))
             return
-        texts = history.text_diff(repo, rev_a, rev_b, doc=doc)
+        texts = d.text_diff(rev_a, rev_b, doc=doc)
     if as_json:
         emit_json(texts)
         return
@@ -348,21 +341,9 @@ def restore_cmd(
       gitstate restore before-upgrade --dry-run
       gitstate restore "2h ago"
     """
-    from .. import history
-
     if dry_run:
-        with open_repo(ctx) as repo:
-            target = history.resolve(repo, rev)
-            head = repo.head()
-            changes: list[Change] = []
-            if head is None:
-                raise StoreNotFound("the store has no commits yet")
-            if docs:
-                history.restore_files(repo, head, target, list(docs))  # unknown documents -> a clear error
-                for d in docs:
-                    changes += history.diff(repo, head, target, doc=d)
-            else:
-                changes = history.diff(repo, head, target)
+        with open_dir(ctx) as d:
+            target, changes = d.restore_preview(rev, list(docs) or None)
         if as_json:
             emit_json({"target": target, "dry_run": True, "changes": [c.to_dict() for c in changes]})
             return
@@ -398,11 +379,9 @@ def undo_cmd(ctx: Context, as_json: bool) -> None:
     Example:
       gitstate undo
     """
-    from .. import history
-
     with open_store(ctx) as store:
         commit = store.undo()
-        info = history.get_commit(store._repo, commit) if commit.created else None
+        info = store.get_commit(commit) if commit.created else None
     undone = None
     subject = ""
     if info is not None:
@@ -448,10 +427,8 @@ def snapshots_cmd(ctx: Context, as_json: bool) -> None:
     Example:
       gitstate snapshots --json
     """
-    from .. import history
-
-    with open_repo(ctx) as repo:
-        snaps = history.snapshots(repo)
+    with open_dir(ctx) as d:
+        snaps = d.snapshots()
     if as_json:
         emit_json(snaps)
         return
@@ -469,47 +446,6 @@ def snapshots_cmd(ctx: Context, as_json: bool) -> None:
 
 
 # ===================================================================== status
-_REMOTE_SECTION = re.compile(r'^\s*\[remote\s+"([^"]+)"\]', re.M)
-
-
-def _remote_names(repo: Repository) -> list[str]:
-    try:
-        text = (repo.git_dir / "config").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    return sorted(set(_REMOTE_SECTION.findall(text)))
-
-
-def _remotes_status(repo: Repository, head: str | None) -> dict[str, dict[str, Any]]:
-    from .. import history
-
-    names = _remote_names(repo)
-    tracking = repo.list_refs("refs/remotes/")
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        sha = tracking.get(f"refs/remotes/{name}/{repo.branch}")
-        info: dict[str, Any] = {"fetched": sha is not None}
-        if sha is not None:
-            try:
-                ahead, behind = history.ahead_behind(repo, head, sha)
-                info.update(ahead=ahead, behind=behind)
-            except Exception as e:  # a tracking ref to an object we do not have
-                info["error"] = str(e)
-        out[name] = info
-    if names:
-        try:  # the background push state: best effort, status shows the rest whatever happens here
-            from .. import remote as _remote
-
-            push = _remote.push_status(repo, None)
-            if isinstance(push, dict):
-                for name, state in push.items():
-                    if name in out:
-                        out[name]["push"] = state
-        except Exception as e:
-            logger.debug("push status unavailable: %s", e)
-    return out
-
-
 @main.command("status")
 @json_option
 @pass_ctx
@@ -522,24 +458,15 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
       gitstate status
       gitstate -C ~/.config/my-agent status --json
     """
-    from .. import history
-    from ..repo import EMPTY_TREE
-
-    with open_repo(ctx) as repo:
-        head = repo.head()
-        commit = history.get_commit(repo, head) if head else None
-        tree = repo.commit_info(head).tree if head else EMPTY_TREE
-        committed = repo.list_blobs(tree)
-        edits = repo.worktree_changes(tree, ignored=repo.ignore_matcher())
-        snaps = history.snapshots(repo)
-        remotes = _remotes_status(repo, head)
-        branch = repo.branch
-        root = repo.root
-        git_busy = repo.git_operation_in_progress()
-    uncommitted = [
-        {"doc": p, "state": "deleted" if data is None else "modified" if p in committed else "new"}
-        for p, data in sorted(edits.items())
-    ]
+    with open_dir(ctx) as d:
+        head = d.head
+        commit = d.get_commit(head) if head else None
+        uncommitted = d.uncommitted()
+        snaps = d.snapshots()
+        remotes = d.remotes_status()
+        branch = d.branch
+        root = d.root
+        git_busy = d.git_operation()
     if as_json:
         emit_json(
             {
@@ -564,7 +491,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
             f"{actor}  {commit.subject}"
         )
     if git_busy:
-        from ..repo import git_operation_advice
+        from ..direct import git_operation_advice
 
         lines.append(
             _paint(f"git        git {git_busy} in progress: writes held", colour, fg="red")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ._common import Context, emit_json, json_option, main, open_repo, pass_ctx, style
+from ._common import Context, emit_json, json_option, main, open_dir, pass_ctx, style
 
 __all__ = ["doctor_cmd", "gc_cmd"]
 
@@ -68,12 +68,10 @@ def gc_cmd(ctx: Context, grace_s: float, as_json: bool) -> None:
       gitstate gc
       gitstate gc --json
     """
-    from .. import gc as _gc
-
     progress, clear = _progress_display()
-    with open_repo(ctx) as repo:
+    with open_dir(ctx) as d:
         try:
-            stats = _gc.collect(repo, progress=progress, prune_grace_s=grace_s)
+            stats = d.gc(progress=progress, prune_grace_s=grace_s)
         finally:
             clear()
     if as_json:

@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import click
 
 from ..errors import GitStateError
-from ._common import Context, emit_json, json_option, main, open_repo, open_store, pass_ctx
+from ._common import Context, emit_json, json_option, main, open_dir, open_store, pass_ctx
 
 __all__ = ["clone_cmd", "pull_cmd", "push_cmd", "remote_group", "sync_cmd"]
 
@@ -60,7 +60,7 @@ def _with_credentials(url: str, username: str | None, password: str | None) -> s
     if parts.scheme not in ("http", "https"):
         raise click.UsageError("--username/--password-stdin only apply to http(s) URLs")
     host = parts.netloc.rpartition("@")[2]
-    user = quote(username or unquote(parts.username or "") or _remote()._TOKEN_USERNAME, safe="")
+    user = quote(username or unquote(parts.username or "") or _remote().TOKEN_USERNAME, safe="")
     info = user + (f":{quote(password, safe='')}" if password is not None else "")
     return urlunsplit((parts.scheme, f"{info}@{host}", parts.path, parts.query, parts.fragment))
 
@@ -113,8 +113,8 @@ def remote_list_cmd(ctx: Context, as_json: bool) -> None:
     Example:
       gitstate remote list
     """
-    with open_repo(ctx) as repo:
-        remotes = _remote().list_remotes(repo)
+    with open_dir(ctx) as d:
+        remotes = d.remotes()
     if as_json:
         emit_json(remotes)
         return
@@ -132,14 +132,14 @@ def remote_remove_cmd(ctx: Context, name: str) -> None:
     Example:
       gitstate remote remove backup
     """
-    with open_repo(ctx) as repo:
-        _remote().remove_remote(repo, name)
+    with open_dir(ctx) as d:
+        d.remote_remove(name)
     click.echo(f"removed remote {name}")
 
 
 def _url_of(store: Any, name: str) -> str:
     try:
-        return str(_remote().list_remotes(store._repo).get(name, "?"))
+        return str(store.remotes().get(name, "?"))
     except GitStateError:
         return "?"
 
@@ -190,7 +190,7 @@ def _pull_store(store: Any, remote: str, on_conflict: str, *, then_push: bool) -
             before = store.head
             after = store.pull(remote, on_conflict=on_conflict)
             # A fast-forward lands exactly on the fetched commit; a merge makes a new one.
-            fetched = store._repo.read_ref(f"refs/remotes/{remote}/{store._repo.branch}")
+            fetched = store.remote_tracking(remote)
             kind = "none" if after == before else "fast-forward" if after == fetched else "merge"
             pushed = store.push(remote) if then_push else None
     finally:
