@@ -36,7 +36,10 @@ import marshal
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+if TYPE_CHECKING:  # served by __getattr__ below
+    from .merging import Conflict, MergeConflictError, MergeResult, merge3, merge_text3
 
 __all__ = [
     "MISSING",
@@ -745,6 +748,14 @@ def diff_text(old: str | None, new: str | None, *, doc: str = "", context_lines:
     return "".join(out)
 
 
-# The three-way merges moved to merging.py (module size, issue 12); they are re-exported from here. Imported last:
-# merging imports the names above.
-from .merging import Conflict, MergeConflictError, MergeResult, merge3, merge_text3  # noqa: E402
+# The three-way merges moved to merging.py (module size, issue 12), which imports this module; they are still
+# served from here, looked up on first use so that no import cycle exists.
+_IN_MERGING: Final = frozenset({"Conflict", "MergeConflictError", "MergeResult", "merge3", "merge_text3"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IN_MERGING:
+        from . import merging
+
+        return getattr(merging, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import docdiff, messages, worktree
+from . import docdiff, merging, messages, worktree
 from . import migrate as _migrate
 from . import recovery as _recovery
 from .errors import DecodeError, EncodeError, GitBusy, GitStateError, InvalidPath, RepositoryError
@@ -220,7 +220,7 @@ class Ingester(Flusher):
         if not valid:
             return events
         all_changes: list[docdiff.Change] = []
-        per_doc: dict[str, tuple[list[docdiff.Change], list[docdiff.Conflict]]] = {}
+        per_doc: dict[str, tuple[list[docdiff.Change], list[merging.Conflict]]] = {}
         extra: list[str] = []
         with self._lock:
             for doc, (_, _, base, theirs) in valid.items():

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from . import docdiff, messages
+from . import docdiff, merging, messages
 from .codecs import DEFAULT as DEFAULT_CODECS
 from .codecs import Codec, Codecs, copy_value
 from .codecs import bind as bind_codecs
@@ -390,7 +390,7 @@ class DocumentJournal:
         old_tree = self._head_tree
         new_tree = self._repo.commit_info(head).tree if head else None
         changed = self._repo.changed_paths(old_tree, new_tree)
-        overwritten: list[docdiff.Conflict] = []
+        overwritten: list[merging.Conflict] = []
         pending_docs = {op.doc for op in self._journal} & changed.keys()
         if rebase and pending_docs and self._head is not None and head is not None:
             for doc in sorted(self._docs_edited_by_humans(self._head, head, pending_docs)):
@@ -426,7 +426,7 @@ class DocumentJournal:
             cur = info.parents[0] if info.parents else None
         return out if cur == old else set()
 
-    def _rebase_pending_on(self, doc: str, base: Any, theirs: Any) -> list[docdiff.Conflict]:
+    def _rebase_pending_on(self, doc: str, base: Any, theirs: Any) -> list[merging.Conflict]:
         """A human replaced ``base`` with ``theirs`` while this store holds pending writes to ``doc``: keep both
         sides' keys, the human's value winning on keys both changed (a key-level 3-way merge), and rewrite the
         document's pending operations as the difference from ``theirs`` to the merge. Returns the program's
@@ -440,7 +440,7 @@ class DocumentJournal:
                 ours = apply_op(ours, op)
             except KeyPathError:
                 continue
-        result = docdiff.merge3(base, docdiff.MISSING if ours is ABSENT else ours, theirs, prefer="theirs")
+        result = merging.merge3(base, docdiff.MISSING if ours is ABSENT else ours, theirs, prefer="theirs")
         seq = max(op.seq for op in ops)
         t0 = min(op.t for op in ops)
         new_ops = [Op(seq, doc, kind, key, value, t0) for kind, key, value in ops_between(theirs, result.value)]

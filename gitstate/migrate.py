@@ -1,5 +1,10 @@
 """Schema migrations: versioned steps that reshape the documents, each landing as one commit, all or nothing.
 
+What belongs here: the schema version (its document, reading it, guarding flushes against another version),
+migration plans and runs, migration files. What does not: the transaction view steps write to
+(:mod:`gitstate.transactions`), committing (it goes through ``store.services``, never the Store's private
+attributes), the message format (:mod:`gitstate.messages`).
+
 The schema version lives in the store itself, in the document ``.gitstate/schema.json`` (``{"version": N}``;
 hidden from ``docs()``), so it travels with clones and pushes and comes back with a restore. A store that never
 migrated is at version 0.
