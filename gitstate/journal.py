@@ -106,8 +106,11 @@ class PendingDocs(dict[str, int]):
 
     Example:
         >>> p = PendingDocs({"a/b.json": 1})
-        >>> p["a/c/d.json"] = 2; p.pop("a/b.json"); sorted(p.under("a")), p.under("x")
-        (1, ['a/c/d.json'], set())
+        >>> p["a/c/d.json"] = 2
+        >>> p.pop("a/b.json")
+        1
+        >>> sorted(p.under("a")), p.under("x")
+        (['a/c/d.json'], set())
     """
 
     def __init__(self, items: Mapping[str, int] | Iterable[tuple[str, int]] = ()) -> None:
