@@ -143,3 +143,38 @@ def test_module_size_goals(name: str) -> None:
         if isinstance(node, ast.ClassDef):
             size = (node.end_lineno or node.lineno) - node.lineno
             assert size <= 700, f"{name}: class {node.name} has {size} lines"
+
+
+def test_services_cover_the_background_pusher(tmp_path: Path) -> None:
+    """What remote.py's background pusher needs, through services only: the repository, an after-commit hook it
+    can remove, events, and the push queue that close() stops."""
+
+    class FakePusher:
+        def __init__(self) -> None:
+            self.heads: list[str] = []
+            self.stopped = False
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    store = make_store(tmp_path / "s", durability="manual")
+    services = store.services
+    pusher = FakePusher()
+    services.push_queue = pusher
+    remove = services.add_after_commit(pusher.heads.append)
+    pushed: list[Any] = []
+    store.on("pushed", pushed.append)
+    store.set("a.json", "x", 1)
+    cid = store.flush()
+    assert pusher.heads == [cid] and services.repo.head() == cid
+    from gitstate.events import Pushed
+
+    services.emit(Pushed(remote="origin", commit=cid, count=1))
+    assert pushed and pushed[0].commit == cid
+    remove()
+    remove()  # idempotent
+    store.set("a.json", "x", 2)
+    store.flush()
+    assert pusher.heads == [cid]
+    store.close()
+    assert pusher.stopped
