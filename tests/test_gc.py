@@ -1,4 +1,4 @@
-"""Packing and pruning (gitstate/gc.py): packs real git accepts, deltas that pay, nothing reachable ever lost,
+"""Packing and pruning (gitstate/gc/): packs real git accepts, deltas that pay, nothing reachable ever lost,
 debris pruned after its grace period, and the background packer keeping a busy store small.
 
 The big run (a ~100 KB document changed by thousands of flushes) uses 800 flushes in the normal suite (a flush of a
@@ -29,6 +29,11 @@ import gitstate
 from gitstate import gc
 from gitstate.cli import main as cli_main
 from gitstate.errors import RepositoryError
+from gitstate.gc import delta as gc_delta
+from gitstate.gc import maintenance as gc_maintenance
+from gitstate.gc import objects as gc_objects
+from gitstate.gc import packwrite as gc_packwrite
+from gitstate.gc import reach as gc_reach
 from gitstate.repo import Repository
 
 logger = logging.getLogger("gitstate.tests")
@@ -110,12 +115,12 @@ def _all_objects_readable(root: Path) -> int:
     """Read every object reachable from the refs with gitstate's own reader, verifying each id; returns the
     number of commits."""
     git_dir = root / ".git"
-    with gc._ObjectSource(git_dir / "objects") as src:
-        walker = gc._Walker(src, strict=True)
-        walker.walk(gc._root_list(gc._roots(git_dir), []))
+    with gc_objects.ObjectSource(git_dir / "objects") as src:
+        walker = gc_reach.Walker(src, strict=True)
+        walker.walk(gc_reach.root_list(gc.ref_roots(git_dir), []))
         for it in walker.items:
             src.read_verified(it.sha)
-        return sum(1 for it in walker.items if it.type == gc._COMMIT)
+        return sum(1 for it in walker.items if it.type == gc_objects.COMMIT)
 
 
 # ===================================================================== deltas and pack format
@@ -135,8 +140,8 @@ def test_delta_round_trips_text_and_binary() -> None:
             else:
                 changed[f"new{rnd.random()}"] = {"x": rnd.random()}
         target = json.dumps(changed, indent=2).encode()
-        delta = gc._make_delta(base, target, len(target))
-        assert delta is not None and gc._apply_delta(base, delta) == target
+        delta = gc_delta.make_delta(base, target, len(target))
+        assert delta is not None and gc_delta.apply_delta(base, delta) == target
         assert len(delta) < 2000  # a few changed lines cost a few hundred bytes, not the document
     for _ in range(500):
         a = rnd.randbytes(rnd.randint(0, 400))
@@ -144,29 +149,29 @@ def test_delta_round_trips_text_and_binary() -> None:
         for _ in range(rnd.randint(0, 4)):
             i = rnd.randint(0, len(b))
             b[i : i + rnd.randint(0, 9)] = rnd.randbytes(rnd.randint(0, 9))
-        delta = gc._make_delta(a, bytes(b), 1 << 30)
-        assert delta is not None and gc._apply_delta(a, delta) == bytes(b)
+        delta = gc_delta.make_delta(a, bytes(b), 1 << 30)
+        assert delta is not None and gc_delta.apply_delta(a, delta) == bytes(b)
     big = rnd.randbytes(200_000)
     moved = big[150_000:] + big[:150_000]  # copies longer than 64 KB and offsets above 16 bits
-    delta = gc._make_delta(big, moved, 1 << 30)
-    assert delta is not None and gc._apply_delta(big, delta) == moved
-    assert gc._make_delta(big, rnd.randbytes(1000), 100) is None  # over the limit: no delta
+    delta = gc_delta.make_delta(big, moved, 1 << 30)
+    assert delta is not None and gc_delta.apply_delta(big, delta) == moved
+    assert gc_delta.make_delta(big, rnd.randbytes(1000), 100) is None  # over the limit: no delta
 
 
 def test_malformed_delta_is_rejected() -> None:
     with pytest.raises(ValueError):
-        gc._apply_delta(b"abc", b"\x05\x03\x90\x03")  # wrong base size
+        gc_delta.apply_delta(b"abc", b"\x05\x03\x90\x03")  # wrong base size
     with pytest.raises(ValueError):
-        gc._apply_delta(b"abc", b"\x03\x03\x00")  # opcode 0
+        gc_delta.apply_delta(b"abc", b"\x03\x03\x00")  # opcode 0
     with pytest.raises(ValueError):
-        gc._apply_delta(b"abc", b"\x03\x05\x91\x01\x09")  # copy past the end
+        gc_delta.apply_delta(b"abc", b"\x03\x05\x91\x01\x09")  # copy past the end
 
 
 def test_index_v2_large_offsets_parse_back(tmp_path: Path) -> None:
     entries = [(bytes([i]) * 20, off, i) for i, off in enumerate([12, 0x7FFFFFFF, 0x80000000, 5 << 32])]
     idx = tmp_path / "x.idx"
-    idx.write_bytes(gc._index_v2(entries, b"\x01" * 20))
-    parsed = gc._Idx(str(idx))
+    idx.write_bytes(gc_packwrite.index_v2(entries, b"\x01" * 20))
+    parsed = gc_objects.PackIndex(str(idx))
     try:
         parsed.verify()
         assert sorted(parsed) == sorted((sha, off) for sha, off, _ in entries)
@@ -354,7 +359,7 @@ def test_interrupted_pack_write_leaves_nothing_behind(tmp_path: Path) -> None:
     stop = threading.Event()
     calls = {"n": 0}
 
-    class StopHalfway(gc._Pacer):
+    class StopHalfway(gc_reach.Pacer):
         def tick(self) -> None:
             calls["n"] += 1
             if calls["n"] > 30:
@@ -363,8 +368,8 @@ def test_interrupted_pack_write_leaves_nothing_behind(tmp_path: Path) -> None:
 
     repo = Repository.open(root, create=False)
     try:
-        with pytest.raises(gc._Stopped):
-            gc._pack_loose(repo, fsync=False, pacer=StopHalfway(stop=stop))
+        with pytest.raises(gc_objects.Stopped):
+            gc_maintenance.run_pack_loose(repo, fsync=False, pacer=StopHalfway(stop=stop))
     finally:
         repo.close()
     pack_dir = root / ".git" / "objects" / "pack"
@@ -568,14 +573,14 @@ def test_gc_progress_display_on_a_terminal(tmp_path: Path, monkeypatch: pytest.M
     import io
     import sys
 
-    from gitstate.cli import maintenance
-
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     fake = Tty()
     monkeypatch.setattr(sys, "stderr", fake)
+    from gitstate.cli import maintenance
+
     show, clear = maintenance._progress_display()
     assert show is not None
     root = tmp_path / "s"
