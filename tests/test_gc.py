@@ -593,3 +593,70 @@ def test_gc_progress_display_on_a_terminal(tmp_path: Path, monkeypatch: pytest.M
     clear()
     out = fake.getvalue()
     assert "writing objects: 15/15 (100%)" in out and out.endswith("\r\x1b[K")
+
+
+# ===================================================================== the public API doctor uses
+def test_check_objects_reports_corrupt_missing_and_debris(tmp_path: Path) -> None:
+    """``gc.check_objects`` (what ``gitstate doctor`` asks): a healthy store, then a reachable blob corrupted,
+    an unreachable truncated object, and a missing branch head, each in its own field."""
+    root = tmp_path / "s"
+    with make_store(root, auto_pack=False) as s:
+        for i in range(3):
+            s.set("a.json", "n", i)
+            s.flush()
+    git_dir = root / ".git"
+    head = bytes.fromhex(git(root, "rev-parse", "HEAD").strip())
+    ok = gc.check_objects(git_dir, head=head)
+    assert ok.commits == 3 and ok.reachable >= 9 and not (ok.missing or ok.bad_packs or ok.corrupt_reachable)
+    assert gc.read_object(git_dir, head)[0] == 1  # a commit
+    assert "refs/heads/main" in gc.ref_roots(git_dir)
+    blob = git(root, "rev-parse", "HEAD:a.json").strip()
+    path = git_dir / "objects" / blob[:2] / blob[2:]
+    os.chmod(path, 0o644)
+    path.write_bytes(zlib.compress(b"blob 5\x00wrong"))
+    debris = git_dir / "objects" / "12" / ("3" * 38)
+    debris.parent.mkdir(exist_ok=True)
+    debris.write_bytes(b"")
+    os.utime(debris, (time.time() - 7200, time.time() - 7200))
+    bad = gc.check_objects(git_dir, head=b"\x01" * 20, stale_s=3600)
+    assert bad.corrupt_reachable == [os.fspath(path)]
+    assert bad.corrupt_unreachable == [os.fspath(debris)]
+    assert any(blob in m for m in bad.missing) and any("branch head" in m for m in bad.missing)
+    assert bad.old_unreachable == 1
+    with pytest.raises(ValueError, match="missing"):
+        gc.read_object(git_dir, b"\x02" * 20)
+
+
+def test_no_module_uses_another_modules_private_names_of_gc() -> None:
+    """gc's modules, and doctor, use no ``_private`` name of another gc module (issue 12), and none is over ~900
+    lines."""
+    import ast
+
+    package = Path(gc.__file__).parent
+    files = [*sorted(package.glob("*.py")), package.parent / "doctor.py"]
+    offenders = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert len(text.splitlines()) <= 900, path
+        inside = path.parent == package
+        tree = ast.parse(text)
+        gc_aliases = set()
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                continue
+            from_gc = inside or (node.module or "").split(".")[0] == "gc"
+            for a in node.names:
+                if from_gc and a.name.startswith("_"):
+                    offenders.append(f"{path.name}: {a.name}")
+                if from_gc or (node.module is None and a.name == "gc"):
+                    gc_aliases.add(a.asname or a.name)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in gc_aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                offenders.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert not offenders, offenders
