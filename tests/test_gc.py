@@ -660,3 +660,38 @@ def test_no_module_uses_another_modules_private_names_of_gc() -> None:
             ):
                 offenders.append(f"{path.name}: {node.value.id}.{node.attr}")
     assert not offenders, offenders
+
+
+def test_trees_with_gitlinks_subtrees_and_a_malformed_tree(tmp_path: Path) -> None:
+    """Tree entries are read by mode: a gitlink (a commit of another repository, absent here) is not followed, a
+    subtree is; a malformed tree is reported, not skipped."""
+    root = tmp_path / "s"
+    with make_store(root, auto_pack=False) as s:
+        s.set("a.json", "n", 1)
+        s.flush()
+    (root / "sub").mkdir()
+    (root / "sub" / "notes.txt").write_text("x\n")
+    git(root, "add", "sub/notes.txt")
+    git(root, "update-index", "--add", "--cacheinfo", f"160000,{'7' * 40},mod")
+    git(root, "commit", "-q", "-m", "a gitlink and a subtree")
+    git_dir = root / ".git"
+    found = gc.check_objects(git_dir)
+    assert not found.missing and found.commits == 2, found
+    # A tree whose entry is cut short (on a copy, all objects still loose): the walk reports it.
+    sub = git(root, "rev-parse", "HEAD:sub").strip()
+    bad_root = tmp_path / "bad"
+    shutil.copytree(root, bad_root)
+    obj = bad_root / ".git" / "objects" / sub[:2] / sub[2:]
+    os.chmod(obj, 0o644)
+    obj.write_bytes(zlib.compress(b"tree 12\x00100644 x\x00abc"))
+    bad = gc.check_objects(bad_root / ".git")
+    assert any(sub in m and "malformed" in m for m in bad.missing), bad.missing
+    notes = git(root, "rev-parse", "HEAD:sub/notes.txt").strip()
+    repo = Repository.open(root, create=False)
+    try:
+        stats = gc.collect(repo, fsync=False)
+    finally:
+        repo.close()
+    assert stats["objects"] == found.reachable
+    fsck(root)
+    assert git(root, "cat-file", "-t", notes).strip() == "blob"
