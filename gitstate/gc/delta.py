@@ -16,6 +16,7 @@ from dulwich.pack import apply_delta as _dulwich_apply_delta
 
 
 def varint(n: int) -> bytes:
+    """Git's size encoding in a delta header (7 bits a byte, least significant first)."""
     out = bytearray()
     while True:
         byte = n & 0x7F

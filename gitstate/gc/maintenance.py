@@ -51,11 +51,14 @@ logger = logging.getLogger("gitstate.gc")
 # ===================================================================== loose objects on disk
 @dataclass
 class LooseScan:
+    """The loose objects found by :func:`scan_loose` (id -> size, mtime) and gitstate's temp files."""
+
     objects: dict[bytes, tuple[int, float]] = field(default_factory=dict)  # sha -> (size, mtime)
     temp_files: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
+        """Total size of the loose objects found."""
         return sum(s for s, _ in self.objects.values())
 
     def stale_temp_files(self, grace_s: float, now: float) -> list[str]:
@@ -68,10 +71,12 @@ class LooseScan:
 
 
 def is_stray_temp(name: str) -> bool:
+    """Whether a file name in the object store is a temp file (gitstate's, dulwich's or git's)."""
     return TEMP_MARKER in name or name.startswith(("tmp_obj", "tmp_pack", "tmp_idx", ".tmp-"))
 
 
 def scan_loose(objects_dir: str, *, pacer: Pacer = NO_PACER) -> LooseScan:
+    """Every loose object (id, size, mtime) and temp file under ``objects_dir``, pausing through ``pacer``."""
     scan = LooseScan()
     try:
         subdirs = [n for n in os.listdir(objects_dir) if len(n) == 2 and is_hex(n)]
@@ -209,6 +214,7 @@ class GcLock:
         self.fd: int | None = None
 
     def acquire(self) -> bool:
+        """Take the gc lock (waiting up to ``timeout_s`` when blocking); False when it is held and not blocking."""
         self.path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.timeout_s
@@ -236,6 +242,7 @@ class GcLock:
         return True
 
     def release(self) -> None:
+        """Release the gc lock, if held."""
         if self.fd is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
@@ -339,6 +346,7 @@ def run_pack_loose(
     settle_s: float = 0.0,
     pacer: Pacer = NO_PACER,
 ) -> dict[str, Any]:
+    """The work of :func:`pack_loose`, with the gc lock already held; ``pacer`` lets it give way to writers."""
     git_dir = repo.git_dir
     objects_dir = git_dir / "objects"
     t0 = time.monotonic()
@@ -438,6 +446,7 @@ def run_prune_loose(
     scan: LooseScan | None = None,
     lock_timeout_s: float = 30.0,
 ) -> dict[str, Any]:
+    """The work of :func:`prune_loose`, with the gc lock already held."""
     git_dir = repo.git_dir
     objects_dir = os.fspath(git_dir / "objects")
     now = time.time()

@@ -62,6 +62,8 @@ class Stopped(Exception):
 
 
 class MissingObject(Exception):
+    """An object that history needs is absent or cannot be read."""
+
     def __init__(self, sha: bytes, detail: str = "") -> None:
         self.sha = sha
         super().__init__(f"object {sha.hex()} is missing or unreadable" + (f" ({detail})" if detail else ""))
@@ -83,12 +85,14 @@ def write_fault(e: OSError) -> tuple[str, str]:
 
 
 def object_id(type_num: int, data: bytes) -> bytes:
+    """The id (binary SHA-1) of an object of type ``type_num`` with content ``data``."""
     h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], len(data)))
     h.update(data)
     return h.digest()
 
 
 def is_hex(name: str) -> bool:
+    """Whether ``name`` is made of lowercase hex digits only."""
     return all(c in _HEX for c in name)
 
 
@@ -97,6 +101,7 @@ def is_hex(name: str) -> bool:
 
 # ===================================================================== reading objects
 def read_loose_file(path: str) -> tuple[int, bytes]:
+    """``(type number, content)`` of the loose object file at ``path``."""
     with open(path, "rb") as f:
         raw = f.read()
     data = zlib.decompress(raw)
@@ -111,6 +116,7 @@ def read_loose_file(path: str) -> tuple[int, bytes]:
 
 
 def loose_path(objects_dir: str, sha: bytes) -> str:
+    """The path of the loose object file of ``sha`` under ``objects_dir``."""
     hx = sha.hex()
     return os.path.join(objects_dir, hx[:2], hx[2:])
 
@@ -146,10 +152,12 @@ class PackIndex:
             raise
 
     def sha_at(self, i: int) -> bytes:
+        """The id of the ``i``-th entry (in id order)."""
         pos = self._names + 20 * i if self.version == 2 else 1024 + 24 * i + 4
         return self._mm[pos : pos + 20]
 
     def offset_at(self, i: int) -> int:
+        """The pack offset of the ``i``-th entry (in id order)."""
         if self.version == 1:
             return int(struct.unpack(">I", self._mm[1024 + 24 * i : 1028 + 24 * i])[0])
         off = int(struct.unpack(">I", self._mm[self._offs + 4 * i : self._offs + 4 * i + 4])[0])
@@ -159,6 +167,7 @@ class PackIndex:
         return off
 
     def find(self, sha: bytes) -> int | None:
+        """The pack offset of ``sha``, or None when this index does not have it."""
         first = sha[0]
         lo = self.fanout[first - 1] if first else 0
         hi = self.fanout[first]
@@ -192,6 +201,7 @@ class PackIndex:
             raise ValueError("pack index checksum mismatch")
 
     def close(self) -> None:
+        """Unmap the index file."""
         with contextlib.suppress(Exception):
             self._mm.close()
 
@@ -291,12 +301,14 @@ class PackFile:
         self.idx.verify()
 
     def close(self) -> None:
+        """Unmap the pack and its index."""
         with contextlib.suppress(Exception):
             self._mm.close()
         self.idx.close()
 
 
 def list_pack_bases(pack_dir: str) -> list[str]:
+    """The paths (without ``.pack``/``.idx``) of the packs in ``pack_dir`` that have an index."""
     try:
         names = set(os.listdir(pack_dir))
     except FileNotFoundError:
@@ -353,6 +365,7 @@ class ObjectSource:
             self._map = m
 
     def close(self) -> None:
+        """Unmap every pack."""
         for p in self.packs:
             p.close()
         for a in self.alternates:
@@ -394,9 +407,11 @@ class ObjectSource:
         return any(self.packs[pi].idx.find(sha) is not None for pi in packs)
 
     def has_loose(self, sha: bytes) -> bool:
+        """Whether ``sha`` exists as a loose object file right now."""
         return os.path.exists(loose_path(self.objects_dir, sha))
 
     def exists(self, sha: bytes) -> bool:
+        """Whether ``sha`` is in a pack or loose."""
         return self.locate(sha) is not None or self.has_loose(sha) or any(a.exists(sha) for a in self.alternates)
 
     # ---------------------------------------------------------------- reading
@@ -511,6 +526,7 @@ def tree_entries(data: bytes) -> list[tuple[int, bytes, bytes]]:
 
 
 def commit_links(data: bytes) -> tuple[bytes, list[bytes]]:
+    """``(tree, parents)`` of a commit's raw content. Raises ValueError without a tree."""
     tree = b""
     parents: list[bytes] = []
     end = data.find(b"\n\n")
@@ -525,6 +541,7 @@ def commit_links(data: bytes) -> tuple[bytes, list[bytes]]:
 
 
 def tag_target(data: bytes) -> bytes:
+    """The id an annotated tag's raw content points at. Raises ValueError without one."""
     if not data.startswith(b"object "):
         raise ValueError("tag without an object")
     return bytes.fromhex(data[7:47].decode("ascii"))

@@ -57,6 +57,7 @@ def _entry_header(type_num: int, size: int) -> bytes:
 
 
 def ofs_encoding(rel: int) -> bytes:
+    """Git's offset encoding of an ``OFS_DELTA`` base distance (inverse of ``read_ofs_varint``)."""
     out = [rel & 0x7F]
     rel >>= 7
     while rel:
@@ -114,10 +115,12 @@ class PackWriter:
         return self._append(sha, header, zlib.compress(payload, self.compression))
 
     def add(self, sha: bytes, type_num: int, data: bytes) -> int:
+        """Append a whole object; its offset in the pack."""
         self.full += 1
         return self._entry(sha, _entry_header(type_num, len(data)), data)
 
     def add_delta(self, sha: bytes, base_offset: int, delta: bytes) -> int:
+        """Append ``sha`` as a delta against the entry at ``base_offset``; its offset."""
         self.deltas += 1
         header = _entry_header(OFS_DELTA, len(delta)) + ofs_encoding(self.offset - base_offset)
         return self._entry(sha, header, delta)
@@ -134,6 +137,7 @@ class PackWriter:
         return self._append(sha, header, payload)
 
     def abort(self) -> None:
+        """Close and delete the temp files: nothing of this pack is left."""
         with contextlib.suppress(Exception):
             self._f.close()
         for p in (self.tmp_pack, self.tmp_idx):
@@ -184,6 +188,7 @@ class PackWriter:
 
 
 def index_v2(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
+    """A version-2 pack index for ``entries`` (id, offset, CRC-32), sorted by id."""
     entries = sorted(entries)
     fanout = [0] * 256
     for sha, _, _ in entries:

@@ -123,6 +123,7 @@ def ref_roots(git_dir: Path) -> dict[str, bytes]:
 
 
 def index_files(git_dir: Path) -> list[Path]:
+    """The Git index files of the repository and its linked worktrees (split-index parts too)."""
     out = [git_dir / "index"]
     wt = git_dir / "worktrees"
     if wt.is_dir():
@@ -167,6 +168,7 @@ def index_blobs(path: Path) -> list[tuple[bytes, bytes]]:
 
 
 def shallow_commits(git_dir: Path) -> set[bytes]:
+    """The ids listed in ``.git/shallow`` (history cut off below them)."""
     out: set[bytes] = set()
     with contextlib.suppress(OSError):
         for line in (git_dir / "shallow").read_bytes().split():
@@ -178,6 +180,8 @@ def shallow_commits(git_dir: Path) -> set[bytes]:
 # ===================================================================== walking
 @dataclass(slots=True)
 class Item:
+    """An object met by the walk: its id, type, path (for blobs and trees) and order."""
+
     sha: bytes
     type: int
     path: bytes | None
@@ -209,6 +213,7 @@ class Pacer:
         return self.repo.lock_busy()
 
     def tick(self) -> None:
+        """Between units of work: raise Stopped when asked to stop, give way to a writer when one waits."""
         if self.stop is not None and self.stop.is_set():
             raise Stopped
         if self.repo is None:
@@ -276,6 +281,7 @@ class Walker:
             return None
 
     def walk(self, roots: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Walk from ``roots`` (id, path or None), adding every object reached to :attr:`items`."""
         stack: list[tuple[bytes, bytes | None, bool]] = [(s, p, False) for s, p in reversed(list(roots))]
         while stack:
             sha, path, optional = stack.pop()
@@ -343,6 +349,7 @@ class Walker:
 
 
 def all_roots(git_dir: Path, *, strict: bool) -> tuple[dict[str, bytes], list[tuple[bytes, bytes]]]:
+    """The ref roots and the index's blobs; with ``strict``, an unreadable index raises RepositoryError."""
     roots = ref_roots(git_dir)
     index: list[tuple[bytes, bytes]] = []
     for p in index_files(git_dir):
@@ -358,6 +365,7 @@ def all_roots(git_dir: Path, *, strict: bool) -> tuple[dict[str, bytes], list[tu
 
 
 def root_list(roots: dict[str, bytes], index: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes | None]]:
+    """Roots in walk order without duplicates: branch heads first, then other refs, then the index's blobs."""
     out: list[tuple[bytes, bytes | None]] = []
     seen: set[bytes] = set()
     # Branch heads first (the newest history), then everything else.
