@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import logging
 import os
-import random
 import re
 import stat
 import threading
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from . import gc as _gc
+from . import messages
 from .paths import TEMP_MARKER
 
 __all__ = ["Finding", "check", "has_errors"]
@@ -314,137 +312,88 @@ def _check_repository(root: Path, git_dir: Path, out: list[Finding]) -> bytes | 
         return None
     _check_refs(root, git_dir, out)
     _check_config(git_dir, out)
-    roots = _gc._roots(git_dir)
-    head: bytes | None = None
+    roots = _gc.ref_roots(git_dir)
     assert branch_ref is not None
     head = roots.get(branch_ref) or roots.get(f"packed:{branch_ref}")
-    objects_dir = git_dir / "objects"
     try:
-        src = _gc._ObjectSource(objects_dir, full_map=True)
+        found = _gc.check_objects(git_dir, head=head, max_loose_verify=_MAX_LOOSE_VERIFY, stale_s=_STALE_TEMP_S)
     except OSError as e:
         out.append(Finding("error", "repository", f"the object store cannot be read ({e.strerror})", restore))
         return None
-    with src:
-        for base, err in src.bad_packs:
-            errors.append(f"pack {os.path.basename(base)} is unreadable ({err})")
-        for pack in src.packs:
-            try:
-                pack.verify()
-            except (ValueError, OSError) as e:
-                errors.append(f"pack {pack.name} is corrupt ({e})")
-        _orphan_pack_files(objects_dir / "pack", errors)
-        # Loose objects: each must inflate and hash to its name (a crash can leave a truncated one).
-        scan = _gc._scan_loose(os.fspath(objects_dir))
-        loose = list(scan.objects)
-        sample = loose if len(loose) <= _MAX_LOOSE_VERIFY else random.sample(loose, _MAX_LOOSE_VERIFY)
-        corrupt = []
-        for sha in sample:
-            try:
-                type_num, data = _gc._read_loose_file(_gc._loose_path(src.objects_dir, sha))
-                if _gc._object_id(type_num, data) != sha:
-                    corrupt.append(sha)
-            except FileNotFoundError:
-                continue  # packed and removed meanwhile
-            except (OSError, ValueError, zlib.error):
-                corrupt.append(sha)
-        # Connectivity: every object reachable from a ref (and the index) is present.
-        missing: list[str] = []
-        walker = _gc._Walker(src, strict=False, shallow=_gc._shallow(git_dir))
-        index_problem = None
-        index: list[tuple[bytes, bytes]] = []
-        for p in _gc._index_files(git_dir):
-            try:
-                data = p.read_bytes()
-                if len(data) < 32 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
-                    raise ValueError("checksum mismatch")
-                index += _gc._index_blobs(p)
-            except (OSError, ValueError, IndexError) as e:
-                index_problem = f"{p.name} is damaged ({e})"
-        try:
-            walker.walk(_gc._root_list(roots, index))
-        except _gc._MissingObject as e:
-            missing.append(str(e))
-        bad_ids = set(corrupt)
-        for sha in walker.missing:
-            missing.append(f"{sha.hex()} is missing or unreadable")
-        blobs = [it for it in walker.items if it.type == _gc._BLOB]
-        for it in blobs:
-            if not src.exists(it.sha) or it.sha in bad_ids:
-                where = f" ({it.path.decode('utf-8', 'replace')})" if it.path else ""
-                missing.append(f"blob {it.sha.hex()}{where} is missing or corrupt")
-        if head is not None and not src.exists(head):
-            missing.append(f"the branch head {head.hex()} is missing")
-        reachable = walker.seen
-        unreachable_loose = [s for s in loose if s not in reachable]
-        commits = sum(1 for it in walker.items if it.type == _gc._COMMIT)
-        if corrupt:
-            reach_bad = [s for s in corrupt if s in reachable]
-            if reach_bad:
-                errors.append(
-                    f"{len(reach_bad)} corrupt object(s) that history needs, e.g. "
-                    f"{_gc._loose_path(src.objects_dir, reach_bad[0])}"
-                )
-            else:
-                out.append(
-                    Finding(
-                        "warning",
-                        "repository",
-                        f"{len(corrupt)} corrupt loose object(s) that nothing refers to (left by a "
-                        f"crash), e.g. {_gc._loose_path(src.objects_dir, corrupt[0])}",
-                        "delete them, or run 'gitstate gc' (it prunes them after an hour)",
-                    )
-                )
-        if missing:
-            errors.append(f"{len(missing)} object(s) missing from history: " + "; ".join(missing[:3]))
-        if errors:
-            out.append(Finding("error", "repository", "; ".join(errors), restore))
-        else:
-            out.append(
-                Finding(
-                    "ok",
-                    "repository",
-                    f"intact: {commits:,} commit(s), {len(walker.seen):,} object(s) reachable, all "
-                    "present; pack and object checksums verified",
-                )
-            )
-        if index_problem:
-            out.append(
-                Finding(
-                    "warning",
-                    "repository",
-                    f"the Git index: {index_problem}",
-                    "opening the store rebuilds it (gitstate status); git status may be wrong until then",
-                )
-            )
-        counts = _gc.count_objects(root)
-        size_msg = (
-            f"{_human_bytes(counts['git_bytes'])} in .git: {counts['packs']} pack(s) "
-            f"({_human_bytes(counts['pack_bytes'])}), {counts['loose_objects']} loose object(s) "
-            f"({_human_bytes(counts['loose_bytes'])})"
-        )
-        old_unreachable = [s for s in unreachable_loose if time.time() - scan.objects[s][1] > _STALE_TEMP_S]
-        if counts["loose_objects"] > _LOOSE_WARN_OBJECTS or counts["loose_bytes"] > _LOOSE_WARN_BYTES:
-            out.append(
-                Finding(
-                    "warning",
-                    "repository",
-                    f"history is not packed: {size_msg}",
-                    "run 'gitstate gc' (a program that keeps the store open packs in the background)",
-                )
-            )
-        elif old_unreachable:
-            out.append(
-                Finding(
-                    "warning",
-                    "repository",
-                    f"{size_msg}; {len(old_unreachable)} unreachable loose object(s) older than an hour "
-                    "(debris of interrupted writes)",
-                    "run 'gitstate gc' to prune them",
-                )
-            )
-        else:
-            out.append(Finding("ok", "repository", size_msg))
+    errors += found.bad_packs
+    _orphan_pack_files(git_dir / "objects" / "pack", errors)
+    _integrity_findings(found, errors, restore, out)
+    _size_finding(root, found, out)
     return head
+
+
+def _integrity_findings(found: _gc.ObjectCheck, errors: list[str], restore: str, out: list[Finding]) -> None:
+    if found.corrupt_reachable:
+        errors.append(
+            f"{len(found.corrupt_reachable)} corrupt object(s) that history needs, e.g. {found.corrupt_reachable[0]}"
+        )
+    elif found.corrupt_unreachable:
+        out.append(
+            Finding(
+                "warning",
+                "repository",
+                f"{len(found.corrupt_unreachable)} corrupt loose object(s) that nothing refers to (left by a "
+                f"crash), e.g. {found.corrupt_unreachable[0]}",
+                "delete them, or run 'gitstate gc' (it prunes them after an hour)",
+            )
+        )
+    if found.missing:
+        errors.append(f"{len(found.missing)} object(s) missing from history: " + "; ".join(found.missing[:3]))
+    if errors:
+        out.append(Finding("error", "repository", "; ".join(errors), restore))
+    else:
+        out.append(
+            Finding(
+                "ok",
+                "repository",
+                f"intact: {found.commits:,} commit(s), {found.reachable:,} object(s) reachable, all "
+                "present; pack and object checksums verified",
+            )
+        )
+    if found.index_problem:
+        out.append(
+            Finding(
+                "warning",
+                "repository",
+                f"the Git index: {found.index_problem}",
+                "opening the store rebuilds it (gitstate status); git status may be wrong until then",
+            )
+        )
+
+
+def _size_finding(root: Path, found: _gc.ObjectCheck, out: list[Finding]) -> None:
+    counts = _gc.count_objects(root)
+    size_msg = (
+        f"{_human_bytes(counts['git_bytes'])} in .git: {counts['packs']} pack(s) "
+        f"({_human_bytes(counts['pack_bytes'])}), {counts['loose_objects']} loose object(s) "
+        f"({_human_bytes(counts['loose_bytes'])})"
+    )
+    if counts["loose_objects"] > _LOOSE_WARN_OBJECTS or counts["loose_bytes"] > _LOOSE_WARN_BYTES:
+        out.append(
+            Finding(
+                "warning",
+                "repository",
+                f"history is not packed: {size_msg}",
+                "run 'gitstate gc' (a program that keeps the store open packs in the background)",
+            )
+        )
+    elif found.old_unreachable:
+        out.append(
+            Finding(
+                "warning",
+                "repository",
+                f"{size_msg}; {found.old_unreachable} unreachable loose object(s) older than an hour "
+                "(debris of interrupted writes)",
+                "run 'gitstate gc' to prune them",
+            )
+        )
+    else:
+        out.append(Finding("ok", "repository", size_msg))
 
 
 _PACKED_LINE = re.compile(rb"^(?:#.*|\^[0-9a-f]{40}|[0-9a-f]{40} refs/\S+)?$")
@@ -616,9 +565,7 @@ def _check_locks(root: Path, git_dir: Path, out: list[Finding]) -> None:
         if repo is not None:
             repo.close()
     now = time.time()
-    temps = [
-        p for p, mtime in _gc._scan_loose(os.fspath(git_dir / "objects")).temp_files if now - mtime > _STALE_TEMP_S
-    ]
+    temps = _gc.stale_temp_files(git_dir, older_than_s=_STALE_TEMP_S)
     with contextlib.suppress(OSError):
         for entry in os.scandir(git_dir):
             if TEMP_MARKER in entry.name:
@@ -721,8 +668,7 @@ def _check_history(git_dir: Path, head: bytes | None, out: list[Finding]) -> Non
         )
     else:
         try:
-            with _gc._ObjectSource(git_dir / "objects") as src:
-                _, data = src.read(head)
+            _, data = _gc.read_object(git_dir, head)
             when, actor = _commit_when_actor(data)
             stamp = _dt.datetime.fromtimestamp(when, tz=_dt.UTC)
             out.append(
@@ -732,7 +678,7 @@ def _check_history(git_dir: Path, head: bytes | None, out: list[Finding]) -> Non
                     f"last commit {head.hex()[:8]} {_ago(when)} ({stamp.isoformat(timespec='seconds')}) by {actor}",
                 )
             )
-        except (_gc._MissingObject, ValueError) as e:
+        except ValueError as e:
             out.append(
                 Finding(
                     "error",
@@ -744,7 +690,7 @@ def _check_history(git_dir: Path, head: bytes | None, out: list[Finding]) -> Non
     # Peeled lines of packed-refs ("^<id>" after an annotated tag, written by a plain `git gc`) are roots too,
     # named "<ref>^{}#<line>": they are the same snapshot, not another one.
     tags = sorted(
-        r for r in _gc._roots(git_dir) if r.startswith(("refs/tags/", "packed:refs/tags/")) and "^{}" not in r
+        r for r in _gc.ref_roots(git_dir) if r.startswith(("refs/tags/", "packed:refs/tags/")) and "^{}" not in r
     )
     names = sorted({t.split("refs/tags/", 1)[1] for t in tags})
     if names:
@@ -768,9 +714,8 @@ def _commit_when_actor(data: bytes) -> tuple[int, str]:
         if line.startswith(b"committer "):
             parts = line.rsplit(b" ", 2)
             when = int(parts[-2])
-    m = re.search(rb"^Gitstate-Actor: *(\S+)", data, re.M)
-    actor = m.group(1).decode("utf-8", "replace") if m else "human"
-    return when, actor
+    message = data[end + 2 :].decode("utf-8", "replace") if end >= 0 else ""
+    return when, messages.actor(message)
 
 
 def _ago(when: float) -> str:

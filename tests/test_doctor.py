@@ -321,3 +321,19 @@ def test_read_only_checks_on_a_file_mode_store(tmp_path: Path) -> None:
             os.chmod(p, stat.S_IRUSR)
     findings = _findings(root)
     assert not _only(findings, "error", "repository"), findings
+
+
+def test_last_commit_actor_is_read_with_the_trailer_rules(tmp_path: Path) -> None:
+    """The actor comes from the message's trailer block (gitstate.messages' rules): a ``Gitstate-Actor`` line
+    in the middle of a hand-written message is text, not a trailer; trailer names match case-insensitively."""
+    root = _store(tmp_path / "s")
+    (root / "notes.txt").write_text("a\n")
+    git(root, "add", "notes.txt")
+    git(root, "commit", "-q", "-m", "hand edit\n\nGitstate-Actor: library\n\nthat line above is quoted text")
+    history = [f for f in _findings(root) if f.check == "history" and "last commit" in f.message]
+    assert history and history[0].message.endswith("by human"), history
+    (root / "notes.txt").write_text("b\n")
+    git(root, "add", "notes.txt")
+    git(root, "commit", "-q", "-m", "restored\n\ngitstate-actor: restore")
+    history = [f for f in _findings(root) if f.check == "history" and "last commit" in f.message]
+    assert history and history[0].message.endswith("by restore"), history

@@ -1,4 +1,4 @@
-"""Packing and pruning (gitstate/gc.py): packs real git accepts, deltas that pay, nothing reachable ever lost,
+"""Packing and pruning (gitstate/gc/): packs real git accepts, deltas that pay, nothing reachable ever lost,
 debris pruned after its grace period, and the background packer keeping a busy store small.
 
 The big run (a ~100 KB document changed by thousands of flushes) uses 800 flushes in the normal suite (a flush of a
@@ -29,6 +29,11 @@ import gitstate
 from gitstate import gc
 from gitstate.cli import main as cli_main
 from gitstate.errors import RepositoryError
+from gitstate.gc import delta as gc_delta
+from gitstate.gc import maintenance as gc_maintenance
+from gitstate.gc import objects as gc_objects
+from gitstate.gc import packwrite as gc_packwrite
+from gitstate.gc import reach as gc_reach
 from gitstate.repo import Repository
 
 logger = logging.getLogger("gitstate.tests")
@@ -110,12 +115,12 @@ def _all_objects_readable(root: Path) -> int:
     """Read every object reachable from the refs with gitstate's own reader, verifying each id; returns the
     number of commits."""
     git_dir = root / ".git"
-    with gc._ObjectSource(git_dir / "objects") as src:
-        walker = gc._Walker(src, strict=True)
-        walker.walk(gc._root_list(gc._roots(git_dir), []))
+    with gc_objects.ObjectSource(git_dir / "objects") as src:
+        walker = gc_reach.Walker(src, strict=True)
+        walker.walk(gc_reach.root_list(gc.ref_roots(git_dir), []))
         for it in walker.items:
             src.read_verified(it.sha)
-        return sum(1 for it in walker.items if it.type == gc._COMMIT)
+        return sum(1 for it in walker.items if it.type == gc_objects.COMMIT)
 
 
 # ===================================================================== deltas and pack format
@@ -135,8 +140,8 @@ def test_delta_round_trips_text_and_binary() -> None:
             else:
                 changed[f"new{rnd.random()}"] = {"x": rnd.random()}
         target = json.dumps(changed, indent=2).encode()
-        delta = gc._make_delta(base, target, len(target))
-        assert delta is not None and gc._apply_delta(base, delta) == target
+        delta = gc_delta.make_delta(base, target, len(target))
+        assert delta is not None and gc_delta.apply_delta(base, delta) == target
         assert len(delta) < 2000  # a few changed lines cost a few hundred bytes, not the document
     for _ in range(500):
         a = rnd.randbytes(rnd.randint(0, 400))
@@ -144,29 +149,29 @@ def test_delta_round_trips_text_and_binary() -> None:
         for _ in range(rnd.randint(0, 4)):
             i = rnd.randint(0, len(b))
             b[i : i + rnd.randint(0, 9)] = rnd.randbytes(rnd.randint(0, 9))
-        delta = gc._make_delta(a, bytes(b), 1 << 30)
-        assert delta is not None and gc._apply_delta(a, delta) == bytes(b)
+        delta = gc_delta.make_delta(a, bytes(b), 1 << 30)
+        assert delta is not None and gc_delta.apply_delta(a, delta) == bytes(b)
     big = rnd.randbytes(200_000)
     moved = big[150_000:] + big[:150_000]  # copies longer than 64 KB and offsets above 16 bits
-    delta = gc._make_delta(big, moved, 1 << 30)
-    assert delta is not None and gc._apply_delta(big, delta) == moved
-    assert gc._make_delta(big, rnd.randbytes(1000), 100) is None  # over the limit: no delta
+    delta = gc_delta.make_delta(big, moved, 1 << 30)
+    assert delta is not None and gc_delta.apply_delta(big, delta) == moved
+    assert gc_delta.make_delta(big, rnd.randbytes(1000), 100) is None  # over the limit: no delta
 
 
 def test_malformed_delta_is_rejected() -> None:
     with pytest.raises(ValueError):
-        gc._apply_delta(b"abc", b"\x05\x03\x90\x03")  # wrong base size
+        gc_delta.apply_delta(b"abc", b"\x05\x03\x90\x03")  # wrong base size
     with pytest.raises(ValueError):
-        gc._apply_delta(b"abc", b"\x03\x03\x00")  # opcode 0
+        gc_delta.apply_delta(b"abc", b"\x03\x03\x00")  # opcode 0
     with pytest.raises(ValueError):
-        gc._apply_delta(b"abc", b"\x03\x05\x91\x01\x09")  # copy past the end
+        gc_delta.apply_delta(b"abc", b"\x03\x05\x91\x01\x09")  # copy past the end
 
 
 def test_index_v2_large_offsets_parse_back(tmp_path: Path) -> None:
     entries = [(bytes([i]) * 20, off, i) for i, off in enumerate([12, 0x7FFFFFFF, 0x80000000, 5 << 32])]
     idx = tmp_path / "x.idx"
-    idx.write_bytes(gc._index_v2(entries, b"\x01" * 20))
-    parsed = gc._Idx(str(idx))
+    idx.write_bytes(gc_packwrite.index_v2(entries, b"\x01" * 20))
+    parsed = gc_objects.PackIndex(str(idx))
     try:
         parsed.verify()
         assert sorted(parsed) == sorted((sha, off) for sha, off, _ in entries)
@@ -354,7 +359,7 @@ def test_interrupted_pack_write_leaves_nothing_behind(tmp_path: Path) -> None:
     stop = threading.Event()
     calls = {"n": 0}
 
-    class StopHalfway(gc._Pacer):
+    class StopHalfway(gc_reach.Pacer):
         def tick(self) -> None:
             calls["n"] += 1
             if calls["n"] > 30:
@@ -363,8 +368,8 @@ def test_interrupted_pack_write_leaves_nothing_behind(tmp_path: Path) -> None:
 
     repo = Repository.open(root, create=False)
     try:
-        with pytest.raises(gc._Stopped):
-            gc._pack_loose(repo, fsync=False, pacer=StopHalfway(stop=stop))
+        with pytest.raises(gc_objects.Stopped):
+            gc_maintenance.run_pack_loose(repo, fsync=False, pacer=StopHalfway(stop=stop))
     finally:
         repo.close()
     pack_dir = root / ".git" / "objects" / "pack"
@@ -568,14 +573,14 @@ def test_gc_progress_display_on_a_terminal(tmp_path: Path, monkeypatch: pytest.M
     import io
     import sys
 
-    from gitstate.cli import maintenance
-
     class Tty(io.StringIO):
         def isatty(self) -> bool:
             return True
 
     fake = Tty()
     monkeypatch.setattr(sys, "stderr", fake)
+    from gitstate.cli import maintenance
+
     show, clear = maintenance._progress_display()
     assert show is not None
     root = tmp_path / "s"
@@ -588,3 +593,105 @@ def test_gc_progress_display_on_a_terminal(tmp_path: Path, monkeypatch: pytest.M
     clear()
     out = fake.getvalue()
     assert "writing objects: 15/15 (100%)" in out and out.endswith("\r\x1b[K")
+
+
+# ===================================================================== the public API doctor uses
+def test_check_objects_reports_corrupt_missing_and_debris(tmp_path: Path) -> None:
+    """``gc.check_objects`` (what ``gitstate doctor`` asks): a healthy store, then a reachable blob corrupted,
+    an unreachable truncated object, and a missing branch head, each in its own field."""
+    root = tmp_path / "s"
+    with make_store(root, auto_pack=False) as s:
+        for i in range(3):
+            s.set("a.json", "n", i)
+            s.flush()
+    git_dir = root / ".git"
+    head = bytes.fromhex(git(root, "rev-parse", "HEAD").strip())
+    ok = gc.check_objects(git_dir, head=head)
+    assert ok.commits == 3 and ok.reachable >= 9 and not (ok.missing or ok.bad_packs or ok.corrupt_reachable)
+    assert gc.read_object(git_dir, head)[0] == 1  # a commit
+    assert "refs/heads/main" in gc.ref_roots(git_dir)
+    blob = git(root, "rev-parse", "HEAD:a.json").strip()
+    path = git_dir / "objects" / blob[:2] / blob[2:]
+    os.chmod(path, 0o644)
+    path.write_bytes(zlib.compress(b"blob 5\x00wrong"))
+    debris = git_dir / "objects" / "12" / ("3" * 38)
+    debris.parent.mkdir(exist_ok=True)
+    debris.write_bytes(b"")
+    os.utime(debris, (time.time() - 7200, time.time() - 7200))
+    bad = gc.check_objects(git_dir, head=b"\x01" * 20, stale_s=3600)
+    assert bad.corrupt_reachable == [os.fspath(path)]
+    assert bad.corrupt_unreachable == [os.fspath(debris)]
+    assert any(blob in m for m in bad.missing) and any("branch head" in m for m in bad.missing)
+    assert bad.old_unreachable == 1
+    with pytest.raises(ValueError, match="missing"):
+        gc.read_object(git_dir, b"\x02" * 20)
+
+
+def test_no_module_uses_another_modules_private_names_of_gc() -> None:
+    """gc's modules, and doctor, use no ``_private`` name of another gc module (issue 12), and none is over ~900
+    lines."""
+    import ast
+
+    package = Path(gc.__file__).parent
+    files = [*sorted(package.glob("*.py")), package.parent / "doctor.py"]
+    offenders = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert len(text.splitlines()) <= 900, path
+        inside = path.parent == package
+        tree = ast.parse(text)
+        gc_aliases = set()
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                continue
+            from_gc = inside or (node.module or "").split(".")[0] == "gc"
+            for a in node.names:
+                if from_gc and a.name.startswith("_"):
+                    offenders.append(f"{path.name}: {a.name}")
+                if from_gc or (node.module is None and a.name == "gc"):
+                    gc_aliases.add(a.asname or a.name)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in gc_aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                offenders.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert not offenders, offenders
+
+
+def test_trees_with_gitlinks_subtrees_and_a_malformed_tree(tmp_path: Path) -> None:
+    """Tree entries are read by mode: a gitlink (a commit of another repository, absent here) is not followed, a
+    subtree is; a malformed tree is reported, not skipped."""
+    root = tmp_path / "s"
+    with make_store(root, auto_pack=False) as s:
+        s.set("a.json", "n", 1)
+        s.flush()
+    (root / "sub").mkdir()
+    (root / "sub" / "notes.txt").write_text("x\n")
+    git(root, "add", "sub/notes.txt")
+    git(root, "update-index", "--add", "--cacheinfo", f"160000,{'7' * 40},mod")
+    git(root, "commit", "-q", "-m", "a gitlink and a subtree")
+    git_dir = root / ".git"
+    found = gc.check_objects(git_dir)
+    assert not found.missing and found.commits == 2, found
+    # A tree whose entry is cut short (on a copy, all objects still loose): the walk reports it.
+    sub = git(root, "rev-parse", "HEAD:sub").strip()
+    bad_root = tmp_path / "bad"
+    shutil.copytree(root, bad_root)
+    obj = bad_root / ".git" / "objects" / sub[:2] / sub[2:]
+    os.chmod(obj, 0o644)
+    obj.write_bytes(zlib.compress(b"tree 12\x00100644 x\x00abc"))
+    bad = gc.check_objects(bad_root / ".git")
+    assert any(sub in m and "malformed" in m for m in bad.missing), bad.missing
+    notes = git(root, "rev-parse", "HEAD:sub/notes.txt").strip()
+    repo = Repository.open(root, create=False)
+    try:
+        stats = gc.collect(repo, fsync=False)
+    finally:
+        repo.close()
+    assert stats["objects"] == found.reachable
+    fsck(root)
+    assert git(root, "cat-file", "-t", notes).strip() == "blob"

@@ -26,6 +26,9 @@ from test_gc import _quiet_store_logs  # noqa: F401  (autouse: the key index's s
 import gitstate
 from gitstate import gc
 from gitstate.errors import RepositoryError
+from gitstate.gc import background as gc_background
+from gitstate.gc import maintenance as gc_maintenance
+from gitstate.gc import packwrite as gc_packwrite
 
 
 def _history(root: Path, commits: int = 6) -> list[str]:
@@ -42,7 +45,7 @@ def _history(root: Path, commits: int = 6) -> list[str]:
 
 def _temp_files(root: Path) -> list[str]:
     objects = root / ".git" / "objects"
-    return [os.fspath(p) for p in objects.rglob("*") if p.is_file() and gc._is_stray_temp(p.name)]
+    return [os.fspath(p) for p in objects.rglob("*") if p.is_file() and gc_maintenance.is_stray_temp(p.name)]
 
 
 def _orphan_packs(root: Path) -> list[str]:
@@ -69,7 +72,7 @@ def _fail_writes_under(monkeypatch: pytest.MonkeyPatch, where: Path, code: int) 
             raise OSError(code, os.strerror(code), os.fspath(path))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(gc.os, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_open)
 
 
 # ===================================================================== gitstate gc, read-only
@@ -151,13 +154,13 @@ def test_collect_disk_full_loses_nothing_and_leaves_no_debris(
         def fail_append(self: Any, *args: Any) -> int:
             raise full
 
-        monkeypatch.setattr(gc._PackWriter, "_append", fail_append)
+        monkeypatch.setattr(gc_packwrite.PackWriter, "_append", fail_append)
     elif where == "index":
 
         def fail_write(*args: Any, **kwargs: Any) -> None:
             raise full
 
-        monkeypatch.setattr(gc, "_write_file", fail_write)
+        monkeypatch.setattr(gc_packwrite, "_write_file", fail_write)
     elif where == "install":
         real_replace = os.replace
 
@@ -166,13 +169,13 @@ def test_collect_disk_full_loses_nothing_and_leaves_no_debris(
                 raise full
             real_replace(src, dst)
 
-        monkeypatch.setattr(gc.os, "replace", fail_idx)
+        monkeypatch.setattr(os, "replace", fail_idx)
     else:
 
         def fail_delete(*args: Any, **kwargs: Any) -> int:
             raise full
 
-        monkeypatch.setattr(gc, "_delete_loose", fail_delete)
+        monkeypatch.setattr(gc_maintenance, "_delete_loose", fail_delete)
     repo = gitstate.repo.Repository.open(root, create=False)
     try:
         with pytest.raises(RepositoryError, match="disk is full") as info:
@@ -308,7 +311,7 @@ def test_background_packer_process_fault_is_reported_once(
             "filename": f"{root}/.git/objects/pack/tmp-{len(calls)}",
         }
 
-    monkeypatch.setattr(gc._Worker, "run", fake_run)
+    monkeypatch.setattr(gc_background.Worker, "run", fake_run)
     caplog.set_level(logging.DEBUG, logger="gitstate")
     with make_store(root, durability="immediate", auto_pack=False) as s:
         packer = _packer(s, loose_threshold=1)
@@ -331,7 +334,7 @@ def test_loose_objects_stay_bounded_when_the_packing_process_is_starved(
     stuck = threading.Event()
 
     def starved_run(self: Any, options: Any, stop: threading.Event, preempt: Any = None) -> dict[str, Any]:
-        lock = gc._GcLock(self.root / ".git", blocking=False)
+        lock = gc_maintenance.GcLock(self.root / ".git", blocking=False)
         assert lock.acquire()
         try:
             stuck.set()
@@ -341,7 +344,7 @@ def test_loose_objects_stay_bounded_when_the_packing_process_is_starved(
         finally:
             lock.release()
 
-    monkeypatch.setattr(gc._Worker, "run", starved_run)
+    monkeypatch.setattr(gc_background.Worker, "run", starved_run)
     rnd = random.Random(9)
     doc = {f"k{i}": "".join(rnd.choice("abcdefgh ") for _ in range(800)) for i in range(120)}  # ~100 KB
     with make_store(root, auto_pack=False) as s:
@@ -381,7 +384,9 @@ def test_no_back_pressure_while_the_packer_keeps_up(tmp_path: Path) -> None:
 
 def test_writers_are_never_broken_by_a_failing_hold_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "s"
-    monkeypatch.setattr(gc._Worker, "run", lambda self, o, stop, preempt=None: (stop.wait(0.2), {"preempted": True})[1])
+    monkeypatch.setattr(
+        gc_background.Worker, "run", lambda self, o, stop, preempt=None: (stop.wait(0.2), {"preempted": True})[1]
+    )
     with make_store(root, auto_pack=False) as s:
         packer = _packer(s, loose_bytes_threshold=1, loose_bytes_limit=1, check_every_commits=1)
         _fail_writes_under(monkeypatch, root / ".git" / "gitstate", errno.EROFS)
