@@ -61,7 +61,6 @@ import contextlib
 import contextvars
 import dataclasses
 import datetime as _dt
-import heapq
 import json
 import logging
 import os
@@ -98,6 +97,7 @@ from dulwich.protocol import ZERO_SHA, Protocol
 from dulwich.refs import Ref, check_ref_format
 
 from . import docdiff
+from .ancestry import ahead_behind, is_ancestor, merge_bases
 from .codecs import codec_for
 from .errors import DecodeError, GitStateError, MergeConflict, PushRejected, RemoteError, RepositoryError
 from .events import Pushed, PushError
@@ -1052,83 +1052,6 @@ def _objects(repo: Repository) -> Any:
     return _OperationObjectStore(str(repo.git_dir / "objects"))
 
 
-# ===================================================================== history walks
-_STALE: Final = 4
-
-
-def _paint(repo: Repository, a: str, b: str, *, limit: int = 2_000_000) -> tuple[dict[str, int], list[str]]:
-    """Walk from ``a`` (flag 1) and ``b`` (flag 2), newest first, until only common history is left (git's
-    paint-down). Returns the flags of every commit visited and the merge bases found, best first. The cost
-    follows how far the two sides diverged, not the length of history."""
-    flags: dict[str, int] = {a: 1}
-    flags[b] = flags.get(b, 0) | 2
-    heap: list[tuple[int, int, str]] = []
-    queued: set[str] = set()
-    counter = 0
-
-    def push(sha: str) -> None:
-        nonlocal counter
-        heapq.heappush(heap, (-repo.commit_info(sha).commit_time, counter, sha))
-        counter += 1
-        queued.add(sha)
-
-    for start in dict.fromkeys((a, b)):
-        push(start)
-    bases: list[str] = []
-    while heap and any(not flags[s] & _STALE for _, _, s in heap):
-        _, _, c = heapq.heappop(heap)
-        queued.discard(c)
-        f = flags[c]
-        if f & 3 == 3 and not f & _STALE:
-            bases.append(c)
-            f |= _STALE
-            flags[c] = f
-        for p in repo.commit_info(c).parents:
-            pf = flags.get(p, 0)
-            if pf | f != pf:
-                flags[p] = pf | f
-                if p not in queued:
-                    push(p)
-        if len(flags) > limit:
-            raise RepositoryError("history too large to compare")
-    return flags, bases
-
-
-def _merge_base(repo: Repository, a: str, b: str) -> str | None:
-    return _paint(repo, a, b)[1][0] if a != b else a
-
-
-def _is_ancestor(repo: Repository, ancestor: str, descendant: str) -> bool:
-    if ancestor == descendant:
-        return True
-    return ancestor in _paint(repo, ancestor, descendant)[1]
-
-
-def _count_commits(repo: Repository, start: str, *, limit: int = 1_000_000) -> int:
-    seen = {start}
-    stack = [start]
-    while stack and len(seen) < limit:
-        for p in repo.commit_info(stack.pop()).parents:
-            if p not in seen:
-                seen.add(p)
-                stack.append(p)
-    return len(seen)
-
-
-def _ahead_behind(repo: Repository, local: str | None, remote: str | None) -> tuple[int, int]:
-    """(commits in ``local`` not in ``remote``, commits in ``remote`` not in ``local``)."""
-    if local == remote:
-        return 0, 0
-    if remote is None or not repo.has_object(remote):
-        return (_count_commits(repo, local) if local else 0), 0
-    if local is None:
-        return 0, _count_commits(repo, remote)
-    flags, _ = _paint(repo, local, remote)
-    ahead = sum(1 for f in flags.values() if f & 3 == 1)
-    behind = sum(1 for f in flags.values() if f & 3 == 2)
-    return ahead, behind
-
-
 # ===================================================================== refs
 def _tracking_ref(repo: Repository, name: str) -> str:
     return f"refs/remotes/{name}/{repo.branch}"
@@ -1216,7 +1139,7 @@ def _push(
         outcome["remote_head"] = remote_head
         new: dict[bytes, bytes] = {}
         if remote_head != head_b:
-            if remote_head is None or (remote_head in objects and _is_ancestor(repo, remote_head.decode(), head)):
+            if remote_head is None or (remote_head in objects and is_ancestor(repo, remote_head.decode(), head)):
                 new[branch_ref] = head_b
             else:
                 outcome["rejected"] = True
@@ -1616,14 +1539,14 @@ def integrate(
     if head is None:
         check_trees(repo, None, fetched_tree, what=what)
         return MergeOutcome("fast-forward", fetched, _describe_trees(repo, None, fetched_tree))
-    _, bases = _paint(repo, head, fetched)
-    if fetched in bases:
+    bases = merge_bases(repo, head, fetched)
+    if bases == [fetched]:
         return MergeOutcome("none", head)
     head_tree = repo.commit_info(head).tree
     # Everything the fetched tree holds that ours does not is what a fast-forward or a merge could write:
     # check it all before anything is merged, written or moved.
     check_trees(repo, head_tree, fetched_tree, what=what)
-    if head in bases:
+    if bases == [head]:
         return MergeOutcome("fast-forward", fetched, _describe_trees(repo, head_tree, fetched_tree), base=head)
     base = bases[0] if bases else None
     if base is None:
@@ -1881,7 +1804,7 @@ def push_status(repo: Repository, name: str | None = None) -> dict[str, dict[str
             last_error = _redact_urls_in(_scrub(last_error, _known_secrets(repo, rname)))
         tracking = repo.read_ref(_tracking_ref(repo, rname))
         try:
-            ahead, behind = _ahead_behind(repo, head, tracking)
+            ahead, behind = ahead_behind(repo, head, tracking)
         except GitStateError as e:
             logger.warning("cannot compare with %s: %s", rname, e)
             ahead, behind = -1, -1
@@ -2043,7 +1966,7 @@ class AutoPusher:
             if head == tracking:
                 return True
             try:
-                count = _ahead_behind(repo, head, tracking)[0]
+                count = ahead_behind(repo, head, tracking)[0]
             except GitStateError:
                 count = 0
             pushed = push(repo, self.remote, timeout_s=timeout_s, progress=None, commit=head)

@@ -1215,27 +1215,16 @@ class Repository:
                 counter += 1
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        """True if ``ancestor`` is reachable from ``descendant`` (or equal). Walks parents without trusting commit
-        times (machines' clocks disagree)."""
-        if ancestor == descendant:
-            return True
-        stack, seen = [descendant], {descendant}
-        while stack:
-            for p in self.commit_info(stack.pop()).parents:
-                if p == ancestor:
-                    return True
-                if p not in seen:
-                    seen.add(p)
-                    stack.append(p)
-        return False
+        """True if ``ancestor`` is reachable from ``descendant`` (or equal); see :mod:`gitstate.ancestry`."""
+        from .ancestry import is_ancestor
+
+        return is_ancestor(self, ancestor, descendant)
 
     def merge_base(self, a: str, b: str) -> str | None:
-        """A best common ancestor of two commits (the newest one reachable from both), or None."""
-        ancestors_a = {c.id for c in self.iter_commits(a)}
-        for c in self.iter_commits(b):
-            if c.id in ancestors_a:
-                return c.id
-        return None
+        """The best common ancestor of two commits, or None; see :mod:`gitstate.ancestry`."""
+        from .ancestry import merge_base
+
+        return merge_base(self, a, b)
 
     # ----------------------------------------------------------------- refs
     def _ref_path(self, ref: str) -> Path:
