@@ -139,7 +139,7 @@ def _parse_scheme_url(url: str, name: str, *, strict: bool) -> tuple[Endpoint, C
     if kind is not None and kind not in _BUILT_IN_KINDS:
         if found.given() and strict:
             raise RemoteError(f"{scheme}:// URLs cannot carry credentials")
-        clean = urlunsplit((scheme, hostport, parts.path, "", ""))
+        clean = f"{scheme}://{hostport}{parts.path}"
         return Endpoint(name, clean, kind, host, port, unquote(parts.path)), Credentials()
     if not host:
         raise RemoteError(f"remote URL {redact_url(url)!r} has no host")
