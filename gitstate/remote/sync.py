@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from dulwich.object_store import DiskObjectStore, ObjectStoreGraphWalker
@@ -77,6 +77,10 @@ def operation_objects(repo: Repository) -> Any:
     return _OperationObjectStore(str(repo.git_dir / "objects"))
 
 
+#: What a server says when the branch moved under a push (git, dulwich and hosted services).
+_REJECTED_WORDS: Final = ("non-fast-forward", "fetch first", "stale info", "but expected", "unable to set")
+
+
 # ===================================================================== refs
 def tracking_ref(repo: Repository, name: str) -> str:
     return f"refs/remotes/{name}/{repo.branch}"
@@ -132,10 +136,10 @@ def push(
     """
     ep = endpoint(repo, name)
     with push_lock(repo, name):
-        return push_commit(repo, name, ep, commit or repo.head(), progress=progress, timeout_s=timeout_s)
+        return _push_commit(repo, name, ep, commit or repo.head(), progress=progress, timeout_s=timeout_s)
 
 
-def push_commit(
+def _push_commit(
     repo: Repository,
     name: str,
     ep: Endpoint,
@@ -144,15 +148,53 @@ def push_commit(
     progress: ProgressFn | None,
     timeout_s: float | None,
 ) -> str | None:
+    """Push ``head`` to the branch of remote ``name`` (see :func:`push`), recording the outcome."""
     timeout = timeout_s if timeout_s is not None else timeout_s_from_env()
     prog = Progress(progress or progress_sink.get(), ep.secrets())
     if head is None:
         return None
     branch_ref = repo.branch_ref.encode()
-    head_b = head.encode()
-    local_tags = {k.encode(): v.encode() for k, v in repo.list_refs("refs/tags/").items()}
     outcome: dict[str, Any] = {}
     objects = operation_objects(repo)
+    update_refs = _ref_updater(repo, objects, head, outcome)
+    generate_pack_data = _pack_generator(objects, prog, outcome)
+    client, path = transport.open_transport(ep, timeout_s=timeout)
+    prog.text(f"Pushing to {ep.url}\n", force=True)
+    result: Any = None
+    failure: Exception | None = None
+    try:
+        result = client.send_pack(path, update_refs, generate_pack_data, progress=prog.remote if prog else None)
+    except GitStateError:
+        raise
+    except Exception as e:
+        failure = e
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+        with contextlib.suppress(Exception):
+            objects.close()
+    if failure is not None:
+        err = translate(failure, ep, "push to", timeout)
+        record_push_state(repo, name, error=str(err))
+        raise chain(err, failure, ep)
+    _check_push_result(repo, name, ep, outcome, result)
+    set_ref(repo, tracking_ref(repo, name), head)
+    record_push_state(repo, name, success=head)
+    if branch_ref not in (outcome.get("new") or {}):
+        return None
+    prog.text(f"{repo.branch} -> {ep.url} ({head[:8]})\n", force=True)
+    logger.info("pushed %s to %s (%s)", head[:8], name, ep.url)
+    return head
+
+
+def _ref_updater(
+    repo: Repository, objects: Any, head: str, outcome: dict[str, Any]
+) -> Callable[[dict[bytes, bytes]], dict[bytes, bytes]]:
+    """dulwich's ``update_refs`` for a push of ``head``: the branch moves only forward (else ``outcome`` says
+    rejected and nothing is sent), and tags the remote lacks go along. Records the remote head and the refs sent."""
+    branch_ref = repo.branch_ref.encode()
+    head_b = head.encode()
+    local_tags = {k.encode(): v.encode() for k, v in repo.list_refs("refs/tags/").items()}
 
     def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
         refs = peeled(remote_refs)
@@ -173,6 +215,12 @@ def push_commit(
         outcome["new"] = new
         return new
 
+    return update_refs
+
+
+def _pack_generator(objects: Any, prog: Progress, outcome: dict[str, Any]) -> Callable[..., tuple[int, Iterator[Any]]]:
+    """dulwich's ``generate_pack_data`` over ``objects``, reporting "Writing objects" progress."""
+
     def generate_pack_data(
         have: set[bytes], want: set[bytes], *, ofs_delta: bool = True, progress: Any = None
     ) -> tuple[int, Iterator[Any]]:
@@ -190,59 +238,35 @@ def push_commit(
 
         return count, counted()
 
-    client, path = transport.open_transport(ep, timeout_s=timeout)
-    prog.text(f"Pushing to {ep.url}\n", force=True)
-    send_pack: Any = client.send_pack
-    result: Any = None
-    failure: Exception | None = None
-    try:
-        result = send_pack(path, update_refs, generate_pack_data, progress=prog.remote if prog else None)
-    except GitStateError:
-        raise
-    except Exception as e:
-        failure = e
-    finally:
-        with contextlib.suppress(Exception):
-            client.close()
-        with contextlib.suppress(Exception):
-            objects.close()
-    if failure is not None:
-        err = translate(failure, ep, "push to", timeout)
-        record_push_state(repo, name, error=str(err))
-        raise chain(err, failure, ep)
+    return generate_pack_data
+
+
+def _check_push_result(repo: Repository, name: str, ep: Endpoint, outcome: dict[str, Any], result: Any) -> None:
+    """Raise (and record) PushRejected or RemoteError if the push was refused; a refused tag only warns."""
+    branch_ref = repo.branch_ref.encode()
+    err: RemoteError | None = None
     if outcome.get("rejected"):
         err = PushRejected(
             f"push to {name} ({ep.url}) was rejected: the remote {repo.branch} has commits this store does not "
             f"have (another machine pushed). Run 'gitstate sync {name}' (store.sync({name!r})) to merge them and "
             "push; nothing is lost on either side."
         )
-        record_push_state(repo, name, error=str(err))
-        raise err
-    for ref, status in (result.ref_status or {}).items():
-        if status is None:
+    for ref, status in (getattr(result, "ref_status", None) or {}).items():
+        if err is not None or status is None:
             continue
         status = scrub(str(status), ep.secrets())
-        if ref == branch_ref:
-            if any(
-                w in status for w in ("non-fast-forward", "fetch first", "stale info", "but expected", "unable to set")
-            ):
-                err = PushRejected(
-                    f"push to {name} ({ep.url}) was rejected ({status}): the remote moved; run "
-                    f"'gitstate sync {name}' to merge and push again"
-                )
-            else:
-                err = RemoteError(f"{name} ({ep.url}) refused the push of {repo.branch}: {status}")
-            record_push_state(repo, name, error=str(err))
-            raise err
-        logger.warning("%s refused %s: %s", name, ref.decode(), status)
-    set_ref(repo, tracking_ref(repo, name), head)
-    record_push_state(repo, name, success=head)
-    new = outcome.get("new") or {}
-    if branch_ref not in new:
-        return None
-    prog.text(f"{repo.branch} -> {ep.url} ({head[:8]})\n", force=True)
-    logger.info("pushed %s to %s (%s)", head[:8], name, ep.url)
-    return head
+        if ref != branch_ref:
+            logger.warning("%s refused %s: %s", name, ref.decode(), status)
+        elif any(w in status for w in _REJECTED_WORDS):
+            err = PushRejected(
+                f"push to {name} ({ep.url}) was rejected ({status}): the remote moved; run "
+                f"'gitstate sync {name}' to merge and push again"
+            )
+        else:
+            err = RemoteError(f"{name} ({ep.url}) refused the push of {repo.branch}: {status}")
+    if err is not None:
+        record_push_state(repo, name, error=str(err))
+        raise err
 
 
 # ===================================================================== fetch
@@ -273,6 +297,8 @@ def fetch(
 def fetch_into(
     repo: Repository, ep: Endpoint, tracking_ref: str, *, progress: ProgressFn | None, timeout_s: float | None
 ) -> str | None:
+    """Fetch the remote branch (and tags this store lacks) from ``ep`` and point ``tracking_ref`` at it (see
+    :func:`fetch`); returns the fetched head, None if the remote has no such branch."""
     timeout = timeout_s if timeout_s is not None else timeout_s_from_env()
     prog = Progress(progress or progress_sink.get(), ep.secrets())
     branch_ref = repo.branch_ref.encode()
@@ -298,7 +324,53 @@ def fetch_into(
                 wants.append(sha)
         return wants
 
+    try:
+        _receive(
+            repo,
+            ep,
+            objects,
+            prog,
+            timeout,
+            lambda client, path, on_pack_data: client.fetch_pack(
+                path,
+                determine_wants,
+                walker,
+                on_pack_data,
+                progress=prog.remote if prog else None,
+                ref_prefix=[branch_ref, b"refs/tags/"],
+            ),
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            objects.close()
+    refs: dict[bytes, bytes] = seen.get("refs") or {}
+    _store_new_tags(repo, ep, refs, set(local_tags))
+    remote_head = refs.get(branch_ref)
+    if remote_head is None:
+        return None
+    head = remote_head.decode()
+    if not repo.has_object(head):
+        raise RemoteError(f"{ep.url} did not send commit {head[:8]} of {repo.branch}; try again")
+    set_ref(repo, tracking_ref, head)
+    return head
+
+
+def _receive(
+    repo: Repository,
+    ep: Endpoint,
+    objects: Any,
+    prog: Progress,
+    timeout: float,
+    call: Callable[[Any, str, Callable[[bytes], int]], Any],
+) -> None:
+    """Open the transport, run ``call(client, path, on_pack_data)`` (its fetch_pack) and add the pack received
+    to ``objects``; the pack is spooled in ``objects/pack`` under git's temporary name (gc removes stale ones)."""
     received = [0]
+    buf = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed in the finally below
+        max_size=32 * 1024 * 1024,
+        prefix="tmp_pack_incoming_",
+        dir=str(repo.git_dir / "objects" / "pack"),
+    )
 
     def on_pack_data(data: bytes) -> int:
         received[0] += len(data)
@@ -309,28 +381,14 @@ def fetch_into(
 
     client, path = transport.open_transport(ep, timeout_s=timeout)
     prog.text(f"Fetching from {ep.url}\n", force=True)
-    buf = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed in the finally below
-        max_size=32 * 1024 * 1024,
-        prefix="tmp_pack_incoming_",  # git's name for temporary pack files: gc removes stale ones
-        dir=str(repo.git_dir / "objects" / "pack"),
-    )
+    failure: Exception | None = None
     try:
         try:
-            fetch_pack: Any = client.fetch_pack
-            fetch_pack(
-                path,
-                determine_wants,
-                walker,
-                on_pack_data,
-                progress=prog.remote if prog else None,
-                ref_prefix=[branch_ref, b"refs/tags/"],
-            )
+            call(client, path, on_pack_data)
         except GitStateError:
             raise
         except Exception as e:
-            failure: Exception | None = e
-        else:
-            failure = None
+            failure = e
         if failure is not None:
             raise chain(translate(failure, ep, "fetch from", timeout), failure, ep)
         if buf.tell():
@@ -349,10 +407,10 @@ def fetch_into(
         buf.close()
         with contextlib.suppress(Exception):
             client.close()
-        with contextlib.suppress(Exception):
-            objects.close()
-    refs: dict[bytes, bytes] = seen.get("refs") or {}
-    remote_head = refs.get(branch_ref)
+
+
+def _store_new_tags(repo: Repository, ep: Endpoint, refs: Mapping[bytes, bytes], local_tags: set[bytes]) -> None:
+    """Create the fetched tags this store lacks (a name that is not a valid ref name is ignored)."""
     for ref, sha in refs.items():
         if not ref.startswith(b"refs/tags/") or ref in local_tags:
             continue
@@ -362,13 +420,6 @@ def fetch_into(
         if repo.has_object(sha.decode()):
             with contextlib.suppress(GitStateError, OSError):
                 repo.update_ref(ref.decode(), sha.decode(), None)
-    if remote_head is None:
-        return None
-    head = remote_head.decode()
-    if not repo.has_object(head):
-        raise RemoteError(f"{ep.url} did not send commit {head[:8]} of {repo.branch}; try again")
-    set_ref(repo, tracking_ref, head)
-    return head
 
 
 def known_secrets(repo: Repository, name: str) -> list[str]:
