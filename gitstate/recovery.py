@@ -114,7 +114,7 @@ def _fault(repo: Repository, ref: str, problem: str, *, bad: str | None) -> Bran
     from . import history
 
     branch_ids, other_ids = history.indexed_commits(repo)
-    packed = repo._packed_refs().get(ref)
+    packed = repo.packed_refs().get(ref)
     candidates = [
         *((c, "reflog") for c in repo.reflog_ids(ref)),
         *((c, "history index") for c in branch_ids),
