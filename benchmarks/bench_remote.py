@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import gitstate
-from gitstate import remote as gremote
+from gitstate import ancestry
 
 __all__ = ["main"]
 
@@ -272,7 +272,7 @@ def run_round(path: Path, res: _LoadResult, *, auto_push: bool, duration_s: floa
     def sample() -> None:
         while not stop.wait(0.1):
             repo = store._repo
-            res.waiting.append(gremote._ahead_behind(repo, repo.head(), repo.read_ref("refs/remotes/origin/main"))[0])
+            res.waiting.append(ancestry.ahead_behind(repo, repo.head(), repo.read_ref("refs/remotes/origin/main"))[0])
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:

@@ -17,7 +17,8 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
-from .errors import RepositoryError, RevisionNotFound
+from .ancestry import is_ancestor
+from .errors import RepositoryError
 from .repo import BrokenRef, Repository
 
 __all__ = ["BranchFault", "diagnose", "repair"]
@@ -99,7 +100,7 @@ def diagnose(repo: Repository) -> BranchFault | None:
         # Packed only: after `git gc`/`git pack-refs` the packed value IS the head, so a newer commit this store
         # made on the branch that descends from it means the loose ref holding the newer head was lost.
         newest = next((c for c in branch_ids if c == head or repo.is_commit(c)), None)
-        if newest is not None and newest != head and _descends_from(repo, newest, head):
+        if newest is not None and newest != head and is_ancestor(repo, head, newest, tolerant=True, limit=_MAX_WALK):
             return BranchFault(
                 ref,
                 f".git/{ref} is missing and packed-refs names an older commit {head}",
@@ -113,7 +114,7 @@ def _fault(repo: Repository, ref: str, problem: str, *, bad: str | None) -> Bran
     from . import history
 
     branch_ids, other_ids = history.indexed_commits(repo)
-    packed = repo._packed_refs().get(ref)
+    packed = repo.packed_refs().get(ref)
     candidates = [
         *((c, "reflog") for c in repo.reflog_ids(ref)),
         *((c, "history index") for c in branch_ids),
@@ -136,23 +137,6 @@ def _fault(repo: Repository, ref: str, problem: str, *, bad: str | None) -> Bran
             "(gitstate clone URL DIR)"
         ),
     )
-
-
-def _descends_from(repo: Repository, newer: str, older: str) -> bool:
-    """True if ``older`` is an ancestor of ``newer``, looking at most :data:`_MAX_WALK` commits back."""
-    stack, seen = [newer], {newer}
-    while stack and len(seen) <= _MAX_WALK:
-        try:
-            parents = repo.commit_info(stack.pop()).parents
-        except (RepositoryError, RevisionNotFound):
-            continue
-        for p in parents:
-            if p == older:
-                return True
-            if p not in seen:
-                seen.add(p)
-                stack.append(p)
-    return False
 
 
 def repair(repo: Repository) -> BranchFault | None:

@@ -15,7 +15,7 @@ import pytest
 from helpers import fsck, git, invoke, wait_until
 
 import gitstate
-from gitstate import docdiff
+from gitstate import ancestry, docdiff
 from gitstate import remote as gremote
 from gitstate.repo import Repository
 
@@ -488,11 +488,11 @@ def test_ahead_behind_counts(tmp_path: Path) -> None:
         side = base
         for i in range(3):
             side = repo.commit_files(side, {"b.txt": str(i).encode()}, f"s{i}", author="t <t@x>", move_branch=False)
-    assert gremote._ahead_behind(repo, c, side) == (5, 3)
-    assert gremote._ahead_behind(repo, c, None) == (6, 0)
-    assert gremote._ahead_behind(repo, c, c) == (0, 0)
-    assert gremote._merge_base(repo, c, side) == base
-    assert gremote._is_ancestor(repo, base, c) and not gremote._is_ancestor(repo, side, c)
+    assert ancestry.ahead_behind(repo, c, side) == (5, 3)
+    assert ancestry.ahead_behind(repo, c, None) == (6, 0)
+    assert ancestry.ahead_behind(repo, c, c) == (0, 0)
+    assert ancestry.merge_base(repo, c, side) == base
+    assert ancestry.is_ancestor(repo, base, c) and not ancestry.is_ancestor(repo, side, c)
     repo.close()
 
 

@@ -110,7 +110,7 @@ def test_blob_id_matches_git() -> None:
 
 
 def test_blob_cache_serves_committed_blobs_and_stays_bounded(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gitstate.repo as repo_mod
+    import gitstate.repo_objects as repo_mod
 
     monkeypatch.setattr(repo_mod, "BLOB_CACHE_BYTES", 4000)
     head = None

@@ -474,7 +474,7 @@ def test_fetch_ignores_tag_names_that_would_write_elsewhere_in_git_dir(
     from gitstate import remote as gremote
 
     path, store = victim(world)
-    real_client = gremote._client
+    real_client = gremote.transport.open_transport
 
     class Hostile:
         def __init__(self, inner: Any) -> None:
@@ -495,7 +495,7 @@ def test_fetch_ignores_tag_names_that_would_write_elsewhere_in_git_dir(
         inner, rpath = real_client(*args, **kw)
         return Hostile(inner), rpath
 
-    monkeypatch.setattr(gremote, "_client", client)
+    monkeypatch.setattr(gremote.transport, "open_transport", client)
     with store:
         store.pull()
     assert not (path / ".git" / "info" / "evil").exists()

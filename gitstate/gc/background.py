@@ -244,8 +244,8 @@ class BackgroundPacker:
     Example:
         >>> import gitstate, tempfile
         >>> store = gitstate.open(tempfile.mkdtemp(), durability="immediate")
-        >>> packer = BackgroundPacker(store._repo, loose_threshold=3)
-        >>> store._after_commit_hooks.append(packer.notify); store._background.append(packer)
+        >>> packer = BackgroundPacker(store.services.repo, loose_threshold=3)
+        >>> _ = store.services.add_after_commit(packer.notify); store.services.add_background(packer)
         >>> store.set("a.json", "x", 1)
         >>> packer.run_now()["pack"]["packed"]
         3

@@ -1,0 +1,452 @@
+"""The Git index of a repository's work tree, kept cheap: parsed once, updated entry by entry, written with
+one join (dulwich's index writer is O(n) on every flush); and the work-tree scan that finds hand edits.
+
+gitstate keeps its own index writer (issue 12 lists it among the parts to keep): dulwich's rewrites and
+re-serialises every entry on each write. Not here: objects (repo_objects.py), refs (repo.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import struct
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from .paths import is_scratch_name, is_temp_name
+from .repo_objects import FILE_MODE, RepositoryObjects, blob_id, sha1
+
+if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
+    pass
+
+
+logger = logging.getLogger("gitstate.repo")
+
+#: Index size from which a flush defers the index write (see Repository.sync_index).
+DEFER_INDEX_ENTRIES: Final = 2000
+
+
+class GitIndex:
+    """The Git index (``.git/index``), kept in memory as pre-encoded entries in path order.
+
+    Only versions 2 and 3 without a split index are parsed; anything else is rebuilt from HEAD. Extensions (the
+    TREE cache, the untracked cache) are dropped on rewrite, which Git allows: they are caches it recomputes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[bytes, bytes] = {}  # path -> full encoded entry (header, path, padding)
+        self.shas: dict[bytes, bytes] = {}  # path -> binary sha
+        self._order: list[bytes] = []
+        self._sorted = True
+        self.stamp: tuple[int, int, int] | None = None
+        self.valid = False
+
+    def file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def load(self) -> bool:
+        """(Re)read the index file if it changed on disk. False if it cannot be used (must rebuild)."""
+        stamp = self.file_stamp()
+        if self.valid and stamp == self.stamp:
+            return True
+        self.clear()
+        self.valid = False
+        if stamp is None:
+            self.stamp = None
+            return False
+        try:
+            data = self.path.read_bytes()
+            ok = self._parse(data)
+        except (OSError, struct.error, ValueError) as e:
+            logger.warning("index %s unreadable (%s); it will be rebuilt", self.path, e)
+            ok = False
+        if ok:
+            self.stamp = stamp
+            self.valid = True
+            self._sorted = True
+        else:
+            self.clear()
+        return ok
+
+    def _parse(self, data: bytes) -> bool:
+        if len(data) < 32 or data[:4] != b"DIRC":
+            return False
+        if sha1(data[:-20]).digest() != data[-20:]:
+            logger.warning("index checksum mismatch (truncated write?); rebuilding it")
+            return False
+        version, count = struct.unpack(">II", data[4:12])
+        if version not in (2, 3):
+            return False
+        pos = 12
+        end = len(data) - 20
+        for _ in range(count):
+            start = pos
+            flags = struct.unpack(">H", data[pos + 60 : pos + 62])[0]
+            sha = data[pos + 40 : pos + 60]
+            pos += 62
+            if flags & 0x4000:  # extended flags (skip-worktree, intent-to-add): not ours to keep
+                return False
+            if flags & 0x3000:  # a merge stage: the user is mid-merge with git; rebuild from HEAD
+                return False
+            nul = data.index(b"\x00", pos)
+            name = data[pos:nul]
+            entry_len = ((nul + 1 - start) + 7) & ~7
+            pos = start + entry_len
+            self.entries[name] = data[start:pos]
+            self.shas[name] = sha
+            self._order.append(name)
+        # Extensions: a split index ("link") or a sparse index ("sdir") change the meaning of the entries.
+        while pos + 8 <= end:
+            sig = data[pos : pos + 4]
+            size = struct.unpack(">I", data[pos + 4 : pos + 8])[0]
+            if sig in (b"link", b"sdir"):
+                return False
+            pos += 8 + size
+        return True
+
+    def set(self, name: bytes, sha_hex: str, st: os.stat_result | None, mode: int = FILE_MODE) -> None:
+        sha = bytes.fromhex(sha_hex)
+        if st is None:
+            header = struct.pack(">10I", 0, 0, 0, 0, 0, 0, mode, 0, 0, 0)
+        else:
+            header = struct.pack(
+                ">10I",
+                int(st.st_ctime) & 0xFFFFFFFF,
+                st.st_ctime_ns % 1_000_000_000,
+                int(st.st_mtime) & 0xFFFFFFFF,
+                st.st_mtime_ns % 1_000_000_000,
+                st.st_dev & 0xFFFFFFFF,
+                st.st_ino & 0xFFFFFFFF,
+                mode,
+                st.st_uid & 0xFFFFFFFF,
+                st.st_gid & 0xFFFFFFFF,
+                st.st_size & 0xFFFFFFFF,
+            )
+        flags = min(len(name), 0xFFF)
+        raw = header + sha + struct.pack(">H", flags) + name
+        raw += b"\x00" * (8 - (len(raw) % 8))
+        if name not in self.entries:
+            self._order.append(name)
+            self._sorted = False
+        self.entries[name] = raw
+        self.shas[name] = sha
+
+    def remove(self, name: bytes) -> None:
+        if self.entries.pop(name, None) is not None:
+            self.shas.pop(name, None)
+            self._order.remove(name)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.shas.clear()
+        self._order = []
+
+    def write(self) -> bool:
+        """Write the index through ``index.lock``; False (nothing written) if another git holds the lock."""
+        if not self._sorted:
+            self._order.sort()
+            self._sorted = True
+        body = b"".join([b"DIRC", struct.pack(">II", 2, len(self._order)), *map(self.entries.__getitem__, self._order)])
+        body += sha1(body).digest()
+        # Git's protocol: whoever creates index.lock owns the index until it renames the lock over it.
+        tmp = self.path.with_name("index.lock")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            # The index is a cache Git can rebuild: atomic rename, but no fsync on the hot path.
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.stamp = self.file_stamp()
+        self.valid = True
+        return True
+
+
+def index_has_conflicts(data: bytes) -> bool:
+    """True if the index file ``data`` (version 2, 3 or 4) has an entry at a merge stage (1-3)."""
+    if len(data) < 12 or data[:4] != b"DIRC":
+        return False
+    version, count = struct.unpack(">II", data[4:12])
+    pos = 12
+    try:
+        for _ in range(count):
+            flags = struct.unpack(">H", data[pos + 60 : pos + 62])[0]
+            if flags & 0x3000:
+                return True
+            start, pos = pos, pos + 62 + (2 if flags & 0x4000 and version >= 3 else 0)
+            if version == 4:
+                while data[pos] & 0x80:  # the varint of the prefix to strip
+                    pos += 1
+                pos = data.index(b"\x00", pos + 1) + 1
+            else:
+                nul = data.index(b"\x00", pos)
+                pos = start + (((nul + 1 - start) + 7) & ~7)
+    except (IndexError, ValueError, struct.error):
+        return False
+    return False
+
+
+class RepositoryIndex(RepositoryObjects):
+    """The index and work-tree half of :class:`gitstate.repo.Repository` (see the module note)."""
+
+    root: Path
+    git_dir: Path
+    index: GitIndex
+    _index_behind: bool
+    _deferred: dict[bytes, tuple[str, os.stat_result | None] | None]
+    _conflicts_checked: tuple[int, int, int] | None
+    _index_conflicts: bool
+
+    if TYPE_CHECKING:  # given by Repository (repo.py) and RepositoryLock (repo_lock.py)
+
+        def head(self) -> str | None: ...
+
+        def holds_lock(self) -> bool: ...
+
+        def stale_lock_files(self) -> list[Path]: ...
+
+    # ----------------------------------------------------------------- index and work tree
+    def sync_index(
+        self,
+        head_tree: str,
+        changed: dict[str, str | None],
+        *,
+        stats: Mapping[str, os.stat_result | None] | None = None,
+        defer: bool = False,
+    ) -> None:
+        """Bring index entries of ``changed`` paths (path -> blob id or None) up to date and write the index.
+        Call with :meth:`lock` held, after the work-tree files are written. Rebuilds the whole index from
+        ``head_tree`` when the file is missing or unusable.
+
+        With ``defer`` and a big index (:data:`DEFER_INDEX_ENTRIES` entries or more), the entries are updated in
+        memory only and written by :meth:`write_deferred_index` a moment later (the store does it when flushes
+        pause, and on close): rewriting a megabyte of index on every flush would make flush cost grow with the
+        store's size."""
+        for path, sha in changed.items():
+            name = path.encode("utf-8", "surrogateescape")
+            if sha is None:
+                self._deferred[name] = None
+            elif stats is not None and path in stats:
+                self._deferred[name] = (sha, stats[path])  # the stat taken when the content was read
+            else:
+                try:
+                    st = os.lstat(self.root / path)
+                except FileNotFoundError:
+                    st = None
+                self._deferred[name] = (sha, st)
+        if not self._load_index_with_updates(head_tree):
+            return
+        if defer and len(self.index.entries) >= DEFER_INDEX_ENTRIES:
+            return
+        self._write_index()
+
+    def _load_index_with_updates(self, head_tree: str) -> bool:
+        """Load the index (re-reading it if another process wrote it) and apply our unwritten updates; False if
+        it had to be rebuilt from ``head_tree`` instead (which includes them)."""
+        if self._index_behind or not self.index.load():
+            self.rebuild_index(head_tree)
+            return False
+        self._apply_deferred()
+        return True
+
+    def _apply_deferred(self) -> None:
+        """Apply the index updates :meth:`sync_index` deferred to the loaded index (in memory)."""
+        for name, entry in self._deferred.items():
+            if entry is None:
+                self.index.remove(name)
+            else:
+                self.index.set(name, entry[0], entry[1])
+
+    def index_has_unwritten_updates(self) -> bool:
+        """True when :meth:`sync_index` deferred a write."""
+        return bool(self._deferred)
+
+    def write_deferred_index(self) -> None:
+        """Write index updates that :meth:`sync_index` deferred. Call with :meth:`lock` held."""
+        if not self._deferred:
+            return
+        head = self.head()
+        if head is None:
+            return
+        if self._load_index_with_updates(self.commit_info(head).tree):
+            self._write_index()
+
+    def index_is_behind(self) -> bool:
+        """True when the index missed an update and must be rebuilt from HEAD."""
+        return self._index_behind
+
+    def index_fell_behind(self) -> None:
+        """The index could not be updated (disk full...): rebuild it from HEAD on the next sync."""
+        self._index_behind = True
+        self.index.valid = False
+
+    def _write_index(self) -> None:
+        lock = self.git_dir / "index.lock"
+        if os.path.lexists(lock) and self.holds_lock() and lock in self.stale_lock_files():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)
+                logger.warning("removed stale %s", lock)
+        if self.index.write():
+            self._index_behind = False
+            self._deferred.clear()
+        else:
+            # A live git is updating the index; ours is rebuilt from HEAD on the next sync.
+            self.index_fell_behind()
+            logger.info("index.lock is held by another git process; the index will be refreshed later")
+
+    def rebuild_index(self, head_tree: str) -> None:
+        """Write a fresh index for ``head_tree``; stat data is taken only where the file matches the blob."""
+        self.index.clear()
+        for path, sha in self.list_blobs(head_tree).items():
+            st = None
+            full = self.root / path
+            with contextlib.suppress(OSError):
+                st_ = os.lstat(full)
+                if stat.S_ISREG(st_.st_mode) and blob_id(full.read_bytes()) == sha:
+                    st = st_
+            self.index.set(path.encode("utf-8", "surrogateescape"), sha, st)
+        self._write_index()
+
+    def worktree_changes(
+        self,
+        head_tree: str,
+        *,
+        ignored: Any = None,
+        max_bytes: int | None = None,
+        oversized: dict[str, int] | None = None,
+    ) -> dict[str, bytes | None]:
+        """Files whose content differs from ``head_tree``: path -> current bytes, or None if deleted.
+
+        Unchanged files are recognised by the index's stat data without being read. Scratch files and what
+        ``.gitignore`` ignores are skipped; gitstate's own stale temp files are removed. A changed file larger
+        than ``max_bytes`` is not read: it goes into ``oversized`` (path -> size) instead of the result.
+        """
+        committed = self.list_blobs(head_tree)
+        index_ok = self.index.load()
+        if index_ok:  # our own unwritten updates (deferred by sync_index) still count
+            self._apply_deferred()
+        out: dict[str, bytes | None] = {}
+        seen: set[str] = set()
+        for path, full in self._walk_files(ignored):
+            sha = committed.get(path)
+            if sha is not None:
+                seen.add(path)
+            elif is_scratch_name(path.rsplit("/", 1)[-1]) or (ignored is not None and ignored(path)):
+                continue
+            data = self._changed_content(path, full, sha if index_ok else None, max_bytes, oversized)
+            if data is not None and (sha is None or blob_id(data) != sha):
+                out[path] = data
+        for path in committed.keys() - seen:
+            if not os.path.lexists(self.root / path):
+                out[path] = None
+        return out
+
+    def _walk_files(self, ignored: Any) -> Iterator[tuple[str, str]]:
+        """(store path, file system path) of every file in the work tree, outside ``.git``, not through a
+        symlinked directory, not in an ignored directory; gitstate's own stale temp files are removed (with the
+        lock held) and skipped."""
+        for dirpath, dirnames, filenames in os.walk(str(self.root)):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not (rel_dir == "" and d == ".git")
+                and not os.path.islink(os.path.join(dirpath, d))
+                and not (ignored is not None and ignored(rel_dir + d + "/"))
+            ]
+            for name in filenames:
+                full = os.path.join(dirpath, name)
+                if is_temp_name(name):
+                    with contextlib.suppress(OSError):
+                        if self.holds_lock():
+                            os.unlink(full)
+                    continue
+                yield rel_dir + name, full
+
+    def _changed_content(
+        self, path: str, full: str, indexed_sha: str | None, max_bytes: int | None, oversized: dict[str, int] | None
+    ) -> bytes | None:
+        """The bytes of a regular file whose stat does not match the index entry for ``indexed_sha`` (None: no
+        usable entry), or None: unchanged by its stat, not a regular file, gone, unreadable, or over ``max_bytes``
+        (then recorded in ``oversized``)."""
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if indexed_sha is not None and self._stat_matches(path, indexed_sha, st):
+            return None
+        if max_bytes is not None and st.st_size > max_bytes:
+            if oversized is not None:
+                oversized[path] = st.st_size
+            return None
+        try:
+            return Path(full).read_bytes()
+        except OSError as e:
+            logger.warning("cannot read %s: %s", full, e)
+            return None
+
+    def stat_matches(self, path: str, sha: str, st: os.stat_result) -> bool:
+        """True when the index entry of ``path`` names blob ``sha`` and ``st`` matches its stat (racy-git safe):
+        the file holds that blob without being read."""
+        return self._stat_matches(path, sha, st)
+
+    def _stat_matches(self, path: str, sha: str, st: os.stat_result) -> bool:
+        entry = self.index.entries.get(path.encode("utf-8", "surrogateescape"))
+        if entry is None or entry[40:60] != bytes.fromhex(sha):
+            return False
+        ctime_s, ctime_ns, mtime_s, mtime_ns, _, ino, _, _, _, size = struct.unpack(">10I", entry[:40])
+        if not (
+            mtime_s == int(st.st_mtime) & 0xFFFFFFFF
+            and mtime_ns == st.st_mtime_ns % 1_000_000_000
+            and ctime_s == int(st.st_ctime) & 0xFFFFFFFF
+            and ctime_ns == st.st_ctime_ns % 1_000_000_000
+            and size == st.st_size & 0xFFFFFFFF
+            and ino == st.st_ino & 0xFFFFFFFF
+            and size != 0
+        ):
+            return False
+        # Racy git: a file changed in the same clock tick as the index was written may differ while its stat
+        # matches; only its content can tell.
+        index_mtime_ns = self.index.stamp[1] if self.index.stamp else 0
+        return st.st_mtime_ns < index_mtime_ns
+
+    def ignore_matcher(self) -> Any:
+        """A function ``path -> bool`` applying the store's ``.gitignore`` files and ``info/exclude``."""
+        from dulwich.ignore import IgnoreFilterManager
+
+        try:
+            mgr = IgnoreFilterManager(str(self.root), [], False)
+            exclude = self.git_dir / "info" / "exclude"
+            if exclude.exists():
+                from dulwich.ignore import IgnoreFilter
+
+                with open(exclude, "rb") as f:
+                    mgr._global_filters.append(IgnoreFilter(f.readlines()))
+        except Exception as e:  # a broken .gitignore must not stop the store
+            logger.warning("cannot read .gitignore rules: %s", e)
+            return lambda path: False
+
+        def is_ignored(path: str) -> bool:
+            try:
+                return bool(mgr.is_ignored(path))
+            except Exception:
+                return False
+
+        return is_ignored

@@ -1,0 +1,557 @@
+"""Git objects of a repository: reading and writing them (dulwich's object store, opened on first use), the
+blob, tree and commit caches, trees read and built path by path, commits made and parsed.
+
+Not here: refs and the branch (repo.py), the index (repo_index.py), ancestry (ancestry.py). Part of
+:class:`gitstate.repo.Repository`, split off by job (issue 12).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import stat
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from .errors import ObjectUnreadable, RepositoryError, RevisionNotFound
+from .paths import fsync_dir, replace_with
+
+if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
+    import hashlib
+
+    from dulwich.objects import Commit, ShaFile, Tree
+
+logger = logging.getLogger("gitstate.repo")
+
+#: Id of the empty tree.
+EMPTY_TREE: Final = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+FILE_MODE: Final = 0o100644
+EXEC_MODE: Final = 0o100755
+TREE_MODE: Final = 0o040000
+#: Bytes of recently read or written blobs kept in memory (blobs over a quarter of it are never kept). A flush
+#: reads the committed version of each document it writes (to skip unchanged ones and describe the change):
+#: usually the blob the previous flush wrote, served from here instead of being read back and inflated.
+BLOB_CACHE_BYTES: Final = 8 << 20
+HEX40: Final = re.compile(r"[0-9a-f]{40}")
+#: How to get a damaged repository back, said by every error about one.
+REPAIR_ADVICE: Final = (
+    "run 'gitstate doctor' for the details; restore the history from a remote (gitstate clone URL DIR) or a "
+    "backup (the files in the store directory are the latest state)"
+)
+
+
+def sha1(data: bytes) -> hashlib._Hash:
+    """``hashlib.sha1``, imported on first use: OpenSSL's set-up is ~3 ms of the CLI's start-up."""
+    import hashlib
+
+    return hashlib.sha1(data)
+
+
+def blob_id(data: bytes) -> str:
+    """The Git object id of a blob holding ``data``."""
+    h = sha1(b"blob %d\x00" % len(data))
+    h.update(data)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit as gitstate needs it.
+
+    Attributes:
+        id: hex id.
+        tree: hex id of the root tree.
+        parents: hex ids of the parents.
+        author: ``Name <email>``.
+        time: author time, seconds since the epoch.
+        tz_offset_s: the author's UTC offset in seconds.
+        message: the full message.
+    """
+
+    id: str
+    tree: str
+    parents: tuple[str, ...]
+    author: str
+    time: int
+    tz_offset_s: int
+    message: str
+    commit_time: int = 0
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """A tag: its name, the commit it points at, when it was made (tagger time, else the commit's)."""
+
+    name: str
+    commit: str
+    time: int
+    message: str = ""
+
+
+_warned: set[str] = set()
+
+
+def warn_once(what: str, msg: str, *args: object) -> None:
+    """Log a damaged file once per process (refs are read on every flush)."""
+    if what not in _warned:
+        _warned.add(what)
+        logger.warning(msg, *args)
+
+
+def describe_fault(e: BaseException) -> str:
+    """A damaged file's fault in a few words (dulwich's own messages can quote kilobytes of binary)."""
+    text = str(e).replace("\n", " ")
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def fmt_person(ident: str) -> bytes:
+    return ident.encode("utf-8")
+
+
+class RepositoryObjects:
+    """The object half of :class:`gitstate.repo.Repository` (see the module note)."""
+
+    root: Path
+    git_dir: Path
+    _mutex: threading.RLock
+    _object_store: Any
+    _tree_cache: OrderedDict[str, Tree]
+    _paths_cache: OrderedDict[str, dict[str, str]]
+    _blob_cache: OrderedDict[str, bytes]
+    _blob_cache_bytes: int
+    _commit_cache: OrderedDict[str, CommitInfo]
+
+    # ----------------------------------------------------------------- objects
+    @property
+    def _objects(self) -> Any:
+        """dulwich's object store, opened on first use: commands that read only refs and the history index (``gitstate
+        log``) never import it (~25 ms of start-up). Typed Any: dulwich's ObjectID NewTypes would need a cast at
+        every lookup by hex id."""
+        store = self._object_store
+        if store is None:
+            from dulwich.errors import NotGitRepository
+            from dulwich.object_store import DiskObjectStore
+
+            with self._mutex:
+                if self._object_store is None:
+                    try:
+                        self._object_store = DiskObjectStore(str(self.git_dir / "objects"))
+                    except (OSError, NotGitRepository) as e:
+                        raise RepositoryError(f"{self.root}: cannot open the Git object store: {e}") from e
+                    except Exception as e:  # dulwich reads objects/info/alternates and the config here
+                        raise RepositoryError(
+                            f"{self.root}: cannot open the Git object store ({describe_fault(e)}); {REPAIR_ADVICE}"
+                        ) from e
+                store = self._object_store
+        return store
+
+    def read_object(self, sha: str) -> ShaFile:
+        """Read any object by hex id: the one place objects are read, so every dulwich, zlib or OS fault of a
+        damaged repository becomes an error of gitstate's tree here.
+
+        Raises:
+            ObjectUnreadable: the object is missing, or its file (loose or packed) is damaged.
+        """
+        if not HEX40.fullmatch(sha):
+            raise ObjectUnreadable(f"{self.root}: {sha[:60]!r} is not an object id; {REPAIR_ADVICE}", sha=sha)
+        with self._mutex:
+            try:
+                return cast("ShaFile", self._objects[sha.encode()])
+            except KeyError:
+                pass
+            except Exception as e:  # a damaged pack or loose file: dulwich raises anything (AssertionError too)
+                return self._read_loose_after_fault(sha, e)
+            # A packer may have moved the object from a loose file into a new pack between dulwich's pack scan
+            # and its loose lookup: rescan the packs once.
+            with contextlib.suppress(Exception):
+                self._objects._update_pack_cache()
+            try:
+                return cast("ShaFile", self._objects[sha.encode()])
+            except KeyError as e:
+                raise ObjectUnreadable(f"{self.root}: object {sha} is missing; {REPAIR_ADVICE}", sha=sha) from e
+            except Exception as e:
+                return self._read_loose_after_fault(sha, e)
+
+    def _read_loose_after_fault(self, sha: str, fault: Exception) -> ShaFile:
+        """dulwich looks in the packs first, so one damaged pack fails every read: try the loose file alone (the
+        newest objects are loose), else report the fault. Call with ``_mutex`` held."""
+        try:
+            obj = self._objects._get_loose_object(sha.encode())
+        except Exception as e:
+            raise ObjectUnreadable(
+                f"{self.root}: object {sha} is damaged ({describe_fault(e)}); {REPAIR_ADVICE}", sha=sha
+            ) from e
+        if obj is None:
+            raise ObjectUnreadable(
+                f"{self.root}: object {sha} cannot be read: a pack is damaged ({describe_fault(fault)}); "
+                f"{REPAIR_ADVICE}",
+                sha=sha,
+            ) from fault
+        warn_once(
+            f"{self.root}:packs",
+            "%s: a pack is damaged (%s); objects are read from their loose copies where they have one; run "
+            "'gitstate doctor'",
+            self.root,
+            describe_fault(fault),
+        )
+        return cast("ShaFile", obj)
+
+    def has_object(self, sha: str) -> bool:
+        """True if the object exists (loose or packed); False too when it is named in a damaged pack only."""
+        if not HEX40.fullmatch(sha):
+            return False
+        with self._mutex:
+            try:
+                return sha.encode() in self._objects
+            except Exception as e:  # a damaged pack index
+                warn_once(f"{self.root}:packs", "%s: a pack index is damaged (%s)", self.root, describe_fault(e))
+                try:
+                    return self._objects._get_loose_object(sha.encode()) is not None
+                except Exception:
+                    return False
+
+    def read_blob(self, sha: str) -> bytes:
+        """The content of a blob (recent ones from memory: blobs never change)."""
+        with self._mutex:
+            data = self._blob_cache.get(sha)
+            if data is not None:
+                self._blob_cache.move_to_end(sha)
+                return data
+        from dulwich.objects import Blob
+
+        obj = self.read_object(sha)
+        if not isinstance(obj, Blob):
+            raise ObjectUnreadable(
+                f"{self.root}: {sha} is a {obj.type_name.decode()}, not a blob; {REPAIR_ADVICE}", sha=sha
+            )
+        data = obj.as_raw_string()
+        self._remember_blob(sha, data)
+        return data
+
+    def _remember_blob(self, sha: str, data: bytes) -> None:
+        if len(data) > BLOB_CACHE_BYTES // 4:
+            return
+        with self._mutex:
+            if sha in self._blob_cache:
+                return
+            self._blob_cache[sha] = data
+            self._blob_cache_bytes += len(data)
+            while self._blob_cache_bytes > BLOB_CACHE_BYTES:
+                _, old = self._blob_cache.popitem(last=False)
+                self._blob_cache_bytes -= len(old)
+
+    def write_objects(self, objs: Iterable[ShaFile], *, fsync: bool = True) -> None:
+        """Write objects as loose files: temp file, fsync, rename, then fsync each touched directory once."""
+        dirs: set[str] = set()
+        objects_dir = self.git_dir / "objects"
+        for obj in objs:
+            sha = obj.id.decode()
+            d = objects_dir / sha[:2]
+            target = d / sha[2:]
+            if os.path.exists(target):
+                continue
+            # An object that is only in a pack is written loose again rather than looked up (a lookup miss
+            # rescans the pack directory); the packer drops the duplicate.
+            try:
+                os.mkdir(d, 0o700)
+                dirs.add(str(objects_dir))
+            except FileExistsError:
+                pass
+            data = obj.as_legacy_object(compression_level=1)
+            tmp = d / f"tmp_obj{'.gitstate-tmp-'}{os.urandom(6).hex()}"
+            try:  # read-only for the owner only (git uses 0444; the store keeps everything private)
+                replace_with(tmp, target, data, mode=0o400, fsync=fsync)
+            except FileNotFoundError:  # `git gc` / `git prune` removed the empty fan-out directory meanwhile
+                os.makedirs(d, 0o700, exist_ok=True)
+                dirs.add(str(objects_dir))
+                replace_with(tmp, target, data, mode=0o400, fsync=fsync)
+            dirs.add(str(d))
+        if fsync:
+            for d2 in sorted(dirs, reverse=True):
+                fsync_dir(Path(d2))
+
+    # ----------------------------------------------------------------- trees
+    def read_tree(self, sha: str) -> Tree:
+        """A tree object (cached; trees never change)."""
+        cached = self._tree_cache.get(sha)
+        if cached is not None:
+            self._tree_cache.move_to_end(sha)
+            return cached
+        from dulwich.objects import Tree
+
+        if sha == EMPTY_TREE:
+            tree = Tree()
+        else:
+            obj = self.read_object(sha)
+            if not isinstance(obj, Tree):
+                raise ObjectUnreadable(
+                    f"{self.root}: {sha} is a {obj.type_name.decode()}, not a tree; {REPAIR_ADVICE}", sha=sha
+                )
+            tree = obj
+        self._tree_cache[sha] = tree
+        if len(self._tree_cache) > 4096:
+            self._tree_cache.popitem(last=False)
+        return tree
+
+    def is_dir_at(self, tree_sha: str, path: str) -> bool:
+        """True if ``path`` is a directory (a subtree) in the tree."""
+        tree = self.read_tree(tree_sha)
+        for part in path.encode().split(b"/"):
+            try:
+                mode, sha = tree[part]
+            except KeyError:
+                return False
+            if not stat.S_ISDIR(mode):
+                return False
+            tree = self.read_tree(sha.decode())
+        return True
+
+    def blob_id_at(self, tree_sha: str, path: str) -> str | None:
+        """Id of the blob at ``path`` in the tree, or None."""
+        tree = self.read_tree(tree_sha)
+        parts = path.encode().split(b"/")
+        for i, part in enumerate(parts):
+            try:
+                mode, sha = tree[part]
+            except KeyError:
+                return None
+            if i == len(parts) - 1:
+                return sha.decode() if stat.S_ISREG(mode) else None
+            if not stat.S_ISDIR(mode):
+                return None
+            tree = self.read_tree(sha.decode())
+        return None
+
+    def read_at(self, tree_sha: str, path: str) -> bytes | None:
+        """Content of ``path`` in the tree, or None if absent.
+
+        When the blob itself is damaged, the file in the work tree serves instead if it hashes to the blob's id
+        (ids name content, so it is the very same bytes): the latest state stays readable while ``doctor`` reports
+        the damage."""
+        sha = self.blob_id_at(tree_sha, path)
+        if sha is None:
+            return None
+        try:
+            return self.read_blob(sha)
+        except ObjectUnreadable:
+            data = None
+            with contextlib.suppress(OSError):
+                data = (self.root / path).read_bytes()
+            if data is None or blob_id(data) != sha:
+                raise
+            logger.warning(
+                "%s: blob %s (%s) is damaged; served from the identical file in the store", self.root, sha, path
+            )
+            self._remember_blob(sha, data)
+            return data
+
+    def list_blobs(self, tree_sha: str, prefix: str = "") -> dict[str, str]:
+        """Every file in the tree (recursively): path -> blob id, in Git's path order."""
+        cached = self._paths_cache.get(tree_sha)
+        if cached is None:
+            cached = {}
+            self._collect(tree_sha, "", cached)
+            self._paths_cache[tree_sha] = cached
+            if len(self._paths_cache) > 8:
+                self._paths_cache.popitem(last=False)
+        if prefix:
+            return {p: s for p, s in cached.items() if p.startswith(prefix)}
+        return cached
+
+    def _collect(self, tree_sha: str, base: str, out: dict[str, str]) -> None:
+        for entry in self.read_tree(tree_sha).iteritems():
+            name = entry.path.decode("utf-8", "surrogateescape")
+            path = f"{base}{name}"
+            if stat.S_ISDIR(entry.mode):
+                self._collect(entry.sha.decode(), path + "/", out)
+            elif stat.S_ISREG(entry.mode):
+                out[path] = entry.sha.decode()
+
+    def changed_paths(self, tree_a: str | None, tree_b: str | None) -> dict[str, tuple[str | None, str | None]]:
+        """Files that differ between two trees: path -> (blob id in a, blob id in b). Equal subtrees are
+        skipped without being read, so the cost follows the change."""
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for path, (ea, eb) in self.changed_entries(tree_a, tree_b).items():
+            fa = ea[1] if ea is not None and stat.S_ISREG(ea[0]) else None
+            fb = eb[1] if eb is not None and stat.S_ISREG(eb[0]) else None
+            if fa != fb:
+                out[path] = (fa, fb)
+        return out
+
+    def changed_entries(
+        self, tree_a: str | None, tree_b: str | None, *, bad_names: list[str] | None = None
+    ) -> dict[str, tuple[tuple[int, str] | None, tuple[int, str] | None]]:
+        """Like :meth:`changed_paths` for entries of every mode but directories (symlinks, gitlinks,
+        executables too): path -> ((mode, id) in a, (mode, id) in b), None where a side lacks it. Paths are
+        spelled as the trees spell them, unchecked; entries whose name is empty or holds a ``/`` (so that the
+        path would not say what the tree holds) are appended to ``bad_names`` when it is given."""
+        out: dict[str, tuple[tuple[int, str] | None, tuple[int, str] | None]] = {}
+        self._diff_trees(tree_a or EMPTY_TREE, tree_b or EMPTY_TREE, "", out, bad_names)
+        return out
+
+    def _diff_trees(
+        self,
+        a: str,
+        b: str,
+        base: str,
+        out: dict[str, tuple[tuple[int, str] | None, tuple[int, str] | None]],
+        bad_names: list[str] | None,
+    ) -> None:
+        if a == b:
+            return
+        ta = {e.path: (e.mode, e.sha.decode()) for e in self.read_tree(a).iteritems()}
+        tb = {e.path: (e.mode, e.sha.decode()) for e in self.read_tree(b).iteritems()}
+        for name in ta.keys() | tb.keys():
+            ea, eb = ta.get(name), tb.get(name)
+            if ea == eb:
+                continue
+            path = base + name.decode("utf-8", "surrogateescape")
+            if bad_names is not None and (not name or b"/" in name):
+                bad_names.append(path)
+            da = ea is not None and stat.S_ISDIR(ea[0])
+            db = eb is not None and stat.S_ISDIR(eb[0])
+            if da or db:
+                self._diff_trees(
+                    ea[1] if da and ea else EMPTY_TREE, eb[1] if db and eb else EMPTY_TREE, path + "/", out, bad_names
+                )
+            fa = None if da else ea
+            fb = None if db else eb
+            if fa != fb:
+                out[path] = (fa, fb)
+
+    def build_tree(self, base_tree: str | None, changes: dict[str, bytes | None], new_objects: list[ShaFile]) -> str:
+        """A new root tree: ``base_tree`` with each path set to a blob of the given bytes, or removed (None).
+
+        Only trees on the changed paths are rebuilt. New objects are appended to ``new_objects`` (not written).
+        """
+        from dulwich.objects import Blob, Tree
+
+        nested: dict[str, Any] = {}
+        for path, data in changes.items():
+            node = nested
+            parts = path.split("/")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise RepositoryError(f"{path}: a parent is also a file in this change")
+            node[parts[-1]] = data if data is None else Blob.from_string(data)
+        sha = self._build(base_tree or EMPTY_TREE, nested, new_objects)
+        if sha is None:  # everything was removed: the commit points at the empty tree, which must exist too
+            new_objects.append(Tree())
+            return EMPTY_TREE
+        return sha
+
+    def _build(self, tree_sha: str, nested: dict[str, Any], new_objects: list[ShaFile]) -> str | None:
+        tree: Tree = self.read_tree(tree_sha).copy()  # type: ignore[assignment]
+        for name, change in nested.items():
+            bname = name.encode("utf-8", "surrogateescape")
+            try:
+                mode, sha = tree[bname]
+            except KeyError:
+                mode, sha = 0, None
+            if isinstance(change, dict):
+                sub = sha.decode() if sha is not None and stat.S_ISDIR(mode) else EMPTY_TREE
+                new_sub = self._build(sub, change, new_objects)
+                if new_sub is None:
+                    if sha is not None and stat.S_ISDIR(mode):
+                        del tree[bname]
+                else:
+                    tree[bname] = (TREE_MODE, new_sub.encode())  # type: ignore[assignment]
+            elif change is None:
+                if sha is not None:
+                    del tree[bname]
+            else:
+                new_objects.append(change)
+                keep_exec = mode == EXEC_MODE
+                tree[bname] = (EXEC_MODE if keep_exec else FILE_MODE, change.id)
+        if not tree.items():
+            return None
+        new_objects.append(tree)
+        tid = tree.id.decode()
+        self._tree_cache[tid] = tree
+        return tid
+
+    # ----------------------------------------------------------------- commits
+    def make_commit(
+        self,
+        tree: str,
+        parents: Iterable[str],
+        message: str,
+        *,
+        author: str,
+        committer: str | None = None,
+        when: float | None = None,
+        tz_offset_s: int | None = None,
+    ) -> Commit:
+        """A commit object (not yet written)."""
+        now = int(time.time() if when is None else when)
+        if tz_offset_s is None:
+            tz_offset_s = -time.altzone if time.localtime(now).tm_isdst > 0 else -time.timezone
+        from dulwich.objects import Commit
+
+        c = Commit()
+        c.tree = tree.encode()
+        c.parents = [p.encode() for p in parents]  # type: ignore[misc]
+        c.author = fmt_person(author)
+        c.committer = fmt_person(committer or author)
+        c.author_time = c.commit_time = now
+        c.author_timezone = c.commit_timezone = tz_offset_s
+        c.encoding = None
+        c.message = message.encode("utf-8")
+        return c
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        """Parsed commit by id (cached)."""
+        cached = self._commit_cache.get(sha)
+        if cached is not None:
+            return cached
+        from dulwich.objects import Commit
+
+        obj = self.read_object(sha)
+        if not isinstance(obj, Commit):
+            raise RevisionNotFound(sha, f"it is a {obj.type_name.decode()}, not a commit")
+        info = CommitInfo(
+            id=sha,
+            tree=obj.tree.decode(),
+            parents=tuple(p.decode() for p in obj.parents),
+            author=obj.author.decode("utf-8", "replace"),
+            time=obj.author_time,
+            tz_offset_s=obj.author_timezone,
+            message=obj.message.decode("utf-8", "replace"),
+            commit_time=obj.commit_time,
+        )
+        self._commit_cache[sha] = info
+        if len(self._commit_cache) > 50_000:
+            self._commit_cache.popitem(last=False)
+        return info
+
+    def iter_commits(self, start: str | None, *, first_parent: bool = False) -> Iterator[CommitInfo]:
+        """Commits reachable from ``start``, newest first by commit time (like ``git log``)."""
+        if start is None:
+            return
+        import heapq
+
+        seen = {start}
+        first = self.commit_info(start)
+        heap: list[tuple[int, int, CommitInfo]] = [(-first.commit_time, 0, first)]
+        counter = 1
+        while heap:
+            _, _, info = heapq.heappop(heap)
+            yield info
+            parents = info.parents[:1] if first_parent else info.parents
+            for p in parents:
+                if p in seen:
+                    continue
+                seen.add(p)
+                pi = self.commit_info(p)
+                heapq.heappush(heap, (-pi.commit_time, counter, pi))
+                counter += 1
