@@ -34,9 +34,9 @@ from _common import fmt_ms, installed_cli, median, parse_args, print_table, time
 import gitstate
 from gitstate import docdiff, history
 from gitstate.codecs import codec_for
+from gitstate.messages import LIBRARY, change_message
 from gitstate.paths import atomic_write
 from gitstate.repo import Repository
-from gitstate.store import build_message
 
 __all__ = ["build_fixture", "main"]
 
@@ -83,7 +83,7 @@ def build_fixture(commits: int) -> Path:
             old = doc["items"][key[1]]["value"]  # type: ignore[index]
             doc["items"][key[1]]["value"] = i  # type: ignore[index]
             change = docdiff.Change(DOC, key, "change", old, i)
-            msg = build_message(None, [change], "library")
+            msg = change_message(None, [change], LIBRARY)
             parent = repo.commit_files(
                 parent, {DOC: codec.encode(doc)}, msg, author=author, when=end - (commits - i) * 60, fsync=False
             )

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from . import messages
 from .codecs import Codec, copy_value, registry_for
 from .errors import DecodeError, GitStateError, KeyNotFound, RevisionNotFound
 from .keys import MISSING_KEY, Key, get_in, parse_key
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # imported where used: `gitstate log` never diffs
     from . import docdiff
 
 __all__ = [
+    "BeforeHistory",
     "Commit",
     "Snapshot",
     "StateView",
@@ -77,6 +79,7 @@ __all__ = [
     "restore_files",
     "snapshot",
     "snapshots",
+    "split_range",
     "text_diff",
     "undo_files",
 ]
@@ -93,8 +96,6 @@ _MAX_PART_CHARS: Final = 200
 _MAX_VALUE_BYTES: Final = 256
 _MAX_MESSAGE_CHARS: Final = 4096
 _MIN_PREFIX: Final = 4
-_UNDO_TRAILER: Final = "Gitstate-Undo"
-_ACTOR_TRAILER: Final = "Gitstate-Actor"
 _RAISE: Any = object()
 
 _NONE, _DEFINITE, _AMBIGUOUS = 0, 1, 2
@@ -242,7 +243,7 @@ class Commit:
 
     def trailer(self, name: str) -> str | None:
         """The value of the last ``name:`` trailer in the message (``commit.trailer("Gitstate-Undo")``)."""
-        return _trailer(self.message, name)
+        return messages.trailer(self.message, name)
 
     @property
     def short_id(self) -> str:
@@ -395,16 +396,6 @@ def _aware(epoch_s: int | float, offset_s: int) -> _dt.datetime:
     if tz is None:
         tz = _TZ_CACHE[offset_s] = _dt.timezone(_dt.timedelta(seconds=offset_s))
     return _dt.datetime.fromtimestamp(epoch_s, tz)
-
-
-def _trailer(message: str, name: str) -> str | None:
-    """The value of the last ``name:`` trailer line of ``message``."""
-    prefix = name + ":"
-    found = None
-    for line in message.splitlines():
-        if line.startswith(prefix):
-            found = line[len(prefix) :].strip()
-    return found
 
 
 _DECODED: OrderedDict[tuple[str, str], Any] = OrderedDict()
@@ -717,20 +708,21 @@ def _meta_entry(repo: Repository, info: CommitInfo) -> dict[str, Any]:
     parent_tree = repo.commit_info(info.parents[0]).tree if info.parents else None
     docs = sorted(repo.changed_paths(parent_tree, info.tree))
     msg = info.message
+    parsed = messages.parse(msg)
     entry: dict[str, Any] = {
         "c": info.id,
         "p": list(info.parents),
         "t": info.time,
         "a": info.author,
         "m": msg if len(msg) <= _MAX_MESSAGE_CHARS else None,
-        "actor": _trailer(msg, _ACTOR_TRAILER) or "human",
+        "actor": parsed.actor,
         "d": docs,
     }
     if info.tz_offset_s:
         entry["z"] = info.tz_offset_s
     if info.commit_time and info.commit_time != info.time:
         entry["ct"] = info.commit_time
-    undone = _trailer(msg, _UNDO_TRAILER)
+    undone = parsed.trailer(messages.UNDO_TRAILER)
     if undone:
         entry["u"] = undone
     return entry
@@ -990,7 +982,7 @@ def record(repo: Repository, commit_id: str, *, actor: str, changes: list[docdif
     """
     info = repo.commit_info(commit_id)
     entry = _meta_entry(repo, info)
-    if _trailer(info.message, _ACTOR_TRAILER) is None:
+    if not messages.has_actor(info.message):
         entry["actor"] = actor
     if len(info.parents) <= 1:
         docs = entry["d"]
@@ -1023,7 +1015,13 @@ def indexed_commits(repo: Repository) -> tuple[list[str], list[str]]:
 
 # ===================================================================== log
 def log(
-    repo: Repository, head: str | None, *, doc: str | None = None, key: Key | None = None, limit: int | None = None
+    repo: Repository,
+    head: str | None,
+    *,
+    doc: str | None = None,
+    key: Key | None = None,
+    limit: int | None = None,
+    rev: str | None = None,
 ) -> list[Commit]:
     """Commits reachable from ``head``, newest first (like ``git log``).
 
@@ -1033,9 +1031,13 @@ def log(
         doc: only commits that changed this document (a path ending in ``/`` matches every document under it).
         key: only commits that changed the value at this key (in ``doc``, or in any document).
         limit: at most this many commits.
+        rev: start from this revision instead of ``head``; a range ``A..B`` gives the commits reachable from
+            ``B`` and not from ``A`` (``git log A..B``: what happened since ``A``).
 
     Raises:
-        KeyNotFound: ``doc`` or ``key`` was given and no commit in the history ever changed it.
+        KeyNotFound: ``doc`` or ``key`` was given and no commit in the history ever changed it (not raised for a
+            range, which may well be empty).
+        RevisionNotFound: ``rev`` names nothing.
 
     Example:
         >>> import gitstate, tempfile
@@ -1044,14 +1046,20 @@ def log(
         ...     [c.subject for c in store.log(key="a")]
         ['state.json: created']
     """
-    entries = log_entries(repo, head, doc=doc, key=key, limit=limit)
+    entries = log_entries(repo, head, doc=doc, key=key, limit=limit, rev=rev)
     from_entry = Commit._from_entry
     with _gc_paused():
         return [from_entry(e, repo) for e in entries]
 
 
 def log_entries(
-    repo: Repository, head: str | None, *, doc: str | None = None, key: Key | None = None, limit: int | None = None
+    repo: Repository,
+    head: str | None,
+    *,
+    doc: str | None = None,
+    key: Key | None = None,
+    limit: int | None = None,
+    rev: str | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`log` as raw history-index entries, for code that formats thousands of commits (the CLI's ``log``).
 
@@ -1074,8 +1082,12 @@ def log_entries(
     keyt: Key = tuple(key) if key else ()
     out: list[dict[str, Any]] = []
     probe = _KeyProbe(keyt) if keyt else None
+    head, hidden = _log_span(repo, head, rev)
     with _History(repo) as hist, _gc_paused():
+        excluded = {e["c"] for e in hist.walk(hidden)} if hidden else set()
         for e in hist.walk(head):
+            if excluded and e["c"] in excluded:
+                continue
             if doc is not None:
                 docs = e.get("d") or ()
                 if doc.endswith("/"):
@@ -1088,10 +1100,24 @@ def log_entries(
             out.append(e)
             if limit is not None and len(out) >= limit:
                 break
-    if not out and head is not None and (doc is not None or keyt):
+    if not out and head is not None and rev is None and (doc is not None or keyt):
         what = "no commit changed this key" if keyt else "no commit touched this document"
         raise KeyNotFound(doc or "*", keyt, f"{what} in the history of {repo.branch}")
     return out
+
+
+def _log_span(repo: Repository, head: str | None, rev: str | None) -> tuple[str | None, str | None]:
+    """Where a log starts and the commit whose ancestors it leaves out (None: none), for ``rev`` (see :func:`log`)."""
+    if rev is None:
+        return head, None
+    ends = split_range(rev)
+    if ends is None:
+        return resolve(repo, rev), None
+    try:
+        hidden: str | None = resolve(repo, ends[0])
+    except BeforeHistory:  # `log yesterday..` on a store made today: everything
+        hidden = None
+    return resolve(repo, ends[1]), hidden
 
 
 def commit_from_entry(entry: dict[str, Any], repo: Repository) -> Commit:
@@ -1118,6 +1144,50 @@ def get_commit(repo: Repository, rev: str) -> Commit:
 
 
 # ===================================================================== revisions
+class BeforeHistory(RevisionNotFound):
+    """A revision naming a moment before the branch's first commit: a time before it, or ``~N`` past it.
+
+    :func:`resolve` raises it (there is no such commit); :func:`diff`, :func:`text_diff` and :func:`log` ranges
+    take it as the empty state, so ``diff("yesterday", "now")`` works on a store made today.
+    """
+
+
+def split_range(rev: str) -> tuple[str, str] | None:
+    """``(A, B)`` for a range ``A..B`` (either side may be left out: it means ``HEAD``), None for one revision.
+
+    Raises:
+        RevisionNotFound: ``A...B`` (a symmetric difference, which gitstate does not take).
+
+    Example:
+        >>> split_range("before-upgrade..HEAD"), split_range("HEAD~3.."), split_range("HEAD")
+        (('before-upgrade', 'HEAD'), ('HEAD~3', 'HEAD'), None)
+    """
+    if ".." not in rev:
+        return None
+    if "..." in rev:
+        raise RevisionNotFound(rev, "A...B is not supported: use A..B (what changed from A to B)")
+    a, _, b = rev.partition("..")
+    return a.strip() or "HEAD", b.strip() or "HEAD"
+
+
+def _diff_ends(a: str, b: str) -> tuple[str, str]:
+    """The two revisions of a diff: ``a`` and ``b``, or the ends of a range given as ``a`` (``b`` left at HEAD)."""
+    ends = split_range(a)
+    if ends is None:
+        return a, b
+    if b != "HEAD":
+        raise RevisionNotFound(f"{a} {b}", "give a range A..B or two revisions A B, not both")
+    return ends
+
+
+def _tree_of(repo: Repository, rev: str) -> str | None:
+    """The tree a revision names; None (the empty state) for a moment before the first commit."""
+    try:
+        return repo.commit_info(resolve(repo, rev)).tree
+    except BeforeHistory:
+        return None
+
+
 _REV_SUFFIX = re.compile(r"^(.*?)((?:[~^]\d*)*)$", re.S)
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _FULL_ID = re.compile(r"^[0-9a-f]{40}$")
@@ -1275,7 +1345,7 @@ def _by_time(repo: Repository, hist: _History, head: str | None, when: float, re
     if head is None:
         raise RevisionNotFound(rev, "the store has no commits yet")
     moment = _dt.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
-    raise RevisionNotFound(rev, f"{moment} is before the first commit of {repo.branch}")
+    raise BeforeHistory(rev, f"{moment} is before the first commit of {repo.branch}")
 
 
 def resolve(repo: Repository, rev: str) -> str:
@@ -1315,7 +1385,7 @@ def resolve(repo: Repository, rev: str) -> str:
                 for i in range(n):
                     parents = hist.parents(cid)
                     if not parents:
-                        raise RevisionNotFound(
+                        raise BeforeHistory(
                             rev,
                             f"{base} has only {i} commit(s) before it"
                             if i
@@ -1359,14 +1429,14 @@ def diff(repo: Repository, a: str, b: str, *, doc: str | None = None) -> list[do
 
 def _changed_between(
     repo: Repository, a: str, b: str, doc: str | None
-) -> tuple[str, str, dict[str, tuple[str | None, str | None]]]:
+) -> tuple[str | None, str | None, dict[str, tuple[str | None, str | None]]]:
     """The trees of revisions ``a`` and ``b`` and, sorted by path, the blob ids (None where absent) of the
     files that differ between them (only ``doc``, or the documents under a ``doc`` ending in ``/``, if given)."""
-    ca, cb = resolve(repo, a), resolve(repo, b)
-    ta, tb = repo.commit_info(ca).tree, repo.commit_info(cb).tree
+    a, b = _diff_ends(a, b)
+    ta, tb = _tree_of(repo, a), _tree_of(repo, b)
     if doc is not None and not doc.endswith("/"):
         validate_doc_path(doc)
-        if repo.blob_id_at(ta, doc) is None and repo.blob_id_at(tb, doc) is None:
+        if (ta is None or repo.blob_id_at(ta, doc) is None) and (tb is None or repo.blob_id_at(tb, doc) is None):
             raise KeyNotFound(doc, (), f"no such document at {a} or {b}")
     changed = repo.changed_paths(ta, tb)
     return ta, tb, {p: changed[p] for p in sorted(changed) if doc is None or _in_doc(p, doc)}
@@ -1518,7 +1588,6 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
         ...     files, message.splitlines()[0].split(": ", 1)[1]
         ({'state.json': b'{\\n  "a": 1\\n}\\n'}, 'state.json: a 1 -> 2')
     """
-    from . import docdiff
 
     if head is None:
         raise GitStateError("nothing to undo: the store has no commits yet")
@@ -1541,12 +1610,9 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
             changes.extend(_doc_changes_bytes(repo, path, head_tree, data))
         subject = hist.message(e).split("\n", 1)[0]
     _ensure_empty_tree(repo, files)
-    lines = docdiff.summarize(changes, max_lines=50)
-    parts = [f"undo {cid[:8]}: {subject}"]
-    if lines:
-        parts.append("\n".join(lines))
-    parts.append(f"{_ACTOR_TRAILER}: restore\n{_UNDO_TRAILER}: {cid}")
-    return files, "\n\n".join(parts) + "\n"
+    lines = messages.summarize(changes, max_lines=50)
+    trailers = [(messages.ACTOR_TRAILER, messages.RESTORE), (messages.UNDO_TRAILER, cid)]
+    return files, messages.build(f"undo {cid[:8]}: {subject}", lines, trailers)
 
 
 def _doc_changes_bytes(repo: Repository, doc: str, tree: str, data: bytes | None) -> list[docdiff.Change]:

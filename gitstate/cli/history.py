@@ -385,7 +385,9 @@ def undo_cmd(ctx: Context, as_json: bool) -> None:
     undone = None
     subject = ""
     if info is not None:
-        undone = info.trailer("Gitstate-Undo")
+        from ..messages import UNDO_TRAILER
+
+        undone = info.trailer(UNDO_TRAILER)
         subject = info.subject.split(": ", 1)[1] if ": " in info.subject else info.subject
     if as_json:
         emit_json({"commit": commit, "undone": undone, "changed": info is not None})
