@@ -1145,7 +1145,8 @@ def get_commit(repo: Repository, rev: str) -> Commit:
 
 # ===================================================================== revisions
 class BeforeHistory(RevisionNotFound):
-    """A revision naming a moment before the branch's first commit: a time before it, or ``~N`` past it.
+    """A revision naming the moment before the branch's first commit: a time before it, or ``HEAD~N`` where N
+    is the number of commits (one step past the first; further is an error).
 
     :func:`resolve` raises it (there is no such commit); :func:`diff`, :func:`text_diff` and :func:`log` ranges
     take it as the empty state, so ``diff("yesterday", "now")`` works on a store made today.
@@ -1378,14 +1379,17 @@ def resolve(repo: Repository, rev: str) -> str:
         if not suffix:
             return _peel_base(repo, hist, text, rev)
         cid = _peel_base(repo, hist, base, rev)
-        for step in re.findall(r"[~^]\d*", suffix):
+        steps = re.findall(r"[~^]\d*", suffix)
+        for s_i, step in enumerate(steps):
             kind, num = step[0], step[1:]
             n = int(num) if num else 1
             if kind == "~":
                 for i in range(n):
                     parents = hist.parents(cid)
                     if not parents:
-                        raise BeforeHistory(
+                        # One step past the first commit is the state before it: empty (diff takes it so).
+                        error = BeforeHistory if s_i == len(steps) - 1 and i == n - 1 else RevisionNotFound
+                        raise error(
                             rev,
                             f"{base} has only {i} commit(s) before it"
                             if i
