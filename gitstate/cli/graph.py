@@ -19,14 +19,15 @@ class GraphRow:
 
     Attributes:
         commit: the prefix of the commit's own line (``* | ``).
-        after: whole lines drawn after the commit's line and its details (``|\\`` after a merge, ``|/`` where two
-            lines of history join).
+        fork: whole lines drawn right after the commit's line (``|\\`` after a merge).
         detail: the prefix of lines that belong to the commit (``--stat``, ``--name-only``).
+        join: whole lines drawn after the commit's details (``|/`` where two lines of history join).
     """
 
     commit: str
-    after: tuple[str, ...]
+    fork: tuple[str, ...]
     detail: str
+    join: tuple[str, ...]
 
 
 def graph_rows(commits: Iterable[tuple[str, list[str]]]) -> Iterator[GraphRow]:
@@ -45,9 +46,10 @@ def graph_rows(commits: Iterable[tuple[str, list[str]]]) -> Iterator[GraphRow]:
         merge = len(parents) > 1
         commit = " ".join(cells) + ("   " if merge and col == len(columns) - 1 else " ")
         new = list(columns)
-        after: list[str] = []
+        fork: list[str] = []
+        join: list[str] = []
         if merge:
-            after.append("| " * col + "|\\" + " \\" * (len(columns) - col - 1))
+            fork.append("| " * col + "|\\" + " \\" * (len(columns) - col - 1))
         if parents:
             new[col] = parents[0]
             for p in reversed(parents[1:]):
@@ -55,10 +57,10 @@ def graph_rows(commits: Iterable[tuple[str, list[str]]]) -> Iterator[GraphRow]:
                     new.insert(col + 1, p)
         else:
             new.pop(col)
+        detail = ("| " * len(new)) if new else "  "
         for i in range(len(new) - 1, 0, -1):  # two lines of history now wait for one commit: they join
             if new[i] in new[:i]:
-                after.append("| " * (i - 1) + "|/" + " /" * (len(new) - i - 1))
+                join.append("| " * (i - 1) + "|/" + " /" * (len(new) - i - 1))
                 del new[i]
         columns = new
-        detail = ("| " * len(columns)) if columns else "  "
-        yield GraphRow(commit, tuple(after), detail)
+        yield GraphRow(commit, tuple(fork), detail, tuple(join))

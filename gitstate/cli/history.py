@@ -252,8 +252,9 @@ def _with_graph(entries: list[dict[str, Any]], heads: list[str], details: list[l
     rows = graph_rows((e["c"], list(e.get("p") or [])) for e in entries)
     for row, head, more in zip(rows, heads, details, strict=True):
         lines.append(row.commit + head)
+        lines.extend(row.fork)
         lines.extend(row.detail + ln for ln in more)
-        lines.extend(row.after)
+        lines.extend(row.join)
     return lines
 
 
