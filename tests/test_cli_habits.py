@@ -237,3 +237,17 @@ def test_set_says_when_a_json_looking_value_did_not_parse(path: Path) -> None:
     assert json.loads((path / "state.json").read_text())["limits"] == "{'a': 1}"
     quiet = invoke(["-C", str(path), "set", "state.json", "owner", "bob"])
     assert "looks like JSON" not in quiet.stderr
+
+
+# ===================================================================== the distribution name
+def test_distribution_name_is_gitstate_store() -> None:
+    """`pip install gitstate` fetches an unrelated 2018 package: gitstate is published as gitstate-store."""
+    import tomllib
+    from importlib.metadata import version
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == "gitstate-store"
+    assert pyproject["project"]["scripts"]["gitstate"] == "gitstate.cli:run"
+    assert version("gitstate-store") == gitstate.__version__
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "pip install gitstate-store" in readme
