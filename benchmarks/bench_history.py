@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_ms, installed_cli, median, parse_args, print_table, time_call, time_command, time_commands
 
 import gitstate
-from gitstate import docdiff, history
+from gitstate import docdiff, history, history_index
 from gitstate.codecs import codec_for
+from gitstate.messages import LIBRARY, change_message
 from gitstate.paths import atomic_write
 from gitstate.repo import Repository
-from gitstate.store import build_message
 
 __all__ = ["build_fixture", "main"]
 
@@ -83,7 +83,7 @@ def build_fixture(commits: int) -> Path:
             old = doc["items"][key[1]]["value"]  # type: ignore[index]
             doc["items"][key[1]]["value"] = i  # type: ignore[index]
             change = docdiff.Change(DOC, key, "change", old, i)
-            msg = build_message(None, [change], "library")
+            msg = change_message(None, [change], LIBRARY)
             parent = repo.commit_files(
                 parent, {DOC: codec.encode(doc)}, msg, author=author, when=end - (commits - i) * 60, fsync=False
             )
@@ -145,8 +145,8 @@ def main() -> None:
         store = gitstate.open(work / "store", durability="manual", handle_signals=False, auto_pack=False)
 
         def cold() -> None:
-            history._INDEXES.clear()
-            history._DECODED.clear()
+            history_index._INDEXES.clear()
+            history_index._DECODED.clear()
 
         lib_log = time_call(lambda: store.log(), repeat=lib_repeat, setup=cold)
         cli_inproc = time_call(lambda: _cli_in_process(path), repeat=lib_repeat, setup=cold)
@@ -165,10 +165,10 @@ def main() -> None:
             store.restore(targets[flip["i"] % 2])
             flip["i"] += 1
 
-        lib_restore = time_call(restore, repeat=lib_repeat, setup=lambda: history._DECODED.clear())
+        lib_restore = time_call(restore, repeat=lib_repeat, setup=lambda: history_index._DECODED.clear())
         store.close()
         store = gitstate.open(work / "store", durability="manual", fsync=False, handle_signals=False, auto_pack=False)
-        lib_restore_nofsync = time_call(restore, repeat=lib_repeat, setup=lambda: history._DECODED.clear())
+        lib_restore_nofsync = time_call(restore, repeat=lib_repeat, setup=lambda: history_index._DECODED.clear())
         store.close()
         fsck = subprocess.run(
             ["git", "fsck", "--strict", "--no-progress"],

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gitstate
-from gitstate.docdiff import summarize
+from gitstate.messages import summarize
 
 DOC = "state.json"
 

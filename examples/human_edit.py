@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import gitstate
-from gitstate.docdiff import format_key, summarize
+from gitstate.docdiff import format_key
+from gitstate.messages import summarize
 
 DOC = "config.json"
 

@@ -95,18 +95,23 @@ class StoreDirectory:
         return self._repo.head()
 
     # ----------------------------------------------------------------- history
-    def log(self, doc: str | None = None, key: object = None, limit: int | None = None) -> list[Commit]:
-        """Commits on the branch, newest first (as :meth:`Store.log <gitstate.store.Store.log>`)."""
+    def log(
+        self, doc: str | None = None, key: object = None, limit: int | None = None, rev: str | None = None
+    ) -> list[Commit]:
+        """Commits on the branch, newest first (as :meth:`Store.log <gitstate.store.Store.log>`); ``rev`` starts
+        elsewhere, or is a range ``A..B`` (see :func:`gitstate.history.log`)."""
         from . import history
 
-        return history.log(self._repo, self.head, doc=doc, key=_key(key), limit=limit)
+        return history.log(self._repo, self.head, doc=doc, key=_key(key), limit=limit, rev=rev)
 
-    def log_entries(self, doc: str | None = None, key: object = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def log_entries(
+        self, doc: str | None = None, key: object = None, limit: int | None = None, rev: str | None = None
+    ) -> list[dict[str, Any]]:
         """:meth:`log` as raw history-index entries (see :func:`gitstate.history.log_entries`), for code that
         formats thousands of commits; :meth:`commit_from_entry` and :meth:`commit_message` complete them."""
         from . import history
 
-        return history.log_entries(self._repo, self.head, doc=doc, key=_key(key), limit=limit)
+        return history.log_entries(self._repo, self.head, doc=doc, key=_key(key), limit=limit, rev=rev)
 
     def commit_from_entry(self, entry: dict[str, Any]) -> Commit:
         """The :class:`~gitstate.history.Commit` of one :meth:`log_entries` entry."""

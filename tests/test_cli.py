@@ -126,7 +126,7 @@ def test_version_is_the_package_version() -> None:
     result = cli(None, "--version")
     assert result.exit_code == 0
     assert result.output.strip() == f"gitstate, version {gitstate.__version__}"
-    assert version("gitstate") == gitstate.__version__  # pyproject.toml reads it from the package
+    assert version("gitstate-store") == gitstate.__version__  # pyproject.toml reads it from the package
 
 
 def test_every_data_command_takes_json() -> None:

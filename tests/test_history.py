@@ -17,7 +17,7 @@ import pytest
 from helpers import GIT_ENV, PYTHON, fsck, git, git_commit_at, make_store, wait_until
 
 import gitstate
-from gitstate import docdiff, history
+from gitstate import docdiff, history, history_index
 from gitstate.errors import GitStateError, KeyNotFound, RepositoryError, RevisionNotFound
 from gitstate.keys import MISSING_KEY, get_in, parse_key
 from gitstate.repo import Repository
@@ -185,9 +185,9 @@ def test_log_key_lists_exactly_the_commits_that_changed_it(store: gitstate.Store
     assert len(hist) > 30
     _check_key_queries(store, hist)
     # The index is a cache: lost, it is rebuilt lazily with the same answers.
-    (store._repo.meta_dir / history.INDEX_FILE).unlink()
+    (store._repo.meta_dir / history_index.INDEX_FILE).unlink()
     _check_key_queries(store, hist)
-    assert (store._repo.meta_dir / history.INDEX_FILE).stat().st_size > 0
+    assert (store._repo.meta_dir / history_index.INDEX_FILE).stat().st_size > 0
 
 
 def test_log_key_under_a_directory_ignores_the_key_in_other_documents(tmp_path: Path) -> None:
@@ -230,7 +230,7 @@ def test_index_bounds_huge_changes(store: gitstate.Store) -> None:
     store.flush()
     store.set("big.json", "key5", "changed")
     store.flush()
-    lines = (store._repo.meta_dir / history.INDEX_FILE).read_bytes().splitlines()
+    lines = (store._repo.meta_dir / history_index.INDEX_FILE).read_bytes().splitlines()
     assert max(len(line) for line in lines) < 20_000
     commits = store.log(key="key5")
     assert [c.subject.split(" ")[:2] for c in commits] == [["big.json:", "key5"], ["big.json:", "created"]]
@@ -243,7 +243,7 @@ def test_index_tolerates_torn_and_garbage_lines(tmp_path: Path) -> None:
     with make_store(path) as s:
         s.set("a.json", "x", 1)
         s.flush()
-        index = s._repo.meta_dir / history.INDEX_FILE
+        index = s._repo.meta_dir / history_index.INDEX_FILE
         with open(index, "ab") as f:
             f.write(b'{"c": "garbage", "p": [\n{not json}\n{"c": "abc')  # torn last line, no newline
         s.set("a.json", "x", 2)
@@ -251,7 +251,7 @@ def test_index_tolerates_torn_and_garbage_lines(tmp_path: Path) -> None:
         s.set("a.json", "y", 1)
         s.flush()
     # A new process (a fresh cache) reads it.
-    history._INDEXES.clear()
+    history_index._INDEXES.clear()
     with make_store(path) as s:
         assert s.log(key="x")[0].id == c2
         assert len(s.log()) == 3
@@ -262,7 +262,7 @@ def test_index_tolerates_torn_and_garbage_lines(tmp_path: Path) -> None:
 def test_index_file_reads_incrementally_through_partial_empty_and_damaged_lines(tmp_path: Path) -> None:
     """The index reader parses only complete lines, in one pass when it can, and picks up where it stopped."""
     path = tmp_path / "index.jsonl"
-    idx = history._IndexFile(path)
+    idx = history_index._IndexFile(path)
     idx.refresh()
     assert idx.entries == {}
 
@@ -281,7 +281,7 @@ def test_index_file_reads_incrementally_through_partial_empty_and_damaged_lines(
     idx.refresh()
     assert list(idx.entries) == ["a", "b", "c", "d"] and idx.entries["a"]["k"] == "[]"
     assert idx.offset == path.stat().st_size
-    fresh = history._IndexFile(path)  # a fresh reader of the whole file gets the same picture
+    fresh = history_index._IndexFile(path)  # a fresh reader of the whole file gets the same picture
     fresh.refresh()
     assert fresh.entries == idx.entries
     path.write_bytes(line("z"))  # rewritten shorter: read again from the start
@@ -301,7 +301,7 @@ def test_commits_made_by_plain_git_are_indexed_lazily(tmp_path: Path) -> None:
         assert commits[0].actor == "human"
         assert commits[0].author == "Test Human <human@example.com>"
         assert commits[0].changes(key="services.slack")[0].new is True
-    index = (path / ".git" / "gitstate" / history.INDEX_FILE).read_text()
+    index = (path / ".git" / "gitstate" / history_index.INDEX_FILE).read_text()
     assert cid in index
 
 
@@ -823,7 +823,7 @@ def test_index_written_by_concurrent_processes_stays_readable(tmp_path: Path) ->
     procs = [subprocess.Popen([PYTHON, "-c", script, str(path), k]) for k in ("p", "q")]
     for p in procs:
         assert p.wait(timeout=60) == 0
-    history._INDEXES.clear()
+    history_index._INDEXES.clear()
     with make_store(path) as s:
         assert len(s.log(key="p")) == 40
         assert len(s.log(key="q")) == 40

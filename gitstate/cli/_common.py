@@ -1,4 +1,9 @@
-"""Shared pieces of the CLI: the root group, store opening, output (JSON, colour, pager, times)."""
+"""Shared pieces of the CLI: the root group, store opening, output (JSON, colour, pager, times).
+
+What belongs here: what every command module uses (the root group and its options, opening a store or its
+directory, printing JSON and lines, colour and pager rules, git-style argument handling). What does not: a
+command's own formatting (its module), anything that reads or writes a store (the library).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,8 +29,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMAND_MODULES",
+    "DEFAULT_PAGER",
     "Context",
+    "GitArgsCommand",
     "age_text",
+    "colour_enabled",
     "emit_json",
     "human_time",
     "key_param",
@@ -33,8 +42,12 @@ __all__ = [
     "open_dir",
     "open_store",
     "output",
+    "pager_command",
+    "parse_cli_value",
+    "parse_json_value",
     "pass_ctx",
     "require_store",
+    "stdout_is_terminal",
     "to_jsonable",
 ]
 
@@ -44,8 +57,9 @@ logger = logging.getLogger("gitstate.cli")
 class Context:
     """Options of the root command, passed to every subcommand."""
 
-    def __init__(self, directory: str | None) -> None:
+    def __init__(self, directory: str | None, *, no_pager: bool = False) -> None:
         self.directory = directory
+        self.no_pager = no_pager
 
     @property
     def path(self) -> Path:
@@ -111,21 +125,31 @@ class _Group(click.Group):
     help="The store directory (default: $GITSTATE_DIR, else the current directory).",
 )
 @click.option("-v", "--verbose", count=True, help="Log what happens (-vv for debug).")
+@click.option("--no-pager", is_flag=True, help="Do not pipe long output into a pager ($GITSTATE_PAGER, $PAGER, less).")
 @click.version_option(__version__, prog_name="gitstate")  # not package metadata: ~100 ms to look up
 @click.pass_context
-def main(ctx: click.Context, directory: str | None, verbose: int) -> None:
+def main(ctx: click.Context, directory: str | None, verbose: int, no_pager: bool) -> None:
     """gitstate: a versioned state store whose directory is a Git repository.
+
+    Revisions are taken as git takes them: ids and prefixes, HEAD~N, snapshot names, times ("2h ago",
+    "yesterday"), and ranges A..B for log and diff. On a terminal, long output goes through a pager
+    ($GITSTATE_PAGER, else $PAGER, else "less -FRX"; --no-pager to skip it) and is coloured unless NO_COLOR is set.
 
     \b
     Examples:
       gitstate init
       gitstate set state.json services.slack true
-      gitstate log --key services.slack
+      gitstate log --oneline -5
+      gitstate diff yesterday..now -- state.json
       gitstate restore HEAD~3 state.json
+
+    \b
+    Shell completion (bash; for zsh or fish use zsh_source or fish_source):
+      eval "$(_GITSTATE_COMPLETE=bash_source gitstate)"     # in ~/.bashrc
     """
     if verbose:
         logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(name)s: %(message)s")
-    ctx.obj = Context(directory)
+    ctx.obj = Context(directory, no_pager=no_pager)
 
 
 def require_store(path: Path) -> None:
@@ -242,14 +266,98 @@ def emit_json(value: Any) -> None:
     click.echo(text)
 
 
+#: The pager when neither ``$GITSTATE_PAGER`` nor ``$PAGER`` is set (git's choice: quit if one screen, keep
+#: colours, leave the text on the screen).
+DEFAULT_PAGER = "less -FRX"
+
+
+def stdout_is_terminal() -> bool:
+    """True when stdout is a terminal (colour and the pager are only for terminals, as in git)."""
+    try:
+        return sys.stdout.isatty()
+    except ValueError:  # closed
+        return False
+
+
+def colour_enabled() -> bool:
+    """Colour on: stdout is a terminal and ``$NO_COLOR`` is unset or empty (https://no-color.org)."""
+    return stdout_is_terminal() and not os.environ.get("NO_COLOR")
+
+
+def pager_command(env: Mapping[str, str], *, terminal: bool, no_pager: bool) -> str | None:
+    """The pager to run, or None: only on a terminal and without ``--no-pager``; ``$GITSTATE_PAGER``, else
+    ``$PAGER``, else :data:`DEFAULT_PAGER`; an empty value or ``cat`` means none.
+
+    Example:
+        >>> pager_command({"PAGER": "more"}, terminal=True, no_pager=False)
+        'more'
+        >>> pager_command({"PAGER": "more"}, terminal=False, no_pager=False) is None
+        True
+    """
+    if not terminal or no_pager:
+        return None
+    for name in ("GITSTATE_PAGER", "PAGER"):
+        if name in env:
+            value = env[name].strip()
+            return None if value in ("", "cat") else value
+    return DEFAULT_PAGER
+
+
+def _no_pager_asked() -> bool:
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(Context) if ctx is not None else None
+    return bool(obj and obj.no_pager)
+
+
+def _page(command: str, text: str) -> bool:
+    """Pipe ``text`` into the pager; False when the pager could not be started (then the caller prints)."""
+    import subprocess
+
+    env = dict(os.environ)
+    env.setdefault("LESS", "FRX")
+    try:
+        proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, env=env)  # the user's pager command line
+    except OSError:
+        return False
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(text.encode("utf-8", "replace"))
+        proc.stdin.close()
+    except BrokenPipeError:  # the user quit the pager early
+        pass
+    return proc.wait() != 127  # 127: the shell found no such command
+
+
 def output(lines: list[str]) -> None:
-    """Print lines; through a pager when on a terminal and longer than the screen."""
+    """Print lines; through the pager on a terminal (see :func:`pager_command`)."""
     text = "\n".join(lines)
-    if sys.stdout.isatty() and len(lines) > max(10, os.get_terminal_size().lines - 2):
-        click.echo_via_pager(text + "\n")
+    if not text:
         return
-    if text:
-        click.echo(text)
+    pager = pager_command(os.environ, terminal=stdout_is_terminal(), no_pager=_no_pager_asked())
+    if pager is not None and _page(pager, text + "\n"):
+        return
+    click.echo(text, color=True if colour_enabled() else None)
+
+
+_DASH_NUMBER = re.compile(r"^-(\d+)$")
+
+
+class GitArgsCommand(click.Command):
+    """A command that takes arguments as git does: what follows ``--`` is documents (kept apart in
+    ``ctx.meta["gitstate.docs"]``; None when there is no ``--``), and ``-N`` means ``-n N``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Split off the documents after ``--`` and rewrite ``-N``, then parse as click does."""
+        docs: list[str] | None = None
+        if "--" in args:
+            i = args.index("--")
+            args, docs = args[:i], args[i + 1 :]
+        ctx.meta["gitstate.docs"] = docs
+        rewritten: list[str] = []
+        for arg in args:
+            m = _DASH_NUMBER.match(arg)
+            rewritten += ["-n", m.group(1)] if m else [arg]
+        return super().parse_args(ctx, rewritten)
 
 
 def style(text: str, **kwargs: Any) -> str:
@@ -285,9 +393,14 @@ def age_text(seconds: int) -> str:
 def parse_cli_value(text: str) -> Any:
     """A VALUE argument: JSON when it parses, else the string itself."""
     try:
-        return json.loads(text)
+        return parse_json_value(text)
     except ValueError:
         return text
+
+
+def parse_json_value(text: str) -> Any:
+    """``text`` as JSON (Python's reading of it), or :class:`ValueError`."""
+    return json.loads(text)
 
 
 JsonOption = Callable[[Callable[..., Any]], Callable[..., Any]]

@@ -1,9 +1,14 @@
-"""Core commands: ``init``, ``get``, ``set``, ``delete``, ``docs``."""
+"""Core commands: ``init``, ``get``, ``set``, ``delete``, ``docs``.
+
+What belongs here: reading and writing documents and keys from the command line, and what a VALUE argument
+means. What does not: history (:mod:`gitstate.cli.history`), output rules (:mod:`gitstate.cli._common`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import click
 
@@ -15,12 +20,12 @@ from ._common import (
     key_param,
     main,
     open_store,
-    parse_cli_value,
+    parse_json_value,
     pass_ctx,
     to_jsonable,
 )
 
-__all__ = ["delete_cmd", "docs_cmd", "get_cmd", "init_cmd", "set_cmd"]
+__all__ = ["delete_cmd", "docs_cmd", "get_cmd", "init_cmd", "set_cmd", "value_from_cli"]
 
 logger = logging.getLogger("gitstate.cli")
 
@@ -65,24 +70,65 @@ def get_cmd(ctx: Context, doc: str, key: tuple[str, ...] | None) -> None:
         emit_json(value)
 
 
-@main.command("set")
+def _looks_like_json(text: str) -> bool:
+    """A value meant as JSON, by its look: an object, array or quoted string (``{...}``, ``[...]``, ``"..."``)."""
+    t = text.strip()
+    return len(t) >= 2 and (t[0], t[-1]) in (("{", "}"), ("[", "]"), ('"', '"'))
+
+
+def value_from_cli(text: str, *, as_json: bool, as_string: bool) -> Any:
+    """The value a ``set`` VALUE argument means: JSON with ``--json`` (a usage error when it does not parse),
+    the text itself with ``--string``, else JSON when it parses and the text otherwise, with a note on stderr when
+    the text looks like JSON but is not (``{'a': 1}``)."""
+    if as_string:
+        return text
+    try:
+        return parse_json_value(text)
+    except ValueError as e:
+        if as_json:
+            raise click.BadParameter(f"{text!r} is not valid JSON: {e}", param_hint="VALUE") from None
+        if _looks_like_json(text):
+            click.echo(
+                f"gitstate: note: {text!r} looks like JSON but did not parse ({e}); stored as a string "
+                "(--json to insist on JSON, --string to say it is a string)",
+                err=True,
+            )
+        return text
+
+
+@main.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("doc")
 @click.argument("key", callback=lambda ctx, param, value: key_param(ctx, param, None if value == "." else value))
 @click.argument("value")
 @click.option("-m", "--message", help="Commit message subject.")
+@click.option("--json", "as_json", is_flag=True, help="VALUE must be JSON (an error if it does not parse).")
+@click.option("--string", "as_string", is_flag=True, help="VALUE is a string, even if it parses as JSON (42, true).")
 @pass_ctx
-def set_cmd(ctx: Context, doc: str, key: tuple[str, ...] | None, value: str, message: str | None) -> None:
+def set_cmd(
+    ctx: Context,
+    doc: str,
+    key: tuple[str, ...] | None,
+    value: str,
+    message: str | None,
+    as_json: bool,
+    as_string: bool,
+) -> None:
     """Set KEY in DOC to VALUE and commit. VALUE is parsed as JSON, else taken as a string.
 
-    Use '.' as KEY to replace the whole document.
+    Use '.' as KEY to replace the whole document. Negative numbers need no '--'. A VALUE that looks like JSON
+    but does not parse is stored as a string, with a note on stderr: say --json or --string to be sure.
 
     \b
     Examples:
       gitstate set state.json services.slack true
       gitstate set state.json owner alice
-      gitstate set tasks/t1.json . '{"status": "open"}'
+      gitstate set state.json retries -3
+      gitstate set --string state.json version 42
+      gitstate set --json tasks/t1.json . '{"status": "open"}'
     """
-    parsed = parse_cli_value(value)
+    if as_json and as_string:
+        raise click.UsageError("--json and --string exclude each other")
+    parsed = value_from_cli(value, as_json=as_json, as_string=as_string)
     with open_store(ctx, create=True) as store:
         store.set(doc, key, parsed)
         commit = store.flush(message)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,9 @@ import click
 from ._common import (
     AGE_TEXT_LIMIT_S,
     Context,
+    GitArgsCommand,
     age_text,
+    colour_enabled,
     emit_json,
     human_time,
     json_option,
@@ -52,10 +53,6 @@ __all__ = [
 logger = logging.getLogger("gitstate.cli")
 
 _ACTOR_COLOURS = {"library": "blue", "human": "green", "restore": "magenta", "merge": "cyan", "migration": "red"}
-
-
-def _colour() -> bool:
-    return sys.stdout.isatty()
 
 
 def _paint(text: str, on: bool, **kwargs: Any) -> str:
@@ -127,41 +124,154 @@ def _keys_text(commit: Commit) -> str:
     return text
 
 
+# ===================================================================== revisions and documents
+def _is_revision(d: StoreDirectory, arg: str) -> bool:
+    """Without ``--``, is a bare argument a revision (or range) rather than a document? A range, or a name that
+    resolves and is not a document at HEAD (git asks the same question, and wants ``--`` when both fit)."""
+    from ..errors import RevisionNotFound
+    from ..history import BeforeHistory
+
+    if ".." in arg:
+        return True
+    if arg.endswith("/"):
+        return False
+    try:
+        d.resolve(arg)
+    except BeforeHistory:
+        return True
+    except RevisionNotFound:
+        return False
+    return d.head is None or not d.at("HEAD").exists(arg)
+
+
+def _revs_and_docs(
+    d: StoreDirectory, args: tuple[str, ...], after_dashes: list[str] | None
+) -> tuple[list[str], list[str]]:
+    """Revisions and documents from a command's arguments: before ``--`` revisions, after it documents; without
+    ``--`` each argument is sorted by :func:`_is_revision` (revisions come first)."""
+    if after_dashes is not None:
+        return list(args), list(after_dashes)
+    revs: list[str] = []
+    docs: list[str] = []
+    for arg in args:
+        (revs if not docs and _is_revision(d, arg) else docs).append(arg)
+    return revs, docs
+
+
+def _stat_lines(counts: dict[str, int], unit: str) -> list[str]:
+    """``--stat``: `` doc | N unit(s)`` per document, then ``N documents changed``."""
+    width = max((len(doc) for doc in counts), default=0)
+    lines = [f" {doc.ljust(width)} | {n} {unit}{'s' if n != 1 else ''}" for doc, n in counts.items()]
+    n = len(counts)
+    lines.append(f" {n} document{'s' if n != 1 else ''} changed")
+    return lines
+
+
+def _commit_stat(commit: Commit, docs: list[str]) -> dict[str, int]:
+    """Keys changed per document of one commit (a whole-document change counts as one)."""
+    counts = dict.fromkeys(docs, 0)
+    for doc, _key in commit.keys:
+        if doc in counts:
+            counts[doc] += 1
+    return {doc: max(n, 1) for doc, n in counts.items()}
+
+
 # ===================================================================== log
-@main.command("log")
-@click.argument("doc", required=False)
+@main.command("log", cls=GitArgsCommand)
+@click.argument("args", nargs=-1, metavar="[REV | A..B] [[--] DOC]")
 @click.option("-k", "--key", callback=key_param, help="Only commits that changed this key (dotted).")
-@click.option("-n", "--limit", type=click.IntRange(min=1), help="Show at most N commits.")
+@click.option("-n", "--max-count", "--limit", "limit", type=click.IntRange(min=1), help="At most N commits (or -N).")
+@click.option("--oneline", is_flag=True, help="One short line per commit: id and subject.")
+@click.option("--stat", is_flag=True, help="Under each commit, the documents it changed and how many keys.")
+@click.option("--name-only", is_flag=True, help="Under each commit, the documents it changed.")
+@click.option("--graph", is_flag=True, help="Draw the commit graph beside the log (branches and merges).")
 @json_option
 @pass_ctx
-def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, limit: int | None, as_json: bool) -> None:
+@click.pass_context
+def log_cmd(
+    cctx: click.Context,
+    ctx: Context,
+    args: tuple[str, ...],
+    key: tuple[str | int, ...] | None,
+    limit: int | None,
+    oneline: bool,
+    stat: bool,
+    name_only: bool,
+    graph: bool,
+    as_json: bool,
+) -> None:
     """Show the history, newest first, with actor and changed keys.
 
-    With DOC, only commits that changed that document; with --key, only commits that changed that key, each
-    with the value it changed from and to (who changed what, when).
+    REV starts elsewhere than HEAD; a range A..B shows the commits since A (reachable from B, not from A; either
+    side defaults to HEAD). With DOC, only commits that changed that document (a path ending in / means every
+    document under it); put DOC after -- when it could be read as a revision. With --key, only commits that
+    changed that key, each with the value it changed from and to (who changed what, when).
 
     \b
     Examples:
-      gitstate log -n 20
+      gitstate log -5 --oneline
+      gitstate log before-upgrade..HEAD --stat
+      gitstate log "2h ago".. -- state.json
+      gitstate log --graph --oneline
       gitstate log state.json --key services.slack
       gitstate log --json | jq '.[0].actor'
     """
     from ..paths import validate_doc_path
 
-    if doc is not None and not doc.endswith("/"):
-        validate_doc_path(doc)
-    colour = _colour()
-    if not key and not as_json:  # the whole-history listing: thousands of lines, straight from the index
-        with open_dir(ctx) as d:
-            lines = _log_lines(d, d.log_entries(doc, limit=limit), colour)
-        output(lines)
-        return
     with open_dir(ctx) as d:
-        commits = d.log(doc, key=key, limit=limit)
-        audit: list[list[Change]] = []
-        if key:
-            exact_doc = doc if doc is not None and not doc.endswith("/") else None
-            audit = [c.changes(doc=exact_doc, key=key) for c in commits]
+        revs, docs = _revs_and_docs(d, args, cctx.meta.get("gitstate.docs"))
+        if len(revs) > 1 or len(docs) > 1:
+            raise click.UsageError("log takes one REV or range A..B and one DOC (a path ending in / for many)")
+        rev = revs[0] if revs else None
+        doc = docs[0] if docs else None
+        if doc is not None and not doc.endswith("/"):
+            validate_doc_path(doc)
+        if key or as_json:
+            _log_detailed(d, doc, key, limit, rev, as_json)
+            return
+        entries = d.log_entries(doc, limit=limit, rev=rev)
+        colour = colour_enabled()
+        heads = _oneline_lines(d, entries, colour) if oneline else _log_lines(d, entries, colour)
+        details: list[list[str]] = [[] for _ in entries]
+        if stat or name_only:
+            for i, e in enumerate(entries):
+                changed: list[str] = list(e.get("d") or [])
+                details[i] = changed if name_only else _stat_lines(_commit_stat(d.commit_from_entry(e), changed), "key")
+    output(
+        _with_graph(entries, heads, details)
+        if graph
+        else [ln for h, ds in zip(heads, details, strict=True) for ln in (h, *ds)]
+    )
+
+
+def _with_graph(entries: list[dict[str, Any]], heads: list[str], details: list[list[str]]) -> list[str]:
+    """Log lines with the commit graph drawn before them (:mod:`gitstate.cli.graph`)."""
+    from .graph import graph_rows
+
+    lines: list[str] = []
+    rows = graph_rows((e["c"], list(e.get("p") or [])) for e in entries)
+    for row, head, more in zip(rows, heads, details, strict=True):
+        lines.append(row.commit + head)
+        lines.extend(row.fork)
+        lines.extend(row.detail + ln for ln in more)
+        lines.extend(row.join)
+    return lines
+
+
+def _log_detailed(
+    d: StoreDirectory,
+    doc: str | None,
+    key: tuple[str | int, ...] | None,
+    limit: int | None,
+    rev: str | None,
+    as_json: bool,
+) -> None:
+    """``log --key`` (each commit with the changes it made to the key) and ``log --json``."""
+    commits = d.log(doc, key=key, limit=limit, rev=rev)
+    audit: list[list[Change]] = []
+    if key:
+        exact_doc = doc if doc is not None and not doc.endswith("/") else None
+        audit = [c.changes(doc=exact_doc, key=key) for c in commits]
     if as_json:
         items = []
         for i, c in enumerate(commits):
@@ -171,6 +281,7 @@ def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, li
             items.append(item)
         emit_json(items)
         return
+    colour = colour_enabled()
     now_ts = time.time()
     lines = []
     for i, c in enumerate(commits):
@@ -179,6 +290,19 @@ def log_cmd(ctx: Context, doc: str | None, key: tuple[str | int, ...] | None, li
         lines.append(f"{_paint(c.short_id, colour, fg='yellow')}  {when:>16}  {cell} by {_short_author(c.author)}")
         lines.extend(_change_lines(audit[i], colour=colour, indent="    ", with_doc=False))
     output(lines)
+
+
+def _oneline_lines(d: StoreDirectory, entries: list[dict[str, Any]], colour: bool) -> list[str]:
+    """``--oneline``: the short id and the subject, as ``git log --oneline``."""
+    from ..messages import subject
+
+    lines = []
+    for e in entries:
+        message = e.get("m")
+        if message is None:
+            message = d.commit_message(e["c"])
+        lines.append(f"{_paint(e['c'][:8], colour, fg='yellow')} {subject(message)}")
+    return lines
 
 
 def _log_lines(d: StoreDirectory, entries: list[dict[str, Any]], colour: bool) -> list[str]:
@@ -231,27 +355,27 @@ def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...]
     """Show the commit REV and its changes, or DOC as it was at REV.
 
     REV is a commit id or prefix, HEAD, HEAD~N, a snapshot name or a time ("2h ago", "yesterday",
-    2024-05-01T10:00).
+    2024-05-01T10:00). DOC prints in its own format, as it was committed (YAML as YAML); --json prints its
+    value as JSON, and --key one value in it.
 
     \b
     Examples:
       gitstate show HEAD
-      gitstate show HEAD~3 state.json
+      gitstate show HEAD~3 config.yaml
       gitstate show "2h ago" state.json --key services.slack
     """
-    from ..codecs import codec_for
-
     if key and doc is None:
         raise click.UsageError("--key needs a DOC")
     with open_dir(ctx) as d:
         if doc is not None:
             view = d.at(rev)
+            if not key and not as_json:  # the document as committed, in its own format
+                data = view.raw(doc)
+                text_like = not data or data.endswith(b"\n") or b"\0" in data
+                click.echo(data + (b"" if text_like else b"\n"), nl=False)
+                return
             value = view.get(doc, key)
-            if as_json:
-                emit_json(value)
-            elif isinstance(value, str) and not key and not codec_for(doc).structured:
-                click.echo(value, nl=not value.endswith("\n"))
-            elif isinstance(value, bytes):
+            if isinstance(value, bytes):
                 click.echo(value, nl=False)
             else:
                 emit_json(value)
@@ -263,7 +387,7 @@ def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...]
         item["changes"] = [c.to_dict() for c in changes]
         emit_json(item)
         return
-    colour = _colour()
+    colour = colour_enabled()
     lines = [
         _paint(f"commit {commit.id}", colour, fg="yellow"),
         f"Author: {commit.author}",
@@ -280,43 +404,82 @@ def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...]
 
 
 # ===================================================================== diff
-@main.command("diff")
-@click.argument("rev_a", required=False, default="HEAD~1")
-@click.argument("rev_b", required=False, default="HEAD")
+@main.command("diff", cls=GitArgsCommand)
+@click.argument("args", nargs=-1, metavar="[A [B] | A..B] [[--] DOC...]")
 @click.option("--doc", help="Only this document (a path ending in / means every document under it).")
 @click.option("--text", is_flag=True, help="Unified text diff of the files instead of key-level changes.")
+@click.option("--stat", is_flag=True, help="Only the documents that changed and how many changes each.")
+@click.option("--name-only", is_flag=True, help="Only the names of the documents that changed.")
 @json_option
 @pass_ctx
-def diff_cmd(ctx: Context, rev_a: str, rev_b: str, doc: str | None, text: bool, as_json: bool) -> None:
-    """Show what changed from REV_A (default HEAD~1) to REV_B (default HEAD).
+@click.pass_context
+def diff_cmd(
+    cctx: click.Context,
+    ctx: Context,
+    args: tuple[str, ...],
+    doc: str | None,
+    text: bool,
+    stat: bool,
+    name_only: bool,
+    as_json: bool,
+) -> None:
+    """Show what changed from A (default HEAD~1) to B (default HEAD); A..B says the same.
 
-    Key by key for JSON/YAML documents (~ changed, + added, - removed); text documents as unified diffs.
+    Key by key for JSON/YAML documents (~ changed, + added, - removed); text documents as unified diffs. DOCs
+    after -- (or --doc) limit it to those documents. A time before the first commit means the empty state, and
+    on a store with one commit the default shows that commit.
 
     \b
     Examples:
       gitstate diff
-      gitstate diff HEAD~5 --doc state.json
+      gitstate diff HEAD~5 -- state.json
+      gitstate diff before-upgrade..HEAD --stat
       gitstate diff before-upgrade HEAD --text
       gitstate diff yesterday now --json
     """
     with open_dir(ctx) as d:
+        revs, docs = _revs_and_docs(d, args, cctx.meta.get("gitstate.docs"))
+        if len(revs) > 2 or (len(revs) == 2 and any(".." in r for r in revs)):
+            raise click.UsageError("diff takes two revisions A B, or one range A..B")
+        rev_a = revs[0] if revs else "HEAD~1"
+        rev_b = revs[1] if len(revs) > 1 else "HEAD"
+        targets: list[str | None] = [*docs, *([doc] if doc else [])] or [None]
         if not text:
-            changes = d.diff(rev_a, rev_b, doc=doc)
-            if as_json:
-                emit_json([c.to_dict() for c in changes])
-            else:
-                output(_change_lines(changes, colour=_colour()))
+            changes = [c for t in targets for c in d.diff(rev_a, rev_b, doc=t)]
+            _print_changes(changes, stat=stat, name_only=name_only, as_json=as_json)
             return
-        texts = d.text_diff(rev_a, rev_b, doc=doc)
+        texts: dict[str, str] = {}
+        for t in targets:
+            texts.update(d.text_diff(rev_a, rev_b, doc=t))
     if as_json:
         emit_json(texts)
         return
-    colour = _colour()
+    if stat or name_only:
+        counts = {path: 1 for path in texts}
+        output(list(counts) if name_only else _stat_lines(counts, "file"))
+        return
+    colour = colour_enabled()
     lines: list[str] = []
     for body in texts.values():
         for ln in body.splitlines():
             lines.append(_paint(ln, colour, bold=True) if ln.startswith(("---", "+++")) else _diff_line(ln, colour))
     output(lines)
+
+
+def _print_changes(changes: list[Change], *, stat: bool, name_only: bool, as_json: bool) -> None:
+    """Key-level changes as JSON, ``--stat``, ``--name-only`` or lines."""
+    if as_json:
+        emit_json([c.to_dict() for c in changes])
+        return
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c.doc] = counts.get(c.doc, 0) + 1
+    if name_only:
+        output(list(counts))
+    elif stat:
+        output(_stat_lines(counts, "change") if counts else [])
+    else:
+        output(_change_lines(changes, colour=colour_enabled()))
 
 
 # ===================================================================== restore / undo
@@ -351,7 +514,7 @@ def restore_cmd(
             click.echo(f"nothing to restore: already equal to {rev} ({target[:8]})")
             return
         click.echo(f"restoring to {rev} ({target[:8]}) would change:")
-        output(_change_lines(changes, colour=_colour()))
+        output(_change_lines(changes, colour=colour_enabled()))
         return
     with open_store(ctx) as store:
         target = store.resolve(rev)
@@ -385,7 +548,9 @@ def undo_cmd(ctx: Context, as_json: bool) -> None:
     undone = None
     subject = ""
     if info is not None:
-        undone = info.trailer("Gitstate-Undo")
+        from ..messages import UNDO_TRAILER
+
+        undone = info.trailer(UNDO_TRAILER)
         subject = info.subject.split(": ", 1)[1] if ": " in info.subject else info.subject
     if as_json:
         emit_json({"commit": commit, "undone": undone, "changed": info is not None})
@@ -432,7 +597,7 @@ def snapshots_cmd(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json(snaps)
         return
-    colour = _colour()
+    colour = colour_enabled()
     now = _dt.datetime.now(_dt.UTC)
     width = max((len(s.name) for s in snaps), default=0)
     lines = [
@@ -480,7 +645,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
             }
         )
         return
-    colour = _colour()
+    colour = colour_enabled()
     lines = [f"store      {root} (branch {branch})"]
     if commit is None:
         lines.append("HEAD       (no commits yet)")

@@ -24,7 +24,9 @@ logger = logging.getLogger("gitstate.cli")
 
 def _summary(doc_list: list[str], message: str) -> str:
     """``state.json: services.gmail false -> true`` from a commit's subject (without repeating the doc)."""
-    subject = message.splitlines()[0].strip() if message.strip() else "changed"
+    from ..messages import subject as subject_of
+
+    subject = subject_of(message).strip() or "changed"
     docs = ", ".join(doc_list) or "(no documents)"
     if len(doc_list) == 1 and subject.startswith(f"{doc_list[0]}: "):
         subject = subject[len(doc_list[0]) + 2 :]
