@@ -231,6 +231,13 @@ class Codec:
         """Parse bytes read from disk or history. Raises :class:`~gitstate.errors.DecodeError`."""
         raise NotImplementedError
 
+    def encode_over(self, value: Any, previous: bytes) -> bytes:
+        """Bytes of ``value`` that keep what a human chose in ``previous`` (the document's current bytes):
+        comments, layout and the text of untouched values. This default (and any codec without a layout to keep)
+        gives :meth:`encode`; JSON and YAML override it (:mod:`gitstate.roundtrip`). The result always decodes to
+        ``value``, and is ``encode(value)`` when ``previous`` is already in the canonical layout."""
+        return self.encode(value)
+
     def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
         """Check that ``value`` can be stored and return a private deep copy of it (tuples become lists).
 
@@ -338,6 +345,13 @@ class _JsonCodec(_TreeCodec):
             # orjson refuses integers beyond 64 bits; the stdlib handles them (same layout otherwise).
             return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
+    def encode_over(self, value: Any, previous: bytes) -> bytes:
+        """JSON in ``previous``'s indentation, separators and key order
+        (:func:`gitstate.roundtrip.json_encode_over`)."""
+        from .roundtrip import json_encode_over
+
+        return json_encode_over(value, previous)
+
     def decode(self, data: bytes, doc: str = "") -> Any:
         # orjson reads integers beyond 64 bits as floats (losing digits): those documents take the stdlib path.
         if _LONG_RUN not in data.translate(_DIGITS_AS_ZERO):
@@ -436,6 +450,12 @@ class _YamlCodec(_TreeCodec):
             value, Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=4096
         )
         return text.encode("utf-8")
+
+    def encode_over(self, value: Any, previous: bytes) -> bytes:
+        """``previous`` with only the changed entries rewritten (:func:`gitstate.roundtrip.yaml_encode_over`)."""
+        from .roundtrip import yaml_encode_over
+
+        return yaml_encode_over(value, previous)
 
     def decode(self, data: bytes, doc: str = "") -> Any:
         try:
@@ -563,6 +583,15 @@ class Wrapped(Codec):
     def encode(self, value: Any) -> bytes:
         """The inner codec's canonical bytes of ``value``, wrapped."""
         return self.wrap_bytes(self.inner.encode(value))
+
+    def encode_over(self, value: Any, previous: bytes) -> bytes:
+        """The inner codec's format-preserving bytes over the unwrapped ``previous``, wrapped (canonical when
+        ``previous`` cannot be unwrapped)."""
+        try:
+            inner_previous = self.unwrap_bytes(previous, "")
+        except DecodeError:
+            return self.encode(value)
+        return self.wrap_bytes(self.inner.encode_over(value, inner_previous))
 
     def decode(self, data: bytes, doc: str = "") -> Any:
         """Unwrap ``data`` and parse it with the inner codec."""
