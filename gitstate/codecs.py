@@ -50,6 +50,7 @@ __all__ = [
     "copy_value",
     "registry_for",
     "yaml_dumper",
+    "yaml_expanded_size",
     "yaml_loader",
 ]
 
@@ -406,9 +407,10 @@ def _refuse_constant(name: str) -> Any:
     raise _NonFiniteNumber(name)
 
 
-def _yaml_expanded_size(node: yaml.Node) -> int:
+def yaml_expanded_size(node: yaml.Node) -> int:
+    """Number of nodes ``node`` (a PyYAML node) expands to with aliases resolved; stops counting past
+    :data:`MAX_YAML_NODES` (the alias-bomb guard)."""
     yaml_mod = _yaml_api()[0]
-    """Number of nodes ``node`` expands to with aliases resolved; stops counting past the limit."""
     memo: dict[int, int] = {}
     on_stack: set[int] = set()
 
@@ -468,7 +470,7 @@ class _YamlCodec(_TreeCodec):
             node = loader.get_single_node()
             if node is None:
                 return None
-            if _yaml_expanded_size(node) > MAX_YAML_NODES:
+            if yaml_expanded_size(node) > MAX_YAML_NODES:
                 raise DecodeError(
                     doc,
                     f"YAML aliases expand to more than {MAX_YAML_NODES} nodes; refused (possible alias bomb)",

@@ -140,28 +140,31 @@ def yaml_encode_over(value: Any, previous: bytes) -> bytes:
         "# settings\\na: 2   # why\\nb: 'x'\\n"
     """
     codec = _codecs.YAML
-    canonical = codec.encode(value)
-    ok, old = _decode_or_none(codec, previous)
-    if not ok:
-        return canonical
-    if same(old, value):
-        return previous
-    if codec.encode(old) == previous:
-        return canonical
-    text = previous.decode("utf-8")
+    try:
+        text = previous.decode("utf-8")
+    except UnicodeDecodeError:
+        return codec.encode(value)
     loader = _codecs.yaml_loader()(text)
     try:
-        node = loader.get_single_node()
+        node = loader.get_single_node()  # one parse gives both the positions and the old value
+        if node is None or _codecs.yaml_expanded_size(node) > _codecs.MAX_YAML_NODES:
+            return codec.encode(value)
+        old = loader.construct_document(node)
+        if same(old, value):
+            return previous
+        # The fast canonical path: a file nobody hand-formatted (no comment can be in it) stays canonical.
+        if b"#" not in previous and codec.encode(old) == previous:
+            return codec.encode(value)
         splice = _Splice(text, loader)
-        if node is None or not splice.update(node, old, value):
-            return canonical
-    except Exception as e:  # a node shape this module does not expect: never worse than canonical
+        if not splice.update(node, old, value):
+            return codec.encode(value)
+    except Exception as e:  # not YAML, or a node shape this module does not expect: never worse than canonical
         logger.debug("format-preserving YAML write fell back to canonical: %r", e)
-        return canonical
+        return codec.encode(value)
     finally:
         loader.dispose()
     result = splice.apply().encode("utf-8")
-    return result if _decodes_to(codec, result, value) else canonical
+    return result if _decodes_to(codec, result, value) else codec.encode(value)
 
 
 class _Splice:
