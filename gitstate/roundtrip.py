@@ -164,6 +164,10 @@ def yaml_encode_over(value: Any, previous: bytes) -> bytes:
     finally:
         loader.dispose()
     result = splice.apply().encode("utf-8")
+    # A scalar rewritten in place is safe by construction (rendered by the dumper for a flow context, stricter than
+    # block) unless an anchor, alias or tag could sit next to it; anything else is checked by reading it back.
+    if splice.only_scalars and not any(c in previous for c in (b"&", b"*", b"!")):
+        return result
     return result if _decodes_to(codec, result, value) else codec.encode(value)
 
 
@@ -180,6 +184,8 @@ class _Splice:
         self.nl = "\r\n" if "\r\n" in text else "\n"
         self.step = 2
         self.yaml = yaml
+        #: True while every edit is a scalar rewritten in place on its own line.
+        self.only_scalars = True
 
     def apply(self) -> str:
         """The text with every edit made (edits never overlap)."""
@@ -296,6 +302,7 @@ class _Splice:
             if not self.text[above:first].lstrip().startswith("#"):
                 break
             first = above
+        self.only_scalars = False
         self.edits.append((first, self._line_end(end), ""))
 
     def _insert_after(self, end: int, lines: list[str], col: int) -> None:
@@ -304,6 +311,7 @@ class _Splice:
         text = "".join(pad + line + self.nl for line in lines)
         if at == len(self.text) and not self.text.endswith("\n"):
             text = self.nl + text[: -len(self.nl)]
+        self.only_scalars = False
         self.edits.append((at, at, text))
 
     def _replace_entry(self, key: Any, k_node: Any, v_node: Any, new: Any, col: int) -> None:
@@ -314,6 +322,7 @@ class _Splice:
             self.edits.append((v_node.start_mark.index, self._end(v_node), inline))
             return
         lines = self._block({key: new})
+        self.only_scalars = False
         self.edits.append((k_node.start_mark.index, self._end(v_node), self._join(lines, col)))
 
     def _replace_item(self, item: Any, new: Any, col: int) -> None:
@@ -323,6 +332,7 @@ class _Splice:
             return
         lines = self._block([new])
         lines[0] = lines[0][2:]  # after the item's own "- "
+        self.only_scalars = False
         self.edits.append((item.start_mark.index, self._end(item), self._join(lines, col)))
 
     def _one_line(self, node: Any, line: int) -> bool:
@@ -360,6 +370,8 @@ class _Splice:
         is_flow = isinstance(old_node, (y.MappingNode, y.SequenceNode)) and old_node.flow_style
         if isinstance(new, (dict, list)) and new and not is_flow:
             return None
+        if isinstance(new, (dict, list)) or not isinstance(old_node, y.ScalarNode):
+            self.only_scalars = False
         text: str = y.dump(
             [new], Dumper=_codecs.yaml_dumper(), allow_unicode=True, default_flow_style=True, width=_WIDTH
         )
