@@ -247,7 +247,7 @@ class _Splice:
             if i >= len(new):
                 self._delete(dashes[i] or 0, self._end(item))
             elif not self.update(item, old[i], new[i]):
-                self._replace_item(item, new[i], col)
+                self._replace_item(item, new[i])
         if len(new) > len(old):
             self._insert_after(self._end(items[-1]), self._block(new[len(old) :]), col)
         return True
@@ -321,19 +321,27 @@ class _Splice:
                 inline = " " + inline  # "key:" held null
             self.edits.append((v_node.start_mark.index, self._end(v_node), inline))
             return
-        lines = self._block({key: new})
-        self.only_scalars = False
-        self.edits.append((k_node.start_mark.index, self._end(v_node), self._join(lines, col)))
+        self._block_edit(k_node.start_mark.index, self._end(v_node), self._block({key: new}), col)
 
-    def _replace_item(self, item: Any, new: Any, col: int) -> None:
+    def _replace_item(self, item: Any, new: Any) -> None:
         inline = self._inline(new, item)
         if inline is not None and self._one_line(item, item.start_mark.line):
             self.edits.append((item.start_mark.index, self._end(item), inline))
             return
         lines = self._block([new])
-        lines[0] = lines[0][2:]  # after the item's own "- "
+        lines[0] = lines[0][2:]  # after the item's own "- "; the rest shifts to where the item's text starts
+        self._block_edit(item.start_mark.index, self._end(item), lines, item.start_mark.column - 2)
+
+    def _block_edit(self, start: int, end: int, lines: list[str], col: int) -> None:
+        """Replace ``start:end`` with ``lines`` (the first in place, the others at column ``col``). A comment
+        that ended the old text's last line moves to the end of the first line (where it stays a comment)."""
         self.only_scalars = False
-        self.edits.append((item.start_mark.index, self._end(item), self._join(lines, col)))
+        line_end = self.text.find("\n", end)
+        rest = self.text[end : len(self.text) if line_end < 0 else line_end].rstrip("\r")
+        if len(lines) > 1 and rest.strip().startswith("#"):
+            lines = [lines[0] + rest, *lines[1:]]
+            end += len(rest)
+        self.edits.append((start, end, self._join(lines, col)))
 
     def _one_line(self, node: Any, line: int) -> bool:
         end = self._end(node)

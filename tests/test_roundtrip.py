@@ -235,3 +235,15 @@ def _jsonable(value: Any) -> Any:
 def test_odd_documents_still_decode_to_the_new_value(text: str) -> None:
     new = {"a": [1, 2], "b": [1]}
     assert YAML.decode(YAML.encode_over(new, text.encode())) == new
+
+
+def test_replaced_nested_sequence_item_keeps_its_indentation() -> None:
+    text = "# lists\nouter:\n    list:\n    -   - 1\n        - 2\n    -   - 35\n        - 400\n        - 370\n"
+    text += "    tail: []\n"
+    out = over(text, lambda v: v["outer"]["list"][1].pop())
+    assert out == text.replace("        - 370\n", "")
+
+
+def test_block_replacement_moves_the_trailing_comment_to_its_first_line() -> None:
+    text = "# c\nx:\n    a: 1\n    b: 0   # note\nz: 1\n"
+    assert over(text, lambda v: v.update(x="multi\nline\n")) == "# c\nx: |   # note\n    multi\n    line\nz: 1\n"
