@@ -199,3 +199,10 @@ def test_textconv_text_lists_leaves() -> None:
     )
     assert textconv_text(b"not: [valid", "x.yaml") == "not: [valid"
     assert textconv_text(b"plain text", "notes.txt") == "plain text"
+
+
+def test_gitattributes_is_a_git_file_not_a_document() -> None:
+    from gitstate.paths import is_git_file
+
+    assert is_git_file(".gitattributes") and is_git_file("sub/.gitattributes") and is_git_file(".GITATTRIBUTES")
+    assert not is_git_file("settings.yaml") and not is_git_file(".gitattributes.yaml")
