@@ -247,3 +247,60 @@ def test_replaced_nested_sequence_item_keeps_its_indentation() -> None:
 def test_block_replacement_moves_the_trailing_comment_to_its_first_line() -> None:
     text = "# c\nx:\n    a: 1\n    b: 0   # note\nz: 1\n"
     assert over(text, lambda v: v.update(x="multi\nline\n")) == "# c\nx: |   # note\n    multi\n    line\nz: 1\n"
+
+
+def _hand_format_4(value: Any) -> bytes:
+    """``value`` as a person might lay it out: 4-space indentation, blank lines and a comment before every
+    top-level key, and a comment at the end of simple ``key: value`` lines."""
+    import re
+
+    import yaml
+
+    from gitstate.codecs import yaml_dumper
+
+    text = yaml.dump(
+        value, Dumper=yaml_dumper(), sort_keys=False, allow_unicode=True, default_flow_style=False, indent=4
+    )
+    out = []
+    for line in text.splitlines():
+        if re.fullmatch(r"\s*[A-Za-z_é ]+: [A-Za-z0-9.\-]+", line):
+            line += "   # note"
+        if line and not line.startswith((" ", "-")):
+            out += ["", "# header for the next key"]
+        out.append(line)
+    return ("\n".join(out) + "\n").encode()
+
+
+def _paths(value: Any, key: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [key]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*key, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*key, i))
+    return out
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(_doc, st.data())
+def test_one_edit_anywhere_keeps_the_comments_of_other_keys(old: dict[str, Any], data: st.DataObject) -> None:
+    previous = _hand_format_4(old)
+    where = data.draw(st.sampled_from(_paths(old)[1:]))
+    new = copy.deepcopy(old)
+    parent = new
+    for part in where[:-1]:
+        parent = parent[part]
+    op = data.draw(st.sampled_from(["set", "delete", "add"]))
+    if op == "set":
+        parent[where[-1]] = data.draw(_scalar)
+    elif op == "delete":
+        del parent[where[-1]]
+    elif isinstance(parent, dict):
+        parent[data.draw(_key)] = data.draw(_scalar)
+    else:
+        parent.append(data.draw(_scalar))
+    out = YAML.encode_over(new, previous)
+    assert YAML.decode(out) == new
+    if new and len(where) > 1:  # an edit below the top level keeps every top-level header comment
+        assert out.count(b"# header for the next key") == previous.count(b"# header for the next key")
