@@ -49,6 +49,9 @@ __all__ = [
     "codec_for",
     "copy_value",
     "registry_for",
+    "yaml_dumper",
+    "yaml_expanded_size",
+    "yaml_loader",
 ]
 
 logger = logging.getLogger("gitstate.codecs")
@@ -63,16 +66,76 @@ MAX_YAML_NODES: Final = 200_000
 
 _yaml_parts: tuple[Any, Any, Any] | None = None
 
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#103-core-schema), plus timestamps and merge keys, which
+# gitstate has always read. PyYAML's own resolvers are YAML 1.1's (``NO`` is false, ``0777`` is 511).
+_CORE_BOOL: Final = r"^(?:true|True|TRUE|false|False|FALSE)$"
+_CORE_NULL: Final = r"^(?:~|null|Null|NULL|)$"
+_CORE_INT: Final = r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"
+_CORE_FLOAT: Final = (
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+#: Plain scalars a YAML 1.1 reader takes for a boolean that PyYAML's resolver misses (``y``, ``n``): the encoder
+#: quotes these strings too, so that older readers see strings.
+_YAML11_EXTRA_BOOL: Final = r"^(?:y|Y|n|N)$"
+
+
+def _core_int(constructor: Any, node: Any) -> int:
+    """An integer as YAML 1.2 reads it: ``0777`` is 777 (decimal), ``0o17`` octal, ``0x1F`` hex."""
+    text = str(constructor.construct_scalar(node))
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    try:
+        return int(text, 10)
+    except ValueError:  # an explicit !!int tag on a YAML 1.1 form (0b1010, 1_000, 1:30)
+        result: int = constructor.construct_yaml_int(node)
+        return result
+
+
+def _core_resolvers(cls: Any) -> None:
+    """Give ``cls`` (a loader) the YAML 1.2 core schema's implicit resolvers instead of YAML 1.1's."""
+    import re as _re
+
+    old = cls.yaml_implicit_resolvers
+    cls.yaml_implicit_resolvers = {}
+    rules = [
+        ("tag:yaml.org,2002:bool", _CORE_BOOL, list("tTfF")),
+        ("tag:yaml.org,2002:null", _CORE_NULL, ["~", "n", "N", ""]),
+        ("tag:yaml.org,2002:int", _CORE_INT, list("-+0123456789")),
+        ("tag:yaml.org,2002:float", _CORE_FLOAT, list("-+.0123456789")),
+    ]
+    for tag, pattern, first in rules:
+        cls.add_implicit_resolver(tag, _re.compile(pattern), first)
+    for key in ("<", *"0123456789"):  # timestamps (2001-12-14) and merge keys (<<) as before
+        for tag, regexp in old.get(key, []):
+            if tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge"):
+                cls.add_implicit_resolver(tag, regexp, [key])
+    cls.add_constructor("tag:yaml.org,2002:int", _core_int)
+
+
+def _quote_for_both(cls: Any) -> None:
+    """Make the dumper ``cls`` quote every string that a YAML 1.1 reader (its own resolvers) or a YAML 1.2 core
+    reader would take for something else: ``NO``, ``y``, ``0o17``, ``1e3`` are written quoted."""
+    import re as _re
+
+    cls.add_implicit_resolver("tag:yaml.org,2002:bool", _re.compile(_YAML11_EXTRA_BOOL), list("yYnN"))
+    cls.add_implicit_resolver("tag:yaml.org,2002:int", _re.compile(_CORE_INT), list("-+0123456789"))
+    cls.add_implicit_resolver("tag:yaml.org,2002:float", _re.compile(_CORE_FLOAT), list("-+.0123456789"))
+
 
 def _yaml_api() -> tuple[Any, Any, Any]:
     """(yaml module, safe loader class, dumper class), imported on first use: PyYAML costs ~25 ms to import,
-    which the CLI should not pay unless it touches a YAML document."""
+    which the CLI should not pay unless it touches a YAML document. The loader reads YAML 1.2 (core schema)."""
     global _yaml_parts
     if _yaml_parts is None:
         import yaml as _y
 
-        loader = getattr(_y, "CSafeLoader", _y.SafeLoader)
+        base_loader = getattr(_y, "CSafeLoader", _y.SafeLoader)
         base_dumper = getattr(_y, "CSafeDumper", _y.SafeDumper)
+
+        class _Loader(base_loader):  # type: ignore[misc,valid-type]
+            """Safe loader (the C one when PyYAML has it) with YAML 1.2 core schema scalars."""
 
         class _Dumper(base_dumper):  # type: ignore[misc,valid-type]
             """Safe dumper that never writes anchors/aliases: a shared sub-value is written out in full."""
@@ -80,8 +143,21 @@ def _yaml_api() -> tuple[Any, Any, Any]:
             def ignore_aliases(self, data: Any) -> bool:
                 return True
 
-        _yaml_parts = (_y, loader, _Dumper)
+        _core_resolvers(_Loader)
+        _quote_for_both(_Dumper)
+        _yaml_parts = (_y, _Loader, _Dumper)
     return _yaml_parts
+
+
+def yaml_loader() -> Any:
+    """The loader class gitstate reads YAML with: PyYAML's safe loader (C when available), YAML 1.2 core schema.
+    For modules that need PyYAML's nodes (:mod:`gitstate.roundtrip`); values are read with :data:`YAML`."""
+    return _yaml_api()[1]
+
+
+def yaml_dumper() -> Any:
+    """The dumper class gitstate writes YAML with (safe, no aliases, quotes what YAML 1.1 or 1.2 would misread)."""
+    return _yaml_api()[2]
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -155,6 +231,13 @@ class Codec:
     def decode(self, data: bytes, doc: str = "") -> Any:
         """Parse bytes read from disk or history. Raises :class:`~gitstate.errors.DecodeError`."""
         raise NotImplementedError
+
+    def encode_over(self, value: Any, previous: bytes) -> bytes:
+        """Bytes of ``value`` that keep what a human chose in ``previous`` (the document's current bytes):
+        comments, layout and the text of untouched values. This default (and any codec without a layout to keep)
+        gives :meth:`encode`; JSON and YAML override it (:mod:`gitstate.roundtrip`). The result always decodes to
+        ``value``, and is ``encode(value)`` when ``previous`` is already in the canonical layout."""
+        return self.encode(value)
 
     def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
         """Check that ``value`` can be stored and return a private deep copy of it (tuples become lists).
@@ -263,6 +346,13 @@ class _JsonCodec(_TreeCodec):
             # orjson refuses integers beyond 64 bits; the stdlib handles them (same layout otherwise).
             return (json.dumps(value, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
+    def encode_over(self, value: Any, previous: bytes) -> bytes:
+        """JSON in ``previous``'s indentation, separators and key order
+        (:func:`gitstate.roundtrip.json_encode_over`)."""
+        from .roundtrip import json_encode_over
+
+        return json_encode_over(value, previous)
+
     def decode(self, data: bytes, doc: str = "") -> Any:
         # orjson reads integers beyond 64 bits as floats (losing digits): those documents take the stdlib path.
         if _LONG_RUN not in data.translate(_DIGITS_AS_ZERO):
@@ -317,9 +407,10 @@ def _refuse_constant(name: str) -> Any:
     raise _NonFiniteNumber(name)
 
 
-def _yaml_expanded_size(node: yaml.Node) -> int:
+def yaml_expanded_size(node: yaml.Node) -> int:
+    """Number of nodes ``node`` (a PyYAML node) expands to with aliases resolved; stops counting past
+    :data:`MAX_YAML_NODES` (the alias-bomb guard)."""
     yaml_mod = _yaml_api()[0]
-    """Number of nodes ``node`` expands to with aliases resolved; stops counting past the limit."""
     memo: dict[int, int] = {}
     on_stack: set[int] = set()
 
@@ -362,6 +453,12 @@ class _YamlCodec(_TreeCodec):
         )
         return text.encode("utf-8")
 
+    def encode_over(self, value: Any, previous: bytes) -> bytes:
+        """``previous`` with only the changed entries rewritten (:func:`gitstate.roundtrip.yaml_encode_over`)."""
+        from .roundtrip import yaml_encode_over
+
+        return yaml_encode_over(value, previous)
+
     def decode(self, data: bytes, doc: str = "") -> Any:
         try:
             text = data.decode("utf-8")
@@ -373,7 +470,7 @@ class _YamlCodec(_TreeCodec):
             node = loader.get_single_node()
             if node is None:
                 return None
-            if _yaml_expanded_size(node) > MAX_YAML_NODES:
+            if yaml_expanded_size(node) > MAX_YAML_NODES:
                 raise DecodeError(
                     doc,
                     f"YAML aliases expand to more than {MAX_YAML_NODES} nodes; refused (possible alias bomb)",
@@ -488,6 +585,15 @@ class Wrapped(Codec):
     def encode(self, value: Any) -> bytes:
         """The inner codec's canonical bytes of ``value``, wrapped."""
         return self.wrap_bytes(self.inner.encode(value))
+
+    def encode_over(self, value: Any, previous: bytes) -> bytes:
+        """The inner codec's format-preserving bytes over the unwrapped ``previous``, wrapped (canonical when
+        ``previous`` cannot be unwrapped)."""
+        try:
+            inner_previous = self.unwrap_bytes(previous, "")
+        except DecodeError:
+            return self.encode(value)
+        return self.wrap_bytes(self.inner.encode_over(value, inner_previous))
 
     def decode(self, data: bytes, doc: str = "") -> Any:
         """Unwrap ``data`` and parse it with the inner codec."""

@@ -20,12 +20,14 @@ from typing import Final
 from .errors import InvalidPath
 
 __all__ = [
+    "GIT_FILES",
     "METADATA_DOCS",
     "META_PREFIX",
     "TEMP_MARKER",
     "atomic_write",
     "check_no_symlinks",
     "fsync_dir",
+    "is_git_file",
     "is_metadata_path",
     "is_scratch_name",
     "is_temp_name",
@@ -69,6 +71,22 @@ META_PREFIX: Final = ".gitstate/"
 #: The metadata documents gitstate itself writes (the schema version of :mod:`gitstate.migrate`); nothing else
 #: under :data:`META_PREFIX` is ever written to the work tree.
 METADATA_DOCS: Final = frozenset({".gitstate/schema.json"})
+
+
+#: Work-tree files that tell git how to treat the documents (``gitstate setup-git`` writes them): committed with
+#: the documents, so that a clone merges and diffs the same way, but not documents themselves.
+GIT_FILES: Final = frozenset({".gitattributes"})
+
+
+def is_git_file(doc: str) -> bool:
+    """True for a path that is one of :data:`GIT_FILES` (at the top, or in a subdirectory: git reads
+    ``.gitattributes`` at every level), in any spelling a file system may alias to it.
+
+    Example:
+        >>> is_git_file(".gitattributes"), is_git_file("conf/.GitAttributes"), is_git_file("attributes.yaml")
+        (True, True, False)
+    """
+    return _fold(doc.rsplit("/", 1)[-1]) in GIT_FILES
 
 
 def _is_git_name(part: str) -> bool:

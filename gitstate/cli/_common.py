@@ -81,6 +81,7 @@ COMMAND_MODULES: dict[str, str] = {
     **dict.fromkeys(("gc", "doctor"), "maintenance"),
     "migrate": "migrate_cmd",
     "ui": "ui",
+    **dict.fromkeys(("setup-git", "merge-driver", "textconv"), "gitsetup"),
 }
 
 
