@@ -1042,7 +1042,8 @@ class _Walker:
                 except ValueError as e:
                     raise _MissingObject(sha, str(e)) from e
                 self._walk_tree(tree, b"")
-                stack.extend((p, None, sha in self.shallow) for p in reversed(parents))
+                if sha not in self.shallow:  # as git does: a shallow commit's parents are not reachable through it
+                    stack.extend((p, None, False) for p in reversed(parents))
             elif type_num == _TAG:
                 self._add(sha, _TAG, None)
                 try:

@@ -1046,6 +1046,13 @@ class _OperationObjectStore(DiskObjectStore):
         return raw
 
 
+def _read_shallow(repo: Repository) -> list[str]:
+    try:
+        return (repo.git_dir / "shallow").read_text("ascii").split()
+    except FileNotFoundError:
+        return []
+
+
 def _objects(repo: Repository) -> Any:
     """A private object-store handle for one network operation (dulwich objects are not thread-safe; objects
     themselves are immutable, so a second handle on the same directory is safe)."""
@@ -1232,7 +1239,9 @@ def _push(
     def generate_pack_data(
         have: set[bytes], want: set[bytes], *, ofs_delta: bool = True, progress: Any = None
     ) -> tuple[int, Iterator[Any]]:
-        count, records = objects.generate_pack_data(have, want, ofs_delta=ofs_delta)
+        # Commits behind .git/shallow (cut by forget, or a shallow clone) are absent: dulwich must not walk them.
+        shallow = {line.strip().encode() for line in _read_shallow(repo)}
+        count, records = objects.generate_pack_data(have, want, shallow=shallow, ofs_delta=ofs_delta)
         outcome["objects"] = count
 
         def counted() -> Iterator[Any]:
