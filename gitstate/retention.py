@@ -54,24 +54,32 @@ from .repo import CommitInfo, Repository
 __all__ = [
     "KEPT_REF",
     "POLICY_FILE",
+    "SIZE_LOG",
+    "BudgetReport",
     "ForgetPlan",
     "KeptPoint",
     "Policy",
     "RetentionError",
     "apply_plan",
+    "budget_report",
     "forget",
     "kept_points",
     "load_policy",
     "parse_duration",
     "plan_forget",
     "read_shallow",
+    "record_size",
     "save_policy",
+    "thin_snapshots",
 ]
 
 #: The local lineage of thinned points (never pushed).
 KEPT_REF: Final = "refs/gitstate/kept"
 #: Where a store keeps its policy, inside the work tree so it travels with clones.
 POLICY_FILE: Final = ".gitstate/retention.json"
+#: Size samples (``.git/gitstate/``): one JSON line ``[time, bytes]`` per packing pass, for growth per day.
+SIZE_LOG: Final = "size-log-v1.jsonl"
+_SIZE_LOG_MAX: Final = 2000
 _RULES: Final = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 _UNITS: Final = {"h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -702,3 +710,122 @@ def forget(
     with repo.lock():
         plan = plan_forget(repo, policy, include_unpushed=include_unpushed, now=now)
         return apply_plan(repo, plan, fsync=fsync)
+
+
+# ===================================================================== snapshots
+def thin_snapshots(tags: Mapping[str, int], *, prefix: str, keep_last: int) -> list[str]:
+    """Snapshot names to delete so that only the ``keep_last`` newest of those starting with ``prefix`` remain
+    (``tags``: name -> time). Snapshots with another prefix are never chosen.
+
+    Example:
+        >>> thin_snapshots({"checkpoint-1": 1, "checkpoint-2": 2, "checkpoint-3": 3, "v1": 0},
+        ...                prefix="checkpoint-", keep_last=2)
+        ['checkpoint-1']
+    """
+    if keep_last < 0:
+        raise RetentionError(f"--keep-last must be >= 0, not {keep_last}")
+    matching = sorted((t, n) for n, t in tags.items() if n.startswith(prefix))
+    doomed = matching[: max(0, len(matching) - keep_last)]
+    return [n for _, n in doomed]
+
+
+# ===================================================================== the size budget
+@dataclass(frozen=True)
+class BudgetReport:
+    """The repository's size against the policy's budget, as ``status`` and ``doctor`` report it.
+
+    Attributes:
+        size: bytes of ``.git`` now.
+        budget: the budget in bytes, or None when the policy sets none.
+        growth_per_day: bytes per day, from the size samples of the last 30 days (None until there are two
+            samples at least an hour apart).
+        days_left: days until the budget at that rate (None without a budget or growth; 0 when over it).
+        warning: a sentence when the budget is exceeded or will be within 7 days, else None.
+    """
+
+    size: int
+    budget: int | None
+    growth_per_day: float | None
+    days_left: float | None
+    warning: str | None
+
+    def line(self) -> str:
+        """One line for ``status``: ``history 12.3 MB of 500 MB (+1.2 MB/day, 400 days left)``."""
+        text = f"history {_fmt_bytes(self.size)}"
+        if self.budget is not None:
+            text += f" of {_fmt_bytes(self.budget)}"
+        extras = []
+        if self.growth_per_day is not None:
+            extras.append(f"{'+' if self.growth_per_day >= 0 else ''}{_fmt_bytes(int(self.growth_per_day))}/day")
+        if self.days_left is not None:
+            extras.append(f"{self.days_left:.0f} days left" if self.days_left else "over budget")
+        return text + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _size_log(repo: Repository) -> Path:
+    return repo.git_dir / "gitstate" / SIZE_LOG
+
+
+def record_size(repo: Repository, *, now: float | None = None) -> int:
+    """Append a size sample (the packer calls this after each pass); returns the size. Never raises for a
+    full or read-only disk (a missed sample only makes the growth estimate coarser)."""
+    size = repo.disk_usage()
+    path = _size_log(repo)
+    now = time.time() if now is None else now
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
+            f.write(orjson.dumps([round(now, 1), size]) + b"\n")
+        if path.stat().st_size > _SIZE_LOG_MAX * 40:
+            lines = path.read_bytes().splitlines()[-_SIZE_LOG_MAX // 2 :]
+            _atomic_write(path, b"\n".join(lines) + b"\n", fsync=False)
+    return size
+
+
+def _samples(repo: Repository) -> list[tuple[float, int]]:
+    out = []
+    with contextlib.suppress(OSError):
+        for line in _size_log(repo).read_bytes().splitlines():
+            with contextlib.suppress(orjson.JSONDecodeError, TypeError, ValueError):
+                when, size = orjson.loads(line)
+                out.append((float(when), int(size)))
+    return out
+
+
+def budget_report(repo: Repository, policy: Policy | None, *, now: float | None = None) -> BudgetReport:
+    """The size, growth per day and days until the budget (see :class:`BudgetReport`).
+
+    Growth is the least-squares slope of the samples of the last 30 days (robust to one odd sample; a gc that
+    shrank the repository shows as negative growth)."""
+    now = time.time() if now is None else now
+    size = repo.disk_usage()
+    recent = [(t, s) for t, s in _samples(repo) if now - t <= 30 * 86400] + [(now, size)]
+    growth = None
+    if len(recent) >= 2 and recent[-1][0] - recent[0][0] >= 3600:
+        mean_t = sum(t for t, _ in recent) / len(recent)
+        mean_s = sum(s for _, s in recent) / len(recent)
+        var = sum((t - mean_t) ** 2 for t, _ in recent)
+        if var > 0:
+            growth = sum((t - mean_t) * (s - mean_s) for t, s in recent) / var * 86400
+    budget = int(policy.budget_mb * 1e6) if policy is not None and policy.budget_mb is not None else None
+    days_left = None
+    warning = None
+    if budget is not None:
+        if size >= budget:
+            days_left = 0.0
+            warning = f"history is {_fmt_bytes(size)}, over its budget of {_fmt_bytes(budget)}: run 'gitstate forget'"
+        elif growth is not None and growth > 0:
+            days_left = (budget - size) / growth
+            if days_left < 7:
+                warning = (
+                    f"history grows {_fmt_bytes(int(growth))}/day and reaches its budget of {_fmt_bytes(budget)} in "
+                    f"{days_left:.1f} days: run 'gitstate forget' or raise budget_mb"
+                )
+    return BudgetReport(size, budget, growth, days_left, warning)

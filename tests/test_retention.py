@@ -140,8 +140,8 @@ def test_window_is_measured_from_the_newest_commit_not_the_clock(tmp_path: Path)
     path, newest = _history(tmp_path, days=10)
     repo = _open(path)
     idle = retention.plan_forget(repo, Policy(keep_within="7d", daily=1), now=newest + 300 * DAY)
-    assert idle.window == 7 * 24 + 1 or idle.window == 7 * 24  # the edge commit itself is at the edge
-    assert idle.window >= 7 * 24
+    assert idle.window == 7 * 24 + 1  # the commit exactly at the edge stays too
+    assert len(idle.points) == 1 and idle.dropped == 240 - 169 - 1
 
 
 def test_dry_run_changes_nothing(tmp_path: Path) -> None:
@@ -370,3 +370,39 @@ def test_kill9_during_forget_leaves_old_or_new_history(tmp_path: Path) -> None:
 
 
 POLICY20 = Policy(keep_within="7d", daily=20)
+
+
+# ===================================================================== snapshots and the budget
+def test_thin_snapshots_by_prefix() -> None:
+    tags = {f"checkpoint-{i}": 100 + i for i in range(8)} | {"v1": 1, "checkpoint": 50}
+    doomed = retention.thin_snapshots(tags, prefix="checkpoint-", keep_last=5)
+    assert doomed == ["checkpoint-0", "checkpoint-1", "checkpoint-2"]
+    assert retention.thin_snapshots(tags, prefix="checkpoint-", keep_last=20) == []
+    assert sorted(retention.thin_snapshots(tags, prefix="", keep_last=1)) == sorted(set(tags) - {"checkpoint-7"})
+    with pytest.raises(RetentionError):
+        retention.thin_snapshots(tags, prefix="x", keep_last=-1)
+
+
+def test_budget_report_growth_and_warning(tmp_path: Path) -> None:
+    path, _ = _history(tmp_path, days=2)
+    repo = _open(path)
+    size = repo.disk_usage()
+    now = time.time()
+    none = retention.budget_report(repo, None, now=now)
+    assert none.budget is None and none.growth_per_day is None and none.warning is None
+    assert none.line().startswith("history ")
+    # Samples over the last ten days growing by ~1 MB a day.
+    log = repo.git_dir / "gitstate" / retention.SIZE_LOG
+    log.parent.mkdir(exist_ok=True)
+    log.write_text("".join(f"[{now - (10 - d) * DAY}, {size - (10 - d) * 1_000_000}]\n" for d in range(10)))
+    with log.open("a") as f:
+        f.write("garbage\n")
+    report = retention.budget_report(repo, Policy(daily=1, budget_mb=(size + 3_000_000) / 1e6), now=now)
+    assert report.growth_per_day == pytest.approx(1_000_000, rel=0.05)
+    assert report.days_left == pytest.approx(3, rel=0.1)
+    assert report.warning and "reaches its budget" in report.warning and "3.0 days" in report.warning
+    assert "MB/day" in report.line() and "days left" in report.line()
+    over = retention.budget_report(repo, Policy(daily=1, budget_mb=size / 2e6), now=now)
+    assert over.days_left == 0 and over.warning and "over its budget" in over.warning
+    recorded = retention.record_size(repo, now=now + 60)
+    assert recorded > 0 and log.read_text().splitlines()[-1] == f"[{round(now + 60, 1)},{recorded}]"
