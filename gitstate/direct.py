@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .docdiff import Change
     from .history import Commit, Snapshot, StateView
     from .repo import Repository
+    from .retention import BudgetReport, ForgetPlan, Policy
 
 __all__ = ["StoreDirectory", "git_operation_advice", "open_directory"]
 
@@ -273,6 +274,42 @@ class StoreDirectory:
         if prune_grace_s is None:
             return gc.collect(self._repo, progress=progress)
         return gc.collect(self._repo, progress=progress, prune_grace_s=prune_grace_s)
+
+    def retention_policy(self) -> Policy | None:
+        """The retention policy stored with the store (``.gitstate/retention.json``), or None."""
+        from . import retention
+
+        return retention.load_policy(self.root)
+
+    def budget(self) -> BudgetReport:
+        """The history's size against the stored policy's budget (see :func:`gitstate.retention.budget_report`)."""
+        from . import retention
+
+        return retention.budget_report(self._repo, retention.load_policy(self.root))
+
+    def forget(
+        self,
+        policy: Policy | None = None,
+        *,
+        dry_run: bool = False,
+        include_unpushed: bool = False,
+        now: float | None = None,
+    ) -> ForgetPlan:
+        """Thin history older than the policy's window (:func:`gitstate.retention.forget`); without ``policy``,
+        the one stored with the store. The documents are left alone: only old history changes.
+
+        Raises:
+            RetentionError: no policy given or stored, unpushed commits in the way, or the branch moved.
+        """
+        from . import retention
+
+        policy = policy or retention.load_policy(self.root)
+        if policy is None:
+            raise retention.RetentionError(
+                "no retention rule given and none stored: pass e.g. --keep-within 7d --keep-daily 30 "
+                f"(or save one with --save, in {retention.POLICY_FILE})"
+            )
+        return retention.forget(self._repo, policy, dry_run=dry_run, include_unpushed=include_unpushed, now=now)
 
 
 def _key(key: object) -> Any:

@@ -66,6 +66,7 @@ COMMAND_MODULES: dict[str, str] = {
     **dict.fromkeys(("remote", "push", "pull", "sync", "clone"), "remote"),
     **dict.fromkeys(("gc", "doctor"), "maintenance"),
     "migrate": "migrate_cmd",
+    "forget": "retention",
     "ui": "ui",
 }
 
