@@ -385,35 +385,54 @@ def kept_points(repo: Repository) -> list[CommitInfo]:
     return out
 
 
-def _split(repo: Repository, head: str, edge: float, shallow: set[str]) -> tuple[list[CommitInfo], list[CommitInfo]]:
-    """(window, older): commits reachable from head newer than ``edge``, and the ones behind them.
+def _reachable(repo: Repository, head: str, shallow: set[str]) -> dict[str, CommitInfo]:
+    infos: dict[str, CommitInfo] = {}
+    stack = [head]
+    while stack:
+        sha = stack.pop()
+        if sha in infos:
+            continue
+        c = infos[sha] = repo.commit_info(sha)
+        if sha not in shallow:
+            stack.extend(p for p in c.parents if p not in infos)
+    return infos
 
-    A merge commit with one parent inside the window and one outside pulls the outside one in: a shallow commit
-    loses *all* its parents, so cutting it would drop window commits."""
-    head_info = repo.commit_info(head)
-    inside: dict[str, CommitInfo] = {head: head_info}
-    stack = [head_info]
-    while stack:
-        c = stack.pop()
-        if c.id in shallow:
-            continue
-        parents = [repo.commit_info(p) for p in c.parents]
-        in_window = [p for p in parents if p.time >= edge]
-        pulled = parents if in_window else []
-        for p in pulled:
-            if p.id not in inside:
-                inside[p.id] = p
-                stack.append(p)
-    older: dict[str, CommitInfo] = {}
-    stack = [repo.commit_info(p) for c in inside.values() if c.id not in shallow for p in c.parents if p not in inside]
-    while stack:
-        c = stack.pop()
-        if c.id in older or c.id in inside:
-            continue
-        older[c.id] = c
-        if c.id not in shallow:
-            stack.extend(repo.commit_info(p) for p in c.parents if p not in older and p not in inside)
-    return list(inside.values()), sorted(older.values(), key=lambda c: (c.time, c.commit_time), reverse=True)
+
+def _droppable(infos: Mapping[str, CommitInfo], edge: float, shallow: set[str]) -> set[str]:
+    """Commits that are older than ``edge`` *and* all of whose ancestors are too: only those may go. A commit
+    with a skewed clock (older than its parents) in the middle of recent history therefore never cuts it."""
+    verdict: dict[str, bool] = {}
+    for start in infos:
+        stack = [(start, False)]
+        while stack:
+            sha, expanded = stack.pop()
+            if sha in verdict:
+                continue
+            parents = [] if sha in shallow else [p for p in infos[sha].parents if p in infos]
+            if not expanded:
+                stack.append((sha, True))
+                stack.extend((p, False) for p in parents if p not in verdict)
+            else:
+                verdict[sha] = infos[sha].time < edge and all(verdict[p] for p in parents)
+    return {sha for sha, ok in verdict.items() if ok}
+
+
+def _split(repo: Repository, head: str, edge: float, shallow: set[str]) -> tuple[list[CommitInfo], list[CommitInfo]]:
+    """(window, older): the commits that stay as they are, and the ones behind the cut (newest first).
+
+    A commit stays unless it and all its ancestors are older than ``edge``. A merge commit in the window with a
+    parent behind the cut keeps that parent as a boundary commit too: a commit in ``.git/shallow`` loses *all*
+    its parents, so cutting the merge itself would drop window commits."""
+    infos = _reachable(repo, head, shallow)
+    dropped = _droppable(infos, edge, shallow)
+    inside = {sha for sha in infos if sha not in dropped}
+    for sha in list(inside):
+        parents = [] if sha in shallow else infos[sha].parents
+        if any(p in inside for p in parents):
+            inside.update(p for p in parents if p in infos)
+    window = [infos[sha] for sha in inside]
+    older = [infos[sha] for sha in infos if sha not in inside]
+    return window, sorted(older, key=lambda c: (c.time, c.commit_time), reverse=True)
 
 
 def _remote_held(repo: Repository) -> tuple[bool, set[str]]:

@@ -406,3 +406,31 @@ def test_budget_report_growth_and_warning(tmp_path: Path) -> None:
     assert over.days_left == 0 and over.warning and "over its budget" in over.warning
     recorded = retention.record_size(repo, now=now + 60)
     assert recorded > 0 and log.read_text().splitlines()[-1] == f"[{round(now + 60, 1)},{recorded}]"
+
+
+def test_a_skewed_clock_in_the_window_never_cuts_it(tmp_path: Path) -> None:
+    """A commit made on a machine whose clock was a month behind, in the middle of recent history: everything
+    newer than the window edge stays, the skewed commit too."""
+    path, newest = _history(tmp_path, days=12)
+    (path / "state.json").write_text('{"counter": "skewed"}\n')
+    git(
+        path,
+        "commit",
+        "-q",
+        "-am",
+        "from a machine with a wrong clock",
+        env={"GIT_AUTHOR_DATE": f"@{START - 30 * DAY} +0000", "GIT_COMMITTER_DATE": f"@{START - 30 * DAY} +0000"},
+    )
+    for i in range(3):
+        (path / "state.json").write_text(f'{{"counter": "after {i}"}}\n')
+        stamp = f"@{newest + (i + 1) * HOUR} +0000"
+        git(path, "commit", "-q", "-am", f"after {i}", env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
+    before = commit_ids(path)
+    times = _times(path)
+    repo = _open(path)
+    plan = retention.forget(repo, Policy(keep_within="7d", daily=1), now=newest + 3 * HOUR)
+    after = commit_ids(path)
+    edge = plan.window_edge
+    assert {s for s in before if times[s] >= edge} <= set(after)
+    assert len(after) == plan.window and plan.dropped > 0
+    fsck(path)
