@@ -495,7 +495,10 @@ def plan_forget(
     shallow = read_shallow(repo)
     window, older = _split(repo, head, edge, shallow)
     inside = {c.id for c in window}
-    previous = [p for p in _old_points(repo) if p.id not in inside]
+    older_ids = {c.id for c in older}
+    # Earlier kept points, unless their original commit is still here (a forget killed before its cut left a
+    # lineage behind: the originals are the authority, and counting both would change the points' messages).
+    previous = [p for p in _old_points(repo) if p.id not in inside and p.id not in older_ids]
     if not older and not previous:
         kept_shallow = tuple(sorted(s for s in shallow if s in inside))
         return ForgetPlan(policy, head, edge, len(window), kept_shallow, (), 0)
@@ -503,7 +506,6 @@ def plan_forget(
     candidates.sort(key=lambda c: c.time, reverse=True)
     chosen = _choose(candidates, policy)
     points = _points(repo, candidates, chosen)
-    older_ids = {c.id for c in older}
     held = {
         ref: sha
         for prefix in ("refs/tags/", "refs/remotes/", "refs/heads/", "refs/gitstate/")
@@ -598,6 +600,8 @@ def apply_plan(repo: Repository, plan: ForgetPlan, *, fsync: bool = True) -> For
         RetentionError: the branch moved since the plan was made (plan again).
     """
     if not plan.changes_anything or plan.head is None:
+        if (repo.git_dir / "shallow").exists():
+            _prune_reflogs(repo, fsync=fsync)  # finish a run that was killed after its cut
         return replace(plan, applied=True)
     if repo.head() != plan.head:
         raise RetentionError("the branch moved while forget was planning; run it again")
@@ -621,11 +625,7 @@ def apply_plan(repo: Repository, plan: ForgetPlan, *, fsync: bool = True) -> For
     if tip != old_tip:
         repo.update_ref(KEPT_REF, tip, old_tip, fsync=fsync)
     _write_shallow(repo, plan.boundary, fsync=fsync)
-    keep = _reachable_ids(repo)
-    logs = repo.git_dir / "logs"
-    for dirpath, _, files in os.walk(logs):
-        for name in files:
-            _prune_reflog(Path(dirpath) / name, keep, fsync=fsync)
+    _prune_reflogs(repo, fsync=fsync)
     repo.invalidate_caches()
     lineage.reverse()
     return replace(plan, points=tuple(lineage), applied=True)
@@ -668,6 +668,13 @@ def _write_shallow(repo: Repository, boundary: Iterable[str], *, fsync: bool) ->
             path.unlink()
         return
     _atomic_write(path, "".join(f"{i}\n" for i in ids).encode("ascii"), fsync=fsync)
+
+
+def _prune_reflogs(repo: Repository, *, fsync: bool) -> None:
+    keep = _reachable_ids(repo)
+    for dirpath, _, files in os.walk(repo.git_dir / "logs"):
+        for name in files:
+            _prune_reflog(Path(dirpath) / name, keep, fsync=fsync)
 
 
 def _prune_reflog(path: Path, keep: set[str], *, fsync: bool) -> None:

@@ -434,3 +434,36 @@ def test_a_skewed_clock_in_the_window_never_cuts_it(tmp_path: Path) -> None:
     assert {s for s in before if times[s] >= edge} <= set(after)
     assert len(after) == plan.window and plan.dropped > 0
     fsck(path)
+
+
+class _Killed(BaseException):
+    """Stands for the process dying at a chosen step (BaseException: nothing in forget may catch it)."""
+
+
+@pytest.mark.parametrize("step", ["_write_shallow", "_prune_reflogs"])
+def test_a_run_stopped_between_steps_is_finished_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    path, newest = _history(tmp_path, days=20)
+    clean = tmp_path / "clean"
+    subprocess.run(["cp", "-a", str(path), str(clean)], check=True)
+    expected = retention.forget(_open(clean), POLICY20, now=newest)
+    real = getattr(retention, step)
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise _Killed
+
+    monkeypatch.setattr(retention, step, die)
+    with pytest.raises(_Killed):
+        retention.forget(_open(path), POLICY20, now=newest)
+    fsck(path)
+    monkeypatch.setattr(retention, step, real)
+    retention.forget(_open(path), POLICY20, now=newest)
+    assert git(path, "rev-parse", KEPT_REF).strip() == expected.points[0].id
+    assert commit_ids(path) == commit_ids(clean)
+    git(path, "gc", "-q", "--prune=now")
+    fsck(path)
+    assert (
+        git(path, "reflog", "show", "--format=%H", "main").split()
+        == git(clean, "reflog", "show", "--format=%H", "main").split()
+    )
