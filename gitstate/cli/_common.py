@@ -67,6 +67,7 @@ COMMAND_MODULES: dict[str, str] = {
     **dict.fromkeys(("gc", "doctor"), "maintenance"),
     "migrate": "migrate_cmd",
     "forget": "retention",
+    "quarantine": "quarantine",
     "ui": "ui",
 }
 
