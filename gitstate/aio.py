@@ -23,7 +23,7 @@ What differs from the Store:
   from its own threads; they are handed over with ``call_soon_threadsafe``); a callback may be a coroutine
   function. :meth:`AsyncStore.events` gives the same events as an async iterator.
 * ``async with store.transaction(message) as tx:`` buffers the block's writes in ``tx`` (a
-  :class:`~gitstate.migrate.TxView`: reads see the store's current values with the block's writes on top) and
+  :class:`~gitstate.transactions.TxView`: reads see the store's current values with the block's writes on top) and
   applies them in one worker-thread call when the block ends: they become one commit, or nothing if the block
   raises. The block does not lock the store: other writers go on while it runs, and its writes are applied, in
   order, to the state as it is at the end of the block.
@@ -56,9 +56,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .keys import ABSENT
-from .migrate import TxView
 from .store import Store
 from .store import open as _open_store
+from .transactions import TxView
 
 if TYPE_CHECKING:
     from .docdiff import Change
@@ -224,12 +224,18 @@ class AsyncStore:
     """
 
     def __init__(
-        self, store: Store, *, loop: asyncio.AbstractEventLoop | None = None, durability: str | None = None
+        self,
+        store: Store,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        durability: str | None = None,
+        tasks: set[asyncio.Future[Any]] | None = None,
     ) -> None:
         self.store = store
         self.path = store.path
         self._loop = loop or asyncio.get_running_loop()
-        self._tasks: set[asyncio.Future[Any]] = set()
+        #: Async callbacks in flight (``tasks``: the set the open callbacks already use); close() awaits them.
+        self._tasks: set[asyncio.Future[Any]] = tasks if tasks is not None else set()
         self._durability = durability or store.durability
         # immediate mode: one thread commits the writes, in the order they were made
         self._committer: concurrent.futures.ThreadPoolExecutor | None = None
@@ -398,7 +404,7 @@ class AsyncStore:
             >>> asyncio.run(main())
             ['state.json', 'tasks/t3.json']
         """
-        self.store._check_open()
+        self.store.services.check_open()
         tx = TxView(functools.partial(self.store.get, default=ABSENT), self.store.docs, codecs=self.store.codecs)
         yield tx
         if tx.writes:
@@ -409,7 +415,7 @@ class AsyncStore:
         before = store.head
         with store.transaction(message, metadata=metadata):
             before = store.head  # after the commit of writes pending from before the block
-            for w in tx._replay():
+            for w in tx.replay():
                 if w.kind == "set":
                     store.set(w.doc, w.key, w.value)
                 elif w.kind == "delete":
@@ -525,8 +531,7 @@ class _Opening:
             from .lifecycle import install_signal_handlers
 
             install_signal_handlers()
-        astore = AsyncStore(store, loop=loop, durability=durability)
-        astore._tasks = tasks
+        astore = AsyncStore(store, loop=loop, durability=durability, tasks=tasks)
         self._store = astore
         return astore
 

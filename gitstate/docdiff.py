@@ -11,9 +11,11 @@ A *key* is a tuple of parts: ``str`` (or the YAML scalar itself) for mapping key
 Main entry points:
 
 * :func:`diff` gives key-level :class:`Change` records; :func:`apply_changes` replays them.
-* :func:`summarize` / :func:`format_key` / :func:`format_value` render changes for commit messages.
+* :func:`format_key` / :func:`format_value` render keys and values (commit-message lines are
+  :func:`gitstate.messages.summarize`).
 * :func:`diff_text` gives a git-style unified diff of two texts.
-* :func:`merge3` / :func:`merge_text3` do key-level and line-level three-way merges.
+* :func:`merge3` / :func:`merge_text3` do key-level and line-level three-way merges (they live in
+  :mod:`gitstate.merging` and are re-exported here).
 
 Types are compared strictly (see :func:`same`): ``True`` is not ``1`` and ``1`` is not ``1.0`` here, unlike
 Python's ``==``.
@@ -34,7 +36,10 @@ import marshal
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+if TYPE_CHECKING:  # served by __getattr__ below
+    from .merging import Conflict, MergeConflictError, MergeResult, merge3, merge_text3
 
 __all__ = [
     "MISSING",
@@ -64,7 +69,6 @@ logger = logging.getLogger("gitstate.docdiff")
 Key: TypeAlias = tuple[str | int, ...]
 
 _OPS: Final = frozenset({"add", "remove", "change"})
-_PREFERS: Final = frozenset({"ours", "theirs", "fail"})
 
 
 class _MissingType:
@@ -107,7 +111,7 @@ MISSING: Final = _MissingType()
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     """Strict category of a value: booleans, ints, floats, dates and datetimes are all different kinds."""
     if value is None:
         return "null"
@@ -134,16 +138,16 @@ def _kind(value: Any) -> str:
     return "other:" + type(value).__qualname__
 
 
-def _copy(value: Any) -> Any:
+def copy_json(value: Any) -> Any:
     """Deep copy tuned for JSON-like values (much faster than :func:`copy.deepcopy` on dict/list trees)."""
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
+        return {k: copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy(v) for v in value]
+        return [copy_json(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bytes, _dt.date, _MissingType)):
         return value
     if isinstance(value, tuple):
-        return tuple(_copy(v) for v in value)
+        return tuple(copy_json(v) for v in value)
     if isinstance(value, bytearray):
         return bytearray(value)
     if isinstance(value, memoryview):
@@ -176,7 +180,7 @@ def _may_hold_nan(value: Any) -> bool:
 def _same_dict_keys(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
     """True when ``a`` and ``b`` (already known equal as key sets) use keys of the same kinds."""
     b_keys = {k: k for k in b}
-    return all(k in b_keys and _kind(b_keys[k]) == _kind(k) for k in a)
+    return all(k in b_keys and kind_of(b_keys[k]) == kind_of(k) for k in a)
 
 
 def _fast_same(a: Any, b: Any) -> bool:
@@ -187,8 +191,8 @@ def _fast_same(a: Any, b: Any) -> bool:
     """
     if a is b:
         return True
-    kind = _kind(a)
-    if kind != _kind(b):
+    kind = kind_of(a)
+    if kind != kind_of(b):
         return False
     if kind == "float":
         return bool(a == b) or (math.isnan(a) and math.isnan(b))
@@ -236,8 +240,8 @@ def same(a: Any, b: Any) -> bool:
     """
     if a is b:
         return True
-    kind = _kind(a)
-    if kind != _kind(b):
+    kind = kind_of(a)
+    if kind != kind_of(b):
         return False
     if kind in ("dict", "list"):
         if len(a) != len(b):
@@ -272,14 +276,14 @@ def _json_key(key: Any) -> str:
     return str(key)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """A JSON-serializable copy of ``value``: dates -> ISO strings, bytes -> ``{"bytes": n}``, keys -> str."""
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, dict):
-        return {_json_key(k): _jsonable(v) for k, v in value.items()}
+        return {_json_key(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (_dt.date, _dt.datetime)):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -289,7 +293,8 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _jsonable_key(key: tuple[Any, ...]) -> list[Any]:
+def jsonable_key(key: tuple[Any, ...]) -> list[Any]:
+    """A key path as a JSON list: parts JSON cannot hold (dates, ...) as their JSON-key strings."""
     out: list[Any] = []
     for part in key:
         if part is None or isinstance(part, (str, bool, int, float)):
@@ -357,8 +362,8 @@ def format_value(value: Any, *, max_chars: int = 60) -> str:
         text = value.isoformat()
     else:
         try:
-            text = json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError):  # pragma: no cover - _jsonable already made it serializable
+            text = json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError):  # pragma: no cover - jsonable already made it serializable
             text = repr(value)
     limit = max(1, max_chars)
     if len(text) > limit:
@@ -410,11 +415,11 @@ class Change:
             >>> Change("", ("a", 0), "remove", "x").to_dict()
             {'doc': '', 'key': ['a', 0], 'op': 'remove', 'old': 'x'}
         """
-        out: dict[str, Any] = {"doc": self.doc, "key": _jsonable_key(self.key), "op": self.op}
+        out: dict[str, Any] = {"doc": self.doc, "key": jsonable_key(self.key), "op": self.op}
         if self.op != "add":
-            out["old"] = _jsonable(self.old)
+            out["old"] = jsonable(self.old)
         if self.op != "remove":
-            out["new"] = _jsonable(self.new)
+            out["new"] = jsonable(self.new)
         return out
 
 
@@ -456,26 +461,26 @@ def _diff(old: Any, new: Any, key: tuple[Any, ...], doc: str, out: list[Change])
     if _fast_same(old, new):
         return
     if old is MISSING:
-        out.append(Change(doc, key, "add", MISSING, _copy(new)))
+        out.append(Change(doc, key, "add", MISSING, copy_json(new)))
         return
     if new is MISSING:
-        out.append(Change(doc, key, "remove", _copy(old), MISSING))
+        out.append(Change(doc, key, "remove", copy_json(old), MISSING))
         return
-    kind_old, kind_new = _kind(old), _kind(new)
+    kind_old, kind_new = kind_of(old), kind_of(new)
     if kind_old == kind_new == "dict":
         for k, v in old.items():
             if k in new:
                 _diff(v, new[k], (*key, k), doc, out)
             else:
-                out.append(Change(doc, (*key, k), "remove", _copy(v), MISSING))
+                out.append(Change(doc, (*key, k), "remove", copy_json(v), MISSING))
         for k, v in new.items():
             if k not in old:
-                out.append(Change(doc, (*key, k), "add", MISSING, _copy(v)))
+                out.append(Change(doc, (*key, k), "add", MISSING, copy_json(v)))
         return
     if kind_old == kind_new == "list":
         _diff_list(old, new, key, doc, out)
         return
-    out.append(Change(doc, key, "change", _copy(old), _copy(new)))
+    out.append(Change(doc, key, "change", copy_json(old), copy_json(new)))
 
 
 def _diff_list(old: Any, new: Any, key: tuple[Any, ...], doc: str, out: list[Change]) -> None:
@@ -500,9 +505,9 @@ def _diff_list(old: Any, new: Any, key: tuple[Any, ...], doc: str, out: list[Cha
                 _diff(old[i1 + offset], new[j1 + offset], (*key, j1 + offset), doc, out)
             continue
         for i in range(i1, i2):
-            out.append(Change(doc, (*key, i), "remove", _copy(old[i]), MISSING))
+            out.append(Change(doc, (*key, i), "remove", copy_json(old[i]), MISSING))
         for j in range(j1, j2):
-            out.append(Change(doc, (*key, j), "add", MISSING, _copy(new[j])))
+            out.append(Change(doc, (*key, j), "add", MISSING, copy_json(new[j])))
 
 
 def apply_changes(value: Any, changes: list[Change]) -> Any:
@@ -536,7 +541,7 @@ def apply_changes(value: Any, changes: list[Change]) -> Any:
         >>> apply_changes(old, diff(old, new)) == new
         True
     """
-    return _apply(_copy(value), [(c.key, c) for c in changes], ())
+    return _apply(copy_json(value), [(c.key, c) for c in changes], ())
 
 
 def _apply(value: Any, entries: list[tuple[tuple[Any, ...], Change]], at: tuple[Any, ...]) -> Any:
@@ -546,10 +551,10 @@ def _apply(value: Any, entries: list[tuple[tuple[Any, ...], Change]], at: tuple[
         if rel:
             rest.append((rel, change))
         else:
-            value = MISSING if change.op == "remove" else _copy(change.new)
+            value = MISSING if change.op == "remove" else copy_json(change.new)
     if not rest:
         return value
-    kind = _kind(value)
+    kind = kind_of(value)
     if kind == "dict":
         groups: dict[Any, list[tuple[tuple[Any, ...], Change]]] = {}
         for rel, change in rest:
@@ -600,7 +605,7 @@ def _apply_list(
     for index, change in sorted(adds, key=lambda item: item[0]):
         if not 0 <= index <= len(value):
             raise ValueError(f"cannot add {format_key((*at, index))}: list has {len(value)} items")
-        value.insert(index, _copy(change.new))
+        value.insert(index, copy_json(change.new))
     return value
 
 
@@ -618,62 +623,15 @@ def _count_below(sorted_values: list[int], limit: int) -> int:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _is_text(value: Any) -> bool:
-    return isinstance(value, (str, bytes, bytearray, memoryview))
-
-
-def _summary_line(change: Change) -> str:
-    prefix = f"{change.doc}: " if change.doc else ""
-    if not change.key:
-        if change.op == "add":
-            return f"{prefix}created"
-        if change.op == "remove":
-            return f"{prefix}deleted"
-        if _is_text(change.old) or _is_text(change.new):
-            return f"{prefix}changed"
-        return f"{prefix}changed {format_value(change.old)} -> {format_value(change.new)}"
-    key = format_key(change.key)
-    if change.op == "add":
-        return f"{prefix}{key} = {format_value(change.new)}"
-    if change.op == "remove":
-        return f"{prefix}{key} removed (was {format_value(change.old)})"
-    return f"{prefix}{key} {format_value(change.old)} -> {format_value(change.new)}"
-
-
 def summarize(changes: list[Change], *, max_lines: int = 20) -> list[str]:
-    """One line per change, as used in commit messages.
+    """The commit-message lines of ``changes``: moved to :func:`gitstate.messages.summarize`, which this calls.
+    Kept only until ``history.py`` and ``remote.py`` call it there (issue 12); then it goes."""
+    from .messages import summarize as _summarize  # messages imports docdiff: a late import
 
-    Forms: ``state.json: services.slack false -> true`` (change), ``state.json: services.new = 3`` (add),
-    ``state.json: services.old removed (was 3)`` (remove), ``tasks/t1.json: created`` / ``deleted`` (whole
-    document added/removed), ``notes.md: changed`` (whole text document changed; a whole non-text value gives
-    ``doc: changed OLD -> NEW``). The ``doc: `` prefix is left out when the change has no ``doc``. After
-    ``max_lines`` lines, one final line ``… and N more changes`` (``change`` when N is 1).
-
-    Args:
-        changes: the changes, e.g. from :func:`diff`.
-        max_lines: most change lines to write (at least 0).
-
-    Returns:
-        The lines, without newlines.
-
-    Example:
-        >>> summarize(diff({"s": False}, {"s": True}, doc="state.json"))
-        ['state.json: s false -> true']
-    """
-    limit = max(0, max_lines)
-    lines = [_summary_line(c) for c in changes[:limit]]
-    more = len(changes) - limit
-    if more > 0:
-        lines.append(f"… and {more} more change{'s' if more != 1 else ''}")
-    return lines
+    return _summarize(changes, max_lines=max_lines)
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Text diff
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _split_lines(text: str) -> list[str]:
+def split_lines(text: str) -> list[str]:
     """Split on ``\\n`` only (like git), keeping the line ends; a last line without ``\\n`` is kept bare."""
     if not text:
         return []
@@ -699,7 +657,7 @@ def quick_diff(
         [('a', 'c')]
     """
     out: list[Change] = []
-    _quick(old, new, (), doc, out, max_changes, max_list_items, _copy if copy else _same_value)
+    _quick(old, new, (), doc, out, max_changes, max_list_items, copy_json if copy else _same_value)
     if not out and not same(old, new):
         return diff(old, new, doc=doc)
     return out
@@ -717,32 +675,32 @@ def _quick(
     out: list[Change],
     budget: int,
     max_items: int,
-    _copy: Callable[[Any], Any],
+    copy_json: Callable[[Any], Any],
 ) -> None:
     if old is MISSING or new is MISSING:
         if old is not new:
             op = "add" if old is MISSING else "remove"
-            out.append(Change(doc=doc, key=key, op=op, old=_copy(old), new=_copy(new)))
+            out.append(Change(doc=doc, key=key, op=op, old=copy_json(old), new=copy_json(new)))
         return
     if type(old) is type(new) and old == new:
         return
     if isinstance(old, dict) and isinstance(new, dict) and len(out) < budget:
         for k, v in old.items():
             if k not in new:
-                out.append(Change(doc=doc, key=(*key, k), op="remove", old=_copy(v)))
+                out.append(Change(doc=doc, key=(*key, k), op="remove", old=copy_json(v)))
         for k, v in new.items():
             if k not in old:
-                out.append(Change(doc=doc, key=(*key, k), op="add", new=_copy(v)))
+                out.append(Change(doc=doc, key=(*key, k), op="add", new=copy_json(v)))
             elif len(out) >= budget:
                 if not (type(old[k]) is type(v) and old[k] == v):
-                    out.append(Change(doc=doc, key=(*key, k), op="change", old=_copy(old[k]), new=_copy(v)))
+                    out.append(Change(doc=doc, key=(*key, k), op="change", old=copy_json(old[k]), new=copy_json(v)))
             else:
-                _quick(old[k], v, (*key, k), doc, out, budget, max_items, _copy)
+                _quick(old[k], v, (*key, k), doc, out, budget, max_items, copy_json)
         return
     if isinstance(old, list) and isinstance(new, list) and len(old) + len(new) <= max_items:
         out.extend(Change(doc=doc, key=(*key, *c.key), op=c.op, old=c.old, new=c.new) for c in diff(old, new))
         return
-    out.append(Change(doc=doc, key=key, op="change", old=_copy(old), new=_copy(new)))
+    out.append(Change(doc=doc, key=key, op="change", old=copy_json(old), new=copy_json(new)))
 
 
 def diff_text(old: str | None, new: str | None, *, doc: str = "", context_lines: int = 3) -> str:
@@ -775,8 +733,8 @@ def diff_text(old: str | None, new: str | None, *, doc: str = "", context_lines:
     from_file = "/dev/null" if old is None else f"a/{doc}"
     to_file = "/dev/null" if new is None else f"b/{doc}"
     lines = difflib.unified_diff(
-        _split_lines(old or ""),
-        _split_lines(new or ""),
+        split_lines(old or ""),
+        split_lines(new or ""),
         fromfile=from_file,
         tofile=to_file,
         n=max(0, context_lines),
@@ -790,299 +748,14 @@ def diff_text(old: str | None, new: str | None, *, doc: str = "", context_lines:
     return "".join(out)
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Three-way merge
-# ------------------------------------------------------------------------------------------------------------
+# The three-way merges moved to merging.py (module size, issue 12), which imports this module; they are still
+# served from here, looked up on first use so that no import cycle exists.
+_IN_MERGING: Final = frozenset({"Conflict", "MergeConflictError", "MergeResult", "merge3", "merge_text3"})
 
 
-@dataclass(frozen=True)
-class Conflict:
-    """Both sides changed the same key differently.
+def __getattr__(name: str) -> Any:
+    if name in _IN_MERGING:
+        from . import merging
 
-    Attributes:
-        key: where (``()`` is the whole document).
-        base: the common ancestor's value (:data:`MISSING` where absent).
-        ours: our value (:data:`MISSING` where absent, e.g. we deleted it).
-        theirs: their value (:data:`MISSING` where absent).
-        chosen: ``"ours"`` or ``"theirs"``: the side the merged value took. With ``prefer="fail"`` nothing is
-            merged; the conflicts carried by :class:`MergeConflictError` say ``"ours"``.
-
-    Example:
-        >>> merge3({"a": 1}, {"a": 2}, {"a": 3}).conflicts[0].to_dict()
-        {'key': ['a'], 'base': 1, 'ours': 2, 'theirs': 3, 'chosen': 'ours'}
-    """
-
-    key: tuple[str | int, ...]
-    base: Any
-    ours: Any
-    theirs: Any
-    chosen: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form ``{"key": [...], "base", "ours", "theirs", "chosen"}``; absent sides left out.
-
-        Example:
-            >>> Conflict(("a",), MISSING, 1, MISSING, "theirs").to_dict()
-            {'key': ['a'], 'ours': 1, 'chosen': 'theirs'}
-        """
-        out: dict[str, Any] = {"key": _jsonable_key(self.key)}
-        for name in ("base", "ours", "theirs"):
-            value = getattr(self, name)
-            if value is not MISSING:
-                out[name] = _jsonable(value)
-        out["chosen"] = self.chosen
-        return out
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    """Outcome of :func:`merge3` / :func:`merge_text3`.
-
-    Attributes:
-        value: the merged value, a private copy (:data:`MISSING` when the document ends up deleted).
-        conflicts: the conflicts that were resolved by ``prefer`` (empty for a clean merge).
-
-    Example:
-        >>> merge3({"a": 1}, {"a": 2}, {"a": 1})
-        MergeResult(value={'a': 2}, conflicts=[])
-    """
-
-    value: Any
-    conflicts: list[Conflict]
-
-
-class MergeConflictError(ValueError):
-    """Raised by :func:`merge3` / :func:`merge_text3` with ``prefer="fail"`` when anything conflicts.
-
-    Attributes:
-        conflicts: every conflict found (not just the first).
-
-    Example:
-        >>> try:
-        ...     merge3({"a": 1}, {"a": 2}, {"a": 3}, prefer="fail")
-        ... except MergeConflictError as e:
-        ...     [c.key for c in e.conflicts]
-        [('a',)]
-    """
-
-    def __init__(self, conflicts: list[Conflict]) -> None:
-        self.conflicts = list(conflicts)
-        keys = ", ".join(format_key(c.key) or "(document)" for c in self.conflicts[:5])
-        if len(self.conflicts) > 5:
-            keys += ", …"
-        count = len(self.conflicts)
-        super().__init__(f"{count} merge conflict{'s' if count != 1 else ''}: {keys}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.conflicts,))
-
-
-def _check_prefer(prefer: str) -> None:
-    if prefer not in _PREFERS:
-        raise ValueError(f"prefer must be 'ours', 'theirs' or 'fail', not {prefer!r}")
-
-
-def merge3(base: Any, ours: Any, theirs: Any, *, prefer: str = "ours") -> MergeResult:
-    """Key-level three-way merge of document values.
-
-    Rules, applied recursively from the document down:
-
-    * A side that is the same as ``base`` (see :func:`same`) yields to the other; equal sides merge trivially.
-    * Two dicts (``base`` a dict, or :data:`MISSING` taken as ``{}``) merge per key: a key changed (added,
-      removed, modified) on one side only takes that side; keys changed on both sides are merged recursively.
-    * Two lists (``base`` a list, or :data:`MISSING` taken as ``[]``): if both only appended to ``base``, the
-      result is ``base`` + our new items + their new items not already appended by us. Otherwise, when all
-      three have the same length, items are merged index by index; else the whole list is one conflict.
-    * Anything else (scalars, a change of kind, removal vs modification) is a conflict at that key.
-    * Whole-document text (``str`` on both sides, ``base`` a ``str`` or missing) is merged line by line with
-      :func:`merge_text3`.
-
-    A conflict is resolved by taking the ``prefer`` side's value at that key (which may mean removing it);
-    ``prefer="fail"`` collects every conflict and raises :class:`MergeConflictError`. Inputs are never mutated
-    and the result shares no mutable structure with them.
-
-    Args:
-        base: common ancestor, or :data:`MISSING`.
-        ours: our version, or :data:`MISSING` (deleted / never created).
-        theirs: their version, or :data:`MISSING`.
-        prefer: ``"ours"``, ``"theirs"`` or ``"fail"``.
-
-    Returns:
-        The merged value and the conflicts that were resolved.
-
-    Raises:
-        MergeConflictError: ``prefer="fail"`` and at least one conflict.
-        ValueError: ``prefer`` is not one of the three values.
-
-    Example:
-        >>> merge3({"a": 1, "b": 1}, {"a": 2, "b": 1}, {"a": 1, "b": 3}).value
-        {'a': 2, 'b': 3}
-    """
-    _check_prefer(prefer)
-    if isinstance(ours, str) and isinstance(theirs, str) and (base is MISSING or isinstance(base, str)):
-        text_base: str | None = base if isinstance(base, str) else None
-        return merge_text3(text_base, ours, theirs, prefer=prefer)
-    conflicts: list[Conflict] = []
-    value = _merge(base, ours, theirs, (), prefer, conflicts)
-    if conflicts:
-        logger.debug("merge3: %d conflict(s) resolved with prefer=%s", len(conflicts), prefer)
-        if prefer == "fail":
-            raise MergeConflictError(conflicts)
-    return MergeResult(value, conflicts)
-
-
-def _merge(
-    base: Any,
-    ours: Any,
-    theirs: Any,
-    key: tuple[Any, ...],
-    prefer: str,
-    conflicts: list[Conflict],
-) -> Any:
-    if same(ours, base):
-        return _copy(theirs)
-    if same(theirs, base) or same(ours, theirs):
-        return _copy(ours)
-    k_base, k_ours, k_theirs = _kind(base), _kind(ours), _kind(theirs)
-    if k_ours == k_theirs == "dict" and k_base in ("dict", "missing"):
-        b = base if k_base == "dict" else {}
-        merged: dict[Any, Any] = {}
-        keys = list(ours) + [k for k in theirs if k not in ours]
-        for k in keys:
-            sides = (b.get(k, MISSING), ours.get(k, MISSING), theirs.get(k, MISSING))
-            v = _merge(*sides, (*key, k), prefer, conflicts)
-            if v is not MISSING:
-                merged[k] = v
-        return merged
-    if k_ours == k_theirs == "list" and k_base in ("list", "missing"):
-        b_list = list(base) if k_base == "list" else []
-        n = len(b_list)
-        ours_appended = len(ours) >= n and same(list(ours[:n]), b_list)
-        if ours_appended and len(theirs) >= n and same(list(theirs[:n]), b_list):
-            ours_new = [_copy(x) for x in ours[n:]]
-            pending = list(ours_new)
-            extra: list[Any] = []
-            for item in theirs[n:]:
-                match = next((i for i, x in enumerate(pending) if same(x, item)), None)
-                if match is None:
-                    extra.append(_copy(item))
-                else:
-                    del pending[match]
-            return [_copy(x) for x in b_list] + ours_new + extra
-        if len(ours) == len(theirs) == n:
-            return [_merge(b_list[i], ours[i], theirs[i], (*key, i), prefer, conflicts) for i in range(n)]
-    return _conflict(base, ours, theirs, key, prefer, conflicts)
-
-
-def _conflict(
-    base: Any,
-    ours: Any,
-    theirs: Any,
-    key: tuple[Any, ...],
-    prefer: str,
-    conflicts: list[Conflict],
-) -> Any:
-    chosen = "theirs" if prefer == "theirs" else "ours"
-    conflicts.append(Conflict(key, _copy(base), _copy(ours), _copy(theirs), chosen))
-    return _copy(theirs if chosen == "theirs" else ours)
-
-
-def _side_hunks(base: list[str], side: list[str]) -> list[tuple[int, int, int, int]]:
-    matcher = difflib.SequenceMatcher(None, base, side, autojunk=False)
-    return [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
-
-
-def _region_text(
-    base: list[str], side: list[str], hunks: list[tuple[int, int, int, int]], start: int, end: int
-) -> list[str]:
-    """The side's replacement for ``base[start:end]``, given its hunks inside that region."""
-    out: list[str] = []
-    pos = start
-    for i1, i2, j1, j2 in hunks:
-        out.extend(base[pos:i1])
-        out.extend(side[j1:j2])
-        pos = i2
-    out.extend(base[pos:end])
-    return out
-
-
-def _merge_lines(base: list[str], ours: list[str], theirs: list[str]) -> list[str] | None:
-    """diff3-style merge of line lists; None when changes overlap (touching counts, as in git)."""
-    tagged = [(h, 0) for h in _side_hunks(base, ours)] + [(h, 1) for h in _side_hunks(base, theirs)]
-    tagged.sort(key=lambda item: (item[0][0], item[0][1], item[1]))
-    sides = (ours, theirs)
-    out: list[str] = []
-    pos = 0
-    index = 0
-    while index < len(tagged):
-        (start, end, _, _), _side = tagged[index]
-        region = [tagged[index]]
-        index += 1
-        while index < len(tagged) and tagged[index][0][0] <= end:
-            region.append(tagged[index])
-            end = max(end, tagged[index][0][1])
-            index += 1
-        out.extend(base[pos:start])
-        versions = []
-        for side_no in (0, 1):
-            hunks = [h for h, s in region if s == side_no]
-            if hunks:
-                versions.append(_region_text(base, sides[side_no], hunks, start, end))
-        if len(versions) == 2 and versions[0] != versions[1]:
-            return None
-        out.extend(versions[0])
-        pos = end
-    out.extend(base[pos:])
-    return out
-
-
-def merge_text3(
-    base: str | None,
-    ours: str | None,
-    theirs: str | None,
-    *,
-    prefer: str = "ours",
-) -> MergeResult:
-    """Line-based three-way merge of texts (diff3 style).
-
-    Changes by the two sides to separate line regions are both applied; identical changes are applied once.
-    Changes that overlap or touch (as in git) and differ make one conflict at key ``()``, resolved by taking
-    the ``prefer`` side's WHOLE text (``prefer="fail"`` raises :class:`MergeConflictError`). ``None`` means a
-    missing document; a missing base merges as an empty text, and deletion vs modification is a conflict.
-
-    Args:
-        base: common ancestor text, or ``None``.
-        ours: our text, or ``None`` (deleted).
-        theirs: their text, or ``None``.
-        prefer: ``"ours"``, ``"theirs"`` or ``"fail"``.
-
-    Returns:
-        The merged text (:data:`MISSING` when the document ends up deleted) and at most one conflict.
-
-    Raises:
-        MergeConflictError: ``prefer="fail"`` and the changes conflict.
-        ValueError: ``prefer`` is not one of the three values.
-
-    Example:
-        >>> merge_text3("a\\nb\\nc\\n", "A\\nb\\nc\\n", "a\\nb\\nC\\n").value
-        'A\\nb\\nC\\n'
-    """
-    _check_prefer(prefer)
-
-    def present(text: str | None) -> Any:
-        return MISSING if text is None else text
-
-    if ours == base:
-        return MergeResult(present(theirs), [])
-    if theirs == base or ours == theirs:
-        return MergeResult(present(ours), [])
-    if ours is not None and theirs is not None:
-        merged = _merge_lines(_split_lines(base or ""), _split_lines(ours), _split_lines(theirs))
-        if merged is not None:
-            return MergeResult("".join(merged), [])
-    chosen = "theirs" if prefer == "theirs" else "ours"
-    conflict = Conflict((), present(base), present(ours), present(theirs), chosen)
-    logger.debug("merge_text3: conflict resolved with prefer=%s", prefer)
-    if prefer == "fail":
-        raise MergeConflictError([conflict])
-    return MergeResult(present(theirs if chosen == "theirs" else ours), [conflict])
+        return getattr(merging, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,10 @@
 """Schema migrations: versioned steps that reshape the documents, each landing as one commit, all or nothing.
 
+What belongs here: the schema version (its document, reading it, guarding flushes against another version),
+migration plans and runs, migration files. What does not: the transaction view steps write to
+(:mod:`gitstate.transactions`), committing (it goes through ``store.services``, never the Store's private
+attributes), the message format (:mod:`gitstate.messages`).
+
 The schema version lives in the store itself, in the document ``.gitstate/schema.json`` (``{"version": N}``;
 hidden from ``docs()``), so it travels with clones and pushes and comes back with a restore. A store that never
 migrated is at version 0.
@@ -63,34 +68,30 @@ from __future__ import annotations
 import logging
 import runpy
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from . import docdiff
-from .codecs import DEFAULT as DEFAULT_CODECS
+from . import docdiff, messages
 from .codecs import Codecs, codec_for, copy_value, registry_for
 from .errors import (
     DecodeError,
     GitStateError,
-    KeyNotFound,
     MigrationError,
     SchemaMismatch,
 )
+
+#: The document holding the schema version is defined with the journal (which must know it without importing
+#: this module); this module owns its meaning.
+from .journal import SCHEMA_DOC
 from .keys import (
     ABSENT,
-    Key,
-    KeyPathError,
-    apply_write,
-    check_target,
-    check_write,
-    parse_key,
-    read_value,
 )
-from .paths import validate_doc_path
+from .transactions import TxView
 
 if TYPE_CHECKING:
+    from .journal import DocumentJournal
     from .repo import Repository
     from .store import Store
 
@@ -117,7 +118,6 @@ __all__ = [
 logger = logging.getLogger("gitstate.migrate")
 
 #: The document holding the schema version (``{"version": N}``); under the metadata prefix, hidden from docs().
-SCHEMA_DOC: Final = ".gitstate/schema.json"
 _META_PREFIX: Final = ".gitstate/"
 
 Step = Callable[["TxView"], object]
@@ -174,8 +174,9 @@ def current_version(store: Store) -> int:
         ...     current_version(store)
         0
     """
-    store._maybe_refresh()
-    return version_at(store._repo, store._head_tree)
+    services = store.services
+    services.refresh()
+    return version_at(services.repo, services.head_tree)
 
 
 def _schema_bytes(version: int) -> bytes:
@@ -193,11 +194,11 @@ def snapshot_name(current: int, target: int) -> str:
 
 
 # ===================================================================== guarding other processes (wired in store.py)
-def _version_or_none(store: Store) -> int | None:
+def _version_or_none(store: DocumentJournal) -> int | None:
     """The version at the store's head, or None (logged) when the schema document is malformed: a broken
     ``.gitstate/schema.json`` (hand-committed) must not make the store unusable, only unguarded."""
     try:
-        return version_at(store._repo, store._head_tree)
+        return version_at(store.services.repo, store.services.head_tree)
     except MigrationError as e:
         logger.warning("%s: %s; schema checks are off until it is fixed", store.path, e)
         return None
@@ -216,7 +217,7 @@ def on_open(store: Store, schema_version: int | None) -> None:
         raise ValueError(f"schema_version must be a whole number >= 0, not {schema_version!r}")
     found = _version_or_none(store)
     if schema_version is None:
-        store._expected_schema = found
+        store.services.expected_schema = found
         return
     if found is not None and found > schema_version:
         raise SchemaMismatch(
@@ -226,7 +227,7 @@ def on_open(store: Store, schema_version: int | None) -> None:
             expected=schema_version,
             found=found,
         )
-    store._expected_schema = schema_version
+    store.services.expected_schema = schema_version
 
 
 def expect(store: Store, version: int) -> None:
@@ -240,17 +241,17 @@ def expect(store: Store, version: int) -> None:
     """
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise ValueError(f"version must be a whole number >= 0, not {version!r}")
-    store._expected_schema = version
+    store.services.expected_schema = version
 
 
-def check_flush(store: Store) -> None:
+def check_flush(store: DocumentJournal) -> None:
     """Refuse to commit writes made for another schema. Called by a flush with the store's lock held, after the
     store caught up with the branch head.
 
     Raises:
         SchemaMismatch: the store is at a schema version other than the one the program writes.
     """
-    expected: int | None = getattr(store, "_expected_schema", None)
+    expected = store.services.expected_schema
     if expected is None:
         return
     found = _version_or_none(store)
@@ -269,143 +270,6 @@ def check_flush(store: Store) -> None:
         found=found,
         pending=pending,
     )
-
-
-_DEFAULT: Any = object()
-
-
-# ===================================================================== the transaction view
-@dataclass(frozen=True)
-class _Write:
-    kind: str
-    doc: str
-    key: Key
-    value: Any = None
-
-
-class TxView:
-    """A transaction view over a store: reads fall through to the base state, writes stay in the view.
-
-    Migration steps receive one as ``tx``; :meth:`AsyncStore.transaction <gitstate.aio.AsyncStore.transaction>`
-    yields one too. It has the read and write calls of a :class:`~gitstate.store.Store` with the same checks
-    (paths, keys, values the codec cannot store), applied to private copies: nothing reaches the store until the
-    owner of the view commits it.
-
-    Attributes:
-        version: during a migration step, the version the step migrates to (else None).
-        from_version: during a migration step, the version it migrates from (else None).
-        commit: after an :class:`~gitstate.aio.AsyncStore` transaction, the commit it made (else None).
-
-    Example:
-        >>> tx = TxView(lambda doc: {"a": 1} if doc == "s.json" else ABSENT, lambda: {"s.json"})
-        >>> tx.set("s.json", "b", 2); tx.get("s.json"), tx.docs()
-        ({'a': 1, 'b': 2}, ['s.json'])
-    """
-
-    def __init__(
-        self, read: Callable[[str], Any], list_docs: Callable[[], Iterable[str]], *, codecs: Codecs | None = None
-    ) -> None:
-        self._read = read
-        self._codecs = codecs if codecs is not None else DEFAULT_CODECS
-        self._list_docs = list_docs
-        self._base: dict[str, Any] = {}
-        self._values: dict[str, Any] = {}
-        self._writes: list[_Write] = []
-        self._base_docs: set[str] | None = None
-        self.version: int | None = None
-        self.from_version: int | None = None
-        self.commit: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<gitstate.TxView writes={len(self._writes)} docs={sorted(self._values)}>"
-
-    # ----------------------------------------------------------------- reading
-    def _check(self, doc: str) -> str:
-        validate_doc_path(doc)
-        return doc
-
-    def _base_value(self, doc: str) -> Any:
-        if doc not in self._base:
-            self._base[doc] = self._read(doc)
-        return self._base[doc]
-
-    def _current(self, doc: str) -> Any:
-        if doc in self._values:
-            return self._values[doc]
-        return self._base_value(doc)
-
-    def get(self, doc: str, key: object = None, default: Any = _DEFAULT) -> Any:
-        """A deep copy of the value at ``key`` in ``doc`` as the view sees it (the view's writes included).
-
-        Raises:
-            KeyNotFound: no such document or key, and no ``default``.
-        """
-        self._check(doc)
-        keyt = parse_key(key)
-        return read_value(doc, self._current(doc), keyt, default, absent=ABSENT, no_default=_DEFAULT)
-
-    def exists(self, doc: str, key: object = None) -> bool:
-        """True if the document (and key, when given) exists in the view."""
-        marker = object()
-        return self.get(doc, key, default=marker) is not marker
-
-    def docs(self, prefix: str = "") -> list[str]:
-        """Sorted paths of the documents in the view (its creations and deletions included)."""
-        if self._base_docs is None:
-            self._base_docs = set(self._list_docs())
-        paths = set(self._base_docs)
-        for doc, value in self._values.items():
-            if value is ABSENT:
-                paths.discard(doc)
-            else:
-                paths.add(doc)
-        return sorted(p for p in paths if p.startswith(prefix) and not p.startswith(_META_PREFIX))
-
-    # ----------------------------------------------------------------- writing
-    def _write(self, kind: str, doc: str, key: object, value: Any) -> None:
-        # Refuses paths under .gitstate/ too.
-        keyt, value = check_write(doc, kind, key, value, codec=self._codecs.for_doc(doc))
-        view = self._current(doc)
-        check_target(doc, kind, keyt, view)
-        if doc not in self._values and view is not ABSENT:
-            view = copy_value(view)  # the base value stays pristine: it is what diffs compare against
-        self._before_write(doc)
-        try:
-            self._values[doc] = apply_write(view, kind, keyt, value)
-        except KeyPathError as e:
-            raise KeyNotFound(doc, keyt, e.problem) from None
-        self._writes.append(_Write(kind, doc, keyt, copy_value(value)))
-
-    def _before_write(self, doc: str) -> None:
-        """Hook for subclasses: called before the first change of ``doc``'s value."""
-
-    def set(self, doc: str, key: object, value: Any) -> None:
-        """Set ``key`` in ``doc`` to ``value``; ``key=None`` replaces the document."""
-        self._write("set", doc, key, value)
-
-    def delete(self, doc: str, key: object = None) -> None:
-        """Delete ``key`` from ``doc``; ``key=None`` removes the document.
-
-        Raises:
-            KeyNotFound: the document or key does not exist.
-        """
-        self._write("delete", doc, key, None)
-
-    def update(self, doc: str, mapping: Mapping[str, Any], key: object = None) -> None:
-        """Deep-merge ``mapping`` into the document (or into the mapping at ``key``)."""
-        self._write("update", doc, key, mapping)
-
-    def append(self, doc: str, key: object, value: Any) -> None:
-        """Append ``value`` to the list at ``key`` (created if missing)."""
-        self._write("append", doc, key, value)
-
-    @property
-    def writes(self) -> int:
-        """Number of writes made through the view."""
-        return len(self._writes)
-
-    def _replay(self) -> Iterator[_Write]:
-        return iter(list(self._writes))
 
 
 class _StepView(TxView):
@@ -476,18 +340,16 @@ class StepPlan:
 
     def message(self) -> str:
         """The full commit message: subject, the changed keys, Git trailers."""
-        lines = docdiff.summarize(self.changes, max_lines=50)
-        trailers = [
-            "Gitstate-Actor: migration",
-            f"Gitstate-Schema-From: {self.from_version}",
-            f"Gitstate-Schema-To: {self.version}",
-            f"Gitstate-Migration: {self.name}",
-        ]
-        parts = [self.subject]
-        if lines:
-            parts.append("\n".join(lines))
-        parts.append("\n".join(trailers))
-        return "\n\n".join(parts) + "\n"
+        return messages.build(
+            self.subject,
+            messages.summarize(self.changes, max_lines=50),
+            [
+                (messages.ACTOR_TRAILER, messages.MIGRATION),
+                (messages.SCHEMA_FROM_TRAILER, self.from_version),
+                (messages.SCHEMA_TO_TRAILER, self.version),
+                (messages.MIGRATION_TRAILER, self.name),
+            ],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (for ``gitstate migrate --dry-run --json``)."""
@@ -525,7 +387,7 @@ class MigrationPlan:
         out: list[str] = []
         for st in self.steps:
             out.append(st.subject)
-            out.extend(f"  {line}" for line in docdiff.summarize(st.changes, max_lines=200) or ["(no changes)"])
+            out.extend(f"  {line}" for line in messages.summarize(st.changes, max_lines=200) or ["(no changes)"])
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -646,7 +508,7 @@ def plan(store: Store, steps: Mapping[int, Step]) -> MigrationPlan:
         ['migrate schema v0 -> v1: <lambda>', '  s.json: a 1 -> 2']
     """
     todo_all = _validate_steps(steps)
-    store._check_open()
+    store.services.check_open()
     current = current_version(store)
     todo = [(v, fn) for v, fn in todo_all if v > current]
     head = store.head
@@ -657,7 +519,7 @@ def plan(store: Store, steps: Mapping[int, Step]) -> MigrationPlan:
 
 
 def _take_snapshot(store: Store, head: str, current: int, target: int) -> str:
-    repo = store._repo
+    repo = store.services.repo
     base = snapshot_name(current, target)
     existing = {t.name: t.commit for t in repo.tags()}
     head_tree = repo.commit_info(head).tree
@@ -690,7 +552,7 @@ def apply(store: Store, steps: Mapping[int, Step]) -> MigrationResult:
         ('pre-migration-v0-to-v1', 1, 2)
     """
     todo_all = _validate_steps(steps)
-    store._check_open()
+    store.services.check_open()
     try:
         store.flush()
     except SchemaMismatch as e:
@@ -699,10 +561,10 @@ def apply(store: Store, steps: Mapping[int, Step]) -> MigrationResult:
             f"while the store is at version {e.found}; migrate before writing, or drop them with "
             "store.discard_pending()"
         ) from e
-    repo = store._repo
+    repo = store.services.repo
     # Hold the store's locks from reading the head to moving the branch: no flush of this process and no other
     # process commits in between, so the steps see exactly the state they replace.
-    with store._flush_lock, repo.lock():
+    with store.services.commit_lock():
         head = repo.head()
         tree = repo.commit_info(head).tree if head else None
         current = version_at(repo, tree)
@@ -714,7 +576,7 @@ def apply(store: Store, steps: Mapping[int, Step]) -> MigrationResult:
         target = todo[-1][0]
         snapshot = _take_snapshot(store, head, current, target) if head is not None else None
         the_plan = _compute(_tree_view(repo, tree), todo, current, head, snapshot)
-        last = store._commit_external(
+        last = store.services.commit_external(
             [(st.files, st.message()) for st in the_plan.steps], actor="migration", expected_head=head
         )
         commits: list[str] = []

@@ -1752,6 +1752,11 @@ class Repository:
             logger.warning("cannot read %s: %s", full, e)
             return None
 
+    def stat_matches(self, path: str, sha: str, st: os.stat_result) -> bool:
+        """True when the index entry of ``path`` names blob ``sha`` and ``st`` matches its stat (racy-git safe):
+        the file holds that blob without being read."""
+        return self._stat_matches(path, sha, st)
+
     def _stat_matches(self, path: str, sha: str, st: os.stat_result) -> bool:
         entry = self.index.entries.get(path.encode("utf-8", "surrogateescape"))
         if entry is None or entry[40:60] != bytes.fromhex(sha):

@@ -28,7 +28,6 @@ from gitstate.docdiff import (
     merge3,
     merge_text3,
     same,
-    summarize,
 )
 
 
@@ -398,7 +397,7 @@ class TestDiffText:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# format_key / format_value / summarize
+# format_key / format_value (summary lines: tests/test_messages.py)
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -448,54 +447,6 @@ class TestFormat:
         assert text == '"xxxxxxxx…' and len(text) == 10
         assert len(format_value(list(range(100)))) == 60
         assert format_value("short", max_chars=10) == '"short"'
-
-
-class TestSummarize:
-    def test_lines_exactly(self) -> None:
-        changes = [
-            Change("state.json", ("services", "slack"), "change", False, True),
-            Change("state.json", ("services", "new"), "add", MISSING, 3),
-            Change("state.json", ("services", "old"), "remove", 3, MISSING),
-            Change("tasks/t1.json", (), "add", MISSING, {"id": "t1"}),
-            Change("tasks/t2.json", (), "remove", {"id": "t2"}, MISSING),
-            Change("notes.md", (), "change", "a\n", "b\n"),
-            Change("meetings.yaml", ("meetings", "event.123", "status"), "change", "open", "done"),
-        ]
-        assert summarize(changes) == [
-            "state.json: services.slack false -> true",
-            "state.json: services.new = 3",
-            "state.json: services.old removed (was 3)",
-            "tasks/t1.json: created",
-            "tasks/t2.json: deleted",
-            "notes.md: changed",
-            'meetings.yaml: meetings."event.123".status "open" -> "done"',
-        ]
-
-    def test_from_diff(self) -> None:
-        old = {"services": {"slack": False, "old": 3}, "tasks": [{"status": "todo"}]}
-        new = {"services": {"slack": True, "new": 3}, "tasks": [{"status": "done"}]}
-        assert summarize(diff(old, new, doc="state.json")) == [
-            "state.json: services.slack false -> true",
-            "state.json: services.old removed (was 3)",
-            "state.json: services.new = 3",
-            'state.json: tasks.0.status "todo" -> "done"',
-        ]
-
-    def test_no_doc_and_whole_value(self) -> None:
-        assert summarize([Change("", ("a",), "change", 1, 2)]) == ["a 1 -> 2"]
-        whole = Change("x.json", (), "change", {"a": 1}, [1])
-        assert summarize([whole]) == ['x.json: changed {"a":1} -> [1]']
-        assert summarize([Change("raw.bin", (), "change", b"a", b"b")]) == ["raw.bin: changed"]
-
-    def test_max_lines(self) -> None:
-        changes = [Change("s.json", (f"k{i}",), "add", MISSING, i) for i in range(25)]
-        lines = summarize(changes)
-        assert len(lines) == 21
-        assert lines[19] == "s.json: k19 = 19"
-        assert lines[20] == "… and 5 more changes"
-        assert summarize(changes, max_lines=24)[-1] == "… and 1 more change"
-        assert len(summarize(changes, max_lines=25)) == 25
-        assert summarize([]) == []
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -701,7 +701,7 @@ def test_open_with_watch_true(tmp_path: Path) -> None:
 
 # ===================================================================== known store-side gaps (see the report)
 def test_ingest_never_rewrites_a_newer_save(watched: Any, monkeypatch: Any) -> None:
-    import gitstate.store as store_mod
+    import gitstate.ingest as store_mod  # the ingest (of the store) names the human author
 
     store, w, _ = watched
     root = store.path

@@ -1,0 +1,489 @@
+"""Commits of content made outside the journal: hand edits, crash recovery on open, restore/undo/migration steps.
+
+What belongs here: reading work-tree files safely (size limit, no symlinks, a stat the index may keep),
+quarantining edits that do not parse, :meth:`Ingester.ingest` (hand edits merged key by key with pending
+writes), committing file contents made elsewhere (:meth:`Ingester._commit_external`, what
+``store.services.commit_external`` runs), moving the branch to a pulled commit, and recovery on open. What does
+not: the library's own flushes (``flusher.py``), the journal (``journal.py``), watching files (``watcher.py``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import getpass
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import docdiff, merging, messages, worktree
+from . import migrate as _migrate
+from . import recovery as _recovery
+from .errors import DecodeError, EncodeError, GitBusy, GitStateError, InvalidPath, RepositoryError
+from .events import Committed, Event, ExternalChange, InvalidEdit, Loaded
+from .flusher import Flusher
+from .journal import SCHEMA_DOC, changes_of, safe_decode, too_big
+from .paths import check_no_symlinks, validate_doc_path
+from .repo import EMPTY_TREE, blob_id
+from .services import NO_EXPECTED_HEAD
+
+__all__ = ["Ingester", "human_author"]
+
+logger = logging.getLogger("gitstate.store")
+
+
+def human_author() -> str:
+    """``user <user@host>`` for commits of human edits."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user} <{user}@{socket.gethostname() or 'localhost'}>"
+
+
+class Ingester(Flusher):
+    """Commits of content made elsewhere (part of :class:`~gitstate.store.Store`; see the module docstring)."""
+
+    def _take_unsaved_human_edits(self, files: dict[str, bytes | None]) -> list[Event]:
+        """Before overwriting files, commit hand edits to them that nothing has committed yet (no watcher
+        running), so a library write never silently discards a human's change. Repository lock held; the caller
+        encodes the documents again when this returns events (the branch moved)."""
+        edited = {doc: r for doc, r in self._unsaved_edits(files).items() if r[0] != files[doc]}
+        if not edited:
+            return []
+        return self._ingest_locked(edited, reason="unsaved edit found before a library write")
+
+    def _unsaved_edits(self, docs: Iterable[str]) -> dict[str, tuple[bytes | None, os.stat_result | None]]:
+        """The work-tree content (see :meth:`_read_worktree`) of those of ``docs`` whose file differs from the
+        head's version. A file whose stat matches its index entry is taken as unchanged without being read."""
+        out: dict[str, tuple[bytes | None, os.stat_result | None]] = {}
+        for doc in docs:
+            read = self._read_worktree(doc)
+            if read is not None and read[0] != self._committed_bytes(doc):
+                out[doc] = read
+        return out
+
+    def _read_worktree(self, doc: str) -> tuple[bytes | None, os.stat_result | None] | None:
+        """The work-tree file's content, and a stat that is safe to record in the index with it (None when the
+        file changed while it was read, so the newer content is never hidden by a matching stat); None when the
+        file's stat matches its index entry for the head's version (unchanged, not read)."""
+        full = self.path / doc
+        self._oversized.pop(doc, None)
+        try:
+            check_no_symlinks(self.path, doc)
+            st = os.lstat(full)
+            name = doc.encode("utf-8", "surrogateescape")
+            if self._head_tree and self._repo.index.valid and name in self._repo.index.entries:
+                sha = self._repo.blob_id_at(self._head_tree, doc)
+                if sha is not None and self._repo.stat_matches(doc, sha, st):
+                    return None
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                st = os.fstat(fd)
+                if st.st_size > self.max_doc_bytes:
+                    self._oversized[doc] = st.st_size
+                    logger.warning("%s; not read or committed", too_big(doc, st.st_size, self.max_doc_bytes))
+                    return None
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+            finally:
+                os.close(fd)
+            data = b"".join(chunks)
+            after = os.lstat(full)
+            same = (after.st_ino, after.st_mtime_ns, after.st_size) == (st.st_ino, st.st_mtime_ns, len(data))
+            return data, st if same else None
+        except (FileNotFoundError, NotADirectoryError, InvalidPath):
+            return None, None
+        except OSError as e:  # ELOOP from O_NOFOLLOW, EACCES...
+            logger.warning("cannot read %s: %s", full, e)
+            return None, None
+
+    def _quarantine(self, doc: str, data: bytes, error: DecodeError, *, log_level: int = logging.WARNING) -> str:
+        """Keep content that does not parse in ``.git/gitstate/quarantine/`` (deduplicated); return its path."""
+        qdir = self._repo.meta_dir / "quarantine"
+        qdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        safe = doc.replace("/", "%2F")
+        digest = blob_id(data)[:12]
+        for existing in qdir.glob(f"*--{safe}--{digest}"):
+            return str(existing)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = qdir / f"{stamp}--{safe}--{digest}"
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        (qdir / f"{target.name}.reason").write_text(f"{error}\n")
+        logger.log(
+            log_level,
+            "%s does not parse (%s); kept its content in %s and serve the last committed version",
+            doc,
+            error,
+            target,
+        )
+        return str(target)
+
+    def quarantined(self) -> list[dict[str, str]]:
+        """Edits that did not parse and were kept aside: ``[{doc, path, error}]``, oldest first."""
+        qdir = self._repo.meta_dir / "quarantine"
+        out = []
+        for p in sorted(qdir.glob("*--*--*")):
+            if p.name.endswith(".reason"):
+                continue
+            parts = p.name.split("--")
+            reason = p.with_name(p.name + ".reason")
+            out.append(
+                {
+                    "doc": parts[1].replace("%2F", "/"),
+                    "path": str(p),
+                    "error": reason.read_text().strip() if reason.exists() else "",
+                }
+            )
+        return out
+
+    def ingest(self, docs: list[str] | builtins.set[str]) -> list[Event]:
+        """Commit edits made to files on disk (used by the watcher), as ONE commit by the OS user with actor
+        ``human``. Each edit is merged key by key with this store's pending writes: both sides' keys are kept,
+        and on a key both changed the human's value wins (the program's value is named in the commit message and
+        in the ``external_change`` event). An edit that does not parse is not committed: its content is kept in
+        ``.git/gitstate/quarantine/``, the last good version is served, and ``invalid_edit`` fires. The files
+        themselves are never rewritten, so an editor's newer save is never undone.
+
+        While a git operation is in progress in the store (a conflicted merge...) it raises
+        :class:`~gitstate.errors.GitBusy` and commits nothing: the files may hold conflict markers.
+
+        Returns the events it emitted.
+        """
+        self._check_open()
+        if docs:
+            self._raise_if_git_busy()
+        events: list[Event] = []
+        with self._flush_lock, self._repo.lock():
+            head = self._repo.head()
+            with self._lock:
+                if head != self._head:
+                    events.append(self._advance_to(head, source="process"))
+            valid: list[str] = []
+            for doc in sorted(set(docs)):
+                try:
+                    validate_doc_path(doc)
+                except InvalidPath as e:
+                    logger.warning("ignoring %s: %s", doc, e.reason)
+                    continue
+                valid.append(doc)
+            events += self._ingest_locked(self._unsaved_edits(valid), reason=None)
+            for doc in valid:
+                if doc in self._oversized:
+                    err = too_big(doc, self._oversized[doc], self.max_doc_bytes)
+                    events.append(InvalidEdit(doc=doc, error=f"{err}; not loaded or committed"))
+        for ev in events:
+            self._emit(ev)
+        for ev in events:
+            if isinstance(ev, Committed):
+                self._stats.commits += 1
+                self._after_commit(ev.commit)
+        return events
+
+    def _ingest_locked(
+        self, reads: Mapping[str, tuple[bytes | None, os.stat_result | None]], *, reason: str | None
+    ) -> list[Event]:
+        """Commit the on-disk content of documents (``reads``, from :meth:`_unsaved_edits`) as one human edit.
+        Repository lock and ``_flush_lock`` held."""
+        events: list[Event] = []
+        valid: dict[str, tuple[bytes | None, os.stat_result | None, Any, Any]] = {}
+        for doc, (data, st) in reads.items():
+            committed = self._committed_bytes(doc)
+            if data == committed:
+                continue
+            if data is not None and self._written.get(doc) == blob_id(data):
+                continue  # our own write from a flush that failed before its commit: not a human's
+            codec = self._codecs.for_doc(doc)
+            theirs: Any = docdiff.MISSING
+            if data is not None:
+                try:
+                    theirs = codec.decode(data, doc)
+                    if codec.structured:
+                        codec.normalize(theirs, doc)
+                except (DecodeError, EncodeError) as e:
+                    err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
+                    where = self._quarantine(doc, data, err, log_level=logging.INFO)  # reported by invalid_edit
+                    events.append(
+                        InvalidEdit(doc=doc, error=err.problem, line=err.line, column=err.column, quarantined_to=where)
+                    )
+                    continue
+            base = docdiff.MISSING if committed is None else safe_decode(codec, committed, doc)
+            valid[doc] = (data, st, base, theirs)
+        if not valid:
+            return events
+        all_changes: list[docdiff.Change] = []
+        per_doc: dict[str, tuple[list[docdiff.Change], list[merging.Conflict]]] = {}
+        extra: list[str] = []
+        with self._lock:
+            for doc, (_, _, base, theirs) in valid.items():
+                changes = changes_of(self._codecs.for_doc(doc), doc, base, theirs)
+                lost = self._rebase_pending_on(doc, base, theirs)
+                per_doc[doc] = (changes, lost)
+                all_changes += changes
+                extra += [
+                    f"overrode pending library value of {doc}: {docdiff.format_key(c.key)} = "
+                    f"{docdiff.format_value(c.ours)}"
+                    for c in lost
+                ]
+        if reason:
+            extra.append(f"({reason})")
+        msg = messages.change_message(None, all_changes, "human", extra_lines=extra)
+        commit = self._commit(
+            {doc: v[0] for doc, v in valid.items()},
+            msg,
+            author=human_author(),
+            actor="human",
+            changes=all_changes,
+            parent=self._head,
+            stats={doc: v[1] for doc, v in valid.items()},
+        )
+        with self._lock:
+            self._advance_to(commit, source="human", rebase=False)
+            self._ref_stamp = self._repo.ref_stamp()
+        events.append(Committed(commit=commit, actor="human", docs=sorted(valid), message=msg))
+        for doc, (changes, lost) in per_doc.items():
+            events.append(ExternalChange(docs=[doc], changes=changes, overwritten=lost, source="human", commit=commit))
+        return events
+
+    def _commit_external(
+        self,
+        steps: list[tuple[Mapping[str, bytes | None], str]],
+        *,
+        actor: str,
+        author: str | None = None,
+        expected_head: Any = NO_EXPECTED_HEAD,
+        extra_parents: tuple[str, ...] = (),
+    ) -> str | None:
+        """Commit file contents made elsewhere (restore, undo, migration steps): one commit per step, the branch
+        moved once at the end, pending writes re-applied on top. Returns the last commit id (None if nothing
+        changed). Raises RepositoryError if ``expected_head`` is given and the branch is elsewhere, GitBusy while a
+        git operation is in progress in the store."""
+        self._check_open()
+        self._raise_if_git_busy()
+        # Every path first, before an unsaved hand edit is committed or any object is written.
+        worktree.check_paths(((d, None) for files, _ in steps for d in files), what=f"the {actor} commit")
+        events: list[Event] = []
+        with self._flush_lock, self._repo.lock():
+            head = self._repo.head()
+            if expected_head is not NO_EXPECTED_HEAD and head != expected_head:
+                raise RepositoryError(f"the branch moved while preparing the {actor} commit; try again")
+            with self._lock:
+                if head != self._head:
+                    events.append(self._advance_to(head, source="process"))
+            edited = self._unsaved_edits(sorted({d for files, _ in steps for d in files}))
+            if edited:  # never overwrite a hand edit nobody committed: it goes into history first
+                events += self._ingest_locked(edited, reason=f"unsaved edit found before a {actor} commit")
+                head = self._head
+            parent = head
+            tree = self._head_tree
+            all_files: dict[str, bytes | None] = {}
+            commits: list[tuple[str, list[docdiff.Change], list[str]]] = []
+            for files, message in steps:
+                files = {d: b for d, b in files.items() if b != (self._repo.read_at(tree, d) if tree else None)}
+                if not files:
+                    continue
+                changes = self._describe_between(tree, files)
+                full = message if messages.has_actor(message) else messages.change_message(message, changes, actor)
+                cid = self._repo.commit_files(
+                    parent,
+                    dict(files),
+                    full,
+                    author=author or self.author,
+                    fsync=self._fsync,
+                    move_branch=False,
+                    base_tree=tree,
+                    extra_parents=extra_parents if not commits else (),
+                )
+                commits.append((cid, changes, sorted(files)))
+                parent, tree = cid, self._repo.commit_info(cid).tree
+                all_files.update(files)
+            if not commits:
+                for e in events:
+                    self._emit(e)
+                return None
+            worktree.apply(self.path, all_files, fsync=self._fsync, what=f"the {actor} commit")
+            self._repo.update_ref(self._repo.branch_ref, parent, head, fsync=self._fsync)
+            assert tree is not None
+            try:  # the branch has moved: the index is a cache from here on
+                self._repo.sync_index(tree, {d: None if b is None else blob_id(b) for d, b in all_files.items()})
+            except OSError as e:
+                self._repo.index_fell_behind()
+                logger.warning("committed %s but could not update the Git index (%s); it is rebuilt later", parent, e)
+            for cid, changes, _ in commits:
+                self._record(cid, actor, changes)
+            with self._lock:
+                ev = self._advance_to(parent, source=actor, rebase=False)
+                self._ref_stamp = self._repo.ref_stamp()
+            if SCHEMA_DOC in all_files:
+                # This program restored/undid/migrated the schema itself: it now writes the version it chose.
+                self._expected_schema = _migrate.version_at(self._repo, tree)
+        for event in events:
+            self._emit(event)
+        for cid, _changes, docs in commits:
+            self._emit(Committed(commit=cid, actor=actor, docs=docs))
+        self._emit(
+            ExternalChange(docs=ev.docs, changes=[c for _, cs, _ in commits for c in cs], source=actor, commit=parent)
+        )
+        if parent is not None:
+            self._after_commit(parent)
+        return parent
+
+    def _describe_between(self, tree: str | None, files: Mapping[str, bytes | None]) -> list[docdiff.Change]:
+        changes: list[docdiff.Change] = []
+        for doc, data in files.items():
+            codec = self._codecs.for_doc(doc)
+            old_b = self._repo.read_at(tree, doc) if tree else None
+            old = docdiff.MISSING if old_b is None else safe_decode(codec, old_b, doc)
+            new = docdiff.MISSING if data is None else safe_decode(codec, data, doc)
+            changes.extend(changes_of(codec, doc, old, new))
+        return changes
+
+    def _checkout(self, new_head: str, *, expected_head: str | None, actor: str) -> None:
+        """Move the branch to ``new_head`` (a fast-forward or a merge commit already written), updating the
+        work tree and index for the changed paths. Repository lock and ``_flush_lock`` held."""
+        assert self._repo.holds_lock()
+        old_tree = self._repo.commit_info(expected_head).tree if expected_head else None
+        new_tree = self._repo.commit_info(new_head).tree
+        changed = worktree.checkout(self._repo, old_tree, new_tree, fsync=self._fsync, what=f"the {actor}")
+        self._repo.update_ref(self._repo.branch_ref, new_head, expected_head, fsync=self._fsync)
+        self._repo.sync_index(new_tree, changed)
+        with self._lock:
+            ev = self._advance_to(new_head, source=actor, rebase=False)
+            self._ref_stamp = self._repo.ref_stamp()
+        self._emit(ev)
+
+    # ================================================================= recovery on open
+    def _load_on_open(self) -> Loaded:
+        """Recover on open (or, while git is busy in the store, only read the head); a store that cannot be
+        locked (read-only mount, another user's files) is opened read-only."""
+        try:
+            busy = self._repo.git_operation_in_progress()
+            return self._recover() if busy is None else self._open_during_git_operation(busy)
+        except OSError as e:
+            if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            logger.warning("%s is not writable (%s); opened read-only", self.path, e.strerror)
+            self.read_only = True
+            head = self._repo.head()
+            self._head, self._head_tree = head, self._repo.commit_info(head).tree if head else None
+            self._ref_stamp = self._repo.ref_stamp()
+            return Loaded(head=head)
+
+    def _recover(self) -> Loaded:
+        """Bring the store to a clean state on open: stale locks removed, files changed on disk committed as
+        recovered state, files that do not parse quarantined (the last committed version is served)."""
+        recovered: dict[str, bytes | None] = {}
+        quarantined: dict[str, str] = {}
+        with self._flush_lock, self._repo.lock():
+            self._repo.recover_stale_locks()
+            # A damaged branch ref is repaired from the last good commit (or open refuses): never read as "no
+            # commits yet", which would commit the work tree as a new root over the history.
+            repaired = _recovery.repair(self._repo)
+            head = self._repo.head()
+            tree = self._repo.commit_info(head).tree if head else None
+            oversized: dict[str, int] = {}
+            changes = self._repo.worktree_changes(
+                tree or EMPTY_TREE,
+                ignored=self._repo.ignore_matcher(),
+                max_bytes=self.max_doc_bytes,
+                oversized=oversized,
+            )
+            for doc, size in sorted(oversized.items()):
+                logger.warning("%s; not read or committed", too_big(doc, size, self.max_doc_bytes))
+                self._oversized[doc] = size
+                quarantined[doc] = str(self.path / doc)  # its content stays where it is, uncommitted
+            for doc, data in sorted(changes.items()):
+                try:
+                    validate_doc_path(doc)
+                except InvalidPath as e:
+                    logger.warning("not tracking %s: %s", doc, e.reason)
+                    continue
+                if data is not None:
+                    try:
+                        codec = self._codecs.for_doc(doc)
+                        value = codec.decode(data, doc)
+                        if codec.structured:
+                            codec.normalize(value, doc)
+                    except (DecodeError, EncodeError) as e:
+                        err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
+                        quarantined[doc] = self._quarantine(doc, data, err)
+                        continue
+                recovered[doc] = data
+            self._head = head
+            self._head_tree = tree
+            if recovered:
+                described = self._describe_between(self._head_tree, recovered)
+                what = "adopted existing files" if head is None else "recovered changes found on disk at open"
+                msg = messages.change_message(what, described, "human")
+                head = self._commit(
+                    recovered,
+                    msg,
+                    author=human_author(),
+                    actor="human",
+                    changes=described,
+                    parent=head,
+                    stats=dict.fromkeys(recovered),
+                )
+                self._head = head
+                self._head_tree = self._repo.commit_info(head).tree
+                logger.info(
+                    "%s: committed %d document(s) changed on disk: %s",
+                    self.path,
+                    len(recovered),
+                    ", ".join(sorted(recovered)),
+                )
+            elif self._head_tree is not None and not self._index_matches(self._head_tree):
+                self._repo.rebuild_index(self._head_tree)
+            self._ref_stamp = self._repo.ref_stamp()
+        return Loaded(
+            head=self._head,
+            recovered=sorted(recovered),
+            quarantined=quarantined,
+            repaired=[repaired.describe()] if repaired else [],
+        )
+
+    def _open_during_git_operation(self, operation: str) -> Loaded:
+        """Open without recovery while git is busy in the store: the files and the index are git's (conflicts,
+        the other side's changes) until the user finishes, so nothing found on disk is committed or
+        quarantined, and the index is left alone. Flushes hold until git is done."""
+        head = self._repo.head()
+        self._head, self._head_tree = head, self._repo.commit_info(head).tree if head else None
+        self._ref_stamp = self._repo.ref_stamp()
+        self._check_git_busy()
+        return Loaded(head=head)
+
+    def _index_matches(self, tree: str) -> bool:
+        if not self._repo.index.load():
+            return False
+        blobs = self._repo.list_blobs(tree)
+        shas = self._repo.index.shas
+        if len(shas) != len(blobs):
+            return False
+        return all(shas.get(p.encode("utf-8", "surrogateescape")) == bytes.fromhex(s) for p, s in blobs.items())
+
+    def _edits_since_head(self) -> list[str]:
+        with self._flush_lock, self._repo.lock():
+            tree = self._head_tree or EMPTY_TREE
+            oversized: dict[str, int] = {}  # listed too (unread): ingest reports them
+            edits = self._repo.worktree_changes(
+                tree, ignored=self._repo.ignore_matcher(), max_bytes=self.max_doc_bytes, oversized=oversized
+            )
+            return sorted(edits.keys() | oversized.keys())
+
+    def _on_files_changed(self, docs: builtins.set[str]) -> None:
+        if self._closed:
+            return
+        try:
+            self.ingest(docs)
+        except GitBusy:
+            self._held_edits |= set(docs)  # ingested once git is done (see _flusher_loop)
+        except GitStateError as e:
+            logger.error("could not commit edits to %s: %s", ", ".join(sorted(docs)), e)
