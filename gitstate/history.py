@@ -1499,9 +1499,9 @@ def _undo_target(hist: _History, head: str) -> dict[str, Any] | None:
     return None
 
 
-def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | None], str]:
+def undo_files(repo: Repository, head: str | None, actor: str = "restore") -> tuple[dict[str, bytes | None], str]:
     """What reverting the last commit takes: the files it changed, back at its first parent's content, and a
-    full commit message (with ``Gitstate-Actor: restore`` and ``Gitstate-Undo: <id>`` trailers).
+    full commit message (with ``Gitstate-Actor: restore``, or ``actor``, and ``Gitstate-Undo: <id>`` trailers).
 
     Undo commits and the commits they reverted are skipped, so undoing twice reverts the last two commits
     (it does not redo).
@@ -1545,7 +1545,7 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
     parts = [f"undo {cid[:8]}: {subject}"]
     if lines:
         parts.append("\n".join(lines))
-    parts.append(f"{_ACTOR_TRAILER}: restore\n{_UNDO_TRAILER}: {cid}")
+    parts.append(f"{_ACTOR_TRAILER}: {actor}\n{_UNDO_TRAILER}: {cid}")
     return files, "\n\n".join(parts) + "\n"
 
 
