@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
     from .docdiff import Change
     from .history import Commit, Snapshot, StateView
+    from .quarantine import Quarantined
     from .repo import Repository
+    from .retention import BudgetReport, ForgetPlan, Policy
 
 __all__ = ["StoreDirectory", "git_operation_advice", "open_directory"]
 
@@ -278,6 +280,78 @@ class StoreDirectory:
         if prune_grace_s is None:
             return gc.collect(self._repo, progress=progress)
         return gc.collect(self._repo, progress=progress, prune_grace_s=prune_grace_s)
+
+    def quarantined(self) -> list[Quarantined]:
+        """Hand edits waiting in quarantine (did not parse or failed the gate), oldest first."""
+        from .quarantine import Quarantine
+
+        return Quarantine(self._repo.meta_dir).list()
+
+    def quarantine_text(self, doc: str) -> bytes:
+        """The bytes of ``doc``'s quarantined save.
+
+        Raises:
+            KeyError: ``doc`` is not in quarantine.
+        """
+        from .quarantine import Quarantine
+
+        return Quarantine(self._repo.meta_dir).text(doc)
+
+    def quarantine_drop(self, doc: str) -> bool:
+        """Give up ``doc``'s quarantined edit: put the committed version back on disk (through the guarded
+        writer, under the store's lock) and clear the entry. False when ``doc`` was not in quarantine.
+
+        The committed version includes what programs wrote while the edit waited (they are committed, never
+        written over the human's file)."""
+        from . import worktree
+        from .quarantine import Quarantine
+
+        box = Quarantine(self._repo.meta_dir)
+        if box.get(doc) is None:
+            return False
+        with self._repo.lock():
+            head = self._repo.head()
+            tree = self._repo.commit_info(head).tree if head else None
+            data = self._repo.read_at(tree, doc) if tree else None
+            worktree.apply(self.root, {doc: data}, what=f"to put {doc} back")
+            box.clear(doc)
+        return True
+
+    def retention_policy(self) -> Policy | None:
+        """The retention policy stored with the store (``.gitstate/retention.json``), or None."""
+        from . import retention
+
+        return retention.load_policy(self.root)
+
+    def budget(self) -> BudgetReport:
+        """The history's size against the stored policy's budget (see :func:`gitstate.retention.budget_report`)."""
+        from . import retention
+
+        return retention.budget_report(self._repo, retention.load_policy(self.root))
+
+    def forget(
+        self,
+        policy: Policy | None = None,
+        *,
+        dry_run: bool = False,
+        include_unpushed: bool = False,
+        now: float | None = None,
+    ) -> ForgetPlan:
+        """Thin history older than the policy's window (:func:`gitstate.retention.forget`); without ``policy``,
+        the one stored with the store. The documents are left alone: only old history changes.
+
+        Raises:
+            RetentionError: no policy given or stored, unpushed commits in the way, or the branch moved.
+        """
+        from . import retention
+
+        policy = policy or retention.load_policy(self.root)
+        if policy is None:
+            raise retention.RetentionError(
+                "no retention rule given and none stored: pass e.g. --keep-within 7d --keep-daily 30 "
+                f"(or save one with --save, in {retention.POLICY_FILE})"
+            )
+        return retention.forget(self._repo, policy, dry_run=dry_run, include_unpushed=include_unpushed, now=now)
 
 
 def _key(key: object) -> Any:

@@ -57,7 +57,6 @@ __all__ = [
     "merge_text3",
     "quick_diff",
     "same",
-    "summarize",
 ]
 
 logger = logging.getLogger("gitstate.docdiff")
@@ -616,19 +615,6 @@ def _count_below(sorted_values: list[int], limit: int) -> int:
             break
         count += 1
     return count
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Summaries
-# ------------------------------------------------------------------------------------------------------------
-
-
-def summarize(changes: list[Change], *, max_lines: int = 20) -> list[str]:
-    """The commit-message lines of ``changes``: moved to :func:`gitstate.messages.summarize`, which this calls.
-    Kept only until ``history.py`` and ``remote.py`` call it there (issue 12); then it goes."""
-    from .messages import summarize as _summarize  # messages imports docdiff: a late import
-
-    return _summarize(changes, max_lines=max_lines)
 
 
 def split_lines(text: str) -> list[str]:

@@ -112,7 +112,7 @@ class Flusher(DocumentJournal):
         if commit is not None:
             self._stats.commits += 1
             self._emit(
-                Committed(commit=commit, actor="library", docs=sorted(changes), message=message_out, duration_ms=ms)
+                Committed(commit=commit, actor=self.actor, docs=sorted(changes), message=message_out, duration_ms=ms)
             )
             self._after_commit(commit)
         if failed:
@@ -214,9 +214,9 @@ class Flusher(DocumentJournal):
             commit = None
             if files:
                 changes = [c for doc in files for c in described[doc]]
-                msg = messages.change_message(message, changes, "library", metadata)
+                msg = messages.change_message(message, changes, self.actor, metadata)
                 commit = self._commit(
-                    files, msg, author=self.author, actor="library", changes=changes, parent=self._head
+                    files, msg, author=self.author, actor=self.actor, changes=changes, parent=self._head
                 )
             with self._lock:
                 if commit is not None:

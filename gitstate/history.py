@@ -678,9 +678,9 @@ def _undo_target(hist: History, head: str) -> dict[str, Any] | None:
     return None
 
 
-def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | None], str]:
+def undo_files(repo: Repository, head: str | None, actor: str = "restore") -> tuple[dict[str, bytes | None], str]:
     """What reverting the last commit takes: the files it changed, back at its first parent's content, and a
-    full commit message (with ``Gitstate-Actor: restore`` and ``Gitstate-Undo: <id>`` trailers).
+    full commit message (with ``Gitstate-Actor: restore``, or ``actor``, and ``Gitstate-Undo: <id>`` trailers).
 
     Undo commits and the commits they reverted are skipped, so undoing twice reverts the last two commits
     (it does not redo).
@@ -720,7 +720,7 @@ def undo_files(repo: Repository, head: str | None) -> tuple[dict[str, bytes | No
         subject = hist.message(e).split("\n", 1)[0]
     _ensure_empty_tree(repo, files)
     lines = messages.summarize(changes, max_lines=50)
-    trailers = [(messages.ACTOR_TRAILER, messages.RESTORE), (messages.UNDO_TRAILER, cid)]
+    trailers = [(messages.ACTOR_TRAILER, actor), (messages.UNDO_TRAILER, cid)]
     return files, messages.build(f"undo {cid[:8]}: {subject}", lines, trailers)
 
 

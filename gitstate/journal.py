@@ -232,10 +232,13 @@ class DocumentJournal:
         debounce_ms: int = DEFAULT_DEBOUNCE_MS,
         max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
         author: str | None = None,
+        actor: str = messages.LIBRARY,
         fsync: bool = True,
         max_doc_bytes: int = DEFAULT_MAX_DOC_BYTES,
         codecs: Codecs | None = None,
     ) -> None:
+        if actor not in messages.ACTORS:
+            raise ValueError(f"actor must be one of {', '.join(messages.ACTORS)}, not {actor!r}")
         if durability not in ("immediate", "debounced", "manual"):
             raise ValueError(f"durability must be 'immediate', 'debounced' or 'manual', not {durability!r}")
         if debounce_ms < 0 or max_delay_ms < 0:
@@ -248,6 +251,8 @@ class DocumentJournal:
         self.debounce_ms = debounce_ms
         self.max_delay_ms = max(max_delay_ms, debounce_ms)
         self.author = author or default_author()
+        #: The actor of this store's own writes (``library``; ``human`` for a command typed at a terminal).
+        self.actor = actor
         self._fsync = fsync
         if max_doc_bytes <= 0:
             raise ValueError("max_doc_bytes must be > 0")

@@ -46,6 +46,9 @@ __all__ = [
     "ACTORS",
     "ACTOR_TRAILER",
     "HUMAN",
+    "KEPT_FROM_TRAILER",
+    "KEPT_REPLACES_TRAILER",
+    "KEPT_RULES_TRAILER",
     "LIBRARY",
     "MERGE",
     "MIGRATION",
@@ -81,6 +84,11 @@ UNDO_TRAILER: Final = "Gitstate-Undo"
 SCHEMA_FROM_TRAILER: Final = "Gitstate-Schema-From"
 SCHEMA_TO_TRAILER: Final = "Gitstate-Schema-To"
 MIGRATION_TRAILER: Final = "Gitstate-Migration"
+#: On a point kept by ``forget`` (:mod:`gitstate.retention`): the original commit whose state it keeps, how many
+#: commits it stands for, and the rules that kept it.
+KEPT_FROM_TRAILER: Final = "Gitstate-Kept-From"
+KEPT_REPLACES_TRAILER: Final = "Gitstate-Kept-Replaces"
+KEPT_RULES_TRAILER: Final = "Gitstate-Kept-Rules"
 
 #: The actor values (spec: ``Gitstate-Actor: library|human|restore|migration|merge``).
 LIBRARY: Final = "library"

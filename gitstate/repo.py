@@ -301,6 +301,15 @@ class Repository(RepositoryIndex, RepositoryLock):
             pass
         return self.head()
 
+    def shallow(self) -> set[str]:
+        """Commit ids listed in ``.git/shallow``: their parents are absent on purpose (a shallow clone, or
+        history cut by ``gitstate forget``); walks stop at them as git's do."""
+        try:
+            text = (self.git_dir / "shallow").read_text("ascii")
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
+        return {line for line in text.split() if HEX40.fullmatch(line)}
+
     def read_ref(self, ref: str) -> str | None:
         """Hex id a ref points at (loose or packed), or None when it does not exist.
 

@@ -448,11 +448,14 @@ class Store(Ingester):
 
         return history.resolve(self._repo, rev)
 
-    def restore(self, rev: str, docs: list[str] | None = None, message: str | None = None) -> CommitId:
+    def restore(
+        self, rev: str, docs: list[str] | None = None, message: str | None = None, *, actor: str = "restore"
+    ) -> CommitId:
         """Make the documents (all, or ``docs``) equal to their content at ``rev``, as a NEW commit (actor
-        ``restore``); history is never rewritten. A document absent at ``rev`` is removed. Pending writes are
-        committed first. Returns the commit id, a :class:`CommitId` (a ``str``): the new commit with
-        ``created`` True, or, if nothing differed, the current head with ``created`` False."""
+        ``restore``, or ``actor``: the CLI and the web view pass ``human``); history is never rewritten. A
+        document absent at ``rev`` is removed. Pending writes are committed first. Returns the commit id, a
+        :class:`CommitId` (a ``str``): the new commit with ``created`` True, or, if nothing differed, the current
+        head with ``created`` False."""
         from . import history
 
         self._check_open()
@@ -468,20 +471,20 @@ class Store(Ingester):
             subject = message or f"restore {', '.join(docs) if docs else 'all documents'} to {rev}" + (
                 f" ({short})" if not rev.startswith(short) else ""
             )
-            commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
+            commit = self._commit_external([(files, subject)], actor=actor, expected_head=head)
         return CommitId(commit, created=True) if commit else CommitId(head or "", created=False)
 
-    def undo(self) -> CommitId:
-        """Revert the last commit as a new commit (actor ``restore``). Pending writes are committed first,
-        so ``undo()`` reverts them. Returns a :class:`CommitId` like :meth:`restore`."""
+    def undo(self, *, actor: str = "restore") -> CommitId:
+        """Revert the last commit as a new commit (actor ``restore``, or ``actor``). Pending writes are committed
+        first, so ``undo()`` reverts them. Returns a :class:`CommitId` like :meth:`restore`."""
         from . import history
 
         self._check_open()
         self.flush()
         with self._flush_lock, self._repo.lock():
             head = self._repo.head()
-            files, subject = history.undo_files(self._repo, head)
-            commit = self._commit_external([(files, subject)], actor="restore", expected_head=head)
+            files, subject = history.undo_files(self._repo, head, actor)
+            commit = self._commit_external([(files, subject)], actor=actor, expected_head=head)
         return CommitId(commit, created=True) if commit else CommitId(head or "", created=False)
 
     def snapshot(self, name: str, message: str | None = None) -> str:
@@ -709,6 +712,7 @@ def open(
     debounce_ms: int = DEFAULT_DEBOUNCE_MS,
     max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
     author: str | None = None,
+    actor: str = "library",
     create: bool = True,
     watch: bool = False,
     auto_push: str | None = None,
@@ -730,6 +734,8 @@ def open(
         debounce_ms: quiet period before a debounced flush.
         max_delay_ms: longest a write waits for its commit under steady writes.
         author: commit author, ``"Name <email>"`` (default ``gitstate <gitstate@HOSTNAME>``).
+        actor: the ``Gitstate-Actor`` of this store's writes: ``"library"`` (default) for a program; the CLI
+            passes ``"human"`` for commands typed at a terminal (with the user's git identity as ``author``).
         create: create the directory and repository when missing (else :class:`StoreNotFound`).
         watch: also start a watcher thread that commits hand edits (see :meth:`Store.watch`).
         auto_push: name of a remote to push to in the background after commits.
@@ -778,6 +784,7 @@ def open(
         debounce_ms=debounce_ms,
         max_delay_ms=max_delay_ms,
         author=author,
+        actor=actor,
         fsync=fsync,
         max_doc_bytes=max_doc_bytes if max_doc_bytes is not None else _default_max_doc_bytes(),
         codecs=codecs,

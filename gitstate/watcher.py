@@ -71,6 +71,8 @@ DEFAULT_SETTLE_TIMEOUT_MS: Final = 2000
 DEFAULT_POLL_DELAY_MS: Final = 300
 
 _STEP_MS: Final = 50
+#: How much earlier than the events show a file's change time is trusted (wall-clock jumps, coarse timestamps).
+_MAX_TRUSTED_AGE_S: Final = 0.25
 _RUST_TIMEOUT_MS: Final = 5000
 _START_TIMEOUT_S: Final = 15.0
 _RESTART_DELAY_S: Final = 1.0
@@ -684,8 +686,8 @@ class Watcher:
         for rel, p in items:
             sig = _sig(self._prefix + rel)
             if not p.checked or sig != p.sig:
-                p.sig, p.stable_since, p.checked = sig, now, True
-            quiet_since = max(p.touched, p.stable_since)
+                p.sig, p.stable_since, p.checked = sig, self._changed_at(sig, now), True
+            quiet_since = self._quiet_since(p, now)
             timed_out = now - p.first >= timeout_s
             due = quiet_since + settle_s
             if now < due and not timed_out:
@@ -698,6 +700,26 @@ class Watcher:
                 logger.warning("%s is still changing after %d ms; handing it on as it is", rel, self.settle_timeout_ms)
             ready[rel] = sig
         return ready, next_due
+
+    @staticmethod
+    def _changed_at(sig: Sig, now: float) -> float:
+        """When the file last changed, on the monotonic clock: its ctime (every write and rename updates it), so
+        the settle time counts from the save itself rather than from when watchfiles reported it (~50-100 ms
+        later). ``now`` for a file that is gone."""
+        if sig is None:
+            return now
+        age = time.time() - sig[3] / 1e9
+        return now - min(max(age, 0.0), _MAX_TRUSTED_AGE_S + 10.0)
+
+    def _quiet_since(self, p: _Pending, now: float) -> float:
+        """Since when a pending path has been quiet. With the file present, its change time; never earlier than
+        ``_MAX_TRUSTED_AGE_S`` before what the events alone prove (watchfiles yields after ``step_ms`` without
+        events), so a wall-clock jump cannot cut the settle time by more than that. Without the file, the last
+        event."""
+        by_events = p.touched - self.step_ms / 1000
+        if p.sig is None:
+            return max(p.touched, p.stable_since)
+        return max(p.stable_since, by_events - _MAX_TRUSTED_AGE_S)
 
     def _still_unparsable(self, rel: str, p: _Pending, sig: Sig) -> bool:
         """With ``wait_for_parse``, True while the file (as of ``sig``) does not parse; parsed once per signature."""

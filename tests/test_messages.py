@@ -208,7 +208,6 @@ class TestSummarize:
         assert summarize([]) == []
 
 
-@pytest.mark.xfail(strict=True, reason="call sites not yet moved to gitstate.messages (issue 12, left undone)")
 def test_docdiff_no_longer_renders_summaries() -> None:
     from gitstate import docdiff
 
@@ -226,7 +225,6 @@ def _docstring_nodes(tree: ast.AST) -> set[int]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="call sites not yet moved to gitstate.messages (issue 12, left undone)")
 def test_no_module_but_messages_spells_a_gitstate_trailer() -> None:
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):

@@ -848,3 +848,28 @@ def test_cli_watch_without_a_store_is_a_one_line_error(tmp_path: Path) -> None:
     assert "no gitstate store" in result.output and "Traceback" not in result.output
     help_result = invoke(["watch", "--help"])
     assert help_result.exit_code == 0 and "--poll" in help_result.output
+
+
+def test_settle_counts_from_the_files_change_time_within_bounds(tmp_path: Path) -> None:
+    """The quiet period starts at the file's ctime (the save), not when watchfiles reported it; a ctime from a
+    wall clock that jumped is trusted at most 250 ms before what the events show."""
+    from gitstate.watcher import _MAX_TRUSTED_AGE_S, Watcher, _Pending
+
+    w = Watcher(tmp_path, lambda paths: None, settle_ms=200)
+    now = 1000.0
+    wall = time.time()
+    sig = (10, int((wall - 0.08) * 1e9), 1, int((wall - 0.08) * 1e9))
+    changed = Watcher._changed_at(sig, now)
+    assert now - 0.1 < changed < now - 0.07
+    assert Watcher._changed_at((10, 0, 1, int((wall + 60) * 1e9)), now) == now  # a ctime in the future
+    assert Watcher._changed_at(None, now) == now
+    # Reported 90 ms after a save 80 ms ago... counted from the save.
+    p = _Pending(first=now, touched=now, sig=sig, stable_since=changed, checked=True)
+    assert w._quiet_since(p, now) == changed
+    # A ctime an hour old (clock jump): no earlier than the events' bound minus the trusted margin.
+    old = (10, 0, 1, int((wall - 3600) * 1e9))
+    p = _Pending(first=now, touched=now, sig=old, stable_since=Watcher._changed_at(old, now), checked=True)
+    assert w._quiet_since(p, now) == pytest.approx(now - w.step_ms / 1000 - _MAX_TRUSTED_AGE_S)
+    # A file that is gone: the last event.
+    p = _Pending(first=now - 1, touched=now, sig=None, stable_since=now - 1, checked=True)
+    assert w._quiet_since(p, now) == now

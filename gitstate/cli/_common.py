@@ -80,6 +80,8 @@ COMMAND_MODULES: dict[str, str] = {
     **dict.fromkeys(("remote", "push", "pull", "sync", "clone"), "remote"),
     **dict.fromkeys(("gc", "doctor"), "maintenance"),
     "migrate": "migrate_cmd",
+    "forget": "retention",
+    "quarantine": "quarantine",
     "ui": "ui",
     **dict.fromkeys(("setup-git", "merge-driver", "textconv"), "gitsetup"),
 }

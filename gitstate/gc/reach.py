@@ -302,7 +302,8 @@ class Walker:
                 except ValueError as e:
                     raise MissingObject(sha, str(e)) from e
                 self._walk_tree(tree, b"")
-                stack.extend((p, None, sha in self.shallow) for p in reversed(parents))
+                if sha not in self.shallow:  # as git does: a shallow commit's parents are not reachable through it
+                    stack.extend((p, None, False) for p in reversed(parents))
             elif type_num == TAG:
                 self._add(sha, TAG, None)
                 try:

@@ -157,7 +157,7 @@ def _push_commit(
     outcome: dict[str, Any] = {}
     objects = operation_objects(repo)
     update_refs = _ref_updater(repo, objects, head, outcome)
-    generate_pack_data = _pack_generator(objects, prog, outcome)
+    generate_pack_data = _pack_generator(objects, prog, outcome, repo.shallow())
     client, path = transport.open_transport(ep, timeout_s=timeout)
     prog.text(f"Pushing to {ep.url}\n", force=True)
     result: Any = None
@@ -218,13 +218,18 @@ def _ref_updater(
     return update_refs
 
 
-def _pack_generator(objects: Any, prog: Progress, outcome: dict[str, Any]) -> Callable[..., tuple[int, Iterator[Any]]]:
-    """dulwich's ``generate_pack_data`` over ``objects``, reporting "Writing objects" progress."""
+def _pack_generator(
+    objects: Any, prog: Progress, outcome: dict[str, Any], shallow: set[str]
+) -> Callable[..., tuple[int, Iterator[Any]]]:
+    """dulwich's ``generate_pack_data`` over ``objects``, reporting "Writing objects" progress. Commits in
+    ``shallow`` (.git/shallow: cut by forget, or a shallow clone) have no parents here: dulwich must not walk
+    them."""
+    shallow_ids = {s.encode() for s in shallow}
 
     def generate_pack_data(
         have: set[bytes], want: set[bytes], *, ofs_delta: bool = True, progress: Any = None
     ) -> tuple[int, Iterator[Any]]:
-        count, records = objects.generate_pack_data(have, want, ofs_delta=ofs_delta)
+        count, records = objects.generate_pack_data(have, want, shallow=shallow_ids, ofs_delta=ofs_delta)
         outcome["objects"] = count
 
         def counted() -> Iterator[Any]:

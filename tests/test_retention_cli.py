@@ -1,0 +1,89 @@
+"""``gitstate forget`` end to end through the CLI (in-process runner), on fast-imported histories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastimport import build_history
+from helpers import commit_ids, fsck, git, invoke
+
+from gitstate import retention
+
+START = 1_788_220_800  # 2026-09-01 00:00 UTC
+HOUR = 3600
+
+
+def _store(tmp_path: Path, hours: int = 24 * 20) -> Path:
+    path = tmp_path / "store"
+    build_history(path, hours, start=START, step_s=HOUR)
+    return path
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    before = commit_ids(path)
+    r = invoke(["-C", str(path), "forget", "--keep-within", "7d", "--keep-daily", "3", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == "policy: keep-within 7d, daily 3"
+    assert lines[1].startswith("keep as is: 169 commits since 2026-09-13 23:00")
+    assert lines[2] == "keep 3 older points, drop 308 commits:"
+    assert "replaces 23" in lines[3] and "state.json" in lines[3]
+    assert lines[-1] == "dry run: nothing changed"
+    assert commit_ids(path) == before
+    assert not (path / ".git" / "shallow").exists()
+
+
+def test_forget_save_and_apply_the_stored_policy(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    r = invoke(["-C", str(path), "forget", "--keep-within", "7d", "--keep-daily", "3", "--save"])
+    assert r.exit_code == 0, r.output
+    assert "forgot 308 commits; kept 3 points on refs/gitstate/kept" in r.output
+    assert retention.load_policy(path) == retention.Policy(keep_within="7d", daily=3)
+    assert len(commit_ids(path)) == 169
+    fsck(path)
+    assert len(git(path, "rev-list", retention.KEPT_REF).split()) == 3
+    # Later: a plain `gitstate forget` applies what was saved.
+    r = invoke(["-C", str(path), "forget", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["applied"] and data["dropped"] == 0 and data["policy"] == {"keep_within": "7d", "daily": 3}
+
+
+def test_json_lists_the_points(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    r = invoke(["-C", str(path), "forget", "--keep-within", "7d", "--keep-weekly", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert [p["rules"] for p in data["points"]] == [["weekly"], ["weekly"]]
+    assert all(len(p["id"]) == 40 and p["id"] != p["original"] for p in data["points"])
+    assert sum(p["replaces"] for p in data["points"]) == 24 * 20 - 169
+    assert git(path, "rev-parse", retention.KEPT_REF).strip() == data["points"][0]["id"]
+
+
+def test_errors_are_clear(tmp_path: Path) -> None:
+    path = _store(tmp_path, hours=48)
+    r = invoke(["-C", str(path), "forget"])
+    assert r.exit_code != 0 and "no retention rule given and none stored" in r.output
+    r = invoke(["-C", str(path), "forget", "--save"])
+    assert r.exit_code == 2 and "--save needs rules" in r.output
+    r = invoke(["-C", str(path), "forget", "--keep-within", "soon"])
+    assert r.exit_code != 0 and "not a duration: 'soon'" in r.output
+    r = invoke(["-C", str(path), "forget", "--keep-daily", "-1"])
+    assert r.exit_code == 2
+
+
+def test_unpushed_needs_the_flag(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    bare = tmp_path / "backup.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    assert invoke(["-C", str(path), "remote", "add", "origin", str(bare)]).exit_code == 0
+    r = invoke(["-C", str(path), "forget", "--keep-within", "7d", "--keep-daily", "3"])
+    assert r.exit_code != 0 and "on no remote; push first" in r.output and "--include-unpushed" in r.output
+    assert len(commit_ids(path)) == 24 * 20
+    r = invoke(["-C", str(path), "push"])
+    assert r.exit_code == 0, r.output
+    r = invoke(["-C", str(path), "forget", "--keep-within", "7d", "--keep-daily", "3"])
+    assert r.exit_code == 0, r.output
+    assert git(bare, "rev-list", "--count", "main").strip() == str(24 * 20)
