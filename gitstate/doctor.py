@@ -618,10 +618,11 @@ def _check_worktree(root: Path, out: list[Finding]) -> None:
     (they will be quarantined). Reads only changed files, and none over the limit."""
     from .codecs import codec_for
     from .errors import DecodeError, EncodeError, GitStateError
+    from .journal import too_big
     from .repo import EMPTY_TREE, Repository
-    from .store import _default_max_doc_bytes, _too_big
+    from .store import default_max_doc_bytes
 
-    limit = _default_max_doc_bytes()
+    limit = default_max_doc_bytes()
     oversized: dict[str, int] = {}
     try:
         repo = Repository(root)
@@ -635,7 +636,7 @@ def _check_worktree(root: Path, out: list[Finding]) -> None:
         logger.debug("cannot scan the work tree: %s", e)
         return
     for doc, size in sorted(oversized.items()):
-        out.append(Finding("warning", "worktree", f"{_too_big(doc, size, limit)}; it is never read or committed"))
+        out.append(Finding("warning", "worktree", f"{too_big(doc, size, limit)}; it is never read or committed"))
     for doc, data in sorted(edits.items()):
         if data is None:
             continue

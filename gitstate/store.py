@@ -37,7 +37,6 @@ from .journal import (
     META_PREFIX,
     Durability,
     PendingDocs,
-    too_big,
 )
 from .keys import ABSENT, parse_key, read_value
 from .paths import validate_doc_path
@@ -84,11 +83,6 @@ class CommitId(str):
         return self
 
 
-#: Kept for ``doctor.py`` until it is ported to :func:`gitstate.journal.too_big` (issue 12: no module uses another
-#: module's private names); nothing else uses it.
-_too_big = too_big
-
-
 def _default_path() -> str:
     path = os.environ.get("GITSTATE_DIR")
     if not path:
@@ -96,7 +90,8 @@ def _default_path() -> str:
     return path
 
 
-def _default_max_doc_bytes() -> int:
+def default_max_doc_bytes() -> int:
+    """The document size limit: ``$GITSTATE_MAX_DOC_BYTES`` when set to a number, else ``DEFAULT_MAX_DOC_BYTES``."""
     raw = os.environ.get("GITSTATE_MAX_DOC_BYTES", "")
     try:
         return int(raw) if raw.strip() else DEFAULT_MAX_DOC_BYTES
@@ -786,7 +781,7 @@ def open(
         author=author,
         actor=actor,
         fsync=fsync,
-        max_doc_bytes=max_doc_bytes if max_doc_bytes is not None else _default_max_doc_bytes(),
+        max_doc_bytes=max_doc_bytes if max_doc_bytes is not None else default_max_doc_bytes(),
         codecs=codecs,
     )
     for name, cb in (on or {}).items():

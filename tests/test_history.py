@@ -86,44 +86,49 @@ def test_log_matches_git_log(store: gitstate.Store) -> None:
     assert ours == theirs
 
 
+def _random_step(store: gitstate.Store, rng: random.Random, names: list[str]) -> None:
+    """One random write (or none, when the chosen one has nothing to act on)."""
+    op = rng.random()
+    doc = rng.choice(["state.json", "state.json", "tasks/t1.yaml"])
+    if op < 0.45:
+        name = rng.choice(names)
+        store.set(doc, ("services", name), rng.choice([True, False, 1, "x", None, {"deep": rng.randint(0, 2)}]))
+    elif op < 0.55:
+        if store.exists(doc, "services"):
+            keys = list(store.get(doc, "services"))
+            if keys:
+                store.delete(doc, ("services", rng.choice(keys)))
+    elif op < 0.7:
+        store.append(doc, "tasks", {"s": rng.choice(["todo", "done"])})
+    elif op < 0.78:
+        tasks = store.get(doc, "tasks", default=[])
+        if tasks:
+            i = rng.randrange(len(tasks))
+            if rng.random() < 0.5:
+                store.delete(doc, ("tasks", i))
+            else:
+                store.set(doc, ("tasks", i, "s"), rng.choice(["todo", "done", "late"]))
+    elif op < 0.82:
+        if store.exists(doc):
+            store.delete(doc)
+    elif op < 0.86:
+        store.set(doc, None, {"services": {"slack": rng.random() < 0.5}, "owner": "x"})
+    elif op < 0.9:
+        # a big change: more keys than the index keeps per commit
+        with store.transaction():
+            for i in range(80):
+                store.set(doc, ("bulk", f"k{i}"), rng.randint(0, 3))
+    else:
+        store.set(doc, "owner", rng.choice(["alice", "bob"]))
+
+
 def _random_history(store: gitstate.Store, rng: random.Random, steps: int) -> list[tuple[str, dict[str, Any]]]:
     """Random writes; returns [(commit, state after it)] oldest first (the first entry is the first commit)."""
     out: list[tuple[str, dict[str, Any]]] = []
     names = ["slack", "mail", "irc", "a.b"]
     for _ in range(steps):
         before = store.head
-        op = rng.random()
-        doc = rng.choice(["state.json", "state.json", "tasks/t1.yaml"])
-        if op < 0.45:
-            name = rng.choice(names)
-            store.set(doc, ("services", name), rng.choice([True, False, 1, "x", None, {"deep": rng.randint(0, 2)}]))
-        elif op < 0.55:
-            if store.exists(doc, "services"):
-                keys = list(store.get(doc, "services"))
-                if keys:
-                    store.delete(doc, ("services", rng.choice(keys)))
-        elif op < 0.7:
-            store.append(doc, "tasks", {"s": rng.choice(["todo", "done"])})
-        elif op < 0.78:
-            tasks = store.get(doc, "tasks", default=[])
-            if tasks:
-                i = rng.randrange(len(tasks))
-                if rng.random() < 0.5:
-                    store.delete(doc, ("tasks", i))
-                else:
-                    store.set(doc, ("tasks", i, "s"), rng.choice(["todo", "done", "late"]))
-        elif op < 0.82:
-            if store.exists(doc):
-                store.delete(doc)
-        elif op < 0.86:
-            store.set(doc, None, {"services": {"slack": rng.random() < 0.5}, "owner": "x"})
-        elif op < 0.9:
-            # a big change: more keys than the index keeps per commit
-            with store.transaction():
-                for i in range(80):
-                    store.set(doc, ("bulk", f"k{i}"), rng.randint(0, 3))
-        else:
-            store.set(doc, "owner", rng.choice(["alice", "bob"]))
+        _random_step(store, rng, names)
         store.flush()
         if store.head != before:  # a transaction commits by itself
             out.append((store.head, _snapshot_state(store)))

@@ -24,6 +24,19 @@ def _module_of(node: ast.ImportFrom) -> str:
     return ".".join([*base, *([node.module] if node.module else [])])
 
 
+def _imported_names_problems(path: Path, node: ast.ImportFrom, module: str) -> list[str]:
+    """What is wrong with the names ``from MODULE import ...`` takes (gitstate.repo, private names)."""
+    if module.split(".")[0] != "gitstate" or module.split(".")[:2] == ["gitstate", "cli"]:
+        return []
+    found = []
+    for alias in node.names:
+        if alias.name == "repo" and module == "gitstate":
+            found.append(f"{path.name}:{node.lineno}: imports gitstate.repo")
+        elif _private(alias.name):
+            found.append(f"{path.name}:{node.lineno}: imports the private name {module}.{alias.name}")
+    return found
+
+
 def _problems(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: list[str] = []
@@ -47,12 +60,7 @@ def _problems(path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom):
             module = _module_of(node)
             check_module(module, node.lineno)
-            if module.split(".")[0] == "gitstate" and module.split(".")[:2] != ["gitstate", "cli"]:
-                for alias in node.names:
-                    if alias.name == "repo" and module == "gitstate":
-                        found.append(f"{path.name}:{node.lineno}: imports gitstate.repo")
-                    elif _private(alias.name):
-                        found.append(f"{path.name}:{node.lineno}: imports the private name {module}.{alias.name}")
+            found += _imported_names_problems(path, node, module)
         elif (
             isinstance(node, ast.Attribute)
             and _private(node.attr)

@@ -111,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         store.close()
         return 0
 
-    # pending: writes that only exit/signal handling can save
+    return _pending(store, args)
+
+
+def _pending(store: gitstate.Store, args: argparse.Namespace) -> int:
+    """Writes that only exit/signal handling can save; ``--then`` says how the process ends."""
     for i in range(args.count or 3):
         store.set(args.doc, f"k{i}", i)
     store.set(args.doc, args.key, args.value)
