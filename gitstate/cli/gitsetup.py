@@ -59,7 +59,16 @@ def setup_git_cmd(ctx: Context, command: str, as_json: bool) -> None:
 @click.argument("theirs", type=click.Path(exists=True, dir_okay=False))
 @click.argument("path")
 def merge_driver_cmd(base: str, ours: str, theirs: str, path: str) -> None:
-    """git's merge driver (%O %A %B %P): merge a document key by key into OURS; exit 1 on a conflict."""
+    """git's merge driver (%O %A %B %P): merge a document key by key into OURS; exit 1 on a conflict.
+
+    Git runs this (after `gitstate setup-git`); it merges with the rules of `gitstate sync` and writes the result
+    in OURS's own layout. A key both sides changed differently is a conflict: both values are in the file
+    between <<<<<<< and >>>>>>> and git reports the file as conflicted.
+
+    \b
+    Example (what git runs for state.json during a merge):
+      gitstate merge-driver .merge_file_base .merge_file_ours .merge_file_theirs state.json
+    """
     from ..gitmerge import merge_driver
 
     status = merge_driver(base, ours, theirs, path)
@@ -71,7 +80,14 @@ def merge_driver_cmd(base: str, ours: str, theirs: str, path: str) -> None:
 @main.command("textconv", hidden=True)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def textconv_cmd(file: str) -> None:
-    """git's diff textconv: print a document as one `key: value` line per leaf."""
+    """git's diff textconv: print a document as one `key: value` line per leaf.
+
+    Git runs this for `git diff` / `git log -p` after `gitstate setup-git`, so changes read key by key.
+
+    \b
+    Example:
+      gitstate textconv state.json
+    """
     from ..gitmerge import textconv
 
     click.echo(textconv(file), nl=False)
