@@ -70,7 +70,7 @@ _MAX_PATH_BYTES = 1024
 META_PREFIX: Final = ".gitstate/"
 #: The metadata documents gitstate itself writes (the schema version of :mod:`gitstate.migrate`); nothing else
 #: under :data:`META_PREFIX` is ever written to the work tree.
-METADATA_DOCS: Final = frozenset({".gitstate/schema.json"})
+METADATA_DOCS: Final = frozenset({".gitstate/schema.json", ".gitstate/retention.json"})
 
 
 #: Work-tree files that tell git how to treat the documents (``gitstate setup-git`` writes them): committed with

@@ -49,6 +49,7 @@ import orjson
 
 from . import messages
 from .errors import GitStateError
+from .paths import atomic_write
 from .repo import CommitInfo, Repository
 
 __all__ = [
@@ -67,10 +68,10 @@ __all__ = [
     "load_policy",
     "parse_duration",
     "plan_forget",
+    "policy_bytes",
     "read_shallow",
     "record_size",
     "save_policy",
-    "thin_snapshots",
 ]
 
 #: The local lineage of thinned points (never pushed).
@@ -219,6 +220,11 @@ def load_policy(workdir: str | os.PathLike[str]) -> Policy | None:
     return Policy.from_json(data)
 
 
+def policy_bytes(policy: Policy) -> bytes:
+    """The stored form of ``policy`` (what :data:`POLICY_FILE` holds): indented JSON, keys sorted."""
+    return orjson.dumps(policy.to_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
 def save_policy(workdir: str | os.PathLike[str], policy: Policy | None) -> Path:
     """Write (or with ``None`` remove) the stored policy file; the store commits it like any other file."""
     path = Path(workdir) / POLICY_FILE
@@ -227,7 +233,7 @@ def save_policy(workdir: str | os.PathLike[str], policy: Policy | None) -> Path:
             path.unlink()
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, orjson.dumps(policy.to_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    _atomic_write(path, policy_bytes(policy))
     return path
 
 
@@ -696,19 +702,8 @@ def _prune_reflog(path: Path, keep: set[str], *, fsync: bool) -> None:
 
 
 def _atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if fsync:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """``data`` into ``path`` atomically (:func:`gitstate.paths.atomic_write`, the one temp-file writer)."""
+    atomic_write(path.parent, path.name, data, fsync=fsync)
 
 
 def forget(
@@ -732,23 +727,6 @@ def forget(
     with repo.lock():
         plan = plan_forget(repo, policy, include_unpushed=include_unpushed, now=now)
         return apply_plan(repo, plan, fsync=fsync)
-
-
-# ===================================================================== snapshots
-def thin_snapshots(tags: Mapping[str, int], *, prefix: str, keep_last: int) -> list[str]:
-    """Snapshot names to delete so that only the ``keep_last`` newest of those starting with ``prefix`` remain
-    (``tags``: name -> time). Snapshots with another prefix are never chosen.
-
-    Example:
-        >>> thin_snapshots({"checkpoint-1": 1, "checkpoint-2": 2, "checkpoint-3": 3, "v1": 0},
-        ...                prefix="checkpoint-", keep_last=2)
-        ['checkpoint-1']
-    """
-    if keep_last < 0:
-        raise RetentionError(f"--keep-last must be >= 0, not {keep_last}")
-    matching = sorted((t, n) for n, t in tags.items() if n.startswith(prefix))
-    doomed = matching[: max(0, len(matching) - keep_last)]
-    return [n for _, n in doomed]
 
 
 # ===================================================================== the size budget

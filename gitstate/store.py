@@ -44,6 +44,7 @@ from .repo import Repository
 
 if TYPE_CHECKING:
     from .history import Commit, Snapshot, StateView
+    from .retention import BudgetReport, ForgetPlan, Policy
 
 __all__ = [
     "DEFAULT_DEBOUNCE_MS",
@@ -496,6 +497,73 @@ class Store(Ingester):
 
         self._check_open()
         return history.snapshots(self._repo)
+
+    def snapshot_delete(self, name: str) -> str:
+        """Delete snapshot ``name`` (its tag; the history it named stays on the branch); returns its commit id.
+        See :func:`gitstate.snapshots.delete_snapshot`."""
+        from . import snapshots
+
+        self._check_open()
+        return snapshots.delete_snapshot(self._repo, name)
+
+    def snapshots_thin(self, prefix: str, keep_last: int, *, dry_run: bool = False) -> list[str]:
+        """Keep only the ``keep_last`` newest snapshots named ``prefix...`` (e.g. ``"checkpoint-"``, 5); returns
+        the names deleted, oldest first. Snapshots with other names are never touched."""
+        from . import snapshots
+
+        self._check_open()
+        return snapshots.thin_snapshots_in(self._repo, prefix=prefix, keep_last=keep_last, dry_run=dry_run)
+
+    # ================================================================= retention (retention.py)
+    def forget(
+        self, policy: Policy | None = None, *, dry_run: bool = False, include_unpushed: bool = False, **rules: Any
+    ) -> ForgetPlan:
+        """Thin history older than a window, restic-style; returns the :class:`~gitstate.retention.ForgetPlan`
+        (what was kept and dropped). ``policy`` is a :class:`~gitstate.retention.Policy`, or give the rules as
+        keywords (``keep_within="7d", daily=30, weekly=12, monthly=24``); with neither, the stored policy
+        (:meth:`retention_policy`). Pending writes are committed first; commits inside the window keep their
+        ids, so ``push``/``pull``/``sync`` go on without force. See :mod:`gitstate.retention`.
+
+        Raises:
+            RetentionError: no rules, unpushed commits older than the window (pass ``include_unpushed=True``).
+        """
+        from . import retention
+
+        self._check_open()
+        if rules:
+            policy = retention.Policy(**rules)
+        policy = policy or retention.load_policy(self.path)
+        if policy is None:
+            raise retention.RetentionError("no retention rules given and none stored (see Store.retention_policy)")
+        self.flush()
+        with self._flush_lock:
+            return retention.forget(
+                self._repo, policy, dry_run=dry_run, include_unpushed=include_unpushed, fsync=self._fsync
+            )
+
+    def retention_policy(self) -> Policy | None:
+        """The :class:`~gitstate.retention.Policy` stored with the store (``.gitstate/retention.json``, committed
+        so it travels with clones), or None."""
+        from . import retention
+
+        return retention.load_policy(self.path)
+
+    def set_retention_policy(self, policy: Policy | None) -> str | None:
+        """Store ``policy`` with the store (None removes it) as a commit; the background packer applies it.
+        Returns the commit id (None when it was already stored)."""
+        from . import retention
+
+        self._check_open()
+        data = None if policy is None else retention.policy_bytes(policy)
+        subject = f"retention policy: {policy.describe()}" if policy is not None else "retention policy removed"
+        return self._commit_external([({retention.POLICY_FILE: data}, subject)], actor=self.actor)
+
+    def budget(self) -> BudgetReport:
+        """The history's size against the stored policy's budget: a :class:`~gitstate.retention.BudgetReport`
+        (size, growth per day, days left, a warning before the budget is reached)."""
+        from . import retention
+
+        return retention.budget_report(self._repo, retention.load_policy(self.path))
 
     # ================================================================= watcher (watcher.py)
     def watch(self, **options: Any) -> Any:

@@ -253,7 +253,9 @@ def test_restore_dry_run_then_restore(path: Path) -> None:
     assert out.startswith("restored state.json to HEAD~3")
     assert git(path, "show", "HEAD:state.json") == git(path, "show", f"{target}:state.json")
     assert (path / "notes.md").exists()
-    assert json.loads(ok(path, "log", "-n", "1", "--json"))[0]["actor"] == "restore"
+    assert (
+        json.loads(ok(path, "log", "-n", "1", "--json"))[0]["actor"] == "human"
+    )  # typed at the command line (SPEC: CLI writes are the human's)
     result = json.loads(ok(path, "restore", ids(path)[1], "--json"))  # back to before the restore
     assert result["changed"] and result["commit"] == ids(path)[0]
     assert git(path, "diff", ids(path)[2], "HEAD") == ""

@@ -372,17 +372,7 @@ def test_kill9_during_forget_leaves_old_or_new_history(tmp_path: Path) -> None:
 POLICY20 = Policy(keep_within="7d", daily=20)
 
 
-# ===================================================================== snapshots and the budget
-def test_thin_snapshots_by_prefix() -> None:
-    tags = {f"checkpoint-{i}": 100 + i for i in range(8)} | {"v1": 1, "checkpoint": 50}
-    doomed = retention.thin_snapshots(tags, prefix="checkpoint-", keep_last=5)
-    assert doomed == ["checkpoint-0", "checkpoint-1", "checkpoint-2"]
-    assert retention.thin_snapshots(tags, prefix="checkpoint-", keep_last=20) == []
-    assert sorted(retention.thin_snapshots(tags, prefix="", keep_last=1)) == sorted(set(tags) - {"checkpoint-7"})
-    with pytest.raises(RetentionError):
-        retention.thin_snapshots(tags, prefix="x", keep_last=-1)
-
-
+# ===================================================================== the budget
 def test_budget_report_growth_and_warning(tmp_path: Path) -> None:
     path, _ = _history(tmp_path, days=2)
     repo = _open(path)

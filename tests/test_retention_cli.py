@@ -41,14 +41,22 @@ def test_forget_save_and_apply_the_stored_policy(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "forgot 308 commits; kept 3 points on refs/gitstate/kept" in r.output
     assert retention.load_policy(path) == retention.Policy(keep_within="7d", daily=3)
-    assert len(commit_ids(path)) == 169
+    # The policy is committed (it travels with clones) by the person who typed the command, after the cut.
+    assert len(commit_ids(path)) == 170
+    assert git(path, "log", "-1", "--format=%s").strip() == "retention policy: keep-within 7d, daily 3"
+    assert json.loads(git(path, "show", "HEAD:.gitstate/retention.json")) == {"keep_within": "7d", "daily": 3}
+    assert git(path, "status", "--porcelain") == ""
     fsck(path)
     assert len(git(path, "rev-list", retention.KEPT_REF).split()) == 3
+    # Saving the same rules again commits nothing.
+    r = invoke(["-C", str(path), "forget", "--keep-within", "7d", "--keep-daily", "3", "--save", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["saved"] is None
     # Later: a plain `gitstate forget` applies what was saved.
     r = invoke(["-C", str(path), "forget", "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
-    assert data["applied"] and data["dropped"] == 0 and data["policy"] == {"keep_within": "7d", "daily": 3}
+    assert data["applied"] and data["policy"] == {"keep_within": "7d", "daily": 3}
 
 
 def test_json_lists_the_points(tmp_path: Path) -> None:

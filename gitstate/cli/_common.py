@@ -163,11 +163,19 @@ def require_store(path: Path) -> None:
 
 @contextmanager
 def open_store(ctx: Context, *, create: bool = False, **options: Any) -> Iterator[Any]:
-    """Open the store for one command (manual durability: the command flushes what it writes)."""
+    """Open the store for one command (manual durability: the command flushes what it writes). Commands are
+    typed by a person: they write as actor ``human``, with the user's git identity (user.name/user.email, as
+    git would sign a commit here) as author when one is configured."""
+    from ..identity import git_identity
     from ..store import open as open_
 
     if not create:
         require_store(ctx.path)
+    options.setdefault("actor", "human")
+    if "author" not in options:
+        identity = git_identity(ctx.path)
+        if identity is not None:
+            options["author"] = identity
     options.setdefault("durability", "manual")
     options.setdefault("handle_signals", False)
     store = open_(ctx.path, create=create, **options)

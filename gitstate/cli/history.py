@@ -495,7 +495,7 @@ def restore_cmd(
 ) -> None:
     """Make DOCS (default: every document) equal to their content at REV, as a new commit.
 
-    History is never rewritten: the restore is a commit with actor "restore", and can itself be undone.
+    History is never rewritten: the restore is a new commit (yours: actor "human"), and can itself be undone.
     A document that did not exist at REV is removed.
 
     \b
@@ -518,7 +518,7 @@ def restore_cmd(
         return
     with open_store(ctx) as store:
         target = store.resolve(rev)
-        commit = store.restore(rev, list(docs) or None, message)
+        commit = store.restore(rev, list(docs) or None, message, actor=store.actor)
     changed = commit.created  # not "head moved": another writer may have committed meanwhile
     if as_json:
         emit_json({"commit": commit, "target": target, "changed": changed, "docs": list(docs)})
@@ -534,7 +534,7 @@ def restore_cmd(
 @json_option
 @pass_ctx
 def undo_cmd(ctx: Context, as_json: bool) -> None:
-    """Revert the last commit as a new commit (actor "restore").
+    """Revert the last commit as a new commit (by you: actor "human").
 
     Undoing again reverts the commit before it (undo commits are skipped, so this never redoes).
 
@@ -543,7 +543,7 @@ def undo_cmd(ctx: Context, as_json: bool) -> None:
       gitstate undo
     """
     with open_store(ctx) as store:
-        commit = store.undo()
+        commit = store.undo(actor=store.actor)
         info = store.get_commit(commit) if commit.created else None
     undone = None
     subject = ""
@@ -563,23 +563,66 @@ def undo_cmd(ctx: Context, as_json: bool) -> None:
 
 # ===================================================================== snapshots
 @main.command("snapshot")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("-m", "--message", help="Annotation stored in the tag.")
+@click.option("--delete", "-d", "delete", is_flag=True, help="Delete snapshot NAME instead (its history stays).")
+@click.option(
+    "--keep-last", type=click.IntRange(min=0), metavar="N", help="Then keep only the N newest snapshots of --prefix."
+)
+@click.option("--prefix", metavar="TEXT", help="With --keep-last: the snapshots it thins (e.g. checkpoint-).")
+@click.option("--dry-run", "-n", is_flag=True, help="With --keep-last: print what would be deleted.")
 @json_option
 @pass_ctx
-def snapshot_cmd(ctx: Context, name: str, message: str | None, as_json: bool) -> None:
+def snapshot_cmd(
+    ctx: Context,
+    name: str | None,
+    message: str | None,
+    delete: bool,
+    keep_last: int | None,
+    prefix: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
     """Tag the current state as NAME (a Git tag; restore it later with 'gitstate restore NAME').
 
+    --delete removes snapshot NAME (the commits stay in history). --keep-last N --prefix P keeps only the N
+    newest snapshots whose names start with P (after making NAME, when given); others are never touched.
+    `gitstate forget` never drops a snapshot.
+
     \b
-    Example:
+    Examples:
       gitstate snapshot before-upgrade -m "before v2 rollout"
+      gitstate snapshot --delete before-upgrade
+      gitstate snapshot checkpoint-$(date +%s) --keep-last 5 --prefix checkpoint-
+      gitstate snapshot --delete --keep-last 5 --prefix checkpoint-
     """
+    if (keep_last is None) != (prefix is None):
+        raise click.UsageError("--keep-last and --prefix go together (e.g. --keep-last 5 --prefix checkpoint-)")
+    if name is None and keep_last is None:
+        raise click.UsageError("give a snapshot NAME (or --keep-last N --prefix P to thin snapshots)")
+    if delete and (message or (name is not None and keep_last is not None)):
+        raise click.UsageError("--delete takes the NAME of a snapshot, or --keep-last N --prefix P to thin them")
+    commit = deleted = None
     with open_store(ctx) as store:
-        commit = store.snapshot(name, message)
+        if delete and name is not None:
+            deleted = store.snapshot_delete(name)
+        elif name is not None:
+            commit = store.snapshot(name, message)
+        thinned = store.snapshots_thin(prefix or "", keep_last, dry_run=dry_run) if keep_last is not None else []
     if as_json:
-        emit_json({"name": name, "commit": commit})
-    else:
+        out: dict[str, object] = {"name": name, "commit": commit} if not delete else {"deleted": name}
+        if delete and name is not None:
+            out["commit"] = deleted
+        if keep_last is not None:
+            out |= {"thinned": thinned, "dry_run": dry_run}
+        emit_json(out)
+        return
+    if deleted is not None:
+        click.echo(f"deleted snapshot {name} (was {deleted[:8]}; the commit stays in history)")
+    elif commit is not None:
         click.echo(f"snapshot {name} -> {commit[:8]}")
+    for old in thinned:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} snapshot {old}")
 
 
 @main.command("snapshots")

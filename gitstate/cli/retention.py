@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ._common import Context, emit_json, json_option, main, open_dir, pass_ctx
+from ._common import Context, emit_json, json_option, main, open_dir, open_store, pass_ctx
 
 __all__ = ["forget_cmd"]
 
@@ -77,7 +77,7 @@ def forget_cmd(
       gitstate forget --keep-within 7d --keep-daily 30 --keep-weekly 12 --keep-monthly 24 --save --prune
       gitstate forget                       # apply the stored policy
     """
-    from ..retention import Policy, save_policy
+    from ..retention import Policy
 
     rules = {"last": last, "hourly": hourly, "daily": daily, "weekly": weekly, "monthly": monthly, "yearly": yearly}
     given = within is not None or any(rules.values())
@@ -87,9 +87,11 @@ def forget_cmd(
         if save and policy is None:
             raise click.UsageError("--save needs rules to save (e.g. --keep-within 7d --keep-daily 30)")
         plan = d.forget(policy, dry_run=dry_run, include_unpushed=include_unpushed)
-        if save and policy is not None:
-            save_policy(d.root, policy)
         stats = d.gc() if prune and plan.applied and plan.changes_anything else None
+    saved = None
+    if save and policy is not None and not dry_run:
+        with open_store(ctx) as store:
+            saved = store.set_retention_policy(policy)
     if as_json:
         emit_json(
             {
@@ -111,6 +113,7 @@ def forget_cmd(
                     for p in plan.points
                 ],
                 "gc": stats,
+                "saved": saved,
             }
         )
         return
@@ -124,5 +127,8 @@ def forget_cmd(
             click.echo(f"gc: .git {stats['size_before'] / 1e6:.1f} MB -> {stats['size_after'] / 1e6:.1f} MB")
         else:
             click.echo("run 'gitstate gc' (or forget --prune) to reclaim the space")
-    if save:
-        click.echo("saved the policy in .gitstate/retention.json (commit it with the next write)")
+    if save and dry_run:
+        click.echo("dry run: the policy was not saved")
+    elif save:
+        state = f"committed as {saved[:8]}" if saved else "already stored"
+        click.echo(f"saved the policy in .gitstate/retention.json ({state}); the background packer applies it")
