@@ -38,8 +38,33 @@ def _background_pass(
     fsync: bool,
     settle_s: float,
     pacer: Pacer,
+    retain: bool = False,
 ) -> dict[str, Any]:
-    """One pass of background maintenance: pack (when asked), then prune debris if there is any old enough."""
+    """One pass of background maintenance: pack (when asked), then prune debris if there is any old enough,
+    then (with ``retain``) apply the stored retention policy when it is due (:mod:`.retain`)."""
+    out = _pack_and_prune(
+        repo, pack=pack, prune=prune, grace_s=grace_s, max_packs=max_packs, fsync=fsync, settle_s=settle_s, pacer=pacer
+    )
+    if retain and "skipped" not in out:
+        from .retain import apply_stored_policy
+
+        applied = apply_stored_policy(repo, fsync=fsync)
+        if applied is not None:
+            out["retention"] = applied
+    return out
+
+
+def _pack_and_prune(
+    repo: Repository,
+    *,
+    pack: bool,
+    prune: bool,
+    grace_s: float,
+    max_packs: int,
+    fsync: bool,
+    settle_s: float,
+    pacer: Pacer,
+) -> dict[str, Any]:
     lock = GcLock(repo.git_dir, blocking=False)
     if not lock.acquire():
         return {"skipped": "another gc is running"}
@@ -269,6 +294,7 @@ class BackgroundPacker:
         settle_s: float = 0.5,
         mode: str = "process",
         worker_idle_s: float = 60.0,
+        retention_check_s: float = 60.0,
         start: bool = True,
     ) -> None:
         if mode not in ("process", "thread"):
@@ -306,6 +332,8 @@ class BackgroundPacker:
         self._wake = threading.Event()
         self._done = threading.Condition()
         self._last_prune = -float("inf")
+        self.retention_check_s = retention_check_s
+        self._last_retention_check = -float("inf")
         self._thread = threading.Thread(target=self._run, name=f"gitstate-packer[{repo.root.name}]", daemon=True)
         if start:
             self._thread.start()
@@ -490,11 +518,13 @@ class BackgroundPacker:
             or packs > self.max_packs
         )
         may_prune = forced or time.monotonic() - self._last_prune >= self.prune_interval_s
-        if not need_pack and not (may_prune and scan.has_debris(self.prune_grace_s, time.time())):
+        retain = self._retention_check_due(forced)
+        if not retain and not need_pack and not (may_prune and scan.has_debris(self.prune_grace_s, time.time())):
             return {"loose": len(scan.objects)}
         options: dict[str, Any] = {
             "pack": need_pack,
             "prune": may_prune,
+            "retain": retain,
             "grace_s": self.prune_grace_s,
             "max_packs": self.max_packs,
             "fsync": self.fsync,
@@ -516,6 +546,16 @@ class BackgroundPacker:
             self.packs_written += 1
         out["loose"] = len(scan.objects)
         return out
+
+    def _retention_check_due(self, forced: bool) -> bool:
+        """Whether this pass looks at the stored retention policy (:mod:`.retain` decides whether it is applied):
+        at most every ``retention_check_s`` seconds, and only when the store has a policy."""
+        from ..retention import POLICY_FILE
+
+        if not forced and time.monotonic() - self._last_retention_check < self.retention_check_s:
+            return False
+        self._last_retention_check = time.monotonic()
+        return (self.repo.root / POLICY_FILE).is_file()
 
     def _in_process(self, options: dict[str, Any]) -> dict[str, Any]:
         if not sys.executable:
