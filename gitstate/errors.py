@@ -287,12 +287,15 @@ class MergeConflict(GitStateError):
 
 class MigrationError(GitStateError):
     """A migration step raised. The branch and the files are as they were before the migration; the
-    pre-migration snapshot stays.
+    pre-migration snapshot stays (``forget`` never drops a snapshot; only deleting it removes it).
 
     Attributes:
         version: the step that failed.
+        snapshot: the name of the pre-migration snapshot that was kept, or None when none was taken (an empty
+            store, or a dry run); the message says which.
     """
 
-    def __init__(self, message: str, *, version: int | None = None) -> None:
+    def __init__(self, message: str, *, version: int | None = None, snapshot: str | None = None) -> None:
         self.version = version
+        self.snapshot = snapshot
         super().__init__(message)

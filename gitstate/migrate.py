@@ -451,12 +451,17 @@ def _compute(
         try:
             fn(view)
         except Exception as e:
-            kept = f"; snapshot {snapshot!r} kept" if snapshot else ""
+            kept = (
+                f"; the pre-migration snapshot {snapshot!r} was kept (restore it with 'gitstate restore {snapshot}')"
+                if snapshot
+                else "; no pre-migration snapshot was taken (nothing was committed yet, or a dry run)"
+            )
             raise MigrationError(
                 f"migration step {version} ({name}, v{prev} -> v{version}) failed: {type(e).__name__}: {e}. "
                 f"Nothing was changed: the store is still at schema version {current}{kept}. Fix the step and "
                 "run the migration again",
                 version=version,
+                snapshot=snapshot,
             ) from e
         try:
             files, changes = view.step_changes()

@@ -217,6 +217,9 @@ def test_a_failing_middle_step_lands_nothing(store: gitstate.Store, store_path: 
     assert err.version == 2
     assert "step 2" in str(err) and "explode" in str(err) and "priority table missing" in str(err)
     assert isinstance(err.__cause__, ValueError)
+    # It says that the pre-migration snapshot was kept, and where.
+    assert err.snapshot == "pre-migration-v0-to-v3"
+    assert "the pre-migration snapshot 'pre-migration-v0-to-v3' was kept" in str(err)
     # Nothing landed: branch, files, index, history as before; the snapshot stays.
     assert store.head == head
     assert commit_ids(store_path) == before_commits
