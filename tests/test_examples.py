@@ -41,6 +41,7 @@ def test_every_example_is_tested() -> None:
         "migrations_v2.py",
         "human_edit.py",
         "demo.py",
+        "checkpoint.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -55,6 +56,24 @@ def test_toggles(tmp_path: Path) -> None:
     assert status_porcelain(tmp_path / "s") == ""
     state = json.loads((tmp_path / "s" / "state.json").read_text())
     assert sorted(state["meetings"]) == [f"event.{i}" for i in range(120, 125)]
+
+
+def test_checkpoint_keeps_the_last_five_and_restores_the_latest_after_kill_9(tmp_path: Path) -> None:
+    out = run_example("checkpoint.py", str(tmp_path), "--runs", "8", "--crash-run", "6")
+    assert "kill -9" in out and "(killed by signal 9: no checkpoint)" in out
+    run7 = out.split("run 7\n")[1]
+    assert re.match(r"  start: latest checkpoint checkpoint-0005 \(restored as commit [0-9a-f]{8}\)", run7)
+    assert (
+        "checkpoints kept (5): checkpoint-0003, checkpoint-0004, checkpoint-0005, checkpoint-0007, checkpoint-0008"
+        in out
+    )
+    assert "the queues equal the latest checkpoint: True" in out
+    assert "the crashed run's half-done request is gone from the queues: True" in out
+    assert "...and still readable in history: True" in out
+    store = tmp_path / "service"
+    assert git(store, "tag").split() == [f"checkpoint-000{i}" for i in (3, 4, 5, 7, 8)]
+    assert status_porcelain(store) == ""
+    fsck(store)
 
 
 def test_memory_appenders(tmp_path: Path) -> None:
