@@ -235,8 +235,13 @@ def test_set_says_when_a_json_looking_value_did_not_parse(path: Path) -> None:
     assert result.exit_code == 0
     assert "looks like JSON" in result.stderr and "--json" in result.stderr
     assert json.loads((path / "state.json").read_text())["limits"] == "{'a': 1}"
-    quiet = invoke(["-C", str(path), "set", "state.json", "owner", "bob"])
-    assert "looks like JSON" not in quiet.stderr
+    # A value cut short (an unclosed brace or bracket) is told about too.
+    for cut in ('{"a": 1', "[1, 2", '"unclosed'):
+        result = invoke(["-C", str(path), "set", "state.json", "limits", cut])
+        assert result.exit_code == 0 and "looks like JSON" in result.stderr, cut
+    for plain in ("bob", "a [draft]", "x}"):
+        quiet = invoke(["-C", str(path), "set", "state.json", "owner", plain])
+        assert "looks like JSON" not in quiet.stderr, plain
 
 
 # ===================================================================== the distribution name

@@ -73,7 +73,7 @@ def get_cmd(ctx: Context, doc: str, key: tuple[str, ...] | None) -> None:
 def _looks_like_json(text: str) -> bool:
     """A value meant as JSON, by its look: an object, array or quoted string (``{...}``, ``[...]``, ``"..."``)."""
     t = text.strip()
-    return len(t) >= 2 and (t[0], t[-1]) in (("{", "}"), ("[", "]"), ('"', '"'))
+    return len(t) >= 2 and t[0] in '{["'  # an object, array or string, whole or cut short
 
 
 def value_from_cli(text: str, *, as_json: bool, as_string: bool) -> Any:
