@@ -457,3 +457,58 @@ def test_a_run_stopped_between_steps_is_finished_by_the_next(
         git(path, "reflog", "show", "--format=%H", "main").split()
         == git(clean, "reflog", "show", "--format=%H", "main").split()
     )
+
+
+def test_gitstate_sync_merges_key_by_key_across_the_cut(tmp_path: Path) -> None:
+    """After forget, the store and another machine both commit; gitstate's own sync merges them key by key (the
+    merge base lies in the window) and pushes the merge without force; the remote keeps the whole history."""
+    import gitstate
+
+    path, _ = _history(tmp_path)
+    total = len(commit_ids(path))
+    bare = tmp_path / "backup.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    with gitstate.open(path, durability="immediate") as store:
+        store.remote_add("origin", str(bare))
+        store.push("origin")
+        plan = store.forget(keep_within="7d", daily=7)
+        assert plan.applied and plan.dropped > 0
+    fsck(path)
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(bare), str(other))
+    with gitstate.open(other, durability="immediate") as theirs:
+        theirs.set("state.json", "mode", "from-elsewhere")
+        theirs.push("origin")
+    with gitstate.open(path, durability="immediate") as store:
+        store.set("state.json", "counter", "local")
+        store.sync("origin")
+        assert store.get("state.json", "mode") == "from-elsewhere"
+        assert store.get("state.json", "counter") == "local"
+        head = store.head
+    fsck(path)
+    assert git(bare, "rev-parse", "main").strip() == head
+    assert int(git(bare, "rev-list", "--count", "main").strip()) == total + 3  # theirs, ours, the merge
+    fsck(bare)
+    assert (path / ".git" / "shallow").exists()
+
+
+def test_gitstate_clone_of_a_thinned_store(tmp_path: Path) -> None:
+    import gitstate
+
+    path, newest = _history(tmp_path)
+    repo = _open(path)
+    retention.forget(repo, Policy(keep_within="7d", daily=7), now=newest)
+    gc.collect(repo, prune_grace_s=0)  # the dropped history is gone: the clone can only be shallow
+    repo.close()
+    with gitstate.clone(str(path), tmp_path / "copy", durability="manual") as copy:
+        assert copy.get("state.json") == json_of(path / "state.json")
+        assert len(copy.log(limit=5)) == 5
+    fsck(tmp_path / "copy")
+    assert git(tmp_path / "copy", "rev-parse", "HEAD") == git(path, "rev-parse", "HEAD")
+    assert git(tmp_path / "copy", "rev-parse", "--is-shallow-repository").strip() == "true"
+
+
+def json_of(p: Path) -> object:
+    import json
+
+    return json.loads(p.read_text())

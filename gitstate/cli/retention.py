@@ -45,7 +45,12 @@ def _keep_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--dry-run", "-n", is_flag=True, help="Print what would be kept and dropped; change nothing.")
 @click.option("--include-unpushed", is_flag=True, help="Drop old commits even when no remote has them.")
 @click.option("--save", is_flag=True, help="Store these rules with the store (.gitstate/retention.json).")
-@click.option("--prune", is_flag=True, help="Run gc afterwards, so the space is reclaimed now.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Run gc afterwards and prune what was dropped at once (like git gc --prune=now: run no plain git "
+    "command in the store meanwhile), so the space is reclaimed now.",
+)
 @json_option
 @pass_ctx
 def forget_cmd(
@@ -87,7 +92,7 @@ def forget_cmd(
         if save and policy is None:
             raise click.UsageError("--save needs rules to save (e.g. --keep-within 7d --keep-daily 30)")
         plan = d.forget(policy, dry_run=dry_run, include_unpushed=include_unpushed)
-        stats = d.gc() if prune and plan.applied and plan.changes_anything else None
+        stats = d.gc(prune_grace_s=0) if prune and plan.applied and plan.changes_anything else None
     saved = None
     if save and policy is not None and not dry_run:
         with open_store(ctx) as store:

@@ -1,6 +1,9 @@
 """Local remotes: a path or a ``file://`` URL, served in process by dulwich's LocalGitClient (no git binary).
 
-Besides dulwich's client: a push into the checked-out branch of a non-bare repository is refused, as git does.
+Besides dulwich's client: a push into the checked-out branch of a non-bare repository is refused, as git does,
+and a fetch from a shallow repository (a store thinned by ``gitstate forget``, or a shallow clone) stops at its
+shallow commits and reports them as the fetch's new shallow boundary, as git's upload-pack does (dulwich's local
+server walks their absent parents otherwise).
 """
 
 from __future__ import annotations
@@ -35,6 +38,31 @@ class LocalTransport(LocalGitClient):
             return new
 
         return super().send_pack(path, checked, generate_pack_data, *args, **kwargs)
+
+    def fetch_pack(
+        self, path: Any, determine_wants: Any, graph_walker: Any, pack_data: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """dulwich's fetch_pack; from a shallow repository, the walk stops at its shallow commits and they come
+        back as ``new_shallow`` for the fetching side's ``.git/shallow``."""
+        source_shallow = _shallow_of(Path(str(path)))
+        if source_shallow and getattr(graph_walker, "shallow", None) is not None:
+            graph_walker.shallow.update(source_shallow)
+        result = super().fetch_pack(path, determine_wants, graph_walker, pack_data, *args, **kwargs)
+        if source_shallow:
+            shallow: set[Any] = set(result.new_shallow or ())
+            shallow.update(source_shallow)
+            result.new_shallow = shallow
+        return result
+
+
+def _shallow_of(path: Path) -> set[bytes]:
+    """The commit ids in the shallow file of the repository at ``path`` (work tree or bare)."""
+    for candidate in (path / ".git" / "shallow", path / "shallow"):
+        try:
+            return {line for line in candidate.read_bytes().split() if len(line) == 40}
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return set()
 
 
 def _refuse_checked_out_branch(path: str, url: str, branch_ref: str) -> None:

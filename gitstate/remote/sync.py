@@ -21,6 +21,7 @@ from dulwich.refs import Ref, check_ref_format
 
 from ..ancestry import ahead_behind, is_ancestor
 from ..errors import GitStateError, PushRejected, RemoteError, RepositoryError
+from ..paths import atomic_write
 from ..repo import Repository
 from . import transport
 from .config import configured, endpoint, list_remotes
@@ -330,7 +331,7 @@ def fetch_into(
         return wants
 
     try:
-        _receive(
+        result = _receive(
             repo,
             ep,
             objects,
@@ -348,6 +349,7 @@ def fetch_into(
     finally:
         with contextlib.suppress(Exception):
             objects.close()
+    _record_shallow(repo, getattr(result, "new_shallow", None))
     refs: dict[bytes, bytes] = seen.get("refs") or {}
     _store_new_tags(repo, ep, refs, set(local_tags))
     remote_head = refs.get(branch_ref)
@@ -367,9 +369,10 @@ def _receive(
     prog: Progress,
     timeout: float,
     call: Callable[[Any, str, Callable[[bytes], int]], Any],
-) -> None:
+) -> Any:
     """Open the transport, run ``call(client, path, on_pack_data)`` (its fetch_pack) and add the pack received
-    to ``objects``; the pack is spooled in ``objects/pack`` under git's temporary name (gc removes stale ones)."""
+    to ``objects``; the pack is spooled in ``objects/pack`` under git's temporary name (gc removes stale ones).
+    Returns what ``call`` returned (dulwich's FetchPackResult)."""
     received = [0]
     buf = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed in the finally below
         max_size=32 * 1024 * 1024,
@@ -387,9 +390,10 @@ def _receive(
     client, path = transport.open_transport(ep, timeout_s=timeout)
     prog.text(f"Fetching from {ep.url}\n", force=True)
     failure: Exception | None = None
+    result: Any = None
     try:
         try:
-            call(client, path, on_pack_data)
+            result = call(client, path, on_pack_data)
         except GitStateError:
             raise
         except Exception as e:
@@ -412,6 +416,25 @@ def _receive(
         buf.close()
         with contextlib.suppress(Exception):
             client.close()
+    return result
+
+
+def _record_shallow(repo: Repository, new_shallow: Any) -> None:
+    """Add the shallow boundary a fetch reported (the remote's history is cut there: a thinned store, a shallow
+    clone) to ``.git/shallow``: only commits we now hold whose parents we lack, so walks stop there as git's do."""
+    if not new_shallow:
+        return
+    current = repo.shallow()
+    add = set()
+    for raw in new_shallow:
+        sha = raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
+        if sha in current or not repo.has_object(sha):
+            continue
+        if any(not repo.has_object(p) for p in repo.commit_info(sha).parents):
+            add.add(sha)
+    if add:
+        data = "".join(f"{s}\n" for s in sorted(current | add)).encode("ascii")
+        atomic_write(repo.git_dir, "shallow", data, file_mode=0o644)
 
 
 def _store_new_tags(repo: Repository, ep: Endpoint, refs: Mapping[bytes, bytes], local_tags: set[bytes]) -> None:
