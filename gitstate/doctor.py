@@ -128,6 +128,7 @@ def check(
     _check_quarantine(git_dir, out)
     _check_worktree(root, out)
     _check_history(git_dir, head, out)
+    _check_retention(root, out)
     if check_remotes:
         _check_remotes(root, git_dir, out, timeout_s=remote_timeout_s)
     return out
@@ -610,6 +611,41 @@ def _check_quarantine(git_dir: Path, out: list[Finding]) -> None:
         )
     if not items:
         out.append(Finding("ok", "quarantine", "no edits waiting for a human"))
+
+
+# ===================================================================== retention
+def _check_retention(root: Path, out: list[Finding]) -> None:
+    """The stored retention policy and the history's size against its budget (:mod:`gitstate.retention`)."""
+    from . import retention
+    from .repo import Repository
+
+    try:
+        policy = retention.load_policy(root)
+    except retention.RetentionError as e:
+        out.append(Finding("warning", "retention", str(e), f"fix or remove {retention.POLICY_FILE}"))
+        return
+    if policy is None:
+        return
+    try:
+        repo = Repository(root)
+    except Exception:  # reported by the repository check
+        return
+    try:
+        report = retention.budget_report(repo, policy)
+    finally:
+        repo.close()
+    if report.warning:
+        out.append(
+            Finding(
+                "warning",
+                "retention",
+                report.warning,
+                "thin history ('gitstate forget --prune'), tighten the rules, or raise budget_mb in "
+                f"{retention.POLICY_FILE}",
+            )
+        )
+    else:
+        out.append(Finding("ok", "retention", f"{report.line()}; policy: {policy.describe()}"))
 
 
 # ===================================================================== work tree

@@ -95,3 +95,24 @@ def test_unpushed_needs_the_flag(tmp_path: Path) -> None:
     r = invoke(["-C", str(path), "forget", "--keep-within", "7d", "--keep-daily", "3"])
     assert r.exit_code == 0, r.output
     assert git(bare, "rev-list", "--count", "main").strip() == str(24 * 20)
+
+
+def test_status_and_doctor_report_the_history_against_its_budget(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    r = invoke(["-C", str(path), "status"])
+    assert "history" not in r.output  # no policy, no line
+    tiny = retention.Policy(keep_within="7d", daily=3, budget_mb=0.001)
+    retention.save_policy(path, tiny)
+    r = invoke(["-C", str(path), "status"])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if x.startswith("history "))
+    assert " of 1.0 KB" in line and "retention: keep-within 7d, daily 3" in line
+    assert "over its budget of 1.0 KB: run 'gitstate forget'" in r.output
+    data = json.loads(invoke(["-C", str(path), "status", "--json"]).output)
+    assert data["retention"] == tiny.to_json() and data["history"]["budget"] == 1000
+    assert data["history"]["days_left"] == 0.0
+    doctor = invoke(["-C", str(path), "doctor"])
+    assert "retention" in doctor.output and "over its budget" in doctor.output
+    retention.save_policy(path, retention.Policy(keep_within="7d", daily=3, budget_mb=500))
+    doctor = invoke(["-C", str(path), "doctor"])
+    assert "ok       retention" in doctor.output and "of 500.0 MB" in doctor.output

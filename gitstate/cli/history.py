@@ -675,16 +675,22 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         branch = d.branch
         root = d.root
         git_busy = d.git_operation()
+        policy = d.retention_policy()
+        budget = d.budget() if policy is not None else None
+        # Read now: a commit's changed keys are loaded lazily, and the repository is closed after this block.
+        head_info = commit.to_dict() if commit and as_json else None
     if as_json:
         emit_json(
             {
                 "path": str(root),
                 "branch": branch,
-                "head": commit.to_dict() if commit else None,
+                "head": head_info,
                 "uncommitted": uncommitted,
                 "snapshots": snaps,
                 "remotes": remotes,
                 "git_operation": git_busy,
+                "retention": None if policy is None else policy.to_json(),
+                "history": None if budget is None else _budget_json(budget),
             }
         )
         return
@@ -735,4 +741,26 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
         lines.append(f"remote     {text}")
     if not remotes:
         lines.append("remote     none")
+    if policy is not None and budget is not None:
+        lines += _budget_lines(policy, budget, colour)
     output(lines)
+
+
+def _budget_json(budget: Any) -> dict[str, Any]:
+    """The history's size against its budget, for ``status --json``."""
+    return {
+        "size": budget.size,
+        "budget": budget.budget,
+        "growth_per_day": budget.growth_per_day,
+        "days_left": budget.days_left,
+        "warning": budget.warning,
+    }
+
+
+def _budget_lines(policy: Any, budget: Any, colour: bool) -> list[str]:
+    """``status`` lines for a store with a retention policy: size, budget, growth; the warning in red."""
+    size = budget.line().removeprefix("history ")
+    lines = [f"history    {size}; retention: {policy.describe()}"]
+    if budget.warning:
+        lines.append("           " + _paint(budget.warning, colour, fg="red"))
+    return lines
