@@ -96,6 +96,13 @@ _MAX_MESSAGE_CHARS: Final = 4096
 _NONE, _DEFINITE, _AMBIGUOUS = 0, 1, 2
 
 
+#: The first block read backwards from the end of the index (doubling up to the second).
+_FIRST_BLOCK: Final = 32 * 1024
+
+
+_MAX_BLOCK: Final = 8 * 1024 * 1024
+
+
 # ===================================================================== small helpers
 _TZ_CACHE: dict[int, _dt.timezone] = {}
 
@@ -280,39 +287,117 @@ def gc_paused() -> Iterator[None]:
 
 
 class _IndexFile:
-    """The in-memory image of one store's index file, refreshed incrementally (append-only)."""
+    """The in-memory image of one store's index file, read from its newest end and refreshed incrementally.
+
+    The file is append-only, so the newest commits are at its end: :meth:`find` reads blocks backwards from
+    there until it meets the commit asked for (``log -n 20`` of a long history reads ~20 lines, not the file),
+    and :meth:`refresh` reads what was appended since. ``low``..``offset`` is the loaded span of the file;
+    ``low == 0`` once all of it is in memory.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
         self.offset = 0
+        self.low = 0
+        self.block = _FIRST_BLOCK
         self.ino: int | None = None
         self.lock = threading.RLock()
+        self.reads = 0  # blocks read backwards (tests assert on laziness with it)
 
     def refresh(self) -> None:
+        """Take in the complete lines appended since the last look (a new or replaced file starts over)."""
         with self.lock, gc_paused():
             try:
                 st = os.stat(self.path)
             except FileNotFoundError:
                 if self.ino is not None:
-                    self.entries, self.offset, self.ino = {}, 0, None
+                    self.entries, self.offset, self.low, self.ino = {}, 0, 0, None
                 return
             if st.st_ino != self.ino or st.st_size < self.offset:
-                self.entries, self.offset, self.ino = {}, 0, st.st_ino
+                self.entries, self.ino, self.block = {}, st.st_ino, _FIRST_BLOCK
+                self.offset = self.low = self._last_line_end(st.st_size)
+                return
             if st.st_size == self.offset:
                 return
             items = self._read_new_lines(st.st_size)
-            if not items:
-                return
-            if not self.entries:  # a first load: one C-level dict build unless lines repeat a commit
+            if items:
+                self._merge(items)
+
+    def _last_line_end(self, size: int) -> int:
+        """The offset just past the file's last newline (0 when there is none): a torn last line is not read."""
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                pos = size
+                while pos > 0:
+                    start = max(0, pos - 4096)
+                    f.seek(start)
+                    chunk = f.read(pos - start)
+                    nl = chunk.rfind(b"\n")
+                    if nl >= 0:
+                        return start + nl + 1
+                    pos = start
+        except OSError as e:
+            logger.warning("cannot read the history index %s: %s", self.path, e)
+        return 0
+
+    def load_older(self) -> bool:
+        """Read one more block of lines before :attr:`low` (the next block is twice as big); False when the
+        whole file is already in memory."""
+        with self.lock, gc_paused():
+            while self.low > 0:
+                start = max(0, self.low - self.block)
                 try:
-                    fast = {it["c"]: it for it in items}
-                except (TypeError, KeyError):
-                    fast = {}
-                if len(fast) == len(items):
-                    self.entries = fast
-                    return
-            self._merge(items)
+                    with open(self.path, "rb", buffering=0) as f:
+                        f.seek(start)
+                        data = f.read(self.low - start)
+                except OSError as e:
+                    logger.warning("cannot read the history index %s: %s", self.path, e)
+                    self.low = 0
+                    return False
+                self.reads += 1
+                self.block = min(self.block * 2, _MAX_BLOCK)
+                cut = 0
+                if start > 0:
+                    nl = data.find(b"\n")
+                    if nl < 0:
+                        continue  # one line longer than the block: read a bigger one
+                    cut = nl + 1
+                self.low = start + cut
+                items = _parse_lines(bytes(data[cut:]), self.path)
+                self._merge_older(items)
+                return True
+            return False
+
+    def load_all(self) -> None:
+        """Read the rest of the file (questions about every commit it knows)."""
+        while self.load_older():
+            pass
+
+    def find(self, cid: str) -> dict[str, Any] | None:
+        """The entry of ``cid`` with its metadata, reading older blocks until it turns up; None if the file
+        has no such entry."""
+        e = self.entries.get(cid)
+        while (e is None or "t" not in e) and self.low > 0:
+            self.load_older()
+            e = self.entries.get(cid)
+        return e if e is not None and "t" in e else None
+
+    def _merge_older(self, items: list[Any]) -> None:
+        """Add lines read from before the loaded span: newer lines (already in memory) win over older ones."""
+        entries = self.entries
+        for it in reversed(items):
+            try:
+                cid = it["c"]
+                have = entries.get(cid)
+            except (TypeError, KeyError):
+                continue
+            if have is None:
+                if type(cid) is str:
+                    entries[cid] = it
+            else:
+                for k, v in it.items():
+                    have.setdefault(k, v)
 
     def _read_new_lines(self, size: int) -> list[Any]:
         """Parse the complete lines past :attr:`offset` (and move it past them); ``[]`` if there are none yet.
@@ -401,6 +486,23 @@ class _IndexFile:
                 logger.warning("cannot append to the history index %s: %s", self.path, e)
             finally:
                 os.close(fd)
+
+
+def _parse_lines(data: bytes, path: Path) -> list[Any]:
+    """The JSON lines of ``data`` (complete lines only), skipping those that do not parse."""
+    lines = [ln for ln in data.split(b"\n") if ln]
+    try:
+        items: list[Any] = orjson.loads(b"[" + b",".join(lines) + b"]")
+        return items
+    except orjson.JSONDecodeError:
+        pass
+    items = []
+    for ln in lines:
+        try:
+            items.append(orjson.loads(ln))
+        except orjson.JSONDecodeError:
+            logger.debug("skipping a damaged line of %s", path)
+    return items
 
 
 _INDEXES: dict[str, _IndexFile] = {}
@@ -522,9 +624,11 @@ class History:
 
     def entry(self, cid: str) -> dict[str, Any]:
         self._load()
+        with self.idx.lock:
+            found = self.idx.find(cid)
+        if found is not None:
+            return found
         e = self.idx.entries.get(cid)
-        if e is not None and "t" in e:
-            return e
         fresh = meta_entry(self.repo, self.repo.commit_info(cid))
         self.new.setdefault(cid, {}).update(fresh)
         if e is not None:  # a key supplement arrived before its metadata line
@@ -710,9 +814,14 @@ def indexed_commits(repo: Repository) -> tuple[list[str], list[str]]:
     store made on its branch (see :func:`record`), so the first one that still exists is the last head gitstate
     saw; ``others`` were indexed while walking (pulled, made by plain git, or a remote's). For ref recovery.
     """
-    idx = index_for(repo)
+    idx = _IndexFile(index_for(repo).path)  # read forwards: the entries in file order
     try:
-        idx.refresh()
+        st = os.stat(idx.path)
+        idx.ino = st.st_ino
+        items = idx._read_new_lines(st.st_size)
+        idx._merge(items)
+    except FileNotFoundError:
+        return [], []
     except (OSError, ValueError) as e:
         logger.warning("cannot read the history index %s: %s", idx.path, e)
         return [], []
