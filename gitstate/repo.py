@@ -153,6 +153,7 @@ class Repository(RepositoryIndex, RepositoryLock):
         self._blob_cache: OrderedDict[str, bytes] = OrderedDict()  # blob id -> content (see BLOB_CACHE_BYTES)
         self._blob_cache_bytes = 0
         self._commit_cache: OrderedDict[str, CommitInfo] = OrderedDict()
+        self._shallow_cache = None
         self.index = GitIndex(self.git_dir / "index")
         self._index_behind = False
         # Index updates not yet written (path -> (blob id, stat) or None for a removal): see sync_index().
@@ -303,12 +304,9 @@ class Repository(RepositoryIndex, RepositoryLock):
 
     def shallow(self) -> set[str]:
         """Commit ids listed in ``.git/shallow``: their parents are absent on purpose (a shallow clone, or
-        history cut by ``gitstate forget``); walks stop at them as git's do."""
-        try:
-            text = (self.git_dir / "shallow").read_text("ascii")
-        except (FileNotFoundError, NotADirectoryError):
-            return set()
-        return {line for line in text.split() if HEX40.fullmatch(line)}
+        history cut by ``gitstate forget``); walks stop at them as git's do (:meth:`commit_info` shows them
+        without parents)."""
+        return set(self._shallow_ids())
 
     def read_ref(self, ref: str) -> str | None:
         """Hex id a ref points at (loose or packed), or None when it does not exist.

@@ -129,6 +129,7 @@ class RepositoryObjects:
     _blob_cache: OrderedDict[str, bytes]
     _blob_cache_bytes: int
     _commit_cache: OrderedDict[str, CommitInfo]
+    _shallow_cache: tuple[tuple[int, int, int] | None, frozenset[str]] | None
 
     # ----------------------------------------------------------------- objects
     @property
@@ -509,8 +510,31 @@ class RepositoryObjects:
         c.message = message.encode("utf-8")
         return c
 
+    def _shallow_ids(self) -> frozenset[str]:
+        """``.git/shallow`` (re-read when the file changes; the commit cache is dropped then, since the parents
+        it shows change)."""
+        try:
+            st = os.stat(self.git_dir / "shallow")
+            stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except (FileNotFoundError, NotADirectoryError):
+            stamp = None
+        cached = self._shallow_cache
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        ids: frozenset[str] = frozenset()
+        if stamp is not None:
+            with contextlib.suppress(OSError):
+                text = (self.git_dir / "shallow").read_text("ascii")
+                ids = frozenset(line for line in text.split() if HEX40.fullmatch(line))
+        if cached is not None:
+            self._commit_cache.clear()
+        self._shallow_cache = (stamp, ids)
+        return ids
+
     def commit_info(self, sha: str) -> CommitInfo:
-        """Parsed commit by id (cached)."""
+        """Parsed commit by id (cached). A commit listed in ``.git/shallow`` (history cut there by ``gitstate
+        forget``, or a shallow clone) shows no parents, as git's grafts do: every walk stops there."""
+        shallow = self._shallow_ids()
         cached = self._commit_cache.get(sha)
         if cached is not None:
             return cached
@@ -522,7 +546,7 @@ class RepositoryObjects:
         info = CommitInfo(
             id=sha,
             tree=obj.tree.decode(),
-            parents=tuple(p.decode() for p in obj.parents),
+            parents=() if sha in shallow else tuple(p.decode() for p in obj.parents),
             author=obj.author.decode("utf-8", "replace"),
             time=obj.author_time,
             tz_offset_s=obj.author_timezone,

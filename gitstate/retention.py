@@ -627,10 +627,21 @@ def apply_plan(repo: Repository, plan: ForgetPlan, *, fsync: bool = True) -> For
     if tip != old_tip:
         repo.update_ref(KEPT_REF, tip, old_tip, fsync=fsync)
     _write_shallow(repo, plan.boundary, fsync=fsync)
+    _reset_history_index(repo)
     _prune_reflogs(repo, fsync=fsync)
     repo.invalidate_caches()
     lineage.reverse()
     return replace(plan, points=tuple(lineage), applied=True)
+
+
+def _reset_history_index(repo: Repository) -> None:
+    """Empty the history index (a cache: rebuilt on demand, now only over the window). Its lines name the
+    parents of the commits now at the cut; readers in other processes see a shorter file and read it again."""
+    from .history_index import INDEX_FILE
+
+    path = repo.meta_dir / INDEX_FILE
+    if path.exists():
+        _atomic_write(path, b"", fsync=False)
 
 
 def _tree_of_old_point(repo: Repository, original: str) -> str:

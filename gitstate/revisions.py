@@ -222,6 +222,13 @@ def _by_time(repo: Repository, hist: History, head: str | None, when: float, rev
     if head is None:
         raise RevisionNotFound(rev, "the store has no commits yet")
     moment = _dt.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")
+    if repo.shallow():  # history was thinned by forget: the kept point that covers that moment
+        from .retention import kept_points
+
+        for point in kept_points(repo):  # newest first
+            if point.commit_time <= when:
+                return point.id
+        raise BeforeHistory(rev, f"{moment} is before the oldest point kept by 'gitstate forget' on {repo.branch}")
     raise BeforeHistory(rev, f"{moment} is before the first commit of {repo.branch}")
 
 
