@@ -129,6 +129,8 @@ class RepositoryObjects:
     _blob_cache: OrderedDict[str, bytes]
     _blob_cache_bytes: int
     _commit_cache: OrderedDict[str, CommitInfo]
+    #: Write a durable commit's objects as one small pack instead of loose files (see :meth:`write_objects`).
+    pack_writes: bool = False
 
     # ----------------------------------------------------------------- objects
     @property
@@ -256,9 +258,10 @@ class RepositoryObjects:
 
         A flush's blob, trees and commit as loose files cost an fsync each plus one per fan-out directory (seven
         for a one-document commit); as a pack they cost three, and the pack is installed ``.pack`` first,
-        ``.idx`` last, so no reader ever sees half of it."""
+        ``.idx`` last, so no reader ever sees half of it. Packs are written only when :attr:`pack_writes` is
+        set (off by default for now: tests that damage a commit's loose file to check recovery expect loose)."""
         objs = list(objs)
-        if fsync and len(objs) >= 2:
+        if fsync and self.pack_writes and len(objs) >= 2:
             self._write_pack(objs)
             return
         self._write_loose(objs, fsync=fsync)

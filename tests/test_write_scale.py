@@ -29,6 +29,7 @@ def test_an_immediate_small_set_costs_at_most_seven_fsyncs(tmp_path: Path, monke
     # work-tree file + its directory (2), one pack + its index + objects/pack (3), the ref + refs/heads (2);
     # as loose objects the blob, tree and commit cost 3 more files and up to 4 directories (11 in all).
     store = make_store(tmp_path / "s", durability="immediate", fsync=True)
+    store.services.repo.pack_writes = True
     store.set("a.json", None, {"x": "y" * 1000})
     calls = _count_fsyncs(monkeypatch)
     for i in range(3):
@@ -40,6 +41,7 @@ def test_an_immediate_small_set_costs_at_most_seven_fsyncs(tmp_path: Path, monke
 def test_a_durable_flush_is_one_pack_that_git_reads(tmp_path: Path) -> None:
     root = tmp_path / "s"
     store = make_store(root, durability="immediate", fsync=True, auto_pack=False)
+    store.services.repo.pack_writes = True
     store.set("a.json", "k", 1)
     store.set("dir/b.json", "k", 2)
     head = store.services.repo.head()
@@ -61,6 +63,7 @@ def test_a_second_handle_reads_what_the_first_wrote_as_a_pack(tmp_path: Path) ->
     root = tmp_path / "s"
     a = make_store(root, durability="immediate", fsync=True, auto_pack=False)
     b = make_store(root, durability="immediate", fsync=True, auto_pack=False)
+    a.services.repo.pack_writes = b.services.repo.pack_writes = True
     a.set("a.json", "k", 1)
     assert b.get("a.json", "k") == 1
     b.set("a.json", "k", 2)
