@@ -120,7 +120,9 @@ def _cell_figure(heading: str, label: str, header: str, cell: str) -> Figure | N
             higher = True
         else:
             higher = None
-    name = f"{heading} | {label.strip()} | {header.strip()}"
+    # Parentheticals go: a row label such as "`git gc` on a copy (1.4 s)" carries a figure that varies by run.
+    row = re.sub(r"\s*\([^)]*\)", "", label).strip()
+    name = f"{heading} | {row} | {header.strip()}"
     return Figure(name, value, unit, kind, higher)
 
 
