@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from . import docdiff, messages, worktree
 from . import migrate as _migrate
@@ -26,6 +26,9 @@ from .keys import ABSENT
 from .repo import blob_id, git_operation_advice
 
 __all__ = ["Flusher", "oserror_text"]
+
+#: Documents bigger than this are always written canonically (nobody lays out megabytes by hand).
+_LAYOUT_MAX_BYTES: Final = 1 << 20
 
 logger = logging.getLogger("gitstate.store")
 
@@ -243,13 +246,13 @@ class Flusher(DocumentJournal):
             try:
                 view = self._load(doc)
                 codec = self._codecs.for_doc(doc)
-                data = None if view is ABSENT else codec.encode(view)
+                old_b = self._committed_bytes(doc)
+                old = docdiff.MISSING if old_b is None else safe_decode(codec, old_b, doc)
+                data = None if view is ABSENT else self._encode_keeping_layout(codec, view, old_b, old)
                 if data is not None and len(data) > self.max_doc_bytes:
                     raise too_big(doc, len(data), self.max_doc_bytes, "would be")
-                old_b = self._committed_bytes(doc)
                 if data == old_b:
                     continue
-                old = docdiff.MISSING if old_b is None else safe_decode(codec, old_b, doc)
                 changes = changes_of(codec, doc, old, docdiff.MISSING if view is ABSENT else view, copy=True)
             except Exception as e:  # an encoder fault or a value that slipped past normalize()
                 logger.debug("cannot encode %s", doc, exc_info=True)
@@ -258,6 +261,35 @@ class Flusher(DocumentJournal):
             files[doc] = data
             described[doc] = changes
         return files, described, failed
+
+    def _encode_keeping_layout(self, codec: Any, value: Any, old_b: bytes | None, old: Any) -> bytes:
+        """The bytes of ``value``: canonical when the committed version is canonical (the fast path: what the
+        store itself wrote), else through ``codec.encode_over`` so a human's comments, blank lines, quoting and
+        key order survive a program write (only the changed entries are re-rendered)."""
+        if old_b is None or old is docdiff.MISSING or not codec.structured or len(old_b) > _LAYOUT_MAX_BYTES:
+            canonical: bytes = codec.encode(value)  # nothing to keep, or too big to have been laid out by hand
+            return canonical
+        if self._layout_is_canonical(codec, old_b, old):
+            data: bytes = codec.encode(value)
+        else:
+            data = codec.encode_over(value, old_b)
+            self._remember_layout(blob_id(data), canonical=data == codec.encode(value))
+            return data
+        self._remember_layout(blob_id(data), canonical=True)
+        return data
+
+    def _layout_is_canonical(self, codec: Any, old_b: bytes, old: Any) -> bool:
+        known = self._canonical_blobs.get(blob_id(old_b))
+        if known is None:
+            known = codec.encode(old) == old_b
+            self._remember_layout(blob_id(old_b), canonical=known)
+        return known
+
+    def _remember_layout(self, blob: str, *, canonical: bool) -> None:
+        self._canonical_blobs[blob] = canonical
+        self._canonical_blobs.move_to_end(blob)
+        if len(self._canonical_blobs) > 4096:
+            self._canonical_blobs.popitem(last=False)
 
     def _commit(
         self,

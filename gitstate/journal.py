@@ -18,6 +18,7 @@ Lock order, to stay deadlock-free: ``_flush_lock`` → repository lock (threads,
 from __future__ import annotations
 
 import builtins
+import collections
 import contextlib
 import logging
 import os
@@ -279,6 +280,9 @@ class DocumentJournal:
         self._validated: builtins.set[str] = set()
         self._flush_owner: int | None = None  # thread running flush(), for the SIGTERM handler
         self._written: dict[str, str] = {}  # doc -> blob id written to disk by a flush not yet committed
+        # blob id -> whether those bytes are in the codec's canonical layout (the flush keeps a human's layout
+        # with Codec.encode_over when they are not); bounded, see Flusher._layout_of.
+        self._canonical_blobs: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self._closed = False
         self._stop = threading.Event()
         self._tx_depth = 0
