@@ -438,27 +438,45 @@ def log_entries(
     out: list[dict[str, Any]] = []
     probe = KeyProbe(keyt) if keyt else None
     head, hidden = _log_span(repo, head, rev)
+    # After a forget, the branch's history ends at the cut: the kept points follow, oldest last.
+    starts = [head, *(_kept_tip(repo) if rev is None and head is not None else [])]
     with History(repo) as hist, gc_paused():
         excluded = {e["c"] for e in hist.walk(hidden)} if hidden else set()
-        for e in hist.walk(head):
-            if excluded and e["c"] in excluded:
-                continue
-            if doc is not None:
-                docs = e.get("d") or ()
-                if doc.endswith("/"):
-                    if not any(d.startswith(doc) for d in docs):
-                        continue
-                elif doc not in docs:
+        for start in starts:
+            for e in hist.walk(start):
+                if (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe):
                     continue
-            if probe is not None and not (probe.may_match(e) and hist.key_changed(e, doc, keyt)):
-                continue
-            out.append(e)
+                out.append(e)
+                if limit is not None and len(out) >= limit:
+                    break
             if limit is not None and len(out) >= limit:
                 break
     if not out and head is not None and rev is None and (doc is not None or keyt):
         what = "no commit changed this key" if keyt else "no commit touched this document"
         raise KeyNotFound(doc or "*", keyt, f"{what} in the history of {repo.branch}")
     return out
+
+
+def _kept_tip(repo: Repository) -> list[str]:
+    """The newest point ``gitstate forget`` kept, when the branch's history was cut (else nothing)."""
+    if not repo.shallow():
+        return []
+    from .retention import KEPT_REF
+
+    tip = repo.read_ref(KEPT_REF)
+    return [tip] if tip else []
+
+
+def _entry_matches(hist: History, e: dict[str, Any], doc: str | None, keyt: Key, probe: KeyProbe | None) -> bool:
+    """Whether a log entry passes the ``doc`` and ``key`` filters of :func:`log_entries`."""
+    if doc is not None:
+        docs = e.get("d") or ()
+        if doc.endswith("/"):
+            if not any(d.startswith(doc) for d in docs):
+                return False
+        elif doc not in docs:
+            return False
+    return probe is None or (probe.may_match(e) and hist.key_changed(e, doc, keyt))
 
 
 def _log_span(repo: Repository, head: str | None, rev: str | None) -> tuple[str | None, str | None]:

@@ -222,12 +222,15 @@ class Ingester(Flusher):
         all_changes: list[docdiff.Change] = []
         per_doc: dict[str, tuple[list[docdiff.Change], list[merging.Conflict]]] = {}
         extra: list[str] = []
+        layout_only: list[str] = []
         with self._lock:
             for doc, (_, _, base, theirs) in valid.items():
                 changes = changes_of(self._codecs.for_doc(doc), doc, base, theirs)
                 lost = self._rebase_pending_on(doc, base, theirs)
                 per_doc[doc] = (changes, lost)
                 all_changes += changes
+                if not changes:  # the bytes changed, the values did not: comments, blank lines, layout
+                    layout_only.append(doc)
                 extra += [
                     f"overrode pending library value of {doc}: {docdiff.format_key(c.key)} = "
                     f"{docdiff.format_value(c.ours)}"
@@ -235,7 +238,13 @@ class Ingester(Flusher):
                 ]
         if reason:
             extra.append(f"({reason})")
-        msg = messages.change_message(None, all_changes, "human", extra_lines=extra)
+        subject = None
+        if layout_only:
+            if all_changes:
+                extra = [messages.formatting_line(doc) for doc in layout_only] + extra
+            else:
+                subject = messages.formatting_line(", ".join(layout_only))
+        msg = messages.change_message(subject, all_changes, "human", extra_lines=extra)
         commit = self._commit(
             {doc: v[0] for doc, v in valid.items()},
             msg,
@@ -422,7 +431,9 @@ class Ingester(Flusher):
             if recovered:
                 described = self._describe_between(self._head_tree, recovered)
                 what = "adopted existing files" if head is None else "recovered changes found on disk at open"
-                msg = messages.change_message(what, described, "human")
+                changed_docs = {c.doc for c in described}
+                layout = [messages.formatting_line(d) for d in sorted(recovered) if d not in changed_docs]
+                msg = messages.change_message(what, described, "human", extra_lines=layout if head else None)
                 head = self._commit(
                     recovered,
                     msg,

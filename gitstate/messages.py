@@ -45,6 +45,7 @@ from .docdiff import Change, format_key, format_value
 __all__ = [
     "ACTORS",
     "ACTOR_TRAILER",
+    "FORMATTING_ONLY",
     "HUMAN",
     "KEPT_FROM_TRAILER",
     "KEPT_REPLACES_TRAILER",
@@ -62,6 +63,7 @@ __all__ = [
     "actor",
     "build",
     "change_message",
+    "formatting_line",
     "has_actor",
     "parse",
     "subject",
@@ -200,6 +202,20 @@ def build(subject: str, body: Iterable[str] = (), trailers: Iterable[tuple[str, 
         parts.append("\n".join(lines))
     parts.append("\n".join(f"{name}: {trailer_value(value)}" for name, value in trailers))
     return "\n\n".join(parts) + "\n"
+
+
+#: What a change that touched only comments and layout is called (commit subjects, ``show`` and ``diff``).
+FORMATTING_ONLY: Final = "comments and formatting"
+
+
+def formatting_line(doc: str) -> str:
+    """The line of a change that touched only comments and layout (no value changed).
+
+    Example:
+        >>> formatting_line("settings.yaml")
+        'settings.yaml: comments and formatting'
+    """
+    return f"{doc}: {FORMATTING_ONLY}"
 
 
 def change_message(

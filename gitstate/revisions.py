@@ -228,7 +228,11 @@ def _by_time(repo: Repository, hist: History, head: str | None, when: float, rev
         for point in kept_points(repo):  # newest first
             if point.commit_time <= when:
                 return point.id
-        raise BeforeHistory(rev, f"{moment} is before the oldest point kept by 'gitstate forget' on {repo.branch}")
+        raise BeforeHistory(
+            rev,
+            f"{moment} is before the oldest point kept by 'gitstate forget' on {repo.branch}; a remote that holds "
+            "the full history can bring it back: git fetch --unshallow <remote>",
+        )
     raise BeforeHistory(rev, f"{moment} is before the first commit of {repo.branch}")
 
 

@@ -11,7 +11,7 @@ from fastimport import build_history
 from helpers import commit_ids, fsck, git
 
 import gitstate
-from gitstate import retention
+from gitstate import messages, retention
 from gitstate.history import BeforeHistory
 
 HOUR = 3600
@@ -33,13 +33,18 @@ def thinned(tmp_path: Path) -> Path:
     return path
 
 
-def test_log_shows_the_window_and_stops_at_the_cut(thinned: Path) -> None:
-    window = len(commit_ids(thinned))
+def test_log_shows_the_window_then_the_kept_points(thinned: Path) -> None:
+    window = commit_ids(thinned)
     with gitstate.open(thinned, durability="manual") as store:
+        kept = [p.id for p in retention.kept_points(store.services.repo)]
         log = store.log()
-        assert len(log) == window
-        assert [c.id for c in log] == commit_ids(thinned)
+        assert [c.id for c in log] == window + kept  # recent commits, then the kept points, oldest last
+        assert all(c.subject.startswith("kept point ") for c in log[len(window) :])
+        assert all(c.trailer(messages.KEPT_FROM_TRAILER) for c in log[len(window) :])
         assert store.log("state.json", "counter", limit=3)[0].id == log[0].id
+        by_key = store.log("state.json", "counter")
+        assert [c.id for c in by_key][-len(kept) :] == kept  # log --key reads across the cut too
+        assert len(store.log(limit=len(window) + 2)) == len(window) + 2
 
 
 def test_a_moment_before_the_cut_reads_the_kept_point(thinned: Path) -> None:
@@ -51,7 +56,7 @@ def test_a_moment_before_the_cut_reads_the_kept_point(thinned: Path) -> None:
         assert store.at("20 days ago").get("state.json") == store.at(point.id).get("state.json")
         changes = store.diff("20 days ago", "HEAD", "state.json")
         assert any(c.key == ("counter",) for c in changes)
-        with pytest.raises(BeforeHistory, match="before the oldest point kept by 'gitstate forget'"):
+        with pytest.raises(BeforeHistory, match=r"before the oldest point kept by 'gitstate forget'.*--unshallow"):
             store.resolve("60 days ago")
         before = store.head
         restored = store.restore("20 days ago", ["state.json"])
@@ -65,7 +70,8 @@ def test_the_cli_reads_across_the_cut(thinned: Path) -> None:
 
     r = invoke(["-C", str(thinned), "log", "--oneline"])
     assert r.exit_code == 0, r.output
-    assert len(r.output.splitlines()) == len(commit_ids(thinned))
+    lines = r.output.splitlines()
+    assert len(lines) > len(commit_ids(thinned)) and "kept point" in lines[-1]
     r = invoke(["-C", str(thinned), "show", "20 days ago", "state.json"])
     assert r.exit_code == 0 and '"counter"' in r.output
     r = invoke(["-C", str(thinned), "diff", "20 days ago", "10 days ago", "--", "state.json"])

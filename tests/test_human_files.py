@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from helpers import git, make_store
+from helpers import git, make_store, wait_until
 
 import gitstate
 
@@ -73,3 +73,25 @@ def test_json_keeps_the_humans_indentation_and_key_order(tmp_path: Path) -> None
     with gitstate.open(root, durability="immediate") as s:
         s.set("state.json", "zeta", 2)
     assert (root / "state.json").read_text() == hand.replace('"zeta": 1', '"zeta": 2')
+
+
+def test_a_comment_only_edit_is_committed_and_shown_as_such(tmp_path: Path) -> None:
+    from helpers import invoke
+
+    root = tmp_path / "s"
+    with make_store(root, durability="immediate") as s:
+        s.set("settings.yaml", "a", 1)
+    with gitstate.open(root, durability="immediate", watch=True) as s:
+        seen = []
+        s.on("committed", seen.append)
+        _save_like_vim(root / "settings.yaml", "# the answer, for now\na: 1   # keep it small\n")
+        wait_until(lambda: seen, timeout_s=20, message="the watcher's commit")
+        head = s.log(limit=1)[0]
+        assert head.subject == "settings.yaml: comments and formatting" and head.actor == "human"
+    # Found on open instead (no watcher ran): the recovery commit says the same in its body.
+    (root / "settings.yaml").write_text("# the answer\na: 1\n")
+    with gitstate.open(root, durability="immediate") as s:
+        assert "settings.yaml: comments and formatting" in s.log(limit=1)[0].message
+    shown = invoke(["-C", str(root), "show", "HEAD"])
+    assert shown.exit_code == 0 and "settings.yaml: comments and formatting" in shown.output
+    assert "(no changes)" not in shown.output

@@ -130,7 +130,7 @@ def test_timeline_diff_chart_live_and_restore(browser: Any, served: UIServer, tm
     page.screenshot(path=str(DOCS / "ui-restore.png"), full_page=True)
     page.locator("#confirm-yes").click()
     expect(rows).to_have_count(11)
-    expect(rows.first.locator(".actor")).to_have_text("restore")
+    expect(rows.first.locator(".actor")).to_have_text("human")  # a person clicked it (SPEC: ui actions are human)
 
     log = git(tmp_path / "s", "log", "--format=%s").splitlines()
     assert len(log) == 11 and log[0].startswith("restore state.json to ")

@@ -399,8 +399,15 @@ def show_cmd(ctx: Context, rev: str, doc: str | None, key: tuple[str | int, ...]
     lines.append("")
     lines += ["    " + ln for ln in commit.message.rstrip("\n").splitlines()]
     lines.append("")
-    lines += _change_lines(changes, colour=colour) or ["(no changes)"]
+    lines += _change_lines(changes, colour=colour) or _no_value_changed(commit.docs)
     output(lines)
+
+
+def _no_value_changed(docs: Any) -> list[str]:
+    """What ``show`` says of a commit that changed no value: its files changed only in comments and layout."""
+    from ..messages import formatting_line
+
+    return [formatting_line(doc) for doc in docs] if docs else ["(no changes)"]
 
 
 # ===================================================================== diff

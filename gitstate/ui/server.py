@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import GitStateError, RevisionNotFound
+from ..messages import HUMAN
 
 __all__ = ["UIServer", "make_server"]
 
@@ -262,20 +263,21 @@ def _preview(store: Any, p: dict[str, Any], target: str) -> Any:
 
 
 def api_restore(store: Any, p: dict[str, Any]) -> Any:
-    """Restore one document (``doc``) or all to ``rev``; with ``dry_run`` only the diff it would make."""
+    """Restore one document (``doc``) or all to ``rev``, as a commit by actor ``human`` (a person clicked it);
+    with ``dry_run`` only the diff it would make."""
     rev = str(p["rev"])
     if p.get("dry_run"):
         return _preview(store, p, rev)
     docs = [p["doc"]] if p.get("doc") else None
-    commit = store.restore(rev, docs=docs)
+    commit = store.restore(rev, docs=docs, actor=HUMAN)
     return {"commit": str(commit), "created": commit.created}
 
 
 def api_undo(store: Any, p: dict[str, Any]) -> Any:
-    """Undo the last commit; with ``dry_run`` only the diff it would make."""
+    """Undo the last commit, as a commit by actor ``human``; with ``dry_run`` only the diff it would make."""
     if p.get("dry_run"):
         return _preview(store, p, "HEAD~1") if len(store.log(limit=2)) > 1 else {"changes": []}
-    commit = store.undo()
+    commit = store.undo(actor=HUMAN)
     return {"commit": str(commit), "created": commit.created}
 
 
