@@ -95,3 +95,19 @@ def test_a_comment_only_edit_is_committed_and_shown_as_such(tmp_path: Path) -> N
     shown = invoke(["-C", str(root), "show", "HEAD"])
     assert shown.exit_code == 0 and "settings.yaml: comments and formatting" in shown.output
     assert "(no changes)" not in shown.output
+
+
+def test_diff_names_a_file_changed_only_in_comments(tmp_path: Path) -> None:
+    from helpers import invoke
+
+    root = tmp_path / "s"
+    with make_store(root, durability="immediate") as s:
+        s.set("a.yaml", "x", 1)
+        s.set("b.json", "y", 1)
+    _save_like_vim(root / "a.yaml", "# why x is 1\nx: 1\n")
+    with gitstate.open(root, durability="immediate") as s:
+        s.set("b.json", "y", 2)
+    r = invoke(["-C", str(root), "diff", "HEAD~2", "HEAD"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[-1] == "a.yaml: comments and formatting"
+    assert "b.json" in r.output and "y: 1 -> 2" in r.output

@@ -453,7 +453,11 @@ def diff_cmd(
         targets: list[str | None] = [*docs, *([doc] if doc else [])] or [None]
         if not text:
             changes = [c for t in targets for c in d.diff(rev_a, rev_b, doc=t)]
-            _print_changes(changes, stat=stat, name_only=name_only, as_json=as_json)
+            if as_json or stat or name_only:
+                _print_changes(changes, stat=stat, name_only=name_only, as_json=as_json)
+            else:  # one output (one pager): the key changes, then files changed in layout only
+                layout = _layout_only_lines(d, rev_a, rev_b, targets, {c.doc for c in changes})
+                output(_change_lines(changes, colour=colour_enabled()) + layout)
             return
         texts: dict[str, str] = {}
         for t in targets:
@@ -471,6 +475,14 @@ def diff_cmd(
         for ln in body.splitlines():
             lines.append(_paint(ln, colour, bold=True) if ln.startswith(("---", "+++")) else _diff_line(ln, colour))
     output(lines)
+
+
+def _layout_only_lines(d: Any, a: str, b: str, targets: list[str | None], changed: set[str]) -> list[str]:
+    """Files that differ between ``a`` and ``b`` in comments and layout only (no value changed)."""
+    from ..messages import formatting_line
+
+    files = {path for t in targets for path in d.text_diff(a, b, doc=t)}
+    return [formatting_line(path) for path in sorted(files - changed)]
 
 
 def _print_changes(changes: list[Change], *, stat: bool, name_only: bool, as_json: bool) -> None:
