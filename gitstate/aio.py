@@ -506,6 +506,18 @@ class AsyncStore:
         """Flush figures and repository size (see :meth:`Store.stats <gitstate.store.Store.stats>`)."""
         return await _in_thread(self.store.stats)
 
+    async def quarantined(self) -> list[Any]:
+        """Hand edits waiting in quarantine (see :meth:`Store.quarantined <gitstate.store.Store.quarantined>`)."""
+        return await _in_thread(self.store.quarantined)
+
+    async def quarantine_text(self, doc: str) -> bytes:
+        """The bytes of ``doc``'s quarantined save (KeyError when it is not in quarantine)."""
+        return await _in_thread(self.store.quarantine_text, doc)
+
+    async def quarantine_drop(self, doc: str) -> bool:
+        """Put the committed version of ``doc`` back on disk and clear its quarantine (False: not quarantined)."""
+        return await _in_thread(self.store.quarantine_drop, doc)
+
 
 class _Opening:
     """What :func:`aopen` returns: await it for an :class:`AsyncStore`, or use it with ``async with``."""

@@ -589,27 +589,22 @@ def _check_locks(root: Path, git_dir: Path, out: list[Finding]) -> None:
 
 # ===================================================================== quarantine
 def _check_quarantine(git_dir: Path, out: list[Finding]) -> None:
-    qdir = git_dir / "gitstate" / "quarantine"
-    items = []
-    with contextlib.suppress(OSError):
-        items = sorted(p for p in qdir.iterdir() if p.is_file() and not p.name.endswith(".reason") and "--" in p.name)
-    for p in items:
-        parts = p.name.split("--")
-        doc = parts[1].replace("%2F", "/") if len(parts) >= 3 else p.name
-        reason = ""
-        with contextlib.suppress(OSError):
-            reason = p.with_name(p.name + ".reason").read_text().strip()
+    from .quarantine import Quarantine
+
+    waiting = Quarantine(git_dir / "gitstate").list()
+    for q in waiting:
+        since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(q.since))
         out.append(
             Finding(
                 "warning",
                 "quarantine",
-                f"{doc}: an edit that does not parse was kept aside in {p}"
-                + (f" ({reason})" if reason else "")
-                + "; the store serves the last committed version",
-                f"fix {doc} by hand (the kept copy shows what was typed), then delete {p} and its .reason file",
+                f"{q.where}: {q.error} (saved by hand, waiting in quarantine since {since}); the file is left "
+                "as saved, programs' writes are committed beside it and the last good version is served",
+                f"fix {q.doc} by hand (the next save that parses is merged and clears it); 'gitstate quarantine show "
+                f"{q.doc}' prints it, 'gitstate quarantine drop {q.doc}' puts the last good version back",
             )
         )
-    if not items:
+    if not waiting:
         out.append(Finding("ok", "quarantine", "no edits waiting for a human"))
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "Loaded",
     "PushError",
     "Pushed",
+    "QuarantineCleared",
     "SaveErrorEvent",
 ]
 
@@ -130,6 +131,26 @@ class InvalidEdit(Event):
 
 
 @dataclass(frozen=True)
+class QuarantineCleared(Event):
+    """A quarantined document is no longer waiting: the human saved a version that parses (merged key by key with
+    what programs committed meanwhile, in ``commit``), saved the committed version back, deleted the file, or the
+    edit was dropped (``dropped``: the committed version was put back on disk).
+
+    Attributes:
+        doc: the document.
+        commit: the commit of the fixed save (None when nothing had to be committed).
+        merged: keys programs had committed while the document waited, kept in the fixed version.
+        dropped: the edit was given up (``quarantine drop``).
+    """
+
+    name: ClassVar[str] = "quarantine_cleared"
+    doc: str
+    commit: str | None = None
+    merged: list[Any] = field(default_factory=list)
+    dropped: bool = False
+
+
+@dataclass(frozen=True)
 class Pushed(Event):
     """Commits reached a remote."""
 
@@ -158,6 +179,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SaveErrorEvent,
         ExternalChange,
         InvalidEdit,
+        QuarantineCleared,
         Pushed,
         PushError,
         GitOperationInProgress,

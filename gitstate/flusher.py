@@ -9,12 +9,14 @@ debounce rule is :meth:`Flusher._due_in`.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import logging
 import os
 import threading
 import time
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
 from . import docdiff, messages, worktree
@@ -218,8 +220,10 @@ class Flusher(DocumentJournal):
             if files:
                 changes = [c for doc in files for c in described[doc]]
                 msg = messages.change_message(message, changes, self.actor, metadata)
+                # A quarantined document's file is the human's broken save: committed, never written over.
+                keep = self._quarantined_docs() & files.keys()
                 commit = self._commit(
-                    files, msg, author=self.author, actor=self.actor, changes=changes, parent=self._head
+                    files, msg, author=self.author, actor=self.actor, changes=changes, parent=self._head, keep=keep
                 )
             with self._lock:
                 if commit is not None:
@@ -302,16 +306,21 @@ class Flusher(DocumentJournal):
         parent: str | None,
         extra_parents: tuple[str, ...] = (),
         stats: Mapping[str, os.stat_result | None] | None = None,
+        keep: AbstractSet[str] = frozenset(),
     ) -> str:
         """Write work-tree files, then the commit, move the branch, sync the index and record the change keys.
         Call with the repository lock held and ``parent`` equal to the branch head.
 
         With ``stats`` the files are NOT written: their content is already on disk (a human's edit, recovered
-        state) and the given stats go into the index (None: unknown, Git re-reads the file)."""
+        state) and the given stats go into the index (None: unknown, Git re-reads the file). The files of
+        ``keep`` (quarantined documents) are committed but not written: the index records no stat for them, so
+        git sees that the file on disk differs from the commit."""
         ids = {doc: blob_id(data) for doc, data in files.items() if data is not None}
         if stats is None:
-            self._written.update(ids)
-            worktree.apply(self.path, files, fsync=self._fsync)
+            written = {doc: data for doc, data in files.items() if doc not in keep}
+            self._written.update((doc, ids[doc]) for doc in written if doc in ids)
+            worktree.apply(self.path, written, fsync=self._fsync)
+            stats = dict.fromkeys(keep) if keep else None
         commit = self._repo.commit_files(
             parent, dict(files), message, author=author, extra_parents=extra_parents, fsync=self._fsync
         )
@@ -327,6 +336,11 @@ class Flusher(DocumentJournal):
         for doc in files:
             self._written.pop(doc, None)
         return commit
+
+    def _quarantined_docs(self) -> builtins.set[str]:
+        """The documents waiting in quarantine (one directory listing; the ingester owns the quarantine)."""
+        box: Any = getattr(self, "_box", None)
+        return box.docs() if box is not None else set()
 
     def _record(self, commit: str, actor: str, changes: list[docdiff.Change]) -> None:
         try:

@@ -10,12 +10,13 @@ not: the library's own flushes (``flusher.py``), the journal (``journal.py``), w
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
+import functools
 import getpass
 import logging
 import os
 import socket
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,10 +24,11 @@ from . import docdiff, merging, messages, worktree
 from . import migrate as _migrate
 from . import recovery as _recovery
 from .errors import DecodeError, EncodeError, GitBusy, GitStateError, InvalidPath, RepositoryError
-from .events import Committed, Event, ExternalChange, InvalidEdit, Loaded
+from .events import Committed, Event, ExternalChange, InvalidEdit, Loaded, QuarantineCleared
 from .flusher import Flusher
 from .journal import SCHEMA_DOC, changes_of, safe_decode, too_big
 from .paths import check_no_symlinks, validate_doc_path
+from .quarantine import Quarantine, Quarantined
 from .repo import EMPTY_TREE, blob_id
 from .services import NO_EXPECTED_HEAD
 
@@ -102,48 +104,72 @@ class Ingester(Flusher):
             logger.warning("cannot read %s: %s", full, e)
             return None, None
 
-    def _quarantine(self, doc: str, data: bytes, error: DecodeError, *, log_level: int = logging.WARNING) -> str:
-        """Keep content that does not parse in ``.git/gitstate/quarantine/`` (deduplicated); return its path."""
-        qdir = self._repo.meta_dir / "quarantine"
-        qdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        safe = doc.replace("/", "%2F")
-        digest = blob_id(data)[:12]
-        for existing in qdir.glob(f"*--{safe}--{digest}"):
-            return str(existing)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = qdir / f"{stamp}--{safe}--{digest}"
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        (qdir / f"{target.name}.reason").write_text(f"{error}\n")
+    @functools.cached_property
+    def _box(self) -> Quarantine:
+        """This store's quarantine (``.git/gitstate/quarantine/``)."""
+        return Quarantine(self._repo.meta_dir, fsync=self._fsync)
+
+    def _keep_aside(
+        self, doc: str, data: bytes, error: DecodeError, waiting: builtins.set[str], *, log_level: int = logging.INFO
+    ) -> InvalidEdit | None:
+        """Quarantine a save of ``doc`` that does not pass the gate, made against the committed version; None when
+        that very save is already waiting (it is reported once, not on every flush)."""
+        if doc in waiting:
+            with contextlib.suppress(KeyError, OSError):
+                if self._box.text(doc) == data:
+                    return None
+        committed = self._committed_bytes(doc)
+        entry = self._box.put(doc, data, error, None if committed is None else blob_id(committed))
+        waiting.add(doc)
         logger.log(
             log_level,
-            "%s does not parse (%s); kept its content in %s and serve the last committed version",
+            "%s does not parse (%s); kept as saved (copy in %s), programs' writes are committed without touching "
+            "the file, and the last good version is served: fix the file, or see 'gitstate quarantine'",
             doc,
             error,
-            target,
+            entry.saved,
         )
-        return str(target)
+        return InvalidEdit(
+            doc=doc, error=error.problem, line=error.line, column=error.column, quarantined_to=str(entry.saved)
+        )
 
-    def quarantined(self) -> list[dict[str, str]]:
-        """Edits that did not parse and were kept aside: ``[{doc, path, error}]``, oldest first."""
-        qdir = self._repo.meta_dir / "quarantine"
-        out = []
-        for p in sorted(qdir.glob("*--*--*")):
-            if p.name.endswith(".reason"):
-                continue
-            parts = p.name.split("--")
-            reason = p.with_name(p.name + ".reason")
-            out.append(
-                {
-                    "doc": parts[1].replace("%2F", "/"),
-                    "path": str(p),
-                    "error": reason.read_text().strip() if reason.exists() else "",
-                }
-            )
-        return out
+    def quarantined(self) -> list[Quarantined]:
+        """Hand edits waiting in quarantine (they did not parse or failed the gate), oldest first.
+
+        While a document waits, program writes to it are committed against the last good version and the file
+        on disk is left as the human saved it; reads serve the program's view. A save that parses clears it
+        (merged key by key with what was committed meanwhile), so does :meth:`quarantine_drop`.
+        """
+        return self._box.list()
+
+    def quarantine_text(self, doc: str) -> bytes:
+        """The bytes of ``doc``'s quarantined save (what the human saved).
+
+        Raises:
+            KeyError: ``doc`` is not in quarantine.
+        """
+        return self._box.text(doc)
+
+    def quarantine_drop(self, doc: str) -> bool:
+        """Give up ``doc``'s quarantined edit: put the committed version (the last good one, with what programs
+        wrote since) back on disk and clear the entry. False when ``doc`` was not in quarantine. Emits
+        ``quarantine_cleared`` with ``dropped=True``."""
+        self._check_open()
+        if self._box.get(doc) is None:
+            return False
+        self._raise_if_git_busy()
+        with self._flush_lock, self._repo.lock():
+            head = self._repo.head()
+            with self._lock:
+                if head != self._head:
+                    self._emit(self._advance_to(head, source="process"))
+            data = self._committed_bytes(doc)
+            worktree.apply(self.path, {doc: data}, fsync=self._fsync, what=f"to put {doc} back")
+            if self._head_tree is not None:
+                self._repo.sync_index(self._head_tree, {doc: None if data is None else blob_id(data)})
+            self._box.clear(doc)
+        self._emit(QuarantineCleared(doc=doc, commit=None, dropped=True))
+        return True
 
     def ingest(self, docs: list[str] | builtins.set[str]) -> list[Event]:
         """Commit edits made to files on disk (used by the watcher), as ONE commit by the OS user with actor
@@ -175,7 +201,9 @@ class Ingester(Flusher):
                     logger.warning("ignoring %s: %s", doc, e.reason)
                     continue
                 valid.append(doc)
-            events += self._ingest_locked(self._unsaved_edits(valid), reason=None)
+            reads = self._unsaved_edits(valid)
+            events += self._ingest_locked(reads, reason=None)
+            events += self._clear_saved_back([doc for doc in valid if doc not in reads])
             for doc in valid:
                 if doc in self._oversized:
                     err = too_big(doc, self._oversized[doc], self.max_doc_bytes)
@@ -192,12 +220,19 @@ class Ingester(Flusher):
         self, reads: Mapping[str, tuple[bytes | None, os.stat_result | None]], *, reason: str | None
     ) -> list[Event]:
         """Commit the on-disk content of documents (``reads``, from :meth:`_unsaved_edits`) as one human edit.
-        Repository lock and ``_flush_lock`` held."""
+        A save that does not pass the gate is quarantined instead; a save that clears a quarantine is merged with
+        what was committed while it waited (:meth:`_merge_fixed_save`). Repository lock and ``_flush_lock``
+        held."""
         events: list[Event] = []
+        waiting = self._box.docs() if reads else set()
         valid: dict[str, tuple[bytes | None, os.stat_result | None, Any, Any]] = {}
+        cleared: dict[str, list[docdiff.Change]] = {}  # quarantined documents this edit clears -> merged keys
+        rewrite: dict[str, bytes] = {}  # fixed saves merged with programs' writes: written back to disk
         for doc, (data, st) in reads.items():
             committed = self._committed_bytes(doc)
             if data == committed:
+                if doc in waiting:
+                    cleared[doc] = []  # saved back to the committed version: nothing to commit
                 continue
             if data is not None and self._written.get(doc) == blob_id(data):
                 continue  # our own write from a flush that failed before its commit: not a human's
@@ -210,15 +245,68 @@ class Ingester(Flusher):
                         codec.normalize(theirs, doc)
                 except (DecodeError, EncodeError) as e:
                     err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
-                    where = self._quarantine(doc, data, err, log_level=logging.INFO)  # reported by invalid_edit
-                    events.append(
-                        InvalidEdit(doc=doc, error=err.problem, line=err.line, column=err.column, quarantined_to=where)
-                    )
+                    ev = self._keep_aside(doc, data, err, waiting)  # logged at INFO: reported by invalid_edit
+                    if ev is not None:
+                        events.append(ev)
                     continue
             base = docdiff.MISSING if committed is None else safe_decode(codec, committed, doc)
+            if doc in waiting:
+                theirs, merged, kept = self._merge_fixed_save(doc, data, theirs, base)
+                cleared[doc] = kept
+                if merged is not None and merged != data:
+                    rewrite[doc] = merged
+                    data, st = merged, None
             valid[doc] = (data, st, base, theirs)
-        if not valid:
-            return events
+        commit = self._commit_human_edit(valid, rewrite, reason, events) if valid else None
+        for doc, kept in sorted(cleared.items()):
+            self._box.clear(doc)
+            events.append(QuarantineCleared(doc=doc, commit=commit if doc in valid else None, merged=kept))
+            logger.info("%s parses again; its quarantine is cleared", doc)
+        return events
+
+    def _clear_saved_back(self, docs: Iterable[str]) -> list[Event]:
+        """Clear the quarantine of those of ``docs`` (files found equal to the committed version) that wait:
+        the human saved the committed version back. Repository lock held."""
+        waiting = self._box.docs()
+        events: list[Event] = []
+        for doc in docs:
+            if doc in waiting:
+                self._box.clear(doc)
+                events.append(QuarantineCleared(doc=doc))
+                logger.info("%s is back to its committed version; its quarantine is cleared", doc)
+        return events
+
+    def _merge_fixed_save(self, doc: str, data: bytes | None, theirs: Any, ours: Any) -> tuple[Any, bytes | None, Any]:
+        """A quarantined document was saved in a form that parses: merge it, key by key, with what programs
+        committed while it waited (``ours``), against the version the broken edit was made on (the entry's
+        ``base``); the human wins on a key both changed. Returns the merged value, its bytes laid out over the
+        human's file (None when the human's save is the merge), and the programs' changes kept."""
+        entry = self._box.get(doc)
+        codec = self._codecs.for_doc(doc)
+        base: Any = docdiff.MISSING
+        if entry is not None and entry.base is not None:
+            try:
+                base = safe_decode(codec, self._repo.read_blob(entry.base), doc)
+            except (KeyError, RepositoryError, OSError):
+                base = ours  # the base is gone (history thinned): the human's save stands as saved
+        if data is None or theirs is docdiff.MISSING or ours is docdiff.MISSING or not codec.structured or ours == base:
+            return theirs, None, []
+        value = merging.merge3(base, ours, theirs, prefer="theirs").value
+        if value == theirs:
+            return theirs, None, []
+        kept = changes_of(codec, doc, theirs, value)
+        return value, codec.encode_over(value, data), kept
+
+    def _commit_human_edit(
+        self,
+        valid: Mapping[str, tuple[bytes | None, os.stat_result | None, Any, Any]],
+        rewrite: Mapping[str, bytes],
+        reason: str | None,
+        events: list[Event],
+    ) -> str:
+        """Commit ``valid`` (doc -> data, stat, committed value, human's value) as one human edit, rebasing this
+        store's pending writes on it; ``rewrite`` are the merged fixed saves written back first. Appends the
+        events; returns the commit."""
         all_changes: list[docdiff.Change] = []
         per_doc: dict[str, tuple[list[docdiff.Change], list[merging.Conflict]]] = {}
         extra: list[str] = []
@@ -236,6 +324,7 @@ class Ingester(Flusher):
                     f"{docdiff.format_value(c.ours)}"
                     for c in lost
                 ]
+        extra += [f"{doc}: fixed after quarantine, merged with the writes committed meanwhile" for doc in rewrite]
         if reason:
             extra.append(f"({reason})")
         subject = None
@@ -245,6 +334,8 @@ class Ingester(Flusher):
             else:
                 subject = messages.formatting_line(", ".join(layout_only))
         msg = messages.change_message(subject, all_changes, "human", extra_lines=extra)
+        if rewrite:
+            worktree.apply(self.path, dict(rewrite), fsync=self._fsync, what="to write a merged fixed save")
         commit = self._commit(
             {doc: v[0] for doc, v in valid.items()},
             msg,
@@ -252,7 +343,7 @@ class Ingester(Flusher):
             actor="human",
             changes=all_changes,
             parent=self._head,
-            stats={doc: v[1] for doc, v in valid.items()},
+            stats={doc: v[1] for doc, v in valid.items() if doc not in rewrite},
         )
         with self._lock:
             self._advance_to(commit, source="human", rebase=False)
@@ -260,7 +351,7 @@ class Ingester(Flusher):
         events.append(Committed(commit=commit, actor="human", docs=sorted(valid), message=msg))
         for doc, (changes, lost) in per_doc.items():
             events.append(ExternalChange(docs=[doc], changes=changes, overwritten=lost, source="human", commit=commit))
-        return events
+        return commit
 
     def _commit_external(
         self,
@@ -318,11 +409,14 @@ class Ingester(Flusher):
                 for e in events:
                     self._emit(e)
                 return None
-            worktree.apply(self.path, all_files, fsync=self._fsync, what=f"the {actor} commit")
+            keep = self._box.docs() & all_files.keys()  # broken saves are never written over
+            written = {d: b for d, b in all_files.items() if d not in keep}
+            worktree.apply(self.path, written, fsync=self._fsync, what=f"the {actor} commit")
             self._repo.update_ref(self._repo.branch_ref, parent, head, fsync=self._fsync)
             assert tree is not None
             try:  # the branch has moved: the index is a cache from here on
-                self._repo.sync_index(tree, {d: None if b is None else blob_id(b) for d, b in all_files.items()})
+                ids = {d: None if b is None else blob_id(b) for d, b in all_files.items()}
+                self._repo.sync_index(tree, ids, stats=dict.fromkeys(keep))
             except OSError as e:
                 self._repo.index_fell_behind()
                 logger.warning("committed %s but could not update the Git index (%s); it is rebuilt later", parent, e)
@@ -361,9 +455,10 @@ class Ingester(Flusher):
         assert self._repo.holds_lock()
         old_tree = self._repo.commit_info(expected_head).tree if expected_head else None
         new_tree = self._repo.commit_info(new_head).tree
-        changed = worktree.checkout(self._repo, old_tree, new_tree, fsync=self._fsync, what=f"the {actor}")
+        keep = self._box.docs()  # broken saves are never written over
+        changed = worktree.checkout(self._repo, old_tree, new_tree, fsync=self._fsync, what=f"the {actor}", keep=keep)
         self._repo.update_ref(self._repo.branch_ref, new_head, expected_head, fsync=self._fsync)
-        self._repo.sync_index(new_tree, changed)
+        self._repo.sync_index(new_tree, changed, stats=dict.fromkeys(keep & changed.keys()))
         with self._lock:
             ev = self._advance_to(new_head, source=actor, rebase=False)
             self._ref_stamp = self._repo.ref_stamp()
@@ -391,6 +486,9 @@ class Ingester(Flusher):
         recovered state, files that do not parse quarantined (the last committed version is served)."""
         recovered: dict[str, bytes | None] = {}
         quarantined: dict[str, str] = {}
+        fixed: dict[str, tuple[bytes | None, os.stat_result | None]] = {}  # quarantined, parse now
+        late: list[Event] = []
+        waiting = self._box.docs()
         with self._flush_lock, self._repo.lock():
             self._repo.recover_stale_locks()
             # A damaged branch ref is repaired from the last good commit (or open refuses): never read as "no
@@ -405,6 +503,7 @@ class Ingester(Flusher):
                 max_bytes=self.max_doc_bytes,
                 oversized=oversized,
             )
+            self._head, self._head_tree = head, tree  # the last good versions quarantined saves are made against
             for doc, size in sorted(oversized.items()):
                 logger.warning("%s; not read or committed", too_big(doc, size, self.max_doc_bytes))
                 self._oversized[doc] = size
@@ -423,11 +522,20 @@ class Ingester(Flusher):
                             codec.normalize(value, doc)
                     except (DecodeError, EncodeError) as e:
                         err = e if isinstance(e, DecodeError) else DecodeError(doc, str(e))
-                        quarantined[doc] = self._quarantine(doc, data, err)
+                        if self._keep_aside(doc, data, err, waiting, log_level=logging.WARNING) is None:
+                            logger.warning(
+                                "%s still does not parse (%s) and waits in quarantine: fix the file, or see "
+                                "'gitstate quarantine'",
+                                doc,
+                                err,
+                            )
+                        entry = self._box.get(doc)
+                        quarantined[doc] = str(entry.saved) if entry else str(self.path / doc)
                         continue
+                if doc in waiting:
+                    fixed[doc] = (data, None)  # merged with what was committed meanwhile, below
+                    continue
                 recovered[doc] = data
-            self._head = head
-            self._head_tree = tree
             if recovered:
                 described = self._describe_between(self._head_tree, recovered)
                 what = "adopted existing files" if head is None else "recovered changes found on disk at open"
@@ -454,9 +562,14 @@ class Ingester(Flusher):
             elif self._head_tree is not None and not self._index_matches(self._head_tree):
                 self._repo.rebuild_index(self._head_tree)
             self._ref_stamp = self._repo.ref_stamp()
+            if waiting:
+                late = self._ingest_locked(fixed, reason="fixed before this open") if fixed else []
+                late += self._clear_saved_back(d for d in waiting if d not in changes and d not in oversized)
+        for ev in late:
+            self._emit(ev)
         return Loaded(
             head=self._head,
-            recovered=sorted(recovered),
+            recovered=sorted(recovered.keys() | fixed.keys()),
             quarantined=quarantined,
             repaired=[repaired.describe()] if repaired else [],
         )

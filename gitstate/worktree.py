@@ -31,6 +31,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Final
 
@@ -213,10 +214,17 @@ def apply(
 
 
 def checkout(
-    repo: Repository, old_tree: str | None, new_tree: str, *, fsync: bool = True, what: str
+    repo: Repository,
+    old_tree: str | None,
+    new_tree: str,
+    *,
+    fsync: bool = True,
+    what: str,
+    keep: AbstractSet[str] = frozenset(),
 ) -> dict[str, str | None]:
     """Bring the work tree from ``old_tree`` to ``new_tree`` through :func:`apply`, after checking every
-    changed entry; returns the changed paths -> new blob id (None: deleted), for the index.
+    changed entry; returns the changed paths -> new blob id (None: deleted), for the index. The files of
+    ``keep`` (quarantined documents: a human's save that does not parse) are left as they are.
 
     Raises:
         UnsafeTree: an entry of either tree may not be written or deleted; nothing was changed.
@@ -226,6 +234,8 @@ def checkout(
     def reader(sha: str) -> Callable[[], bytes]:
         return lambda: repo.read_blob(sha)
 
-    files: dict[str, Content] = {p: None if new is None else reader(new[1]) for p, (_, new) in changes.items()}
+    files: dict[str, Content] = {
+        p: None if new is None else reader(new[1]) for p, (_, new) in changes.items() if p not in keep
+    }
     apply(repo.root, files, modes={p: new[0] for p, (_, new) in changes.items() if new}, fsync=fsync, what=what)
     return {p: None if new is None else new[1] for p, (_, new) in changes.items()}

@@ -108,7 +108,7 @@ def test_a_new_format_goes_through_every_path(tmp_path: Path) -> None:
         (tmp_path / "limits.kv").write_text("workers=lots\n")
         store.ingest(["limits.kv"])
         assert store.get("limits.kv", "retries") == 5
-        assert [q["doc"] for q in store.quarantined()] == ["limits.kv"]
+        assert [q.doc for q in store.quarantined()] == ["limits.kv"]
     # Without the registry the document is plain bytes: nothing is misread.
     (tmp_path / "limits.kv").write_text("workers=4\nretries=5\n")
     with make_store(tmp_path) as plain:

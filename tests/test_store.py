@@ -827,11 +827,12 @@ def test_open_quarantines_a_file_that_does_not_parse(store_path: Path, caplog: p
         assert qa.read_text() == '{"x": 2,,}\n'
         assert qa.parent == store_path / ".git" / "gitstate" / "quarantine"
         assert got[0].recovered == []
-        assert [d["doc"] for d in s.quarantined()] == ["a.json", "m.yaml"]
-        # The next write of that document replaces the bad file.
+        assert [d.doc for d in s.quarantined()] == ["a.json", "m.yaml"]
+        # The next write of that document is committed; the human's broken save stays on disk as typed.
         s.set("a.json", "x", 3)
         s.flush()
-        assert (store_path / "a.json").read_text() == '{\n  "x": 3\n}\n'
+        assert (store_path / "a.json").read_text() == '{"x": 2,,}\n'
+        assert git_show(store_path, "HEAD", "a.json") == '{\n  "x": 3\n}\n'
     finally:
         s.close()
     assert commit_ids(store_path)[1] == head

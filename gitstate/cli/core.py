@@ -44,8 +44,16 @@ def init_cmd(ctx: Context) -> None:
     existed = (ctx.path / ".git").is_dir()
     with open_store(ctx, create=True) as store:
         head = store.head
+        waiting = store.quarantined()
     what = "already a store" if existed else "initialized store"
     click.echo(f"{what} in {ctx.path.absolute()}" + (f" (HEAD {head[:8]})" if head else ""))
+    for entry in waiting:
+        click.echo(f"quarantined {entry.where}: {entry.error}")
+    if waiting:
+        click.echo(
+            f"{len(waiting)} file(s) did not parse and were not committed; they wait in quarantine, untouched: "
+            "fix them (the next save is committed) or see 'gitstate quarantine'"
+        )
 
 
 @main.command("get")

@@ -688,7 +688,8 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
     with open_dir(ctx) as d:
         head = d.head
         commit = d.get_commit(head) if head else None
-        uncommitted = d.uncommitted()
+        waiting = d.quarantined()
+        uncommitted = [u for u in d.uncommitted() if u["doc"] not in {q.doc for q in waiting}]
         snaps = d.snapshots()
         remotes = d.remotes_status()
         branch = d.branch
@@ -705,6 +706,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
                 "branch": branch,
                 "head": head_info,
                 "uncommitted": uncommitted,
+                "quarantined": [q.to_dict() for q in waiting],
                 "snapshots": snaps,
                 "remotes": remotes,
                 "git_operation": git_busy,
@@ -730,15 +732,7 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
             _paint(f"git        git {git_busy} in progress: writes held", colour, fg="red")
             + f" (open stores commit them once it is finished: {git_operation_advice(git_busy)})"
         )
-    if uncommitted:
-        lines.append(
-            f"edited     {len(uncommitted)} file(s) not committed yet "
-            "(a running store or 'gitstate watch' commits them):"
-        )
-        for u in uncommitted:
-            lines.append(f"             {_paint(u['state'] + ':', colour, fg='red'):<10} {u['doc']}")
-    else:
-        lines.append("edited     nothing uncommitted")
+    lines += _edited_lines(uncommitted, waiting, colour)
     if snaps:
         last = snaps[-1]
         lines.append(f"snapshots  {len(snaps)} (latest: {last.name}, {human_time(last.time)})")
@@ -763,6 +757,29 @@ def status_cmd(ctx: Context, as_json: bool) -> None:
     if policy is not None and budget is not None:
         lines += _budget_lines(policy, budget, colour)
     output(lines)
+
+
+def _edited_lines(uncommitted: list[dict[str, str]], waiting: list[Any], colour: bool) -> list[str]:
+    """``status`` lines for files edited but not committed, and for those waiting in quarantine."""
+    lines: list[str] = []
+    if uncommitted:
+        lines.append(
+            f"edited     {len(uncommitted)} file(s) not committed yet "
+            "(a running store or 'gitstate watch' commits them):"
+        )
+        for u in uncommitted:
+            lines.append(f"             {_paint(u['state'] + ':', colour, fg='red'):<10} {u['doc']}")
+    else:
+        lines.append("edited     nothing uncommitted")
+    if waiting:
+        lines.append(
+            _paint(f"quarantine {len(waiting)} file(s) did not parse", colour, fg="red")
+            + ", kept as saved; programs' writes are committed beside them (see 'gitstate quarantine'):"
+        )
+        for q in waiting:
+            since = human_time(_dt.datetime.fromtimestamp(q.since, _dt.UTC))
+            lines.append(f"             {q.where}  since {since}  {q.error}")
+    return lines
 
 
 def _budget_json(budget: Any) -> dict[str, Any]:

@@ -14,11 +14,17 @@ logger = logging.getLogger("gitstate.cli")
 
 
 @main.command("migrate")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
 @click.option("--dry-run", is_flag=True, help="Print the changes the steps would make; change nothing.")
+@click.option(
+    "--yaml11",
+    is_flag=True,
+    help="Instead of steps: give the store's YAML documents the meaning a YAML 1.1 reader gave them "
+    "(NO -> false, 0777 -> 511...); only those values' text changes, after a snapshot pre-yaml12.",
+)
 @json_option
 @pass_ctx
-def migrate_cmd(ctx: Context, file: str, dry_run: bool, as_json: bool) -> None:
+def migrate_cmd(ctx: Context, file: str | None, dry_run: bool, yaml11: bool, as_json: bool) -> None:
     """Run the migration steps FILE defines as ``migrations = {version: fn}``.
 
     Every step above the store's schema version runs, in order, after a snapshot named
@@ -33,9 +39,21 @@ def migrate_cmd(ctx: Context, file: str, dry_run: bool, as_json: bool) -> None:
       gitstate migrate migrations.py --dry-run
       gitstate migrate migrations.py
       gitstate restore pre-migration-v1-to-v2
+      gitstate migrate --yaml11 --dry-run
+
+    gitstate reads YAML with YAML 1.2 rules (yes/no/on/off are strings, 0777 is 777). With --yaml11, files
+    written for an older YAML 1.1 tool keep the meaning that tool gave them: each value that reads differently
+    is rewritten (comments and layout stay), in one commit; roll back with 'gitstate restore pre-yaml12'.
     """
     from .. import migrate as _migrate
 
+    if yaml11:
+        if file is not None:
+            raise click.UsageError("give either FILE (migration steps) or --yaml11, not both")
+        _convert_yaml11(ctx, dry_run=dry_run, as_json=as_json)
+        return
+    if file is None:
+        raise click.UsageError("missing FILE (a Python file defining migrations = {version: fn}), or --yaml11")
     steps = _migrate.load_steps(file)
     with open_store(ctx) as store:
         if dry_run:
@@ -75,3 +93,30 @@ def migrate_cmd(ctx: Context, file: str, dry_run: bool, as_json: bool) -> None:
     click.echo(f"schema version {result.target}")
     if result.snapshot:
         click.echo(f"roll back with: gitstate restore {result.snapshot}")
+
+
+def _convert_yaml11(ctx: Context, *, dry_run: bool, as_json: bool) -> None:
+    """``migrate --yaml11``: see :func:`gitstate.yaml11.convert`."""
+    from .. import yaml11
+
+    with open_store(ctx) as store:
+        done = yaml11.convert(store, dry_run=dry_run)
+    if as_json:
+        emit_json({**done.to_dict(), "dry_run": dry_run})
+        return
+    for doc, why in sorted(done.skipped.items()):
+        click.echo(f"skipped {doc}: {why}", err=True)
+    if not done.files:
+        click.echo("no YAML document reads differently under YAML 1.1; nothing to convert")
+        return
+    if dry_run:
+        click.echo(f"would convert {len(done.files)} YAML document(s):")
+    elif done.commit is not None:
+        click.echo(f"snapshot {done.snapshot}")
+        click.echo(f"{done.commit[:8]} converted {len(done.files)} YAML document(s):")
+    for line in done.lines():
+        click.echo(f"  {line}")
+    if dry_run:
+        click.echo("dry run: nothing was changed")
+    else:
+        click.echo(f"roll back with: gitstate restore {done.snapshot}")

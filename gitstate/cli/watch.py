@@ -11,8 +11,10 @@ from typing import Any
 
 import click
 
+from ..docdiff import format_key
 from ..errors import GitStateError
 from ..hooks import HookResult, hook_sources, install_hooks
+from ..quarantine import Quarantine
 from ..watcher import DEFAULT_DEBOUNCE_MS, DEFAULT_POLL_DELAY_MS, DEFAULT_SETTLE_MS, DEFAULT_SETTLE_TIMEOUT_MS
 from ._common import Context, main, open_store, pass_ctx, require_store, to_jsonable
 
@@ -52,11 +54,9 @@ class _Printer:
                 f"committed {event.head[:8]} {', '.join(event.recovered)}: edits made while nothing was watching"
             )
         for doc, where in sorted(event.quarantined.items()):
-            reason = Path(where + ".reason")
-            problem = reason.read_text(encoding="utf-8", errors="replace").strip() if reason.exists() else doc
-            if not problem.startswith(doc):
-                problem = f"{doc}: {problem}"
-            click.echo(f"invalid edit: {problem} (kept in {where})", err=True)
+            entry = Quarantine(Path(where).parent.parent).get(doc)  # where: .git/gitstate/quarantine/NAME.saved
+            problem = f"{entry.where}: {entry.error}" if entry else f"{doc}: not read"
+            click.echo(f"invalid edit: {problem} (kept in {where}; waits in quarantine)", err=True)
 
     def committed(self, event: Any) -> None:
         if self.as_json:
@@ -75,6 +75,19 @@ class _Printer:
                 where += f":{event.column}"
         kept = f" (kept in {event.quarantined_to})" if event.quarantined_to else ""
         click.echo(f"invalid edit: {where}: {event.error}{kept}", err=True)
+
+    def quarantine_cleared(self, event: Any) -> None:
+        if self.as_json:
+            self._json("quarantine_cleared", event)
+            return
+        if event.dropped:
+            click.echo(f"quarantine: {event.doc}: edit dropped, the committed version is back on disk")
+            return
+        merged = ""
+        if event.merged:
+            keys = ", ".join(sorted({format_key(c.key) for c in event.merged}))
+            merged = f", merged with what programs wrote meanwhile ({keys})"
+        click.echo(f"quarantine: {event.doc} parses again{merged}; cleared")
 
     def external_change(self, event: Any) -> None:
         if self.as_json and event.source == "human":
@@ -147,6 +160,7 @@ def watch_cmd(
         "loaded": printer.loaded,
         "committed": printer.committed,
         "invalid_edit": printer.invalid_edit,
+        "quarantine_cleared": printer.quarantine_cleared,
         "external_change": printer.external_change,
     }
     with _library_warnings(), open_store(ctx, on=handlers) as store:
@@ -170,7 +184,7 @@ class _NotReportedAgain(logging.Filter):
     """Drops the store's log record about a quarantined edit: ``watch`` prints its own line for it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "gitstate.store" and record.funcName == "_quarantine")
+        return not (record.name == "gitstate.store" and record.funcName == "_keep_aside")
 
 
 @contextlib.contextmanager
