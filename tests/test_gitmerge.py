@@ -206,3 +206,34 @@ def test_gitattributes_is_a_git_file_not_a_document() -> None:
 
     assert is_git_file(".gitattributes") and is_git_file("sub/.gitattributes") and is_git_file(".GITATTRIBUTES")
     assert not is_git_file("settings.yaml") and not is_git_file(".gitattributes.yaml")
+
+
+def test_init_and_clone_set_up_git_when_asked(tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    (origin / "settings.yaml").write_bytes(SETTINGS)
+    r = invoke(["-C", str(origin), "init", "--setup-git"])
+    assert r.exit_code == 0, r.output
+    assert "merge.gitstate.driver" in r.output
+    assert git(origin, "config", "--local", "merge.gitstate.driver").strip() == "gitstate merge-driver %O %A %B %P"
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(origin), str(bare))
+    clones = []
+    for name in ("m1", "m2"):
+        r = invoke(["clone", "--setup-git", str(bare), str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+        assert "diff.gitstate.textconv" in r.output
+        clones.append(tmp_path / name)
+    m1, m2 = clones
+    assert git(m2, "config", "--local", "diff.gitstate.textconv").strip() == "gitstate textconv"
+    # two machines change different keys of one document; plain git pull merges them key by key
+    _commit(m1, "settings.yaml", SETTINGS.replace(b"name: demo  ", b"name: prod  "), "rename")
+    git(m1, "push", "-q", "origin", "main", env=ENV)
+    _commit(m2, "settings.yaml", SETTINGS.replace(b"port: 80", b"port: 8080"), "port")
+    git(m2, "pull", "-q", "--no-rebase", "--no-edit", "origin", "main", env=ENV)
+    assert (m2 / "settings.yaml").read_bytes() == SETTINGS.replace(b"name: demo  ", b"name: prod  ").replace(
+        b"port: 80", b"port: 8080"
+    )
+    r = invoke(["clone", "--setup-git", "--json", str(bare), str(tmp_path / "m3")])
+    assert r.exit_code == 0 and r.output.lstrip().startswith("{"), r.output
+    assert git(tmp_path / "m3", "config", "--local", "merge.gitstate.name").strip()

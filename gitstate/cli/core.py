@@ -31,15 +31,23 @@ logger = logging.getLogger("gitstate.cli")
 
 
 @main.command("init")
+@click.option(
+    "--setup-git",
+    "setup_git",
+    is_flag=True,
+    help="Also make plain git merge and diff the documents key by key (what 'gitstate setup-git' does).",
+)
 @pass_ctx
-def init_cmd(ctx: Context) -> None:
+def init_cmd(ctx: Context, setup_git: bool) -> None:
     """Make DIR a state store (creates the directory and repository if needed).
 
-    Files already in DIR are committed as the first state.
+    Files already in DIR are committed as the first state; files that do not parse are left as they are and
+    wait in quarantine (see 'gitstate quarantine').
 
     \b
-    Example:
+    Examples:
       gitstate -C ~/.config/my-agent init
+      gitstate -C ~/.config/my-agent init --setup-git
     """
     existed = (ctx.path / ".git").is_dir()
     with open_store(ctx, create=True) as store:
@@ -47,6 +55,10 @@ def init_cmd(ctx: Context) -> None:
         waiting = store.quarantined()
     what = "already a store" if existed else "initialized store"
     click.echo(f"{what} in {ctx.path.absolute()}" + (f" (HEAD {head[:8]})" if head else ""))
+    if setup_git:
+        from .gitsetup import report_setup_git
+
+        report_setup_git(ctx.path)
     for entry in waiting:
         click.echo(f"quarantined {entry.where}: {entry.error}")
     if waiting:

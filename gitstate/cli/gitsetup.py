@@ -4,6 +4,8 @@ which git runs (hidden from the command list). The work is done by :mod:`gitstat
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -47,6 +49,20 @@ def setup_git_cmd(ctx: Context, command: str, as_json: bool) -> None:
             }
         )
         return
+    _print_result(result)
+
+
+def report_setup_git(path: Path, command: str = "gitstate", *, quiet: bool = False) -> None:
+    """Run :func:`gitstate.gitmerge.setup_git` for the store at ``path`` and print what it wrote (unless
+    ``quiet``), for ``init --setup-git`` and ``clone --setup-git``."""
+    from ..gitmerge import setup_git
+
+    result = setup_git(path, command=command)
+    if not quiet:
+        _print_result(result)
+
+
+def _print_result(result: Any) -> None:
     state = "updated" if result.attributes_changed else "already set up"
     click.echo(f"{result.attributes}: {state}")
     for name, value in result.settings.items():

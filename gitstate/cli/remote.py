@@ -267,8 +267,14 @@ def sync_cmd(ctx: Context, remote: str, on_conflict: str, as_json: bool) -> None
 @click.option(
     "--allow-empty", is_flag=True, help="Clone a remote that has no branches yet (gives an empty store with origin)."
 )
+@click.option(
+    "--setup-git",
+    "setup_git",
+    is_flag=True,
+    help="Also make plain git merge and diff the documents key by key (what 'gitstate setup-git' does).",
+)
 @json_option
-def clone_cmd(url: str, directory: Path, allow_empty: bool, as_json: bool) -> None:
+def clone_cmd(url: str, directory: Path, allow_empty: bool, setup_git: bool, as_json: bool) -> None:
     """Make DIRECTORY a store from the remote at URL (remote 'origin').
 
     A remote with no branches is an error (check the URL) unless --allow-empty is given.
@@ -278,6 +284,7 @@ def clone_cmd(url: str, directory: Path, allow_empty: bool, as_json: bool) -> No
       gitstate clone git://backup.lan/state.git ~/.local/state/agent
       gitstate clone https://me:TOKEN@git.example.com/me/state.git state
       gitstate clone --allow-empty git://backup.lan/new.git state
+      gitstate clone --setup-git /srv/state.git state   # then plain 'git pull' merges key by key
     """
     from ..store import clone
 
@@ -295,3 +302,7 @@ def clone_cmd(url: str, directory: Path, allow_empty: bool, as_json: bool) -> No
             f"cloned {shown} into {directory}"
             + (f" ({head[:8]}, {len(docs)} document(s))" if head else " (empty remote: an empty store with origin set)")
         )
+    if setup_git:
+        from .gitsetup import report_setup_git
+
+        report_setup_git(directory, quiet=as_json)
