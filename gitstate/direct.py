@@ -319,6 +319,8 @@ class StoreDirectory:
 
     def retention_policy(self) -> Policy | None:
         """The retention policy stored with the store (``.gitstate/retention.json``), or None."""
+        if not (self.root / ".gitstate" / "retention.json").exists():
+            return None  # the usual case, answered without importing retention (~4 ms of `gitstate status`)
         from . import retention
 
         return retention.load_policy(self.root)
