@@ -649,9 +649,8 @@ def _check_worktree(root: Path, out: list[Finding]) -> None:
     (they will be quarantined). Reads only changed files, and none over the limit."""
     from .codecs import codec_for
     from .errors import DecodeError, EncodeError, GitStateError
-    from .journal import too_big
+    from .limits import default_max_doc_bytes, too_big
     from .repo import EMPTY_TREE, Repository
-    from .store import default_max_doc_bytes
 
     limit = default_max_doc_bytes()
     oversized: dict[str, int] = {}

@@ -23,8 +23,9 @@ from . import docdiff, messages, worktree
 from . import migrate as _migrate
 from .errors import GitBusy, GitStateError, SaveError, StoreClosed
 from .events import Committed, Event, GitOperationInProgress, SaveErrorEvent
-from .journal import DocumentJournal, PendingDocs, changes_of, safe_decode, too_big
+from .journal import DocumentJournal, PendingDocs, changes_of, safe_decode
 from .keys import ABSENT
+from .limits import too_big
 from .repo import blob_id, git_operation_advice
 
 __all__ = ["Flusher", "oserror_text"]

@@ -26,8 +26,9 @@ from . import recovery as _recovery
 from .errors import DecodeError, EncodeError, GitBusy, GitStateError, InvalidPath, RepositoryError
 from .events import Committed, Event, ExternalChange, InvalidEdit, Loaded, QuarantineCleared
 from .flusher import Flusher
-from .journal import SCHEMA_DOC, changes_of, safe_decode, too_big
-from .paths import check_no_symlinks, validate_doc_path
+from .journal import changes_of, safe_decode
+from .limits import too_big
+from .paths import SCHEMA_DOC, check_no_symlinks, validate_doc_path
 from .quarantine import Quarantine, Quarantined
 from .repo import EMPTY_TREE, blob_id
 from .services import NO_EXPECTED_HEAD

@@ -36,7 +36,8 @@ from .codecs import bind as bind_codecs
 from .errors import DecodeError, EncodeError, InvalidPath, KeyNotFound, SaveError, StoreClosed
 from .events import Event, EventBus, ExternalChange
 from .keys import ABSENT, Key, KeyPathError, apply_write, check_target, check_write
-from .paths import check_no_symlinks, validate_doc_path
+from .limits import DEFAULT_MAX_DOC_BYTES, size_text, too_big
+from .paths import META_PREFIX, SCHEMA_DOC, check_no_symlinks, validate_doc_path
 from .repo import Repository
 from .services import NO_EXPECTED_HEAD, StoreServices
 
@@ -63,17 +64,8 @@ logger = logging.getLogger("gitstate.store")
 
 DEFAULT_DEBOUNCE_MS: Final = 2000
 DEFAULT_MAX_DELAY_MS: Final = 10000
-#: Largest document (file) the store reads, writes or commits; open(max_doc_bytes=...) or $GITSTATE_MAX_DOC_BYTES.
-#: A document is held in memory whole (decoded, it takes several times its size), so a file dropped into the
-#: store by mistake (a database dump, a video) must not be loaded just because it is there.
-DEFAULT_MAX_DOC_BYTES: Final = 64 * 1024 * 1024
 
 Durability = Literal["immediate", "debounced", "manual"]
-
-#: Documents under this prefix hold gitstate's own metadata (schema version); ``docs()`` hides them.
-META_PREFIX: Final = ".gitstate/"
-#: The schema document (see :mod:`gitstate.migrate`, which owns its meaning).
-SCHEMA_DOC: Final = ".gitstate/schema.json"
 
 
 @dataclass(slots=True)
@@ -156,20 +148,6 @@ class PendingDocs(dict[str, int]):
     def under(self, directory: str) -> set[str]:
         """The pending documents below ``directory`` (no trailing ``/``)."""
         return self._below.get(directory, set())
-
-
-def size_text(n: int) -> str:
-    """``n`` bytes for a message: MiB from 1 MiB on."""
-    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n} bytes"
-
-
-def too_big(doc: str, size: int, limit: int, verb: str = "is") -> EncodeError:
-    """The error for a document over the size limit; it says how to raise the limit."""
-    return EncodeError(
-        f"{doc} {verb} {size_text(size)}, over the store's limit of {size_text(limit)} (max_doc_bytes); pass "
-        "a larger max_doc_bytes to gitstate.open() or set GITSTATE_MAX_DOC_BYTES, or keep the file out of the "
-        "store (.gitignore)"
-    )
 
 
 def default_author() -> str:

@@ -81,13 +81,13 @@ from .errors import (
     MigrationError,
     SchemaMismatch,
 )
-
-#: The document holding the schema version is defined with the journal (which must know it without importing
-#: this module); this module owns its meaning.
-from .journal import SCHEMA_DOC
 from .keys import (
     ABSENT,
 )
+
+#: The document holding the schema version is defined with the journal (which must know it without importing
+#: this module); this module owns its meaning.
+from .paths import SCHEMA_DOC
 from .transactions import TxView
 
 if TYPE_CHECKING:

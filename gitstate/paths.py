@@ -23,6 +23,7 @@ __all__ = [
     "GIT_FILES",
     "METADATA_DOCS",
     "META_PREFIX",
+    "SCHEMA_DOC",
     "TEMP_MARKER",
     "atomic_write",
     "check_no_symlinks",
@@ -68,6 +69,8 @@ _MAX_PATH_BYTES = 1024
 
 #: Documents under this directory hold gitstate's own metadata.
 META_PREFIX: Final = ".gitstate/"
+#: The schema document (see :mod:`gitstate.migrate`, which owns its meaning).
+SCHEMA_DOC: Final = ".gitstate/schema.json"
 #: The metadata documents gitstate itself writes (the schema version of :mod:`gitstate.migrate`); nothing else
 #: under :data:`META_PREFIX` is ever written to the work tree.
 METADATA_DOCS: Final = frozenset({".gitstate/schema.json", ".gitstate/retention.json"})

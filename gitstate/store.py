@@ -30,16 +30,10 @@ from .errors import DecodeError, GitBusy, SaveError, StoreNotFound
 from .events import ExternalChange
 from .flusher import oserror_text
 from .ingest import Ingester, human_author
-from .journal import (
-    DEFAULT_DEBOUNCE_MS,
-    DEFAULT_MAX_DELAY_MS,
-    DEFAULT_MAX_DOC_BYTES,
-    META_PREFIX,
-    Durability,
-    PendingDocs,
-)
+from .journal import DEFAULT_DEBOUNCE_MS, DEFAULT_MAX_DELAY_MS, Durability, PendingDocs
 from .keys import ABSENT, parse_key, read_value
-from .paths import validate_doc_path
+from .limits import DEFAULT_MAX_DOC_BYTES, default_max_doc_bytes
+from .paths import META_PREFIX, validate_doc_path
 from .repo import Repository
 
 if TYPE_CHECKING:
@@ -54,6 +48,7 @@ __all__ = [
     "CommitId",
     "Store",
     "clone",
+    "default_max_doc_bytes",
     "human_author",
     "open",
 ]
@@ -89,16 +84,6 @@ def _default_path() -> str:
     if not path:
         raise StoreNotFound("no store path given and $GITSTATE_DIR is not set; pass a path or set GITSTATE_DIR")
     return path
-
-
-def default_max_doc_bytes() -> int:
-    """The document size limit: ``$GITSTATE_MAX_DOC_BYTES`` when set to a number, else ``DEFAULT_MAX_DOC_BYTES``."""
-    raw = os.environ.get("GITSTATE_MAX_DOC_BYTES", "")
-    try:
-        return int(raw) if raw.strip() else DEFAULT_MAX_DOC_BYTES
-    except ValueError:
-        logger.warning("ignoring GITSTATE_MAX_DOC_BYTES=%r: not a number of bytes", raw)
-        return DEFAULT_MAX_DOC_BYTES
 
 
 class Store(Ingester):

@@ -16,9 +16,8 @@ from typing import Any
 from .codecs import DEFAULT as DEFAULT_CODECS
 from .codecs import Codecs, copy_value
 from .errors import KeyNotFound
-from .journal import META_PREFIX
 from .keys import ABSENT, Key, KeyPathError, apply_write, check_target, check_write, parse_key, read_value
-from .paths import validate_doc_path
+from .paths import META_PREFIX, validate_doc_path
 
 __all__ = ["TxView", "TxWrite"]
 
