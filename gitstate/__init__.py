@@ -4,6 +4,12 @@ Programs write state (toggles, sessions, task queues, agent memory) through the 
 once and each debounced flush becomes one Git commit. History gives backups, rollback, pre-migration snapshots and
 an audit trail; a watcher commits hand edits; a Git remote gives off-machine backup and sharing.
 
+What belongs here: the public names (``__all__``: :func:`open`, :func:`clone`, :class:`Store`, :func:`aopen`,
+:class:`AsyncStore`, the history and diff records, the exception tree, ``__version__``), loaded on first use by
+the module's ``__getattr__`` so that ``import gitstate`` pays only for :mod:`gitstate.errors`. What does not: any
+implementation (the store in :mod:`gitstate.store`, the async API in :mod:`gitstate.aio`, history in
+:mod:`gitstate.history`, the command line in :mod:`gitstate.cli`); the README's "How it works" maps the layers.
+
 Example:
     >>> import gitstate, tempfile
     >>> with gitstate.open(tempfile.mkdtemp()) as store:

@@ -14,6 +14,12 @@ commit runs in the store's commit thread, never on the event loop; awaiting wait
 its :class:`~gitstate.errors.SaveError`. With ``"debounced"`` and ``"manual"`` the awaitable is already done (the
 flusher, or ``await store.flush()``, commits). A write that is not awaited is committed all the same.
 
+What belongs here: :func:`aopen`, :class:`AsyncStore` (coroutines that run Store calls in a worker thread, the
+:data:`Written` awaitables and the commit thread of immediate mode), :class:`AsyncStateView`,
+:class:`EventStream` and handing events over to the loop. What does not: any store logic: an AsyncStore calls
+only the Store's public API and ``store.services`` (:mod:`gitstate.store`, :mod:`gitstate.services`); the
+transaction overlay is :class:`gitstate.transactions.TxView`; flushing at exit is :mod:`gitstate.lifecycle`.
+
 What differs from the Store:
 
 * With ``durability="immediate"``, the wrapped :attr:`AsyncStore.store` is opened with ``"manual"``: the

@@ -1,8 +1,8 @@
 """Ancestry of commits: merge bases, "is A an ancestor of B", ahead/behind counts. The one implementation.
 
-Belongs here: questions about the commit graph answered by walking parents (remote push/pull, the repository's
-``is_ancestor``/``merge_base``, the branch repair's "did the branch go back"). Not here: log ordering (the history
-index in ``history.py``), moving refs (``repo.py``), anything that reads trees.
+What belongs here: questions about the commit graph answered by walking parents (remote push/pull, the repository's
+``is_ancestor``/``merge_base``, the branch repair's "did the branch go back"). What does not: log ordering (the
+history index, ``history_index.py``), moving refs (``repo.py``), anything that reads trees.
 
 One rule about commit times: they only order a walk (newest first, so it can stop early); an answer never depends
 on them being right. Machines' clocks disagree, and a child may be older than its parent.

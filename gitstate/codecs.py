@@ -7,6 +7,14 @@
 * ``.txt`` / ``.md``: UTF-8 text (``str``).
 * anything else: raw ``bytes``.
 
+What belongs here: the :class:`Codec` interface and the built-in JSON, YAML, text and bytes codecs (canonical
+encoding, safe decoding, the depth, integer and alias limits), the YAML 1.2 loader and dumper, value normalisation
+(:func:`copy_value`, :func:`check_str`), the :class:`Codecs` registry a store owns (:meth:`Codecs.register`,
+:meth:`Codecs.wrap`) and :class:`Wrapped`. What does not: writing over a human's formatting
+(:mod:`gitstate.roundtrip`, behind :meth:`Codec.encode_over`), key paths inside values (:mod:`gitstate.keys`), diffs
+(:mod:`gitstate.docdiff`), file I/O (:mod:`gitstate.paths`, :mod:`gitstate.worktree`), the YAML 1.1 conversion
+(:mod:`gitstate.yaml11`).
+
 Output is canonical: the same value always gives the same bytes, so a write that changes nothing makes no commit.
 YAML is only ever loaded with the safe loader (the C one when PyYAML has it), and aliases in files read from
 disk are bounded: a document whose aliases would expand past :data:`MAX_YAML_NODES` nodes is refused.

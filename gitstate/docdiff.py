@@ -5,6 +5,13 @@ Everything here is pure: no I/O and no imports from the rest of :mod:`gitstate`.
 ``str``, ``int``, ``float``, ``bool``, ``None`` and, in YAML, ``datetime.date``/``datetime.datetime``. Text
 documents are ``str`` and raw documents ``bytes``; both are compared as a whole.
 
+What belongs here: key-level diffs (:func:`diff`, :func:`quick_diff`, :class:`Change`, :func:`apply_changes`),
+strict equality and copies of values (:func:`same`, :func:`copy_json`, :func:`kind_of`), rendering keys and values
+(:func:`format_key`, :func:`format_value`, :func:`jsonable`) and text diffs (:func:`diff_text`). What does not:
+three-way merges (:mod:`gitstate.merging`), commit messages (:mod:`gitstate.messages`), key paths and writes into
+values (:mod:`gitstate.keys`), encoding (:mod:`gitstate.codecs`), reading documents from history
+(:mod:`gitstate.history`).
+
 A *key* is a tuple of parts: ``str`` (or the YAML scalar itself) for mapping keys, ``int`` for list indices.
 ``()`` means the whole document. :data:`MISSING` stands for "absent" (a document or key that does not exist).
 

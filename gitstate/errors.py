@@ -16,6 +16,8 @@ user can do about it. Where callers expect a builtin, the error also derives fro
     │   ├── SchemaMismatch              another process migrated the store: this program's writes are held
     │   └── GitBusy                     a git merge/rebase/... is in progress in the store: writes are held
     ├── RepositoryError                 the Git repository is damaged or unusable
+    │   ├── BrokenRef                   a ref file that names no object id (never read as "no commits yet")
+    │   └── ObjectUnreadable            an object that is missing or cannot be read back
     ├── UnsafeTree                      a commit names a path or entry gitstate will not write; nothing changed
     ├── RemoteError                     a push, pull or clone failed
     │   └── PushRejected                the remote moved: sync first
@@ -23,6 +25,11 @@ user can do about it. Where callers expect a builtin, the error also derives fro
     └── MigrationError                  a migration step raised; nothing landed
 
 Errors chain their cause (``raise ... from e``), so the dulwich or OS error stays visible in tracebacks.
+
+What belongs here: the exception classes, their fields (``line``/``column``, ``ref``, ``sha``...) and the builtin
+each one also derives from. What does not: deciding when to raise them (each module raises its own, chaining the
+cause), turning them into one line on stderr (the CLI's root group in :mod:`gitstate.cli._common`), the doctor's
+findings and advice (:mod:`gitstate.doctor`).
 """
 
 from __future__ import annotations

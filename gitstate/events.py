@@ -3,6 +3,12 @@
 Every event is a frozen dataclass with a ``name`` class attribute. Callbacks run on the thread that caused the
 event (often the background flusher); an exception in a callback is logged and never breaks a write.
 
+What belongs here: the event dataclasses (:class:`Committed`, :class:`Loaded`, :class:`ExternalChange`,
+:class:`InvalidEdit`, :class:`Pushed`...), :data:`EVENT_TYPES` by name and the :class:`EventBus` that registers
+callbacks and emits to them. What does not: deciding when an event happens (the emitters: ``flusher.py``,
+``ingest.py``, ``journal.py``, ``store.py``, ``remote/autopush.py``), delivering events on an asyncio loop
+(:mod:`gitstate.aio`), printing them (:mod:`gitstate.cli.watch`).
+
 Example:
     >>> import gitstate, tempfile
     >>> with gitstate.open(tempfile.mkdtemp(), durability="manual") as store:

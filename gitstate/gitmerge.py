@@ -1,8 +1,8 @@
 """Plain git, structurally: the merge driver, the diff textconv and ``setup-git`` that tells git to use them.
 
-Belongs here: what the user's own ``git merge``/``git pull``/``git rebase``/``git diff``/``git log -p`` call
+What belongs here: what the user's own ``git merge``/``git pull``/``git rebase``/``git diff``/``git log -p`` call
 (:func:`merge_driver`, :func:`textconv`) and :func:`setup_git`, which writes ``.gitattributes`` and the LOCAL
-``.git/config`` entries naming them. Not here: gitstate's own merges (``sync``, :mod:`gitstate.remote`), which
+``.git/config`` entries naming them. What does not: gitstate's own merges (``sync``, :mod:`gitstate.remote`), which
 never run anything from repository config; the key-level merge itself (:func:`gitstate.docdiff.merge3`, the same
 rules as ``sync``); the format-preserving writer (:mod:`gitstate.roundtrip`).
 """

@@ -8,6 +8,11 @@ The operations (:func:`get_in`, :func:`set_in`, :func:`delete_in`, :func:`merge_
 place on a private value and return the new root; they never do I/O. :func:`check_write`, :func:`check_target`
 and :func:`apply_write` are the rules of a write to a whole document, shared by the store and by migrations'
 transaction view.
+
+What belongs here: parsing keys (:func:`parse_key`), the pure operations on values, :func:`read_value`,
+:func:`key_overlaps`, the :data:`ABSENT` and :data:`MISSING_KEY` markers, and the write rules above. What does not:
+the journal that records writes (:mod:`gitstate.journal`), encoding and value checks per document type
+(:mod:`gitstate.codecs`), document path rules (:mod:`gitstate.paths`), diffs (:mod:`gitstate.docdiff`).
 """
 
 from __future__ import annotations

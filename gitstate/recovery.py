@@ -9,6 +9,11 @@ tells such a fault apart from a fresh repository and finds the last good commit;
 Where the last good commit comes from, best first: the ref's reflog (``.git/logs/refs/heads/main``), the history
 index's newest commit made on the branch (``.git/gitstate/history-index-v1.jsonl``), ``packed-refs``, then any
 other commit the history index knows. A candidate counts only if its commit object exists and reads back.
+
+What belongs here: :class:`BranchFault`, :func:`diagnose` and :func:`repair`: telling a damaged branch ref from a
+fresh repository and choosing the commit to put back. What does not: the ref compare-and-swap and reflog
+(:mod:`gitstate.repo`), the history index (:mod:`gitstate.history_index`), when repair runs (on open,
+:mod:`gitstate.ingest`), reporting it (:mod:`gitstate.doctor`).
 """
 
 from __future__ import annotations

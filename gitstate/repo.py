@@ -1,11 +1,11 @@
 """The Git repository under a store: :class:`Repository`, the one door to Git's on-disk formats (with dulwich).
 
-This module holds the front of it: opening and creating, HEAD and the branch, refs (read, compare-and-swap
+What belongs here: the front of the class: opening and creating, HEAD and the branch, refs (read, compare-and-swap
 update through Git's lock files, packed-refs, reflog), tags and commits of changed files. The rest of the class
 lives in modules of one job each, which :class:`Repository` inherits: ``repo_objects`` (objects, blob/tree/commit
 caches, trees), ``repo_index`` (the Git index and the work-tree scan), ``repo_lock`` (the store's write lock and
-stale lock files); merge bases and ancestry are in ``ancestry``. Not here: documents and codecs (the store), the
-history index (``history.py``), remotes (``remote/``).
+stale lock files); merge bases and ancestry are in ``ancestry``. What does not: documents and codecs (the store),
+the history index (``history_index.py``), remotes (``remote/``).
 
 What it does, and the traps it avoids (see ARCHITECTURE.md):
 

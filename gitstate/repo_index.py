@@ -1,8 +1,15 @@
 """The Git index of a repository's work tree, kept cheap: parsed once, updated entry by entry, written with
 one join (dulwich's index writer is O(n) on every flush); and the work-tree scan that finds hand edits.
 
+What belongs here: :class:`GitIndex` (``.git/index`` read, updated entry by entry and written through
+``index.lock``), :class:`RepositoryIndex` (keeping the index in step with HEAD, deferred writes, rebuilding it), the
+work-tree scan (:meth:`RepositoryIndex.worktree_changes`, ``.gitignore`` rules) and the racy-git-safe stat check.
+What does not: objects (repo_objects.py), refs (repo.py), writing work-tree files (worktree.py), reading them for a
+commit (ingest.py).
+
 gitstate keeps its own index writer (issue 12 lists it among the parts to keep): dulwich's rewrites and
-re-serialises every entry on each write. Not here: objects (repo_objects.py), refs (repo.py).
+re-serialises every entry on each write (ARCHITECTURE.md: writing dulwich's index for 10,000 entries made a one-file
+commit 174 ms slower).
 """
 
 from __future__ import annotations

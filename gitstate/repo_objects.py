@@ -1,8 +1,15 @@
 """Git objects of a repository: reading and writing them (dulwich's object store, opened on first use), the
 blob, tree and commit caches, trees read and built path by path, commits made and parsed.
 
-Not here: refs and the branch (repo.py), the index (repo_index.py), ancestry (ancestry.py). Part of
-:class:`gitstate.repo.Repository`, split off by job (issue 12).
+What belongs here: :class:`RepositoryObjects` (:meth:`~RepositoryObjects.read_object` as the one place objects are
+read, :meth:`~RepositoryObjects.write_objects`, trees read, compared and built path by path,
+:meth:`~RepositoryObjects.make_commit`, :meth:`~RepositoryObjects.commit_info` and the commit walk), blob ids,
+:class:`CommitInfo` and :class:`TagInfo`. What does not: refs and the branch (repo.py), the index (repo_index.py),
+ancestry (ancestry.py). Part of :class:`gitstate.repo.Repository`, split off by job (issue 12).
+
+Loose objects are written here rather than with dulwich's ``add_object``, which fsyncs the file but never the
+fan-out directory that holds it (ARCHITECTURE.md); :mod:`gitstate.repo` promises both before a commit is reported.
+Packs of several objects are written by :class:`gitstate.gc.packwrite.PackWriter`.
 """
 
 from __future__ import annotations

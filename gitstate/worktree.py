@@ -23,6 +23,12 @@ Trees are checked with :func:`check_trees` BEFORE a ref moves (pull, merge, rest
 tree leaves the branch, the index and the work tree as they were; only the remote-tracking ref and the fetched
 objects stay (they are what was fetched, not what the store holds). The cost follows the change: subtrees equal
 on both sides are skipped without being read.
+
+What belongs here: the entry checks (:func:`check_path`, :func:`check_paths`, :func:`check_trees`,
+:func:`tree_changes`), :func:`apply` (the writer of work-tree files) and :func:`checkout` from one tree to another.
+What does not: path syntax and the atomic file write (:mod:`gitstate.paths`), reading trees and the Git index
+(:mod:`gitstate.repo`), deciding what to write: the flusher, ingest, history (restore, undo) and remotes (pull,
+clone) call in.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Commands live in the modules of this package, grouped by area; each registers it
 imported, and :data:`main` imports only the module of the command that runs (``_common.COMMAND_MODULES``).
 Errors from the library (:class:`~gitstate.errors.GitStateError`) become one line on stderr and exit code 1, in
 one place (:class:`_Group`); usage errors exit 2.
+
+What belongs here: :func:`run`, the entry point of ``gitstate`` and ``python -m gitstate``, and the re-export of
+:data:`main`. What does not: the root group, its options and error handling (:mod:`gitstate.cli._common`), the
+commands (one module per area: ``core``, ``history``, ``watch``, ``remote``, ``maintenance``, ``migrate_cmd``,
+``retention``, ``quarantine``, ``gitsetup``, ``ui``), anything that reads or writes a store (the library).
 """
 
 from __future__ import annotations

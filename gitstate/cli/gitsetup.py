@@ -1,5 +1,12 @@
 """Commands that connect the user's own git to gitstate: ``setup-git``, and ``merge-driver`` / ``textconv``,
-which git runs (hidden from the command list). The work is done by :mod:`gitstate.gitmerge`."""
+which git runs (hidden from the command list). The work is done by :mod:`gitstate.gitmerge`.
+
+What belongs here: the click commands ``setup-git``, ``merge-driver`` and ``textconv``, their options and output
+(:func:`report_setup_git` also serves ``init --setup-git`` and ``clone --setup-git``). What does not: what git is
+told and how a document is merged or printed (:func:`gitstate.gitmerge.setup_git`,
+:func:`~gitstate.gitmerge.merge_driver`, :func:`~gitstate.gitmerge.textconv`), output rules
+(:mod:`gitstate.cli._common`).
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,11 @@ store's directory (:func:`gitstate.direct.open_directory`) instead of a :class:`
 store commits edits found on disk, and ``status`` exists to show those edits before anything commits them.
 Commands that write open the store.
 
+What belongs here: the history commands' arguments (revisions before ``--``, documents after), their text and
+JSON output (log lines, ``--stat``, coloured diffs, status lines). What does not: reading the history
+(:mod:`gitstate.history` through :class:`gitstate.direct.StoreDirectory` or the Store), the graph columns of
+``log --graph`` (:mod:`gitstate.cli.graph`), output rules shared by every command (:mod:`gitstate.cli._common`).
+
 Library modules are imported inside the commands so that ``gitstate --help`` and ``gitstate status`` start fast.
 """
 

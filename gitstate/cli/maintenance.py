@@ -1,4 +1,10 @@
-"""Maintenance commands: ``gc`` (pack and prune the repository) and ``doctor`` (health checks)."""
+"""Maintenance commands: ``gc`` (pack and prune the repository) and ``doctor`` (health checks).
+
+What belongs here: the two commands' options, the progress line ``gc`` shows on a terminal, and printing the
+gc figures and the doctor's findings. What does not: packing and pruning (:mod:`gitstate.gc`, reached through
+:meth:`gitstate.direct.StoreDirectory.gc`), the checks and their advice (:mod:`gitstate.doctor`), history
+thinning (``forget``, :mod:`gitstate.cli.retention`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The ``migrate`` command: run the steps a Python file defines as ``migrations = {version: fn}``."""
+"""The ``migrate`` command: run the steps a Python file defines as ``migrations = {version: fn}``.
+
+What belongs here: the ``migrate`` command's arguments (FILE, ``--dry-run``, ``--yaml11``) and printing the plan
+or the result. What does not: loading a migration file, planning and running the steps (:mod:`gitstate.migrate`),
+the YAML 1.1 conversion (:mod:`gitstate.yaml11`), rolling back (``gitstate restore``, :mod:`gitstate.cli.history`).
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """``gitstate quarantine``: hand edits that did not pass the gate, waiting for a human.
 
-What belongs here: listing, showing and dropping entries through :class:`gitstate.direct.StoreDirectory`. The
-entries themselves live in :mod:`gitstate.quarantine`.
+What belongs here: listing, showing and dropping entries through :class:`gitstate.direct.StoreDirectory`. What does
+not: the entries themselves (:mod:`gitstate.quarantine`), the gate that sends an edit there (the store's ingest,
+:mod:`gitstate.ingest`), the guarded write of the last good version (:mod:`gitstate.worktree`).
 """
 
 from __future__ import annotations

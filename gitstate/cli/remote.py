@@ -1,6 +1,12 @@
 """Remote commands: ``remote add|list|remove``, ``push``, ``pull``, ``sync``, ``clone``.
 
 Long transfers show progress on stderr when it is a terminal. URLs are printed without credentials.
+
+What belongs here: the commands' options, putting ``--username``/``--password-stdin`` into the URL the library is
+given, the progress printer, and describing what a push, pull or clone did. What does not: talking to remotes,
+merging, storing and redacting credentials (:mod:`gitstate.remote`, reached through the Store,
+:class:`gitstate.direct.StoreDirectory` and :func:`gitstate.store.clone`), output rules
+(:mod:`gitstate.cli._common`).
 """
 
 from __future__ import annotations

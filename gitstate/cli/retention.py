@@ -1,7 +1,9 @@
 """Retention commands: ``forget`` (thin old local history, restic-style).
 
-What belongs here: parsing the ``--keep-*`` options and printing a plan. The rules and the cut live in
-:mod:`gitstate.retention`; this module only calls the public API (:mod:`gitstate.direct`).
+What belongs here: parsing the ``--keep-*`` options and printing a plan. What does not: the rules, the plan and the
+cut, which live in :mod:`gitstate.retention`: this module only calls the public API (:mod:`gitstate.direct`, and
+:meth:`Store.set_retention_policy` for ``--save``); applying a saved policy in the background
+(:mod:`gitstate.gc.retain`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The ``ui`` command: serve a local web view of one store (see :mod:`gitstate.ui`).
 
-Only the command line lives here; the server and the page are in :mod:`gitstate.ui`.
+What belongs here: the command line of ``gitstate ui`` (port, ``--open``, ``--watch``), opening the store in
+immediate mode with the OS user as author, and serving until Ctrl-C. What does not: the server and the page
+(:mod:`gitstate.ui`, :mod:`gitstate.ui.server`), watching files (:mod:`gitstate.watcher`, started by the store).
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Watcher and hook commands: ``watch`` (commit hand edits in the foreground) and ``hooks install``."""
+"""Watcher and hook commands: ``watch`` (commit hand edits in the foreground) and ``hooks install``.
+
+What belongs here: the ``watch`` command's options and its one-line reports of store events (commits, invalid edits,
+quarantine), the ``hooks install`` command. What does not: watching and settling files (:mod:`gitstate.watcher`),
+committing hand edits and the parse gate (:mod:`gitstate.ingest`, through the Store), finding and copying the hook
+files (:mod:`gitstate.hooks`, whose names are re-exported here).
+"""
 
 from __future__ import annotations
 
