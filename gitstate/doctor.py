@@ -15,6 +15,12 @@ works when the store cannot be opened (a missing or read-only directory, a damag
 * ``remote``     each configured remote answers, within a time bound.
 
 The only lock taken is a non-blocking probe of the store lock, released at once.
+
+What belongs here: :func:`check` and one check per area, :class:`Finding`, :func:`has_errors`, and the wording of
+each problem and of what to do about it. What does not: reading and verifying objects (:mod:`gitstate.gc.verify`,
+through :mod:`gitstate.gc`), diagnosing the branch ref (:func:`gitstate.recovery.diagnose`), reaching a remote
+(:func:`gitstate.remote.check_remote`), repairing anything (the store on open, :mod:`gitstate.ingest`; packing,
+``gc``), the command (:mod:`gitstate.cli.maintenance`).
 """
 
 from __future__ import annotations

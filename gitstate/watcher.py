@@ -17,6 +17,12 @@ When the OS refuses native watches (inotify's watch or instance limit) or the st
 without native change events (NFS, SMB, sshfs...), the watcher polls instead and logs one line saying so. Idle,
 it wakes every ``step_ms`` in watchfiles' loop and otherwise sleeps.
 
+What belongs here: :class:`Watcher` (its two threads, the settle rule, the polling fallback),
+:func:`is_watched_name` and the timing defaults (``DEFAULT_*_MS``). What does not: committing what it hands on,
+merging it with pending writes and quarantining what does not parse (:mod:`gitstate.ingest`, wired up by
+:meth:`Store.watch <gitstate.store.Store.watch>`), the rules for temp and editor scratch names
+(:mod:`gitstate.paths`), the ``watch`` command (:mod:`gitstate.cli.watch`).
+
 Example:
     >>> import tempfile, pathlib
     >>> root = pathlib.Path(tempfile.mkdtemp())

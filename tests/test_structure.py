@@ -1,5 +1,6 @@
 """Issue 12's house rules for the whole package, checked from the source: imports point one way (no cycle), no
-module over ~900 lines and no class over ~700, and no module uses another gitstate module's ``_private`` names.
+module over ~900 lines and no class over ~700, no module uses another gitstate module's ``_private`` names, and
+every module's docstring says what belongs in it and what does not.
 
 (``tests/test_structure_cli.py`` checks that the CLI uses only the public API; ``tests/test_store_services.py``
 that the store's services reach no private attribute of the store.)
@@ -173,3 +174,31 @@ def _private_uses(module: str) -> list[str]:
 def test_no_module_uses_another_modules_private_names() -> None:
     offenders = [line for module in sorted(MODULES) for line in _private_uses(module)]
     assert offenders == []
+
+
+NOTE_PHRASES = ("What belongs here", "What does not")
+
+
+def _missing_note_phrases(source: str) -> list[str]:
+    """The phrases of a newcomer's note (:data:`NOTE_PHRASES`) that the module docstring of ``source`` lacks."""
+    doc = ast.get_docstring(ast.parse(source)) or ""
+    text = " ".join(doc.split())  # a phrase may be wrapped over two lines
+    return [phrase for phrase in NOTE_PHRASES if phrase not in text]
+
+
+def test_the_note_checker_finds_missing_notes() -> None:
+    assert _missing_note_phrases('"""Title.\n\nWhat belongs here: x. What does\nnot: y."""') == []
+    assert _missing_note_phrases('"""Title.\n\nWhat belongs here: x."""') == ["What does not"]
+    assert _missing_note_phrases("x = 1") == list(NOTE_PHRASES)
+
+
+def test_every_module_says_what_belongs_in_it_and_what_does_not() -> None:
+    """Issue 12: a note at the top of each module names its jobs and where the neighbouring ones live."""
+    offenders = []
+    for module, path in sorted(MODULES.items()):
+        if path.name == "__main__.py" or "_hooks" in path.relative_to(PACKAGE).parts:
+            continue
+        missing = _missing_note_phrases(path.read_text(encoding="utf-8"))
+        if missing:
+            offenders.append(f"{module} ({path.relative_to(PACKAGE.parent)}): no {' / '.join(map(repr, missing))}")
+    assert offenders == [], "module docstrings without a newcomer's note:\n" + "\n".join(offenders)

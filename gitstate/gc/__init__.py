@@ -29,6 +29,13 @@ The package, by job (imports point down the list): :mod:`.background` (the worke
 (pack/idx writer, delta choice) → :mod:`.reach` (roots, walk) → :mod:`.objects` (reading) → :mod:`.delta`.
 This ``__init__`` only re-exports; nothing outside the package imports a submodule's ``_private`` name.
 
+What belongs here: the package's public names, re-exported (:func:`collect`, :func:`pack_loose`,
+:func:`prune_loose`, :func:`count_objects`, :class:`BackgroundPacker`, what doctor reads from :mod:`.verify`), and
+this map. What does not: any code of its own (each job is in its submodule above; :mod:`.retain`, the stored
+retention policy the background packer applies, sits beside :mod:`.background`), the retention rules and cut
+(:mod:`gitstate.retention`), the doctor's findings (:mod:`gitstate.doctor`), the ``gc`` command
+(:mod:`gitstate.cli.maintenance`).
+
 Reading uses the same stdlib code (loose objects, pack index v1/v2, ``OFS``/``REF`` deltas), so packing never
 contends for the :class:`~gitstate.repo.Repository`'s object mutex, and needs neither dulwich nor ``git``.
 """

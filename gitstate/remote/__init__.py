@@ -60,6 +60,11 @@ kind of remote (``local``, ``gitdaemon``, ``http``, ``ssh``; a new kind is one s
 (URL parsing, credentials.json, log hiding) -> ``config`` (.git/config remotes) -> ``state`` (push state, pusher
 registry) -> ``sync`` (push, fetch, push_status) -> ``merge`` (integrate) -> ``clone`` -> ``autopush``. This
 ``__init__`` only re-exports; nothing is defined here.
+
+What belongs here: the package's public names, re-exported, and the import of the built-in transports (``local``,
+``gitdaemon``, ``http``, ``ssh``) so that they register. What does not: any code of its own (each job is one module
+of the layout above), the Store's ``push``/``pull``/``sync``/``remote_add`` that call in (gitstate.store), the
+remote commands (gitstate.cli.remote), commit-graph walks (gitstate.ancestry).
 """
 
 from __future__ import annotations

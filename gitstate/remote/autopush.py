@@ -1,6 +1,10 @@
 """The background auto-pusher (AutoPusher, start_auto_push): pushes after commits, batched, with backoff.
 
 It talks to the store only through ``store.services`` (gitstate.services.StoreServices) and public methods.
+
+What belongs here: AutoPusher (its thread, batching commits, exponential backoff, one last bounded push on stop),
+start_auto_push and the AUTO_PUSH_* timings. What does not: the push itself (sync.py), the push state file and the
+registry of running pushers (state.py), the Pushed and PushError events (gitstate.events).
 """
 
 from __future__ import annotations

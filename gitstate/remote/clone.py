@@ -1,4 +1,10 @@
-"""clone_repository(): a new store from a remote URL (fetch, origin, checkout), leaving nothing behind on failure."""
+"""clone_repository(): a new store from a remote URL (fetch, origin, checkout), leaving nothing behind on failure.
+
+What belongs here: clone_repository (the remote's default branch, fetching into a new repository, origin and the
+branch's upstream in .git/config, the first checkout, removing what it made when it fails). What does not: opening
+the clone as a Store (gitstate.store.clone), fetching itself (sync.fetch_into), URLs and credentials
+(credentials.py), the checks of every tree entry (gitstate.worktree).
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """Remotes as .git/config names them: list, add, remove, and the endpoint (with credentials) of a named remote.
 
-Not here: URL parsing and secrets (credentials.py), network operations (sync.py, transport.py).
+What belongs here: reading and writing .git/config (save_config, through git's lock file, mode 0600), remote names
+(check_name), list_remotes, add_remote, remove_remote, the endpoint of a named remote (credentials found in the
+config are moved out on first use) and check_remote for ``gitstate doctor``. What does not: URL parsing and secrets
+(credentials.py), network operations (sync.py, transport.py).
 """
 
 from __future__ import annotations

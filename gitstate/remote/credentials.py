@@ -1,7 +1,10 @@
 """Remote URLs and credentials: parsing a URL into an endpoint and the secrets it carries, redaction for display,
 credentials.json (0600) and the environment, hiding secrets from log records.
 
-Not here: .git/config (config.py), talking to a server (the transport modules).
+What belongs here: parse_url, redact_url, credentials.json (store_credentials, credentials_for), with_credentials,
+the owner-only file writer write_private_json (also used by state.py) and hide_in_logs. What does not: .git/config
+(config.py), talking to a server (the transport modules), the Endpoint and Credentials types and scrub()
+(endpoint.py).
 """
 
 from __future__ import annotations

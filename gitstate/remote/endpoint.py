@@ -1,5 +1,9 @@
 """A remote's address and what authenticates to it (Endpoint, Credentials), and scrub(), which hides those
 secrets in any text shown. The vocabulary every other remote module shares; it imports none of them.
+
+What belongs here: Endpoint, Credentials, TOKEN_USERNAME, scrub() and env_name(). What does not: parsing URLs and
+reading stored or environment credentials (credentials.py), connecting to a remote (transport.py and the transport
+modules).
 """
 
 from __future__ import annotations

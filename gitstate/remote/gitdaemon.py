@@ -2,6 +2,9 @@
 
 gitstate keeps its own connect: dulwich's sets no timeout (a stalled daemon would hang a pusher) and sends
 one packet per object.
+
+What belongs here: GitDaemonTransport and its registration for git:// URLs. What does not: the Transport protocol
+and error translation (transport.py), what is sent or fetched (sync.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """http(s):// remotes (smart HTTP): dulwich's urllib3 client, releasing connections on error answers and sending
 the URL's query string (a token) only to the remote's own origin. Nothing from git config is used.
+
+What belongs here: HttpTransport and its registration for http:// and https:// URLs. What does not: credentials and
+hiding them in log records (credentials.py), the Transport protocol and error translation (transport.py), what is
+sent or fetched (sync.py).
 """
 
 from __future__ import annotations

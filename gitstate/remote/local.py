@@ -4,6 +4,10 @@ Besides dulwich's client: a push into the checked-out branch of a non-bare repos
 and a fetch from a shallow repository (a store thinned by ``gitstate forget``, or a shallow clone) stops at its
 shallow commits and reports them as the fetch's new shallow boundary, as git's upload-pack does (dulwich's local
 server walks their absent parents otherwise).
+
+What belongs here: LocalTransport and its registration for paths and file:// URLs. What does not: the Transport
+protocol and error translation (transport.py), what is sent or fetched and recording the shallow boundary in this
+store (sync.py).
 """
 
 from __future__ import annotations

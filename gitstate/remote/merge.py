@@ -1,7 +1,10 @@
 """Merging pulled history key by key (integrate): documents both sides changed are merged against the merge base
 with gitstate.docdiff; the merge commit message is built with gitstate.messages.
 
-Not here: ancestry (gitstate.ancestry), fetching (sync.py).
+What belongs here: integrate (nothing, a fast-forward or a merge commit, written but not checked out), MergeOutcome,
+DocConflict and MERGE_RULES. What does not: ancestry (gitstate.ancestry), fetching (sync.py), the key-level and
+line-level merges themselves (gitstate.merging), moving the branch and the work tree to the result (the store's
+ingest, gitstate.ingest).
 """
 
 from __future__ import annotations

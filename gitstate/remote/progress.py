@@ -1,6 +1,8 @@
 """Progress text of remote operations: the callback set with report_progress() and the adapter that feeds it.
 
-Not here: what is transferred (sync.py), secrets (credentials.py, whose scrub() cleans every line shown).
+What belongs here: report_progress, the context variable it sets, and Progress (dulwich's side-band bytes and
+gitstate's own counters as lines of text). What does not: what is transferred (sync.py), secrets (endpoint.py, whose
+scrub() cleans every line shown), printing (the CLI).
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """ssh:// and scp-style (user@host:path) remotes through the user's own ssh binary ($GIT_SSH_COMMAND,
 $GIT_SSH, else ssh); never core.sshCommand from a repository's config.
+
+What belongs here: ssh_command() and the transport for ssh:// and scp-style URLs (dulwich's SSHGitClient with its
+subprocess vendor), registered here. What does not: parsing scp-style addresses (credentials.py), the Transport
+protocol and error translation (transport.py), what is sent or fetched (sync.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Per-remote bookkeeping shared by push, fetch, config and the auto-pusher: the push state file
 (.git/gitstate/push-<remote>.json), the registry of running auto-pushers and the per-remote push locks.
 
-Not here: the push itself (sync.py); reading the state for display (sync.push_status).
+What belongs here: push_lock, state_path, read_state, record_push_state and the pushers registry. What does not: the
+push itself (sync.py); reading the state for display (sync.push_status); the owner-only file writer
+(credentials.write_private_json).
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Push and fetch: which refs and objects go where, over any Transport, never forced; the tracking refs, the
 push state file (.git/gitstate/push-<remote>.json) and push_status().
 
-Not here: merging what was fetched (merge.py), the background pusher (autopush.py).
+What belongs here: push (the branch and the snapshot tags the remote lacks), fetch and fetch_into (tracking refs,
+new tags, the shallow boundary a fetch reports), the object-store handle of one operation, known_secrets and
+push_status. What does not: merging what was fetched (merge.py), the background pusher (autopush.py), the state
+file's format and the per-remote push lock (state.py), the wire (transport.py and the transport modules).
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 protocol-independent error handling around a transport (timeouts, clear errors that show no credential).
 
 A new kind of remote is one module that calls register_transport(); the built-in ones are local.py,
-gitdaemon.py, http.py and ssh.py. Not here: what to send or fetch (sync.py).
+gitdaemon.py, http.py and ssh.py.
+
+What belongs here: the Transport protocol, register_transport, open_transport, registered_url_schemes, list_refs,
+the timeout from $GITSTATE_REMOTE_TIMEOUT_S, translate and chain. What does not: what to send or fetch (sync.py),
+the client of each kind of remote (local.py, gitdaemon.py, http.py, ssh.py), parsing URLs (credentials.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,12 @@
 Safe by default: binds to 127.0.0.1; every request presents the random token (``?token=`` once, then a cookie);
 the Host header must be ``127.0.0.1:PORT`` or ``localhost:PORT`` (no DNS rebinding); state-changing requests are
 POST and carry the CSRF header. Document values only ever leave as JSON; the page renders them with
-``textContent``. Not here: anything that reads Git directly (all reads go through the public Store API).
+``textContent``.
+
+What belongs here: :class:`UIServer` and :func:`make_server` (token, cookie, Host and CSRF checks), the request
+handler, the ``api_*`` endpoints (head, log, docs, diff, key, search, restore, undo, snapshot) and serving
+``static/``. What does not: anything that reads Git directly (all reads go through the public Store API), the
+command line (:mod:`gitstate.cli.ui`), rendering in the browser (``static/app.js``).
 """
 
 from __future__ import annotations
