@@ -2,8 +2,8 @@
 (``pre-commit``, ``commit-msg``) into a store, :func:`hook_sources` finds them in the installed package.
 
 What belongs here: finding and installing the hook files. What does not: the hooks themselves (shell scripts in
-``gitstate/_hooks/``, or ``hooks/`` in a source checkout) and the ``gitstate hooks`` command (``gitstate.cli``).
-The library never runs repository hooks itself.
+``gitstate/_hooks/``, or ``hooks/`` in a source checkout) and the ``gitstate hooks`` command
+(``gitstate.cli.watch``). The library never runs repository hooks itself.
 """
 
 from __future__ import annotations

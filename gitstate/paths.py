@@ -7,7 +7,7 @@ a crash leaves either the old or the new content, never a mix: temp file in the 
 
 What belongs here: document path rules (:func:`validate_doc_path`, metadata paths under ``.gitstate/``, ``.git`` in
 every spelling a file system accepts), temp and scratch file names (:func:`is_temp_name`, :func:`is_scratch_name`),
-the one temp-file writer (:func:`atomic_write`, :func:`replace_with`, :func:`fsync_dir`) and :func:`remove_file`.
+the crash-safe file writers (:func:`atomic_write`, :func:`replace_with`, :func:`fsync_dir`) and :func:`remove_file`.
 What does not: checking whole trees and writing the work tree (:mod:`gitstate.worktree`, which calls these), key
 paths inside documents (:mod:`gitstate.keys`), reading work-tree files (:mod:`gitstate.ingest`).
 """

@@ -3,7 +3,7 @@
 What belongs here: :func:`yaml_encode_over` / :func:`json_encode_over` (behind
 :meth:`gitstate.codecs.Codec.encode_over`), :func:`formatting_only` (same value, different bytes) and
 :func:`yaml11_to_yaml12` (for ``migrate``). What does not: canonical encoding and decoding (:mod:`gitstate.codecs`),
-merging (:mod:`gitstate.docdiff`), any file I/O.
+merging (:mod:`gitstate.merging`), any file I/O.
 
 gitstate splices its own edits into the previous text instead of using ruamel.yaml's round-trip dumper: ruamel
 re-emits the whole document (one indentation for the whole file, moved comment columns, re-indented sequences),
