@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 
-from test_structure import MODULES, _absolute
+from test_structure import MODULES, imported_modules
 
 #: The README's layer map, top to bottom (a bigger number is a higher layer).
 LAYERS: dict[int, tuple[str, ...]] = {
@@ -90,12 +90,8 @@ def imports_of(module: str) -> set[str]:
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
-        if isinstance(node, ast.Import):
-            deps.update(a.name for a in node.names if a.name.split(".")[0] == "gitstate")
-        elif isinstance(node, ast.ImportFrom):
-            base = _absolute(module, node)
-            if base.split(".")[0] == "gitstate":
-                deps.update(f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            deps.update(imported_modules(module, node))
     return {d for d in deps if d in MODULES and d != module}
 
 

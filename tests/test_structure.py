@@ -42,6 +42,16 @@ def _absolute(module: str, node: ast.ImportFrom) -> str:
     return ".".join([*package, *([node.module] if node.module else [])])
 
 
+def imported_modules(module: str, node: ast.Import | ast.ImportFrom) -> set[str]:
+    """The gitstate modules (or packages) one import statement of ``module`` names."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names if a.name.split(".")[0] == "gitstate"}
+    base = _absolute(module, node)
+    if base.split(".")[0] != "gitstate":
+        return set()
+    return {f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names}
+
+
 def _runtime_imports(module: str) -> set[str]:
     """The gitstate modules ``module`` imports when it is imported: top-level statements (also inside ``if`` and
     ``try``), without ``if TYPE_CHECKING:`` blocks and without imports inside functions (those run later)."""
@@ -51,12 +61,8 @@ def _runtime_imports(module: str) -> set[str]:
         for node in body:
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
                 continue
-            if isinstance(node, ast.Import):
-                deps.update(a.name for a in node.names if a.name.split(".")[0] == "gitstate")
-            elif isinstance(node, ast.ImportFrom):
-                base = _absolute(module, node)
-                if base.split(".")[0] == "gitstate":
-                    deps.update(f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names)
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                deps.update(imported_modules(module, node))
             elif isinstance(node, ast.If):
                 visit(node.body)
                 visit(node.orelse)
