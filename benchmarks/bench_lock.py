@@ -2,8 +2,8 @@
 
 Four writer processes (tests/workers/writer.py ``race``) flush back to back for a few seconds on one store; each
 reports its commits and the time each flush waited for the store lock. The baseline is the same worker run
-against another revision of gitstate (checked out in a temporary worktree), interleaved round by round. get()
-is timed in-process: with nothing changed, and right after a second handle committed.
+against another revision of gitstate (exported with ``git archive`` to a temporary directory), interleaved round
+by round. get() is timed in-process: with nothing changed, and right after a second handle committed.
 
 Run: ``.venv/bin/python benchmarks/bench_lock.py [--quick] [--baseline REV]``. The default baseline, 9c6ff8f,
 is the last revision with the plain (unfair) ``flock``.
@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,16 @@ for i in range(int(sys.argv[2])):
 a.close(); b.close()
 print(json.dumps({"quiet_us": statistics.median(quiet) * 1e6, "moved_us": statistics.median(moved) * 1e6}))
 """
+
+
+def _export(rev: str, dest: Path) -> None:
+    """The files of ``rev`` in ``dest`` (``git archive``: the repository's worktree list is left alone). The
+    repository is this checkout's, or under benchmarks/compare.py (whose staged trees are not repositories) the
+    one named by ``GITSTATE_BENCH_REPO``."""
+    repo = os.environ.get("GITSTATE_BENCH_REPO") or str(ROOT)
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", repo, "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
 
 
 def _env(source: Path) -> dict[str, str]:
@@ -99,9 +110,7 @@ def main() -> None:
     rounds, seconds = (1, 2.0) if args.quick else (3, 3.0)
 
     base_dir = Path(tempfile.mkdtemp(prefix="bench-lock-base-")) / "src"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(base_dir), args.baseline], check=True
-    )
+    _export(args.baseline, base_dir)
     sources = {"this checkout": ROOT, f"baseline {args.baseline}": base_dir}
     try:
         per: dict[str, dict[str, list[Any]]] = {n: {"commits": [], "waits": [], "spread": []} for n in sources}
@@ -151,7 +160,7 @@ def main() -> None:
         print("\nget() median, in-process")
         print_table(["code", "nothing changed (us)", "after another handle committed (us)"], get_rows)
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_dir)], check=False)
+        shutil.rmtree(base_dir.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

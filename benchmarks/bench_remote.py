@@ -33,7 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import gitstate
-from gitstate import ancestry
+
+try:
+    from gitstate.ancestry import ahead_behind
+except ImportError:  # before issue 12 (benchmarks/compare.py runs that tree too): it lived in history.py
+    from gitstate.history import ahead_behind  # type: ignore[attr-defined,no-redef]
 
 __all__ = ["main"]
 
@@ -151,7 +155,7 @@ def bench_push(work: Path, commits: int, repeat: int) -> None:
         with git_daemon(work) as port:
             for label, url_of in (
                 ("local bare repository", lambda name: str(work / name)),
-                ("git daemon (git://127.0.0.1)", lambda name: f"git://127.0.0.1:{port}/{name}"),
+                ("over git daemon (git://127.0.0.1)", lambda name: f"git://127.0.0.1:{port}/{name}"),
             ):
                 ours, theirs = [], []
                 for _ in range(repeat):
@@ -272,7 +276,7 @@ def run_round(path: Path, res: _LoadResult, *, auto_push: bool, duration_s: floa
     def sample() -> None:
         while not stop.wait(0.1):
             repo = store._repo
-            res.waiting.append(ancestry.ahead_behind(repo, repo.head(), repo.read_ref("refs/remotes/origin/main"))[0])
+            res.waiting.append(ahead_behind(repo, repo.head(), repo.read_ref("refs/remotes/origin/main"))[0])
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:

@@ -55,7 +55,7 @@ _NUMBER = re.compile(r"(-?\d[\d,]*(?:\.\d+)?)\s*(x|ms|us|µs|s|GB|MB|KB|kB|B|byt
 _SCALE = {"s": ("ms", 1000.0), "us": ("ms", 0.001), "µs": ("ms", 0.001), "ms": ("ms", 1.0)}
 _SCALE |= {"GB": ("B", 1e9), "MB": ("B", 1e6), "KB": ("B", 1e3), "kB": ("B", 1e3), "bytes": ("B", 1.0)}
 _SKIP_HEADERS = {"n", "met", "target", "files in store", "docs", "case"}
-_BASELINE_LABELS = ("`git ", "git ", "`python -c pass`", "startup floor")
+_BASELINE_LABELS = ("`git ", "git ", "`python -c pass`", "startup floor", "baseline ")
 _BASELINE_HEADERS = ("baseline", "seed way", "git add", "core.fsync", "old")
 
 
@@ -101,15 +101,16 @@ def _cell_figure(heading: str, label: str, header: str, cell: str) -> Figure | N
     if unit in _SCALE:
         unit, factor = _SCALE[unit]
         value *= factor
+    # A row of something else (git, plain Python, the seed way): the same code on both sides, whatever its unit.
+    other = label.strip().lower().startswith(_BASELINE_LABELS) or "(reference)" in label
     if unit == "x":
-        kind = "ratio"
+        kind = "baseline" if other else "ratio"
         higher: bool | None = any(w in h for w in ("speed-up", "speedup", "faster"))
         if "1.00x" in cell and not any(w in h for w in ("speed-up", "speedup")):
             kind = "baseline"  # the baseline row itself
     else:
         baseline = (
-            label.strip().lower().startswith(_BASELINE_LABELS)
-            or "(reference)" in label
+            other
             or any(w in h for w in _BASELINE_HEADERS)
             or cell.strip().startswith("`")  # "`git log --oneline` 12 ms": a baseline named in its cell
         )
@@ -173,6 +174,8 @@ def _stage(tree: Path, tag: str, root: Path) -> Path:
 
 def _run(python: Path, stage: Path, script: str, args: list[str], timeout: float) -> tuple[str, float]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    if (HERE.parent / ".git").exists():  # a staged tree is no repository: bench_lock.py takes its baseline here
+        env.setdefault("GITSTATE_BENCH_REPO", str(HERE.parent))
     t0 = time.perf_counter()
     proc = subprocess.run(
         [str(python), str(stage / "benchmarks" / script), *args],

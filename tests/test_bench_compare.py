@@ -52,6 +52,8 @@ def test_ratios_speedups_throughput_and_baselines() -> None:
     assert figs["Size after 800 flushes | `git status` | median wall"].kind == "baseline"
     assert figs["Size after 800 flushes | `python -c pass` | median wall"].kind == "baseline"
     assert figs["Size after 800 flushes | `git gc` on a copy | vs git gc"].kind == "baseline"
+    # git's own ratio to the floor is the same code on both sides: a drift gauge, not a figure to judge.
+    assert figs["Size after 800 flushes | `git status` | vs `python -c pass`"].kind == "baseline"
     assert not any("target" in name for name in figs)  # "< 150 ms: met" is a target, not a figure
 
 
