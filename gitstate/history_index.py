@@ -34,8 +34,9 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -63,6 +64,7 @@ __all__ = [
     "in_doc",
     "index_for",
     "indexed_commits",
+    "indexing_progress",
     "meta_entry",
     "parsed_keys",
     "record",
@@ -104,6 +106,27 @@ _MAX_BLOCK: Final = 8 * 1024 * 1024
 
 
 # ===================================================================== small helpers
+_PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("gitstate_indexing_progress", default=None)
+
+
+@contextmanager
+def indexing_progress(report: Callable[[int], None]) -> Iterator[None]:
+    """Within this block, ``report(n)`` is called each time a history read indexes a commit the history index did
+    not know (a history made by plain git, or pulled): ``n`` counts the commits that read has indexed so far.
+    The CLI draws a progress line with it when that takes a while.
+
+    Example:
+        >>> seen = []
+        >>> with indexing_progress(seen.append):
+        ...     pass  # history reads here report to seen
+    """
+    token = _PROGRESS.set(report)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
 _TZ_CACHE: dict[int, _dt.timezone] = {}
 
 
@@ -386,6 +409,13 @@ class _IndexFile:
     def _merge_older(self, items: list[Any]) -> None:
         """Add lines read from before the loaded span: newer lines (already in memory) win over older ones."""
         entries = self.entries
+        try:  # the common case, at C speed: one line per commit, none of them in memory yet
+            fresh = {it["c"]: it for it in items}
+        except (TypeError, KeyError):
+            fresh = {}
+        if len(fresh) == len(items) and entries.keys().isdisjoint(fresh) and all(type(c) is str for c in fresh):
+            entries.update(fresh)
+            return
         for it in reversed(items):
             try:
                 cid = it["c"]
@@ -490,6 +520,12 @@ class _IndexFile:
 
 def _parse_lines(data: bytes, path: Path) -> list[Any]:
     """The JSON lines of ``data`` (complete lines only), skipping those that do not parse."""
+    if data.endswith(b"\n"):  # newlines become commas: one C call parses them all
+        try:
+            fast: list[Any] = orjson.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+            return fast
+        except orjson.JSONDecodeError:  # an empty or damaged line: line by line below
+            pass
     lines = [ln for ln in data.split(b"\n") if ln]
     try:
         items: list[Any] = orjson.loads(b"[" + b",".join(lines) + b"]")
@@ -604,6 +640,7 @@ class History:
         self.idx = index_for(repo)
         self.loaded = False  # the index file is read on first use: resolving HEAD or an id never needs it
         self.new: dict[str, dict[str, Any]] = {}
+        self.starts: dict[str, None] = {}  # where walks began (branch heads, mostly): see save()
 
     def __enter__(self) -> History:
         return self
@@ -617,8 +654,17 @@ class History:
             self.loaded = True
 
     def save(self) -> None:
+        """Append the entries this session computed, in the reverse of the order they were met: a walk meets
+        the newest commit first, and the file's end must hold the newest commits (readers start there)."""
         if self.new:
-            items = list(self.new.values())
+            items = list(reversed(self.new.values()))
+            # A start the index already knew is now followed by the older commits just computed: its line is
+            # written again after them, so the next `log -n 20` finds it in the last block, not the first.
+            entries = self.idx.entries
+            for cid in self.starts:
+                e = entries.get(cid)
+                if cid not in self.new and e is not None and "t" in e:
+                    items.append({k: v for k, v in e.items() if k != "_kp"})
             self.new = {}
             self.idx.append(items)
 
@@ -631,6 +677,9 @@ class History:
         e = self.idx.entries.get(cid)
         fresh = meta_entry(self.repo, self.repo.commit_info(cid))
         self.new.setdefault(cid, {}).update(fresh)
+        report = _PROGRESS.get()
+        if report is not None:
+            report(len(self.new))
         if e is not None:  # a key supplement arrived before its metadata line
             fresh.update({x: e[x] for x in ("k", "_kp") if x in e})
         with self.idx.lock:
@@ -664,6 +713,7 @@ class History:
         """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``)."""
         if head is None:
             return
+        self.starts[head] = None
         first = self.entry(head)
         entries = self.idx.entries
         heap: list[tuple[int, int, dict[str, Any]]] = []
