@@ -837,6 +837,11 @@ def ahead_behind(repo: Repository, local: str | None, remote: str | None) -> tup
         ...     ahead_behind(store._repo, store.head, None)
         (1, 0)
     """
+    if local is not None and remote is not None and local != remote and repo.has_object(remote):
+        from .ancestry import ahead_behind as paint_ahead_behind
+
+        with History(repo) as hist:  # a paint-down from both ends: it costs how far they diverged
+            return paint_ahead_behind(repo, local, remote, lookup=hist.graph_lookup())
     with History(repo) as hist:
         mine = {e["c"] for e in hist.walk(local)}
         theirs = {e["c"] for e in hist.walk(remote)}

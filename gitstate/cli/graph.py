@@ -133,7 +133,7 @@ def indexing_bar(*, active: bool = True) -> Iterator[None]:
     if not active or not stderr_is_terminal():
         yield
         return
-    state = {"start": 0.0, "shown": 0.0, "n": 0}
+    state = {"start": 0.0, "shown": 0.0, "n": 0, "width": 0}
 
     def report(n: int) -> None:
         now = time.monotonic()
@@ -142,15 +142,17 @@ def indexing_bar(*, active: bool = True) -> Iterator[None]:
             state["start"] = now
         elif now - state["start"] >= BAR_DELAY_S and now - state["shown"] >= 0.1:
             state["shown"] = now
-            rate = n / (now - state["start"])
-            click.echo(f"\rIndexing the history: {n:,} commits ({rate:,.0f}/s)", nl=False, err=True)
+            text = f"Indexing the history: {n:,} commits ({n / (now - state['start']):,.0f}/s)"
+            state["width"] = len(text)
+            click.echo("\r" + text, nl=False, err=True)
 
     with indexing_progress(report):
         try:
             yield
         finally:
             if state["shown"]:
-                click.echo(f"\rIndexing the history: {state['n']:,} commits, done.\x1b[K", err=True)
+                text = f"Indexing the history: {state['n']:,} commits, done."
+                click.echo("\r" + text.ljust(int(state["width"])), err=True)
 
 
 def json_array(items: Iterable[dict[str, Any]]) -> Iterator[str]:

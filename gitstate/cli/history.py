@@ -234,7 +234,7 @@ def log_cmd(
         colour = colour_enabled()
         make = _oneline_lines if oneline else _log_lines
         if not graph:  # streamed: each line is printed as the walk reaches its commit
-            stream = getattr(d, "iter_log_entries", d.log_entries)(doc, limit=limit, rev=rev)
+            stream = _entries(d, doc, limit, rev)
             if stat or name_only:
                 lines: Iterable[str] = (
                     ln for e in stream for ln in (*make(d, (e,), colour), *_details(d, e, stat, name_only))
@@ -248,6 +248,12 @@ def log_cmd(
         heads = list(make(d, entries, colour))
         details = [_details(d, e, stat, name_only) for e in entries]
     output(_with_graph(entries, heads, details))
+
+
+def _entries(d: StoreDirectory, doc: str | None, limit: int | None, rev: str | None) -> Iterator[dict[str, Any]]:
+    """The log's entries one at a time (:meth:`StoreDirectory.iter_log_entries`), read from the first ``next``:
+    inside :func:`~gitstate.cli.graph.stream_output`, so under its progress line."""
+    yield from getattr(d, "iter_log_entries", d.log_entries)(doc, limit=limit, rev=rev)
 
 
 def _details(d: StoreDirectory, e: dict[str, Any], stat: bool, name_only: bool) -> list[str]:
@@ -283,7 +289,7 @@ def _log_detailed(
 ) -> None:
     """``log --key`` (each commit with the changes it made to the key) and ``log --json``."""
     if as_json and not key:  # a JSON array streamed item by item: commits hold only strings and lists
-        stream = getattr(d, "iter_log_entries", d.log_entries)(doc, limit=limit, rev=rev)
+        stream = _entries(d, doc, limit, rev)
         stream_output(ctx, json_array(d.commit_from_entry(e).to_dict() for e in stream))
         return
     with indexing_bar():
