@@ -4,6 +4,9 @@ What belongs here: questions about the commit graph answered by walking parents 
 ``is_ancestor``/``merge_base``, the branch repair's "did the branch go back"). What does not: log ordering (the
 history index, ``history_index.py``), moving refs (``repo.py``), anything that reads trees.
 
+A caller that holds the history index (:mod:`gitstate.history_index`: every indexed commit's parents and commit
+time) passes a ``lookup`` reading it, so the walk reads no commit object the index already knows.
+
 One rule about commit times: they only order a walk (newest first, so it can stop early); an answer never depends
 on them being right. Machines' clocks disagree, and a child may be older than its parent.
 
@@ -24,7 +27,7 @@ from .errors import RepositoryError, RevisionNotFound
 if TYPE_CHECKING:
     from .repo import Repository
 
-__all__ = ["ahead_behind", "count_commits", "is_ancestor", "merge_base", "merge_bases"]
+__all__ = ["Lookup", "ahead_behind", "count_commits", "is_ancestor", "merge_base", "merge_bases"]
 
 #: Commits one comparison may visit before it gives up (a guard against a corrupt, cyclic-looking graph).
 _WALK_LIMIT: Final = 2_000_000
@@ -46,7 +49,11 @@ def count_commits(repo: Repository, start: str, *, limit: int = 1_000_000) -> in
     return len(seen)
 
 
-def _lookup(repo: Repository, tolerant: bool) -> Callable[[str], tuple[int, tuple[str, ...]]]:
+#: ``lookup(commit id) -> (commit time, parents)``: where a walk reads the graph from.
+Lookup = Callable[[str], tuple[int, tuple[str, ...]]]
+
+
+def _lookup(repo: Repository, tolerant: bool) -> Lookup:
     """(commit time, parents) of a commit; ``tolerant``: an unreadable commit is a root at time 0."""
 
     def lookup(sha: str) -> tuple[int, tuple[str, ...]]:
@@ -62,14 +69,20 @@ def _lookup(repo: Repository, tolerant: bool) -> Callable[[str], tuple[int, tupl
 
 
 def _paint(
-    repo: Repository, a: str, b: str, *, tolerant: bool = False, limit: int = _WALK_LIMIT
+    repo: Repository,
+    a: str,
+    b: str,
+    *,
+    tolerant: bool = False,
+    limit: int = _WALK_LIMIT,
+    lookup: Lookup | None = None,
 ) -> tuple[dict[str, int], list[str]] | None:
     """git's paint-down: walk from ``a`` (flag 1) and ``b`` (flag 2), newest first, until only common history
     (flags 1|2, then marked stale) is left in the queue. Returns every visited commit's flags and the common
     commits found first on each line (merge-base candidates, possibly redundant when clocks are skewed). A commit
     whose flags grow after it was visited is queued again, so a skewed clock costs time, never a wrong flag. The
     cost follows how far the two sides diverged, not history's length. None if ``tolerant`` and over ``limit``."""
-    lookup = _lookup(repo, tolerant)
+    lookup = lookup or _lookup(repo, tolerant)
     flags: dict[str, int] = {a: _SIDE_A}
     flags[b] = flags.get(b, 0) | _SIDE_B
     heap: list[tuple[int, int, str]] = []
@@ -140,16 +153,19 @@ def is_ancestor(repo: Repository, ancestor: str, descendant: str, *, tolerant: b
     return painted is not None and bool(painted[0][ancestor] & _SIDE_B)
 
 
-def ahead_behind(repo: Repository, local: str | None, remote: str | None) -> tuple[int, int]:
+def ahead_behind(
+    repo: Repository, local: str | None, remote: str | None, *, lookup: Lookup | None = None
+) -> tuple[int, int]:
     """(commits reachable from ``local`` only, commits reachable from ``remote`` only); a side that is None or
-    whose commit is not here counts as empty. The cost follows how far the two diverged, not history's length."""
+    whose commit is not here counts as empty. The cost follows how far the two diverged, not history's length.
+    ``lookup`` reads the graph (the history index's, say) instead of the commit objects."""
     if local == remote:
         return 0, 0
     if remote is None or not repo.has_object(remote):
         return (count_commits(repo, local) if local else 0), 0
     if local is None:
         return 0, count_commits(repo, remote)
-    painted = _paint(repo, local, remote)
+    painted = _paint(repo, local, remote, lookup=lookup)
     assert painted is not None
     flags = painted[0]
     ahead = sum(1 for f in flags.values() if f & _BOTH == _SIDE_A)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ from .history_index import (
     in_doc,
     index_for,
     indexed_commits,
+    indexing_progress,
     meta_entry,
     parsed_keys,
     record,
@@ -64,6 +66,8 @@ __all__ = [
     "diff",
     "get_commit",
     "indexed_commits",
+    "indexing_progress",
+    "iter_log_entries",
     "log",
     "log_entries",
     "parse_time",
@@ -421,7 +425,8 @@ def log_entries(
     Same arguments, order and errors as :func:`log`. Each entry is a read-only dict: ``c`` (id), ``t`` (author
     time, epoch seconds), ``z`` (UTC offset in seconds, absent when 0), ``a`` (author), ``m`` (the message, or None
     when it is too long to index: use :func:`commit_from_entry`), ``actor``, ``d`` (changed documents) and ``p``
-    (parents). :func:`commit_from_entry` turns one into a :class:`Commit`.
+    (parents). :func:`commit_from_entry` turns one into a :class:`Commit`. :func:`iter_log_entries` gives the same
+    entries one at a time.
 
     Example:
         >>> import gitstate, tempfile
@@ -432,29 +437,57 @@ def log_entries(
         >>> [(e["actor"], e["d"]) for e in log_entries(repo, repo.head())]
         [('library', ['state.json'])]
     """
+    return list(iter_log_entries(repo, head, doc=doc, key=key, limit=limit, rev=rev))
+
+
+def iter_log_entries(
+    repo: Repository,
+    head: str | None,
+    *,
+    doc: str | None = None,
+    key: Key | None = None,
+    limit: int | None = None,
+    rev: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """:func:`log_entries` as a generator: each entry is yielded as soon as the walk reaches it, and the history
+    index is read from its newest end only as far as the walk goes, so the first commits of a long history come
+    out before the rest is read and memory follows what the caller keeps. :class:`~gitstate.errors.KeyNotFound`
+    (a ``doc`` or ``key`` no commit changed) is raised at the end, when nothing matched.
+
+    Example:
+        >>> import gitstate, tempfile
+        >>> path = tempfile.mkdtemp()
+        >>> with gitstate.open(path, durability="immediate") as store:
+        ...     store.set("state.json", "a", 1)
+        ...     store.set("state.json", "a", 2)
+        >>> repo = Repository.open(path, create=False)
+        >>> next(iter_log_entries(repo, repo.head()))["m"].splitlines()[0]
+        'state.json: a 1 -> 2'
+    """
     if limit is not None and limit <= 0:
-        return []
+        return
     keyt: Key = tuple(key) if key else ()
-    out: list[dict[str, Any]] = []
+    found = 0
     probe = KeyProbe(keyt) if keyt else None
     head, hidden = _log_span(repo, head, rev)
     # After a forget, the branch's history ends at the cut: the kept points follow, oldest last.
     starts = [head, *(_kept_tip(repo) if rev is None and head is not None else [])]
     with History(repo) as hist, gc_paused():
         excluded = {e["c"] for e in hist.walk(hidden)} if hidden else set()
+        unfiltered = not excluded and doc is None and probe is None
         for start in starts:
             for e in hist.walk(start):
-                if (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe):
+                if not unfiltered and (
+                    (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe)
+                ):
                     continue
-                out.append(e)
-                if limit is not None and len(out) >= limit:
-                    break
-            if limit is not None and len(out) >= limit:
-                break
-    if not out and head is not None and rev is None and (doc is not None or keyt):
+                found += 1
+                yield e
+                if limit is not None and found >= limit:
+                    return
+    if not found and head is not None and rev is None and (doc is not None or keyt):
         what = "no commit changed this key" if keyt else "no commit touched this document"
         raise KeyNotFound(doc or "*", keyt, f"{what} in the history of {repo.branch}")
-    return out
 
 
 def _kept_tip(repo: Repository) -> list[str]:
@@ -804,6 +837,11 @@ def ahead_behind(repo: Repository, local: str | None, remote: str | None) -> tup
         ...     ahead_behind(store._repo, store.head, None)
         (1, 0)
     """
+    if local is not None and remote is not None and local != remote and repo.has_object(remote):
+        from .ancestry import ahead_behind as paint_ahead_behind
+
+        with History(repo) as hist:  # a paint-down from both ends: it costs how far they diverged
+            return paint_ahead_behind(repo, local, remote, lookup=hist.graph_lookup())
     with History(repo) as hist:
         mine = {e["c"] for e in hist.walk(local)}
         theirs = {e["c"] for e in hist.walk(remote)}

@@ -2,9 +2,9 @@
 
 What belongs here: the index file (reading, appending, refreshing), walking the history through it, the keys a
 commit changed, and decoding committed documents for that (shared with :mod:`gitstate.history`). What does not:
-the public history API (:mod:`gitstate.history`), revision syntax (:mod:`gitstate.revisions`). gitstate keeps
-this cache rather than walking with dulwich: a dulwich walk costs ~45 us a commit, and key-level questions would
-otherwise diff every commit.
+the public history API (:mod:`gitstate.history`), revision syntax (:mod:`gitstate.revisions`), the index form of
+keys and matching them (:mod:`gitstate.history_keys`). gitstate keeps this cache rather than walking with
+dulwich: a dulwich walk costs ~45 us a commit, and key-level questions would otherwise diff every commit.
 
 **The history index.** Walking commits with dulwich costs ~45 µs each (``git log`` is 7x faster), and answering
 "who changed ``services.slack``" by diffing every commit would cost milliseconds each. So gitstate keeps an
@@ -15,7 +15,8 @@ new values when they are small). It is a cache, never the source of truth:
 * an entry is keyed by commit id, and ids name immutable content, so an entry is right for as long as it exists;
   what is *in* the history is always decided by walking parent links from the branch head;
 * commits it does not know (made by plain ``git``, pulled from another machine, or after the file was lost) are
-  indexed when a walk meets them, by diffing against their first parent, and appended;
+  indexed when a walk meets them, by diffing against their first parent, and appended oldest first, with the
+  walk's start written again after them: the file's end holds the newest commits, where readers start;
 * writers append whole lines with one ``O_APPEND`` write (the store does it under its lock); readers read only
   complete lines, skip lines that do not parse (a torn write after a crash) and re-read only what was appended
   since their last look.
@@ -30,20 +31,31 @@ import datetime as _dt
 import gc
 import heapq
 import logging
-import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from . import messages
-from .codecs import Codec, copy_value, registry_for
+from .codecs import Codec, registry_for
 from .errors import DecodeError
+from .history_keys import (
+    AMBIGUOUS,
+    DEFINITE,
+    NONE,
+    KeyProbe,
+    change_from_item,
+    encode_changes,
+    keys_json,
+    parsed_keys,
+    relation,
+)
 from .keys import MISSING_KEY, Key, get_in
 from .repo import CommitInfo, Repository
 
@@ -63,6 +75,7 @@ __all__ = [
     "in_doc",
     "index_for",
     "indexed_commits",
+    "indexing_progress",
     "meta_entry",
     "parsed_keys",
     "record",
@@ -81,19 +94,7 @@ INDEX_FILE: Final = "history-index-v1.jsonl"
 META_PREFIX: Final = ".gitstate/"
 
 
-_MAX_KEYS_PER_COMMIT: Final = 64
-
-
-_MAX_PART_CHARS: Final = 200
-
-
-_MAX_VALUE_BYTES: Final = 256
-
-
 _MAX_MESSAGE_CHARS: Final = 4096
-
-
-_NONE, _DEFINITE, _AMBIGUOUS = 0, 1, 2
 
 
 #: The first block read backwards from the end of the index (doubling up to the second).
@@ -104,6 +105,27 @@ _MAX_BLOCK: Final = 8 * 1024 * 1024
 
 
 # ===================================================================== small helpers
+_PROGRESS: ContextVar[Callable[[int], None] | None] = ContextVar("gitstate_indexing_progress", default=None)
+
+
+@contextmanager
+def indexing_progress(report: Callable[[int], None]) -> Iterator[None]:
+    """Within this block, ``report(n)`` is called each time a history read indexes a commit the history index did
+    not know (a history made by plain git, or pulled): ``n`` counts the commits that read has indexed so far.
+    The CLI draws a progress line with it when that takes a while.
+
+    Example:
+        >>> seen = []
+        >>> with indexing_progress(seen.append):
+        ...     pass  # history reads here report to seen
+    """
+    token = _PROGRESS.set(report)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
 _TZ_CACHE: dict[int, _dt.timezone] = {}
 
 
@@ -175,85 +197,6 @@ def doc_changes(
 
 
 # ===================================================================== the index file
-def _part_json(part: Any) -> str | int:
-    if isinstance(part, str) or (isinstance(part, int) and not isinstance(part, bool)):
-        return part
-    from . import docdiff  # only YAML scalar keys (bool, float, None, dates) get here
-
-    return docdiff.format_key((part,)).strip('"')
-
-
-def _small_json(value: Any) -> bool:
-    """True if ``value`` is plain JSON (no dates, NaN, non-str keys or huge ints) and small enough to keep."""
-    budget = [64]
-
-    def pure(v: Any) -> bool:
-        budget[0] -= 1
-        if budget[0] < 0:
-            return False
-        t = type(v)
-        if t is str or t is bool or v is None:
-            return True
-        if t is int:
-            return bool(-(2**63) <= v < 2**63)
-        if t is float:
-            return math.isfinite(v)
-        if t is list:
-            return all(pure(x) for x in v)
-        if t is dict:
-            return all(type(k) is str and pure(x) for k, x in v.items())
-        return False
-
-    if not pure(value):
-        return False
-    return len(orjson.dumps(value)) <= _MAX_VALUE_BYTES
-
-
-def _encode_parts(key: tuple[Any, ...]) -> tuple[list[str | int], bool]:
-    """JSON-safe key parts, cut before the first part too long to keep; True if it was cut."""
-    parts: list[str | int] = []
-    for p in key:
-        jp = _part_json(p)
-        if isinstance(jp, str) and len(jp) > _MAX_PART_CHARS:
-            return parts, True
-        parts.append(jp)
-    return parts, False
-
-
-def _encode_changes(changes: list[docdiff.Change]) -> list[list[Any]]:
-    """Index form of a commit's changes: ``[doc, parts, op]`` plus ``old, new`` when both are small.
-
-    Past :data:`_MAX_KEYS_PER_COMMIT` changes, or with a huge key part, keys are collapsed to their shortest
-    distinct prefixes that fit the cap (op ``"*"``: "something at or below this key changed")."""
-    if len(changes) <= _MAX_KEYS_PER_COMMIT:
-        items: list[list[Any]] = []
-        for ch in changes:
-            parts, cut = _encode_parts(ch.key)
-            if cut:
-                break
-            item: list[Any] = [ch.doc, parts, ch.op]
-            if (ch.op == "add" or _small_json(ch.old)) and (ch.op == "remove" or _small_json(ch.new)):
-                item += [None if ch.op == "add" else ch.old, None if ch.op == "remove" else ch.new]
-            items.append(item)
-        else:
-            return items
-    # Collapse: C-level set building over raw key tuples, then encode only the few keys kept.
-    keys = [(ch.doc, ch.key) for ch in changes]
-    depth = max((len(k) for _, k in keys), default=0)
-    while True:
-        seen = dict.fromkeys((d, k[:depth]) for d, k in keys)
-        if len(seen) <= _MAX_KEYS_PER_COMMIT or depth == 0:
-            break
-        depth -= 1
-    if len(seen) > _MAX_KEYS_PER_COMMIT:  # more documents than the cap: whole documents, still exact per doc
-        seen = dict.fromkeys((d, ()) for d, _ in seen)
-    out: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
-    for d, k in seen:
-        parts, _ = _encode_parts(k)
-        out.setdefault((d, tuple(parts)), [d, parts, "*"])
-    return list(out.values())
-
-
 _GC_PAUSE_LOCK = threading.Lock()
 
 
@@ -386,6 +329,13 @@ class _IndexFile:
     def _merge_older(self, items: list[Any]) -> None:
         """Add lines read from before the loaded span: newer lines (already in memory) win over older ones."""
         entries = self.entries
+        try:  # the common case, at C speed: one line per commit, none of them in memory yet
+            fresh = {it["c"]: it for it in items}
+        except (TypeError, KeyError):
+            fresh = {}
+        if len(fresh) == len(items) and entries.keys().isdisjoint(fresh) and all(type(c) is str for c in fresh):
+            entries.update(fresh)
+            return
         for it in reversed(items):
             try:
                 cid = it["c"]
@@ -490,6 +440,12 @@ class _IndexFile:
 
 def _parse_lines(data: bytes, path: Path) -> list[Any]:
     """The JSON lines of ``data`` (complete lines only), skipping those that do not parse."""
+    if data.endswith(b"\n"):  # newlines become commas: one C call parses them all
+        try:
+            fast: list[Any] = orjson.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+            return fast
+        except orjson.JSONDecodeError:  # an empty or damaged line: line by line below
+            pass
     lines = [ln for ln in data.split(b"\n") if ln]
     try:
         items: list[Any] = orjson.loads(b"[" + b",".join(lines) + b"]")
@@ -547,55 +503,6 @@ def meta_entry(repo: Repository, info: CommitInfo) -> dict[str, Any]:
     return entry
 
 
-def _keys_json(items: list[list[Any]]) -> str:
-    """Keys are kept as a JSON string inside the line: loading the index then builds one object per commit
-    instead of dozens, and only key queries parse them (3.5x faster loads of 10,000 commits)."""
-    return orjson.dumps(items).decode()
-
-
-def parsed_keys(e: dict[str, Any]) -> list[list[Any]] | None:
-    """The entry's keys, parsed on first use (the raw JSON string stays for :class:`KeyProbe`)."""
-    parsed = e.get("_kp")
-    if parsed is not None:
-        return parsed  # type: ignore[no-any-return]
-    k = e.get("k")
-    if isinstance(k, str):
-        try:
-            k = orjson.loads(k)
-        except orjson.JSONDecodeError:
-            return None
-    if not isinstance(k, list):
-        return None
-    e["_kp"] = k
-    return k
-
-
-class KeyProbe:
-    """A conservative test on an entry's raw key JSON: False only if no stored key can relate to ``key``.
-
-    A stored key relates to the query if one is a prefix of the other (string-wise), or through a list shift
-    at an integer part. So when the query has no integer-like part and the JSON token of its part ``i`` is
-    absent, only a stored key equal to a prefix ``key[:j]`` (``j <= i``) can still relate, and its exact JSON
-    array must appear. This skips parsing the keys of nearly every commit of a long history.
-    """
-
-    def __init__(self, key: Key) -> None:
-        self.usable = bool(key) and not any(_intlike(p) for p in key)
-        tokens = [orjson.dumps(p).decode() for p in key] if self.usable else []
-        prefixes = [orjson.dumps(list(key[:j])).decode() for j in range(len(key))] if self.usable else []
-        # (token i, the prefixes key[:j] for j <= i), for C-level checks: this runs once per commit of the history
-        self.steps = [(token, tuple(prefixes[: i + 1])) for i, token in enumerate(tokens)]
-
-    def may_match(self, e: dict[str, Any]) -> bool:
-        raw = e.get("k")
-        if not self.usable or type(raw) is not str:
-            return True
-        for token, prefixes in self.steps:
-            if token not in raw:
-                return any(map(raw.__contains__, prefixes))
-        return True
-
-
 class History:
     """One read session: the index plus the entries it had to compute (appended by :meth:`save`)."""
 
@@ -604,6 +511,7 @@ class History:
         self.idx = index_for(repo)
         self.loaded = False  # the index file is read on first use: resolving HEAD or an id never needs it
         self.new: dict[str, dict[str, Any]] = {}
+        self.starts: dict[str, None] = {}  # where walks began (branch heads, mostly): see save()
 
     def __enter__(self) -> History:
         return self
@@ -617,8 +525,17 @@ class History:
             self.loaded = True
 
     def save(self) -> None:
+        """Append the entries this session computed, in the reverse of the order they were met: a walk meets
+        the newest commit first, and the file's end must hold the newest commits (readers start there)."""
         if self.new:
-            items = list(self.new.values())
+            items = list(reversed(self.new.values()))
+            # A start the index already knew is now followed by the older commits just computed: its line is
+            # written again after them, so the next `log -n 20` finds it in the last block, not the first.
+            entries = self.idx.entries
+            for cid in self.starts:
+                e = entries.get(cid)
+                if cid not in self.new and e is not None and "t" in e:
+                    items.append({k: v for k, v in e.items() if k != "_kp"})
             self.new = {}
             self.idx.append(items)
 
@@ -631,6 +548,9 @@ class History:
         e = self.idx.entries.get(cid)
         fresh = meta_entry(self.repo, self.repo.commit_info(cid))
         self.new.setdefault(cid, {}).update(fresh)
+        report = _PROGRESS.get()
+        if report is not None:
+            report(len(self.new))
         if e is not None:  # a key supplement arrived before its metadata line
             fresh.update({x: e[x] for x in ("k", "_kp") if x in e})
         with self.idx.lock:
@@ -647,8 +567,8 @@ class History:
         changes: list[docdiff.Change] = []
         for doc in e.get("d", []):
             changes.extend(doc_changes(self.repo, doc, old_tree, new_tree))
-        k = _encode_changes(changes)
-        e["k"] = _keys_json(k)
+        k = encode_changes(changes)
+        e["k"] = keys_json(k)
         e["_kp"] = k
         self.new.setdefault(cid, {"c": cid})["k"] = e["k"]
         return k
@@ -664,6 +584,7 @@ class History:
         """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``)."""
         if head is None:
             return
+        self.starts[head] = None
         first = self.entry(head)
         entries = self.idx.entries
         heap: list[tuple[int, int, dict[str, Any]]] = []
@@ -693,6 +614,25 @@ class History:
                     heapq.heappush(heap, (-int(pe.get("ct", pe["t"])), counter, pe))
             cur = nxt
 
+    def graph_lookup(self) -> Callable[[str], tuple[int, tuple[str, ...]]]:
+        """``lookup(commit id) -> (commit time, parents)`` for :mod:`gitstate.ancestry`: from the index where
+        it has the commit (its newest block is read first), else from the commit object. Never indexes."""
+        self._load()
+        with self.idx.lock:
+            if not self.idx.entries:
+                self.idx.load_older()
+        entries = self.idx.entries
+        commit_info = self.repo.commit_info
+
+        def lookup(cid: str) -> tuple[int, tuple[str, ...]]:
+            e = entries.get(cid)
+            if e is not None and "t" in e:
+                return int(e.get("ct", e["t"])), tuple(e.get("p") or ())
+            info = commit_info(cid)
+            return info.commit_time, info.parents
+
+        return lookup
+
     def first_parent_chain(self, head: str | None) -> Iterator[dict[str, Any]]:
         cid = head
         while cid is not None:
@@ -717,10 +657,10 @@ class History:
             d = it[0]
             if doc is not None and not in_doc(d, doc):
                 continue
-            rel = _relation(it[1], it[2], key)
-            if rel == _DEFINITE:
+            rel = relation(it[1], it[2], key)
+            if rel == DEFINITE:
                 return True
-            if rel == _AMBIGUOUS and d not in ambiguous:
+            if rel == AMBIGUOUS and d not in ambiguous:
                 ambiguous.append(d)
         if ambiguous:
             old_tree, new_tree = self._trees(e)
@@ -733,59 +673,22 @@ class History:
         items = [it for it in self.keys(e) if doc is None or it[0] == doc]
         if not key:
             if all(len(it) == 5 for it in items):
-                return [_change_from_item(it) for it in items]
+                return [change_from_item(it) for it in items]
             docs = [d for d in e.get("d", []) if doc is None or d == doc]
             old_tree, new_tree = self._trees(e)
             out: list[docdiff.Change] = []
             for d in docs:
                 out.extend(doc_changes(self.repo, d, old_tree, new_tree))
             return out
-        rels = [(it, _relation(it[1], it[2], key)) for it in items]
-        hits = [(it, r) for it, r in rels if r != _NONE]
-        if all(r == _DEFINITE and len(it) == 5 for it, r in hits):
-            return [_change_from_item(it) for it, _ in hits]
+        rels = [(it, relation(it[1], it[2], key)) for it in items]
+        hits = [(it, r) for it, r in rels if r != NONE]
+        if all(r == DEFINITE and len(it) == 5 for it, r in hits):
+            return [change_from_item(it) for it, _ in hits]
         old_tree, new_tree = self._trees(e)
         out = []
         for d in dict.fromkeys(it[0] for it, _ in hits):
             out.extend(doc_changes(self.repo, d, old_tree, new_tree, key))
         return out
-
-
-def _change_from_item(it: list[Any]) -> docdiff.Change:
-    from . import docdiff
-
-    doc, parts, op, old, new = it
-    return docdiff.Change(
-        doc,
-        tuple(parts),
-        op,
-        docdiff.MISSING if op == "add" else copy_value(old),
-        docdiff.MISSING if op == "remove" else copy_value(new),
-    )
-
-
-def _intlike(part: Any) -> bool:
-    if isinstance(part, int) and not isinstance(part, bool):
-        return True
-    return isinstance(part, str) and part.lstrip("-").isdigit()
-
-
-def _relation(stored: list[Any], op: str, query: Key) -> int:
-    """How a changed key relates to a queried key: no overlap, surely changed, or must be checked."""
-    n = min(len(stored), len(query))
-    for i in range(n):
-        s, q = stored[i], query[i]
-        if s == q or str(s) == str(q):
-            continue
-        # An item added or removed earlier in a list shifts the items after it.
-        if len(stored) == i + 1 and op in ("add", "remove", "*") and _intlike(s) and _intlike(q) and int(q) >= int(s):
-            return _AMBIGUOUS
-        return _NONE
-    if len(query) > len(stored):
-        return _AMBIGUOUS  # a change higher up (whole document, parent mapping) may or may not touch the key
-    if op == "remove" and any(_intlike(p) for p in stored[: len(query)]):
-        return _AMBIGUOUS  # a removal names the old list index; the query means the current one
-    return _DEFINITE
 
 
 # ===================================================================== recording
@@ -804,7 +707,7 @@ def record(repo: Repository, commit_id: str, *, actor: str, changes: list[docdif
         entry["actor"] = actor
     if len(info.parents) <= 1:
         docs = entry["d"]
-        entry["k"] = _keys_json(_encode_changes([c for c in changes if c.doc in docs or not c.doc]))
+        entry["k"] = keys_json(encode_changes([c for c in changes if c.doc in docs or not c.doc]))
     entry["b"] = 1  # made on the branch by a store: the newest such entry is the branch's last known head
     index_for(repo).append([entry])
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -38,6 +39,7 @@ from ._common import (
     output,
     pass_ctx,
 )
+from .graph import DateCells, indexing_bar, json_array, stream_output
 
 if TYPE_CHECKING:
     from ..direct import StoreDirectory
@@ -232,21 +234,39 @@ def log_cmd(
         if doc is not None and not doc.endswith("/"):
             validate_doc_path(doc)
         if key or as_json:
-            _log_detailed(d, doc, key, limit, rev, as_json)
+            _log_detailed(ctx, d, doc, key, limit, rev, as_json)
             return
-        entries = d.log_entries(doc, limit=limit, rev=rev)
         colour = colour_enabled()
-        heads = _oneline_lines(d, entries, colour) if oneline else _log_lines(d, entries, colour)
-        details: list[list[str]] = [[] for _ in entries]
-        if stat or name_only:
-            for i, e in enumerate(entries):
-                changed: list[str] = list(e.get("d") or [])
-                details[i] = changed if name_only else _stat_lines(_commit_stat(d.commit_from_entry(e), changed), "key")
-    output(
-        _with_graph(entries, heads, details)
-        if graph
-        else [ln for h, ds in zip(heads, details, strict=True) for ln in (h, *ds)]
-    )
+        make = _oneline_lines if oneline else _log_lines
+        if not graph:  # streamed: each line is printed as the walk reaches its commit
+            stream = _entries(d, doc, limit, rev)
+            if stat or name_only:
+                lines: Iterable[str] = (
+                    ln for e in stream for ln in (*make(d, (e,), colour), *_details(d, e, stat, name_only))
+                )
+            else:
+                lines = make(d, stream, colour)
+            stream_output(ctx, lines)
+            return
+        with indexing_bar():
+            entries = d.log_entries(doc, limit=limit, rev=rev)
+        heads = list(make(d, entries, colour))
+        details = [_details(d, e, stat, name_only) for e in entries]
+    output(_with_graph(entries, heads, details))
+
+
+def _entries(d: StoreDirectory, doc: str | None, limit: int | None, rev: str | None) -> Iterator[dict[str, Any]]:
+    """The log's entries one at a time (:meth:`StoreDirectory.iter_log_entries`), read from the first ``next``:
+    inside :func:`~gitstate.cli.graph.stream_output`, so under its progress line."""
+    yield from getattr(d, "iter_log_entries", d.log_entries)(doc, limit=limit, rev=rev)
+
+
+def _details(d: StoreDirectory, e: dict[str, Any], stat: bool, name_only: bool) -> list[str]:
+    """The lines under one commit of ``log --stat`` / ``--name-only`` (none without them)."""
+    if not (stat or name_only):
+        return []
+    changed: list[str] = list(e.get("d") or [])
+    return changed if name_only else _stat_lines(_commit_stat(d.commit_from_entry(e), changed), "key")
 
 
 def _with_graph(entries: list[dict[str, Any]], heads: list[str], details: list[list[str]]) -> list[str]:
@@ -264,6 +284,7 @@ def _with_graph(entries: list[dict[str, Any]], heads: list[str], details: list[l
 
 
 def _log_detailed(
+    ctx: Context,
     d: StoreDirectory,
     doc: str | None,
     key: tuple[str | int, ...] | None,
@@ -272,7 +293,12 @@ def _log_detailed(
     as_json: bool,
 ) -> None:
     """``log --key`` (each commit with the changes it made to the key) and ``log --json``."""
-    commits = d.log(doc, key=key, limit=limit, rev=rev)
+    if as_json and not key:  # a JSON array streamed item by item: commits hold only strings and lists
+        stream = _entries(d, doc, limit, rev)
+        stream_output(ctx, json_array(d.commit_from_entry(e).to_dict() for e in stream))
+        return
+    with indexing_bar():
+        commits = d.log(doc, key=key, limit=limit, rev=rev)
     audit: list[list[Change]] = []
     if key:
         exact_doc = doc if doc is not None and not doc.endswith("/") else None
@@ -297,29 +323,26 @@ def _log_detailed(
     output(lines)
 
 
-def _oneline_lines(d: StoreDirectory, entries: list[dict[str, Any]], colour: bool) -> list[str]:
+def _oneline_lines(d: StoreDirectory, entries: Iterable[dict[str, Any]], colour: bool) -> Iterator[str]:
     """``--oneline``: the short id and the subject, as ``git log --oneline``."""
     from ..messages import subject
 
-    lines = []
     for e in entries:
         message = e.get("m")
         if message is None:
             message = d.commit_message(e["c"])
-        lines.append(f"{_paint(e['c'][:8], colour, fg='yellow')} {subject(message)}")
-    return lines
+        yield f"{_paint(e['c'][:8], colour, fg='yellow')} {subject(message)}"
 
 
-def _log_lines(d: StoreDirectory, entries: list[dict[str, Any]], colour: bool) -> list[str]:
+def _log_lines(d: StoreDirectory, entries: Iterable[dict[str, Any]], colour: bool) -> Iterator[str]:
     """One line per commit: short id, age, actor, subject (plus the changed keys when the subject names no
     document). Works on raw index entries (see :meth:`gitstate.direct.StoreDirectory.log_entries`): this loop runs
-    once per commit, 10,000 times for a long history."""
+    once per commit, 100,000 times for a long history."""
     now_ts = time.time()
     now_s = int(now_ts)
     actor_cells: dict[str, str] = {}
     when_cells: dict[int, str] = {}  # ages over an hour, by the hour: one text serves many commits
-    lines: list[str] = []
-    append = lines.append
+    dates = DateCells()
     for e in entries:
         actor = e.get("actor", "human")
         cell = actor_cells.get(actor)
@@ -329,10 +352,10 @@ def _log_lines(d: StoreDirectory, entries: list[dict[str, Any]], colour: bool) -
         short = _paint(cid[:8], colour, fg="yellow")
         t = e["t"]
         age = now_s - t if type(t) is int else -1
-        if 3600 <= age < AGE_TEXT_LIMIT_S:
-            when = when_cells.get(age // 3600)
-            if when is None:
-                when = when_cells[age // 3600] = f"{age_text(age):>16}"
+        if age >= AGE_TEXT_LIMIT_S:
+            when = dates.text(t, e.get("z", 0))
+        elif age >= 3600:
+            when = when_cells.get(age // 3600) or when_cells.setdefault(age // 3600, f"{age_text(age):>16}")
         else:
             when = f"{_ago(t, e.get('z', 0), now_ts):>16}"
         message = e.get("m")
@@ -345,8 +368,7 @@ def _log_lines(d: StoreDirectory, entries: list[dict[str, Any]], colour: bool) -
             commit = d.commit_from_entry(e)
             if commit.keys:
                 subject += "  " + _paint(f"[{_keys_text(commit)}]", colour, dim=True)
-        append(f"{short}  {when}  {cell} {subject}")
-    return lines
+        yield f"{short}  {when}  {cell} {subject}"
 
 
 # ===================================================================== show

@@ -1,0 +1,210 @@
+"""Keys in the history index: the index form of a commit's key-level changes, and matching a queried key
+against it.
+
+What belongs here: encoding a commit's changes for its index line (capped, collapsed to common prefixes when
+large), parsing them back, and deciding whether a stored key relates to a queried one. What does not: the index
+file and the walks (:mod:`gitstate.history_index`), diffing documents (:mod:`gitstate.docdiff`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from .codecs import copy_value
+from .keys import Key
+
+if TYPE_CHECKING:
+    from . import docdiff
+
+__all__ = [
+    "AMBIGUOUS",
+    "DEFINITE",
+    "NONE",
+    "KeyProbe",
+    "change_from_item",
+    "encode_changes",
+    "intlike",
+    "keys_json",
+    "parsed_keys",
+    "relation",
+]
+
+_MAX_KEYS_PER_COMMIT: Final = 64
+
+
+_MAX_PART_CHARS: Final = 200
+
+
+_MAX_VALUE_BYTES: Final = 256
+
+
+#: How a stored key relates to a queried one (:func:`relation`).
+NONE, DEFINITE, AMBIGUOUS = 0, 1, 2
+
+
+def _part_json(part: Any) -> str | int:
+    if isinstance(part, str) or (isinstance(part, int) and not isinstance(part, bool)):
+        return part
+    from . import docdiff  # only YAML scalar keys (bool, float, None, dates) get here
+
+    return docdiff.format_key((part,)).strip('"')
+
+
+def _small_json(value: Any) -> bool:
+    """True if ``value`` is plain JSON (no dates, NaN, non-str keys or huge ints) and small enough to keep."""
+    budget = [64]
+
+    def pure(v: Any) -> bool:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return False
+        t = type(v)
+        if t is str or t is bool or v is None:
+            return True
+        if t is int:
+            return bool(-(2**63) <= v < 2**63)
+        if t is float:
+            return math.isfinite(v)
+        if t is list:
+            return all(pure(x) for x in v)
+        if t is dict:
+            return all(type(k) is str and pure(x) for k, x in v.items())
+        return False
+
+    if not pure(value):
+        return False
+    return len(orjson.dumps(value)) <= _MAX_VALUE_BYTES
+
+
+def _encode_parts(key: tuple[Any, ...]) -> tuple[list[str | int], bool]:
+    """JSON-safe key parts, cut before the first part too long to keep; True if it was cut."""
+    parts: list[str | int] = []
+    for p in key:
+        jp = _part_json(p)
+        if isinstance(jp, str) and len(jp) > _MAX_PART_CHARS:
+            return parts, True
+        parts.append(jp)
+    return parts, False
+
+
+def encode_changes(changes: list[docdiff.Change]) -> list[list[Any]]:
+    """Index form of a commit's changes: ``[doc, parts, op]`` plus ``old, new`` when both are small.
+
+    Past :data:`_MAX_KEYS_PER_COMMIT` changes, or with a huge key part, keys are collapsed to their shortest
+    distinct prefixes that fit the cap (op ``"*"``: "something at or below this key changed")."""
+    if len(changes) <= _MAX_KEYS_PER_COMMIT:
+        items: list[list[Any]] = []
+        for ch in changes:
+            parts, cut = _encode_parts(ch.key)
+            if cut:
+                break
+            item: list[Any] = [ch.doc, parts, ch.op]
+            if (ch.op == "add" or _small_json(ch.old)) and (ch.op == "remove" or _small_json(ch.new)):
+                item += [None if ch.op == "add" else ch.old, None if ch.op == "remove" else ch.new]
+            items.append(item)
+        else:
+            return items
+    # Collapse: C-level set building over raw key tuples, then encode only the few keys kept.
+    keys = [(ch.doc, ch.key) for ch in changes]
+    depth = max((len(k) for _, k in keys), default=0)
+    while True:
+        seen = dict.fromkeys((d, k[:depth]) for d, k in keys)
+        if len(seen) <= _MAX_KEYS_PER_COMMIT or depth == 0:
+            break
+        depth -= 1
+    if len(seen) > _MAX_KEYS_PER_COMMIT:  # more documents than the cap: whole documents, still exact per doc
+        seen = dict.fromkeys((d, ()) for d, _ in seen)
+    out: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
+    for d, k in seen:
+        parts, _ = _encode_parts(k)
+        out.setdefault((d, tuple(parts)), [d, parts, "*"])
+    return list(out.values())
+
+
+def keys_json(items: list[list[Any]]) -> str:
+    """Keys are kept as a JSON string inside the line: loading the index then builds one object per commit
+    instead of dozens, and only key queries parse them (3.5x faster loads of 10,000 commits)."""
+    return orjson.dumps(items).decode()
+
+
+def parsed_keys(e: dict[str, Any]) -> list[list[Any]] | None:
+    """The entry's keys, parsed on first use (the raw JSON string stays for :class:`KeyProbe`)."""
+    parsed = e.get("_kp")
+    if parsed is not None:
+        return parsed  # type: ignore[no-any-return]
+    k = e.get("k")
+    if isinstance(k, str):
+        try:
+            k = orjson.loads(k)
+        except orjson.JSONDecodeError:
+            return None
+    if not isinstance(k, list):
+        return None
+    e["_kp"] = k
+    return k
+
+
+class KeyProbe:
+    """A conservative test on an entry's raw key JSON: False only if no stored key can relate to ``key``.
+
+    A stored key relates to the query if one is a prefix of the other (string-wise), or through a list shift
+    at an integer part. So when the query has no integer-like part and the JSON token of its part ``i`` is
+    absent, only a stored key equal to a prefix ``key[:j]`` (``j <= i``) can still relate, and its exact JSON
+    array must appear. This skips parsing the keys of nearly every commit of a long history.
+    """
+
+    def __init__(self, key: Key) -> None:
+        self.usable = bool(key) and not any(intlike(p) for p in key)
+        tokens = [orjson.dumps(p).decode() for p in key] if self.usable else []
+        prefixes = [orjson.dumps(list(key[:j])).decode() for j in range(len(key))] if self.usable else []
+        # (token i, the prefixes key[:j] for j <= i), for C-level checks: this runs once per commit of the history
+        self.steps = [(token, tuple(prefixes[: i + 1])) for i, token in enumerate(tokens)]
+
+    def may_match(self, e: dict[str, Any]) -> bool:
+        raw = e.get("k")
+        if not self.usable or type(raw) is not str:
+            return True
+        for token, prefixes in self.steps:
+            if token not in raw:
+                return any(map(raw.__contains__, prefixes))
+        return True
+
+
+def change_from_item(it: list[Any]) -> docdiff.Change:
+    from . import docdiff
+
+    doc, parts, op, old, new = it
+    return docdiff.Change(
+        doc,
+        tuple(parts),
+        op,
+        docdiff.MISSING if op == "add" else copy_value(old),
+        docdiff.MISSING if op == "remove" else copy_value(new),
+    )
+
+
+def intlike(part: Any) -> bool:
+    if isinstance(part, int) and not isinstance(part, bool):
+        return True
+    return isinstance(part, str) and part.lstrip("-").isdigit()
+
+
+def relation(stored: list[Any], op: str, query: Key) -> int:
+    """How a changed key relates to a queried key: no overlap, surely changed, or must be checked."""
+    n = min(len(stored), len(query))
+    for i in range(n):
+        s, q = stored[i], query[i]
+        if s == q or str(s) == str(q):
+            continue
+        # An item added or removed earlier in a list shifts the items after it.
+        if len(stored) == i + 1 and op in ("add", "remove", "*") and intlike(s) and intlike(q) and int(q) >= int(s):
+            return AMBIGUOUS
+        return NONE
+    if len(query) > len(stored):
+        return AMBIGUOUS  # a change higher up (whole document, parent mapping) may or may not touch the key
+    if op == "remove" and any(intlike(p) for p in stored[: len(query)]):
+        return AMBIGUOUS  # a removal names the old list index; the query means the current one
+    return DEFINITE

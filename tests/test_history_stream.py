@@ -1,0 +1,160 @@
+"""History reads at scale (issue 14): a history made by plain git indexed with its newest commits at the file's
+end, ``log`` streamed, the progress line while indexing, and ahead/behind answered from the index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastimport import build_history
+from helpers import git, invoke
+
+from gitstate import history, history_index
+from gitstate.cli import graph
+from gitstate.cli._common import Context
+from gitstate.repo import Repository
+
+START = 1_767_225_600  # 2026-01-01 00:00 UTC
+
+
+def _plain_git_history(path: Path, count: int) -> str:
+    return build_history(path, count, start=START, step_s=60)
+
+
+def _fresh_process() -> None:
+    """Forget every index image held in memory, as a new process starts."""
+    history_index._INDEXES.clear()
+
+
+def _index_reads(repo: Repository) -> history_index._IndexFile:
+    return history_index.index_for(repo)
+
+
+@pytest.mark.parametrize("first", ["log -n 1", "whole log"])
+def test_a_history_made_by_git_is_indexed_with_its_newest_commits_last(tmp_path: Path, first: str) -> None:
+    head = _plain_git_history(tmp_path / "s", 600)
+    repo = Repository.open(tmp_path / "s", create=False)
+    try:
+        if first == "log -n 1":  # the head is indexed first, the rest by a later walk
+            assert [e["c"] for e in history.log_entries(repo, head, limit=1)] == [head]
+        assert len(history.log_entries(repo, head)) == 600
+        lines = (tmp_path / "s" / ".git" / "gitstate" / history_index.INDEX_FILE).read_bytes().splitlines()
+        assert orjson.loads(lines[-1])["c"] == head
+        _fresh_process()
+        newest = history.log_entries(repo, head, limit=20)
+        idx = _index_reads(repo)
+        assert idx.reads == 1 and idx.low > 0, (idx.reads, idx.low)  # one block from the end, not the file
+        assert [e["c"] for e in newest] == git(tmp_path / "s", "log", "-n", "20", "--format=%H").split()
+    finally:
+        repo.close()
+
+
+def test_iter_log_entries_yields_before_the_history_is_read(tmp_path: Path) -> None:
+    head = _plain_git_history(tmp_path / "s", 2000)
+    repo = Repository.open(tmp_path / "s", create=False)
+    try:
+        history.log_entries(repo, head)  # index it
+        _fresh_process()
+        stream = history.iter_log_entries(repo, head)
+        assert next(stream)["c"] == head
+        idx = _index_reads(repo)
+        assert idx.low > 0 and len(idx.entries) < 2000  # the first entry came before the older lines were read
+        rest = list(stream)
+        assert len(rest) == 1999 and idx.low == 0
+    finally:
+        repo.close()
+
+
+def test_stream_output_prints_batches_as_they_come(capsys: pytest.CaptureFixture[str]) -> None:
+    def lines() -> Iterator[str]:
+        for i in range(40):
+            yield f"line {i}"
+        raise RuntimeError("the walk failed")
+
+    with pytest.raises(RuntimeError):
+        graph.stream_output(Context(None, no_pager=True), lines())
+    assert capsys.readouterr().out.splitlines() == [f"line {i}" for i in range(32)]  # the first batch is out
+
+
+def test_log_and_log_json_stream_the_same_text_as_before(tmp_path: Path) -> None:
+    _plain_git_history(tmp_path / "s", 150)
+    path = str(tmp_path / "s")
+    ids = git(tmp_path / "s", "log", "--format=%H").split()
+    oneline = invoke(["-C", path, "log", "--oneline"]).stdout.splitlines()
+    assert [ln.split()[0] for ln in oneline] == [c[:8] for c in ids]
+    as_json = invoke(["-C", path, "log", "--json"]).stdout
+    items: list[dict[str, Any]] = orjson.loads(as_json)
+    assert [it["id"] for it in items] == ids
+    assert as_json == orjson.dumps(items, option=orjson.OPT_INDENT_2).decode() + "\n"  # emit_json's layout
+    assert orjson.loads(invoke(["-C", path, "log", "--json", "-n", "1"]).stdout)[0]["id"] == ids[0]
+    empty = tmp_path / "e"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    assert invoke(["-C", str(empty), "log", "--json"]).stdout == "[]\n"
+
+
+def test_indexing_shows_a_progress_line_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _plain_git_history(tmp_path / "s", 300)
+    monkeypatch.setattr(graph, "BAR_DELAY_S", 0.0)
+    monkeypatch.setattr(graph, "stderr_is_terminal", lambda: True)
+    result = invoke(["-C", str(tmp_path / "s"), "log"])
+    assert result.exit_code == 0
+    assert "\rIndexing the history: " in result.stderr and result.stderr.rstrip(" \n").endswith("300 commits, done.")
+    assert len(result.stdout.splitlines()) == 300
+    # Indexed now: nothing to report the next time.
+    assert invoke(["-C", str(tmp_path / "s"), "log"]).stderr == ""
+
+
+def test_indexing_is_silent_when_stderr_is_not_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _plain_git_history(tmp_path / "s", 300)
+    monkeypatch.setattr(graph, "BAR_DELAY_S", 0.0)
+    result = invoke(["-C", str(tmp_path / "s"), "log", "--json"])
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_indexing_progress_counts_the_commits_a_read_indexes(tmp_path: Path) -> None:
+    head = _plain_git_history(tmp_path / "s", 50)
+    repo = Repository.open(tmp_path / "s", create=False)
+    try:
+        seen: list[int] = []
+        with history.indexing_progress(seen.append):
+            history.log_entries(repo, head, limit=10)
+            history.log_entries(repo, head)
+        assert seen == [*range(1, 11), *range(1, 41)]  # the second read indexed only the 40 it did not know
+    finally:
+        repo.close()
+
+
+def test_ahead_behind_reads_the_graph_from_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "s"
+    head = _plain_git_history(path, 200)
+    git(path, "checkout", "-q", "-b", "other", "HEAD~5")
+    for i in range(3):
+        (path / "other.json").write_text(f'{{"n": {i}}}\n')
+        git(path, "add", "other.json")
+        git(path, "commit", "-q", "-m", f"other {i}")
+    other = git(path, "rev-parse", "HEAD").strip()
+    git(path, "checkout", "-q", "main")
+    repo = Repository.open(path, create=False)
+    try:
+        history.log_entries(repo, head)
+        history.log_entries(repo, other)  # both sides indexed
+        _fresh_process()
+        reads: list[str] = []
+        real = Repository.commit_info
+
+        def counting(self: Repository, cid: str) -> Any:
+            reads.append(cid)
+            return real(self, cid)
+
+        monkeypatch.setattr(Repository, "commit_info", counting)
+        assert history.ahead_behind(repo, head, other) == (5, 3)
+        assert history.ahead_behind(repo, other, head) == (3, 5)
+        assert reads == []  # every commit the paint-down met was in the index's newest block
+        assert history.ahead_behind(repo, head, head) == (0, 0)
+        assert history.ahead_behind(repo, head, None) == (200, 0)
+    finally:
+        repo.close()
