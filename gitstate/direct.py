@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import StoreNotFound
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from .docdiff import Change
     from .history import Commit, Snapshot, StateView
@@ -114,6 +114,16 @@ class StoreDirectory:
         from . import history
 
         return history.log_entries(self._repo, self.head, doc=doc, key=_key(key), limit=limit, rev=rev)
+
+    def iter_log_entries(
+        self, doc: str | None = None, key: object = None, limit: int | None = None, rev: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`log_entries` one at a time, as the walk reaches them (see
+        :func:`gitstate.history.iter_log_entries`): the first commits of a long history come out before the rest
+        of its index is read."""
+        from . import history
+
+        return history.iter_log_entries(self._repo, self.head, doc=doc, key=_key(key), limit=limit, rev=rev)
 
     def commit_from_entry(self, entry: dict[str, Any]) -> Commit:
         """The :class:`~gitstate.history.Commit` of one :meth:`log_entries` entry."""

@@ -22,6 +22,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     20: (
         "gitstate.history",
         "gitstate.history_index",
+        "gitstate.history_keys",
         "gitstate.revisions",
         "gitstate.watcher",
         "gitstate.migrate",

@@ -258,7 +258,7 @@ def log_cmd(
 def _entries(d: StoreDirectory, doc: str | None, limit: int | None, rev: str | None) -> Iterator[dict[str, Any]]:
     """The log's entries one at a time (:meth:`StoreDirectory.iter_log_entries`), read from the first ``next``:
     inside :func:`~gitstate.cli.graph.stream_output`, so under its progress line."""
-    yield from getattr(d, "iter_log_entries", d.log_entries)(doc, limit=limit, rev=rev)
+    yield from d.iter_log_entries(doc, limit=limit, rev=rev)
 
 
 def _details(d: StoreDirectory, e: dict[str, Any], stat: bool, name_only: bool) -> list[str]:
