@@ -235,7 +235,10 @@ class RepositoryIndex(RepositoryObjects):
         With ``defer`` and a big index (:data:`DEFER_INDEX_ENTRIES` entries or more), the entries are updated in
         memory only and written by :meth:`write_deferred_index` a moment later (the store does it when flushes
         pause, and on close): rewriting a megabyte of index on every flush would make flush cost grow with the
-        store's size."""
+        store's size. Nor is the index read again when another process (a second handle) rewrote it meanwhile:
+        the entries go into the copy in memory, which serves only as a stat cache (an entry counts only where it
+        names the head's blob), and the file is re-read once, when the deferred updates are written."""
+        new: dict[bytes, tuple[str, os.stat_result | None] | None] = {}
         for path, sha in changed.items():
             name = path.encode("utf-8", "surrogateescape")
             if sha is None:
@@ -248,6 +251,10 @@ class RepositoryIndex(RepositoryObjects):
                 except FileNotFoundError:
                     st = None
                 self._deferred[name] = (sha, st)
+            new[name] = self._deferred[name]
+        if defer and self.index.valid and not self._index_behind and len(self.index.entries) >= DEFER_INDEX_ENTRIES:
+            self._apply_deferred(new)  # no re-read of a big index on the flush path (see above)
+            return
         if not self._load_index_with_updates(head_tree):
             return
         if defer and len(self.index.entries) >= DEFER_INDEX_ENTRIES:
@@ -263,9 +270,9 @@ class RepositoryIndex(RepositoryObjects):
         self._apply_deferred()
         return True
 
-    def _apply_deferred(self) -> None:
-        """Apply the index updates :meth:`sync_index` deferred to the loaded index (in memory)."""
-        for name, entry in self._deferred.items():
+    def _apply_deferred(self, updates: Mapping[bytes, tuple[str, os.stat_result | None] | None] | None = None) -> None:
+        """Apply the index updates :meth:`sync_index` deferred (or just ``updates``) to the index in memory."""
+        for name, entry in (self._deferred if updates is None else updates).items():
             if entry is None:
                 self.index.remove(name)
             else:

@@ -130,8 +130,9 @@ class RepositoryObjects:
     _blob_cache_bytes: int
     _commit_cache: OrderedDict[str, CommitInfo]
     _shallow_cache: tuple[tuple[int, int, int] | None, frozenset[str]] | None
-    #: Write a durable commit's objects as one small pack instead of loose files (see :meth:`write_objects`).
-    pack_writes: bool = False
+    #: Write a durable commit's objects as one small pack instead of loose files (see :meth:`write_objects`);
+    #: off only where a test needs one object of a commit alone in its own file.
+    pack_writes: bool = True
 
     # ----------------------------------------------------------------- objects
     @property
@@ -259,8 +260,7 @@ class RepositoryObjects:
 
         A flush's blob, trees and commit as loose files cost an fsync each plus one per fan-out directory (seven
         for a one-document commit); as a pack they cost three, and the pack is installed ``.pack`` first,
-        ``.idx`` last, so no reader ever sees half of it. Packs are written only when :attr:`pack_writes` is
-        set (off by default for now: tests that damage a commit's loose file to check recovery expect loose)."""
+        ``.idx`` last, so no reader ever sees half of it (unless :attr:`pack_writes` is off)."""
         objs = list(objs)
         if fsync and self.pack_writes and len(objs) >= 2:
             self._write_pack(objs)
