@@ -586,8 +586,8 @@ class DocumentJournal:
             except KeyPathError as e:
                 self._views.pop(doc, None)  # may be half-applied; reload from history + journal
                 raise KeyNotFound(doc, keyt, e.problem) from None
-            # The journal keeps its own copy: later in-place ops on the view must not reach it.
-            op.value = copy_value(value)
+            # The journal's value is check_write's normalized copy (Codec.normalize returns a private one) and
+            # apply_op gave the view a copy of its own: later in-place ops on the view never reach the journal.
             self._journal.append(op)
             self._dirty[doc] = self._seq
             self._last_write = now
