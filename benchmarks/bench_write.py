@@ -131,7 +131,7 @@ def bench_big(work: Path, size: int, rounds: int) -> None:
 
 # ----------------------------------------------------------------------------- two handles
 def _build(root: Path, n_files: int) -> list[str]:
-    docs = [f"d{i // 1000:03d}/{i % 1000:03d}.json" for i in range(n_files)]
+    docs = [f"d{i // 100:04d}/f{i % 100:02d}.json" for i in range(n_files)]  # nested: directories of 100
     with _open(root, durability="manual", fsync=False) as s:
         for i, d in enumerate(docs):
             s.set(d, None, {"id": i, "status": "todo", "note": "x" * 60})
