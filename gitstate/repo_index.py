@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from .paths import is_scratch_name, is_temp_name
+from .paths import TEMP_MARKER, is_scratch_name, is_temp_name
 from .repo_objects import FILE_MODE, RepositoryObjects, blob_id, sha1
 
 if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate lo
 
 logger = logging.getLogger("gitstate.repo")
 
+#: In ``.git/gitstate/``: the stamp of the last big index a gitstate handle wrote (see _note_own_index).
+OWN_INDEX_FILE: Final = "index-written"
 #: Index size from which a flush defers the index write (see Repository.sync_index).
 DEFER_INDEX_ENTRIES: Final = 2000
 
@@ -205,6 +207,7 @@ class RepositoryIndex(RepositoryObjects):
 
     root: Path
     git_dir: Path
+    meta_dir: Path
     index: GitIndex
     _index_behind: bool
     _deferred: dict[bytes, tuple[str, os.stat_result | None] | None]
@@ -310,10 +313,32 @@ class RepositoryIndex(RepositoryObjects):
         if self.index.write():
             self._index_behind = False
             self._deferred.clear()
+            if len(self.index.entries) >= DEFER_INDEX_ENTRIES:
+                self._note_own_index()
         else:
             # A live git is updating the index; ours is rebuilt from HEAD on the next sync.
             self.index_fell_behind()
             logger.info("index.lock is held by another git process; the index will be refreshed later")
+
+    def _note_own_index(self) -> None:
+        """Record the stamp of the index file just written (with the lock held), so that another handle finds
+        it has no merge stages without reading a big index through (:meth:`index_written_by_gitstate`)."""
+        stamp = self.index.stamp
+        if stamp is None:
+            return
+        tmp = self.meta_dir / f"{OWN_INDEX_FILE}{TEMP_MARKER}{os.getpid()}"
+        with contextlib.suppress(OSError):  # a cache: without it the index is read through
+            tmp.write_text(" ".join(map(str, stamp)) + "\n")
+            os.replace(tmp, self.meta_dir / OWN_INDEX_FILE)
+
+    def index_written_by_gitstate(self, stamp: tuple[int, int, int]) -> bool:
+        """True when the index file with ``stamp`` is the one a gitstate handle wrote last (so it holds no
+        merge stages: gitstate never writes them)."""
+        try:
+            text = (self.meta_dir / OWN_INDEX_FILE).read_text()
+        except OSError:
+            return False
+        return text.split() == [str(n) for n in stamp]
 
     def rebuild_index(self, head_tree: str) -> None:
         """Write a fresh index for ``head_tree``; stat data is taken only where the file matches the blob."""

@@ -112,3 +112,37 @@ def test_a_damaged_pack_is_not_indexed_again(tmp_path: Path, caplog: pytest.LogC
     repo.close()
     assert not pack.with_suffix(".idx").exists()
     assert "is damaged" in caplog.text
+
+
+def test_a_second_handle_does_not_read_a_big_index_the_other_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitstate import repo, repo_index
+
+    root = tmp_path / "s"
+    docs = [f"d{i // 100:02d}/f{i % 100:02d}.json" for i in range(repo_index.DEFER_INDEX_ENTRIES + 100)]
+    with make_store(root, durability="manual", fsync=False) as s:
+        for i, d in enumerate(docs):
+            s.set(d, "i", i)
+        s.flush()
+    a = make_store(root, durability="manual", fsync=False)
+    b = make_store(root, durability="manual", fsync=False)
+    for s in (a, b):
+        s.set(docs[0], "i", -1)
+        s.flush()
+    reads: list[int] = []
+    real_parse, real_scan = repo_index.GitIndex._parse, repo_index.index_has_conflicts
+    monkeypatch.setattr(repo_index.GitIndex, "_parse", lambda self, data: reads.append(1) or real_parse(self, data))
+    monkeypatch.setattr(repo, "index_has_conflicts", lambda data: reads.append(2) or real_scan(data))
+    for i in range(3):
+        a.set(docs[1], "i", i)
+        a.flush()
+        with a.services.commit_lock():
+            a.services.repo.write_deferred_index()
+        b.set(docs[2], "i", i)
+        b.flush()
+    assert reads == []
+    a.close()
+    b.close()
+    out = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
+    assert out.stdout == ""
