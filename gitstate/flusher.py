@@ -23,7 +23,7 @@ from . import docdiff, messages, worktree
 from . import migrate as _migrate
 from .errors import GitBusy, GitStateError, SaveError, StoreClosed
 from .events import Committed, Event, GitOperationInProgress, SaveErrorEvent
-from .journal import DocumentJournal, PendingDocs, changes_of, safe_decode
+from .journal import CommittedVersion, DocumentJournal, PendingDocs, changes_of
 from .keys import ABSENT
 from .limits import too_big
 from .repo import blob_id, git_operation_advice
@@ -243,7 +243,10 @@ class Flusher(DocumentJournal):
     ) -> tuple[dict[str, bytes | None], dict[str, list[docdiff.Change]], dict[str, Exception]]:
         """Canonical bytes of the documents whose content differs from the head, their changes, and the documents
         that could not be encoded (with why: an encoder fault, a document over ``max_doc_bytes``), which the flush
-        leaves pending so that one bad document never holds back the others. ``_lock`` held."""
+        leaves pending so that one bad document never holds back the others. ``_lock`` held.
+
+        The committed version is the value this store committed last when it still is the head's
+        (:meth:`_committed_version`): a flush after a flush neither reads nor decodes it again."""
         files: dict[str, bytes | None] = {}
         described: dict[str, list[docdiff.Change]] = {}
         failed: dict[str, Exception] = {}
@@ -251,43 +254,46 @@ class Flusher(DocumentJournal):
             try:
                 view = self._load(doc)
                 codec = self._codecs.for_doc(doc)
-                old_b = self._committed_bytes(doc)
-                old = docdiff.MISSING if old_b is None else safe_decode(codec, old_b, doc)
-                data = None if view is ABSENT else self._encode_keeping_layout(codec, view, old_b, old)
+                old = self._committed_version(doc, codec)
+                data = None if view is ABSENT else self._encode_keeping_layout(codec, view, old)
                 if data is not None and len(data) > self.max_doc_bytes:
                     raise too_big(doc, len(data), self.max_doc_bytes, "would be")
-                if data == old_b:
+                sha = None if data is None else blob_id(data)
+                if sha == old.id:
                     continue
-                changes = changes_of(codec, doc, old, docdiff.MISSING if view is ABSENT else view, copy=True)
+                changes = changes_of(codec, doc, old.value, docdiff.MISSING if view is ABSENT else view, copy=True)
             except Exception as e:  # an encoder fault or a value that slipped past normalize()
                 logger.debug("cannot encode %s", doc, exc_info=True)
                 failed[doc] = e
                 continue
             files[doc] = data
             described[doc] = changes
+            if data is not None and sha is not None:
+                self._remember_base(doc, sha, view, len(data))
         return files, described, failed
 
-    def _encode_keeping_layout(self, codec: Any, value: Any, old_b: bytes | None, old: Any) -> bytes:
+    def _encode_keeping_layout(self, codec: Any, value: Any, old: CommittedVersion) -> bytes:
         """The bytes of ``value``: canonical when the committed version is canonical (the fast path: what the
         store itself wrote), else through ``codec.encode_over`` so a human's comments, blank lines, quoting and
         key order survive a program write (only the changed entries are re-rendered)."""
-        if old_b is None or old is docdiff.MISSING or not codec.structured or len(old_b) > _LAYOUT_MAX_BYTES:
+        if old.id is None or old.value is docdiff.MISSING or not codec.structured or old.size > _LAYOUT_MAX_BYTES:
             canonical: bytes = codec.encode(value)  # nothing to keep, or too big to have been laid out by hand
             return canonical
-        if self._layout_is_canonical(codec, old_b, old):
+        if self._layout_is_canonical(codec, old):
             data: bytes = codec.encode(value)
         else:
-            data = codec.encode_over(value, old_b)
+            data = codec.encode_over(value, old.data())
             self._remember_layout(blob_id(data), canonical=data == codec.encode(value))
             return data
         self._remember_layout(blob_id(data), canonical=True)
         return data
 
-    def _layout_is_canonical(self, codec: Any, old_b: bytes, old: Any) -> bool:
-        known = self._canonical_blobs.get(blob_id(old_b))
+    def _layout_is_canonical(self, codec: Any, old: CommittedVersion) -> bool:
+        assert old.id is not None
+        known = self._canonical_blobs.get(old.id)
         if known is None:
-            known = codec.encode(old) == old_b
-            self._remember_layout(blob_id(old_b), canonical=known)
+            known = codec.encode(old.value) == old.data()
+            self._remember_layout(old.id, canonical=known)
         return known
 
     def _remember_layout(self, blob: str, *, canonical: bool) -> None:

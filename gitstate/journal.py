@@ -45,8 +45,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
+    "BASES_BYTES",
     "META_PREFIX",
     "SCHEMA_DOC",
+    "CommittedVersion",
     "DocumentJournal",
     "Op",
     "PendingDocs",
@@ -78,6 +80,33 @@ class Op:
     key: Key
     value: Any = None
     t: float = 0.0  # time.monotonic() of the write, for max_delay_ms
+
+
+#: Encoded bytes of committed versions kept as values (see DocumentJournal._remember_base).
+BASES_BYTES: Final = 64 << 20
+
+
+@dataclass(slots=True)
+class CommittedVersion:
+    """The committed version of a document as a flush sees it.
+
+    Attributes:
+        id: blob id, None when the document is absent from the head.
+        value: the decoded value (``docdiff.MISSING`` when absent; the bytes as text when they do not parse).
+        size: size in bytes.
+    """
+
+    id: str | None
+    value: Any
+    size: int
+    _data: bytes | None
+    _read: Callable[[], bytes | None] | None
+
+    def data(self) -> bytes | None:
+        """The bytes (read on first use when the value came from memory)."""
+        if self._data is None and self._read is not None:
+            self._data, self._read = self._read(), None
+        return self._data
 
 
 @dataclass
@@ -261,6 +290,10 @@ class DocumentJournal:
         # blob id -> whether those bytes are in the codec's canonical layout (the flush keeps a human's layout
         # with Codec.encode_over when they are not); bounded, see Flusher._layout_of.
         self._canonical_blobs: collections.OrderedDict[str, bool] = collections.OrderedDict()
+        # doc -> (blob id, value, size) of versions this store committed (see _remember_base): a flush describes
+        # its change from the value it already holds instead of reading and decoding the committed bytes again.
+        self._bases: collections.OrderedDict[str, tuple[str, Any, int]] = collections.OrderedDict()
+        self._bases_bytes = 0
         self._closed = False
         self._stop = threading.Event()
         self._tx_depth = 0
@@ -301,6 +334,45 @@ class DocumentJournal:
         if self._head_tree is None:
             return None
         return self._repo.read_at(self._head_tree, doc)
+
+    def _committed_version(self, doc: str, codec: Codec) -> CommittedVersion:
+        """The committed version of ``doc`` as a flush needs it: from the value this store committed when it is
+        the head's (no read, no decode), else read and decoded (the bytes as text when they do not parse)."""
+        tree = self._head_tree
+        sha = None if tree is None else self._repo.blob_id_at(tree, doc)
+        if tree is None or sha is None:
+            return CommittedVersion(None, docdiff.MISSING, 0, None, None)
+        base = self._bases.get(doc)
+        if base is not None and base[0] == sha:
+            self._bases.move_to_end(doc)
+            return CommittedVersion(sha, base[1], base[2], None, lambda: self._repo.read_at(tree, doc))
+        data = self._repo.read_at(tree, doc)
+        if data is None:
+            return CommittedVersion(None, docdiff.MISSING, 0, None, None)
+        return CommittedVersion(sha, safe_decode(codec, data, doc), len(data), data, None)
+
+    def _remember_base(self, doc: str, sha: str, value: Any, size: int) -> None:
+        """Keep ``value`` (the live view a flush encoded as blob ``sha``) as the committed version of ``doc``. The
+        view stays shared with it until the next write to a key of it copies it (:meth:`_unshare`); bounded by
+        :data:`BASES_BYTES` of encoded size. Call with ``_lock`` held."""
+        old = self._bases.pop(doc, None)
+        if old is not None:
+            self._bases_bytes -= old[2]
+        if size > BASES_BYTES:
+            return
+        self._bases[doc] = (sha, value, size)
+        self._bases_bytes += size
+        while self._bases_bytes > BASES_BYTES:
+            _, dropped = self._bases.popitem(last=False)
+            self._bases_bytes -= dropped[2]
+
+    def _unshare(self, doc: str, view: Any, *, whole: bool) -> Any:
+        """The view to apply a write to: a private copy when the view is also a committed version this store
+        keeps (writes change views in place), unless the write replaces the document ``whole``."""
+        base = self._bases.get(doc)
+        if base is None or base[1] is not view or view is ABSENT or whole:
+            return view
+        return copy_value(view)
 
     def _load(self, doc: str) -> Any:
         """The current value of ``doc`` (committed + pending ops). Call with ``_lock`` held."""
@@ -483,6 +555,7 @@ class DocumentJournal:
             if view is ABSENT and kind != "delete":
                 self._check_doc_slot(doc)
             check_target(doc, kind, keyt, view)
+            view = self._unshare(doc, view, whole=not keyt and kind in ("set", "delete"))
             self._seq += 1
             now = time.monotonic()
             op = Op(self._seq, doc, kind, keyt, value, now)
@@ -491,8 +564,8 @@ class DocumentJournal:
             except KeyPathError as e:
                 self._views.pop(doc, None)  # may be half-applied; reload from history + journal
                 raise KeyNotFound(doc, keyt, e.problem) from None
-            # The journal keeps its own copy: later in-place ops on the view must not reach it.
-            op.value = copy_value(value)
+            # The journal's value is check_write's normalized copy (Codec.normalize returns a private one) and
+            # apply_op gave the view a copy of its own: later in-place ops on the view never reach the journal.
             self._journal.append(op)
             self._dirty[doc] = self._seq
             self._last_write = now

@@ -265,6 +265,8 @@ class Repository(RepositoryIndex, RepositoryLock):
         stamp = self.index.file_stamp()
         if stamp is None or (self.index.valid and stamp == self.index.stamp):
             return None
+        if self._conflicts_checked != stamp and self.index_written_by_gitstate(stamp):
+            self._index_conflicts, self._conflicts_checked = False, stamp
         if self._conflicts_checked != stamp:
             try:
                 self._index_conflicts = index_has_conflicts((git_dir / "index").read_bytes())

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from .paths import is_scratch_name, is_temp_name
+from .paths import TEMP_MARKER, is_scratch_name, is_temp_name
 from .repo_objects import FILE_MODE, RepositoryObjects, blob_id, sha1
 
 if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate lo
 
 logger = logging.getLogger("gitstate.repo")
 
+#: In ``.git/gitstate/``: the stamp of the last big index a gitstate handle wrote (see _note_own_index).
+OWN_INDEX_FILE: Final = "index-written"
 #: Index size from which a flush defers the index write (see Repository.sync_index).
 DEFER_INDEX_ENTRIES: Final = 2000
 
@@ -212,6 +214,7 @@ class RepositoryIndex(RepositoryObjects):
 
     root: Path
     git_dir: Path
+    meta_dir: Path
     index: GitIndex
     _index_behind: bool
     _deferred: dict[bytes, tuple[str, os.stat_result | None] | None]
@@ -242,7 +245,10 @@ class RepositoryIndex(RepositoryObjects):
         With ``defer`` and a big index (:data:`DEFER_INDEX_ENTRIES` entries or more), the entries are updated in
         memory only and written by :meth:`write_deferred_index` a moment later (the store does it when flushes
         pause, and on close): rewriting a megabyte of index on every flush would make flush cost grow with the
-        store's size."""
+        store's size. Nor is the index read again when another process (a second handle) rewrote it meanwhile:
+        the entries go into the copy in memory, which serves only as a stat cache (an entry counts only where it
+        names the head's blob), and the file is re-read once, when the deferred updates are written."""
+        new: dict[bytes, tuple[str, os.stat_result | None] | None] = {}
         for path, sha in changed.items():
             name = path.encode("utf-8", "surrogateescape")
             if sha is None:
@@ -255,6 +261,10 @@ class RepositoryIndex(RepositoryObjects):
                 except FileNotFoundError:
                     st = None
                 self._deferred[name] = (sha, st)
+            new[name] = self._deferred[name]
+        if defer and self.index.valid and not self._index_behind and len(self.index.entries) >= DEFER_INDEX_ENTRIES:
+            self._apply_deferred(new)  # no re-read of a big index on the flush path (see above)
+            return
         if not self._load_index_with_updates(head_tree):
             return
         if defer and len(self.index.entries) >= DEFER_INDEX_ENTRIES:
@@ -270,9 +280,9 @@ class RepositoryIndex(RepositoryObjects):
         self._apply_deferred()
         return True
 
-    def _apply_deferred(self) -> None:
-        """Apply the index updates :meth:`sync_index` deferred to the loaded index (in memory)."""
-        for name, entry in self._deferred.items():
+    def _apply_deferred(self, updates: Mapping[bytes, tuple[str, os.stat_result | None] | None] | None = None) -> None:
+        """Apply the index updates :meth:`sync_index` deferred (or just ``updates``) to the index in memory."""
+        for name, entry in (self._deferred if updates is None else updates).items():
             if entry is None:
                 self.index.remove(name)
             else:
@@ -310,10 +320,32 @@ class RepositoryIndex(RepositoryObjects):
         if self.index.write():
             self._index_behind = False
             self._deferred.clear()
+            if len(self.index.entries) >= DEFER_INDEX_ENTRIES:
+                self._note_own_index()
         else:
             # A live git is updating the index; ours is rebuilt from HEAD on the next sync.
             self.index_fell_behind()
             logger.info("index.lock is held by another git process; the index will be refreshed later")
+
+    def _note_own_index(self) -> None:
+        """Record the stamp of the index file just written (with the lock held), so that another handle finds
+        it has no merge stages without reading a big index through (:meth:`index_written_by_gitstate`)."""
+        stamp = self.index.stamp
+        if stamp is None:
+            return
+        tmp = self.meta_dir / f"{OWN_INDEX_FILE}{TEMP_MARKER}{os.getpid()}"
+        with contextlib.suppress(OSError):  # a cache: without it the index is read through
+            tmp.write_text(" ".join(map(str, stamp)) + "\n")
+            os.replace(tmp, self.meta_dir / OWN_INDEX_FILE)
+
+    def index_written_by_gitstate(self, stamp: tuple[int, int, int]) -> bool:
+        """True when the index file with ``stamp`` is the one a gitstate handle wrote last (so it holds no
+        merge stages: gitstate never writes them)."""
+        try:
+            text = (self.meta_dir / OWN_INDEX_FILE).read_text()
+        except OSError:
+            return False
+        return text.split() == [str(n) for n in stamp]
 
     def rebuild_index(self, head_tree: str) -> None:
         """Write a fresh index for ``head_tree``; stat data is taken only where the file matches the blob."""

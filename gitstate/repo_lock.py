@@ -161,6 +161,10 @@ class RepositoryLock:
     _lock_fd: int | None
     branch_ref: str
 
+    if TYPE_CHECKING:  # given by RepositoryObjects (repo_objects.py)
+
+        def repair_pack_indexes(self) -> list[str]: ...
+
     # ----------------------------------------------------------------- locking
     @contextlib.contextmanager
     def lock(self, timeout_s: float = _LOCK_TIMEOUT_S) -> Iterator[None]:
@@ -302,6 +306,8 @@ class RepositoryLock:
                 os.unlink(p)
                 removed.append(p)
                 logger.warning("removed stale lock file %s (left by a process that died)", p)
+        # A power loss can take the index of a pack a flush wrote (written without fsync): make it again.
+        self.repair_pack_indexes()
         # Our own temp files are only ever open while the store lock is held: any found now are debris.
         for d in (self.git_dir, *(self.git_dir / "objects").glob("[0-9a-f][0-9a-f]")):
             with contextlib.suppress(OSError):

@@ -19,8 +19,10 @@ import logging
 import os
 import re
 import stat
+import struct
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .errors import ObjectUnreadable, RepositoryError, RevisionNotFound
-from .paths import fsync_dir, replace_with
+from .paths import TEMP_MARKER, fsync_dir, replace_with
 
 if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
     import hashlib
@@ -124,6 +126,48 @@ def fmt_person(ident: str) -> bytes:
     return ident.encode("utf-8")
 
 
+#: Pack indexes up to this size are checked in full on open (the ones a flush writes without fsync).
+SMALL_IDX_BYTES: Final = 64 << 10
+
+
+def _pack_entry_header(type_num: int, size: int) -> bytes:
+    """A pack entry's header: the type and the size, 4 bits then 7 bits a byte, little end first."""
+    out = bytearray([type_num << 4 | size & 0x0F])
+    size >>= 4
+    while size:
+        out[-1] |= 0x80
+        out.append(size & 0x7F)
+        size >>= 7
+    return bytes(out)
+
+
+def _index_is_sound(idx: Path, pack: Path) -> bool:
+    """True when ``idx`` is a whole version-2 index of ``pack`` (small ones checksummed in full; a big one by
+    its size and the pack checksum it names)."""
+    try:
+        size = idx.stat().st_size
+        with open(pack, "rb") as f:
+            f.seek(-20, os.SEEK_END)
+            pack_sum = f.read(20)
+        with open(idx, "rb") as f:
+            if size > SMALL_IDX_BYTES:
+                head = f.read(8 + 1024)
+                f.seek(-40, os.SEEK_END)
+                tail = f.read(40)
+                ok = head[:8] == b"\xfftOc\x00\x00\x00\x02" and len(head) == 1032
+                count = struct.unpack(">I", head[-4:])[0] if ok else 0
+                return ok and size >= 8 + 1024 + 28 * count + 40 and tail[:20] == pack_sum
+            data = f.read()
+    except (OSError, ValueError):
+        return False
+    return (
+        len(data) >= 8 + 1024 + 40
+        and data[:8] == b"\xfftOc\x00\x00\x00\x02"
+        and sha1(data[:-20]).digest() == data[-20:]
+        and data[-40:-20] == pack_sum
+    )
+
+
 class RepositoryObjects:
     """The object half of :class:`gitstate.repo.Repository` (see the module note)."""
 
@@ -137,8 +181,9 @@ class RepositoryObjects:
     _blob_cache_bytes: int
     _commit_cache: OrderedDict[str, CommitInfo]
     _shallow_cache: tuple[tuple[int, int, int] | None, frozenset[str]] | None
-    #: Write a durable commit's objects as one small pack instead of loose files (see :meth:`write_objects`).
-    pack_writes: bool = False
+    #: Write a durable commit's objects as one small pack instead of loose files (see :meth:`write_objects`);
+    #: off only where a test needs one object of a commit alone in its own file.
+    pack_writes: bool = True
 
     # ----------------------------------------------------------------- objects
     @property
@@ -260,14 +305,13 @@ class RepositoryObjects:
                 self._blob_cache_bytes -= len(old)
 
     def write_objects(self, objs: Iterable[ShaFile], *, fsync: bool = True) -> None:
-        """Write objects durably (``fsync``): two or more go into one small pack (three fsyncs: pack, index,
-        directory), which the packer's geometric roll-up absorbs later; a single one, or any number without
+        """Write objects durably (``fsync``): two or more go into one small pack (two fsyncs: pack, directory),
+        which the packer's geometric roll-up absorbs later; a single one, or any number without
         ``fsync``, as loose files (temp file, rename; with ``fsync`` each file and each touched directory once).
 
         A flush's blob, trees and commit as loose files cost an fsync each plus one per fan-out directory (seven
-        for a one-document commit); as a pack they cost three, and the pack is installed ``.pack`` first,
-        ``.idx`` last, so no reader ever sees half of it. Packs are written only when :attr:`pack_writes` is
-        set (off by default for now: tests that damage a commit's loose file to check recovery expect loose)."""
+        for a one-document commit); as a pack they cost two, and the pack is installed ``.pack`` first,
+        ``.idx`` last, so no reader ever sees half of it (unless :attr:`pack_writes` is off)."""
         objs = list(objs)
         if fsync and self.pack_writes and len(objs) >= 2:
             self._write_pack(objs)
@@ -275,24 +319,113 @@ class RepositoryObjects:
         self._write_loose(objs, fsync=fsync)
 
     def _write_pack(self, objs: list[ShaFile]) -> None:
-        """Write ``objs`` as one new pack (fsynced, installed atomically) and make the object store see it."""
-        from .gc.packwrite import PackWriter
+        """Write ``objs`` as one new pack (built in memory, without deltas: a flush's few objects) and make the
+        object store see it. The ``.pack`` is fsynced before it is renamed into place, the ``.idx`` is not:
+        it is made from the pack alone, and :meth:`repair_pack_indexes` makes it again on open if a power loss
+        took it. One directory fsync covers both names: two fsyncs for the whole commit's objects."""
+        from .gc.packwrite import index_v2
 
-        writer = PackWriter(self.git_dir / "objects" / "pack", fsync=True, compression=1)
-        try:
-            seen: set[bytes] = set()
-            for obj in objs:
-                sha = obj.sha().digest()
-                if sha not in seen:
-                    seen.add(sha)
-                    writer.add(sha, obj.type_num, obj.as_raw_string())
-        except BaseException:
-            writer.abort()
-            raise
-        writer.finish()
+        entries: list[tuple[bytes, int, int]] = []
+        chunks = [b""]
+        offset = 12
+        seen: set[bytes] = set()
+        for obj in objs:
+            sha = obj.sha().digest()
+            if sha in seen:
+                continue
+            seen.add(sha)
+            raw = obj.as_raw_string()
+            header = _pack_entry_header(obj.type_num, len(raw))
+            packed = zlib.compress(raw, 1)
+            entries.append((sha, offset, zlib.crc32(packed, zlib.crc32(header))))
+            chunks += (header, packed)
+            offset += len(header) + len(packed)
+        chunks[0] = b"PACK" + struct.pack(">II", 2, len(entries))
+        body = b"".join(chunks)
+        checksum = sha1(body).digest()
+        pack_dir = self.git_dir / "objects" / "pack"
+        pack_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        final = pack_dir / f"pack-{checksum.hex()}"
+        if not (os.path.exists(f"{final}.pack") and os.path.exists(f"{final}.idx")):
+            token = os.urandom(8).hex()
+            # .pack first, .idx last: git and dulwich only use a pack once its index exists.
+            tmp = pack_dir / f"tmp-{token}{TEMP_MARKER}"
+            replace_with(Path(f"{tmp}pack"), Path(f"{final}.pack"), body + checksum, mode=0o400)
+            try:
+                idx = index_v2(entries, checksum)
+                replace_with(Path(f"{tmp}idx"), Path(f"{final}.idx"), idx, mode=0o400, fsync=False)
+            except BaseException:
+                with contextlib.suppress(OSError):  # a pack without its index is never used: take it back
+                    os.unlink(f"{final}.pack")
+                raise
+            fsync_dir(pack_dir)
         if self._object_store is not None:
             with self._mutex, contextlib.suppress(Exception):
                 self._object_store._update_pack_cache()
+
+    def repair_pack_indexes(self) -> list[str]:
+        """Make again the index of a pack whose ``.idx`` is missing or damaged (a flush writes small packs'
+        indexes without fsync; see :meth:`_write_pack`) from the pack itself, when the pack is whole. Only
+        indexes of up to :data:`SMALL_IDX_BYTES` are checked in full (bigger ones were fsynced by whoever wrote
+        them). Call on open with the store lock held; returns the packs repaired."""
+        pack_dir = self.git_dir / "objects" / "pack"
+        try:
+            names = os.listdir(pack_dir)
+        except OSError:
+            return []
+        repaired = []
+        for name in names:
+            if not (name.startswith("pack-") and name.endswith(".pack")):
+                continue
+            base = pack_dir / name[: -len(".pack")]
+            if _index_is_sound(Path(f"{base}.idx"), Path(f"{base}.pack")):
+                continue
+            if self._reindex(base):
+                repaired.append(str(base))
+        if repaired and self._object_store is not None:
+            with self._mutex, contextlib.suppress(Exception):
+                self._object_store._update_pack_cache()
+        return repaired
+
+    def _reindex(self, base: Path) -> bool:
+        """Write ``base``'s ``.idx`` from its ``.pack`` (fsynced); False when the pack itself is not whole."""
+        pack = Path(f"{base}.pack")
+        try:
+            size = pack.stat().st_size
+            if size > SMALL_IDX_BYTES * 64:
+                return False  # a big pack is not a flush's: left to 'gitstate doctor' and git
+            data = pack.read_bytes()
+        except OSError:
+            return False
+        if len(data) < 32 or data[:4] != b"PACK" or sha1(data[:-20]).digest() != data[-20:]:
+            logger.warning("%s: pack %s is damaged; run 'gitstate doctor'", self.root, pack.name)
+            return False
+        from dulwich.object_format import SHA1
+        from dulwich.pack import PackData
+
+        tmp = Path(f"{base}{TEMP_MARKER}idx")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            pd = PackData(str(pack), SHA1)
+            try:
+                pd.create_index_v2(str(tmp))
+            finally:
+                pd.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, f"{base}.idx")
+            fsync_dir(pack.parent)
+        except Exception as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            logger.warning("%s: cannot index pack %s again (%s)", self.root, pack.name, describe_fault(e))
+            return False
+        logger.warning("%s: made the index of pack %s again (it was missing or damaged)", self.root, pack.name)
+        return True
 
     def _write_loose(self, objs: Iterable[ShaFile], *, fsync: bool) -> None:
         """Write objects as loose files: temp file, fsync, rename, then fsync each touched directory once."""
