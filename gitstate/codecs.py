@@ -207,6 +207,11 @@ def _path(parts: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in parts) or "(document)"
 
 
+def _where(key: tuple[Any, ...], what: str | None) -> str:
+    """Where a scalar is, for an error message: ``the value at a.b`` or ``a key at a.b``."""
+    return f"{what or 'the value'} at {_path(key)}"
+
+
 def copy_value(value: Any) -> Any:
     """Deep copy of a JSON-like value, much faster than ``copy.deepcopy`` for this shape of data."""
     if isinstance(value, dict):
@@ -270,12 +275,12 @@ class _TreeCodec(Codec):
         if depth > MAX_DEPTH:
             raise EncodeError(f"{doc}: value at {_path(key[:8])}... is nested deeper than {MAX_DEPTH} levels")
         if isinstance(value, _SCALARS):
-            return self._scalar(value, doc, key, f"the value at {_path(key)}")
+            return self._scalar(value, doc, key, None)
         if isinstance(value, dict):
             out: dict[Any, Any] = {}
             for k, v in value.items():
                 if isinstance(k, str) or (self.allow_scalar_keys and isinstance(k, _SCALARS)):
-                    k = self._scalar(k, doc, key, f"a key at {_path(key)}")
+                    k = self._scalar(k, doc, key, "a key")
                 else:
                     raise EncodeError(
                         f"{doc}: key {k!r} at {_path(key)} is a {type(k).__name__}; {self.name} keys must be strings"
@@ -293,13 +298,15 @@ class _TreeCodec(Codec):
             "(use dict, list, str, int, float, bool or None)"
         )
 
-    def _scalar(self, value: Any, doc: str, key: tuple[Any, ...], where: str) -> Any:
+    def _scalar(self, value: Any, doc: str, key: tuple[Any, ...], what: str | None) -> Any:
         """A scalar as the plain type the decoder gives back (subclasses such as enums or ``str`` wrappers are
-        written by their value and would not read back as themselves), refused when no file can hold it."""
+        written by their value and would not read back as themselves), refused when no file can hold it. ``what``
+        is ``"a key"`` for a mapping key, None for a value; the place is spelled out only for an error."""
         kind = type(value)
         if kind is str or isinstance(value, str):
             value = str.__str__(value) if kind is not str else value
-            check_str(value, doc, where)
+            if not value.isascii():
+                check_str(value, doc, _where(key, what))
         elif kind is bool or value is None:
             pass
         elif isinstance(value, bool):
@@ -308,8 +315,8 @@ class _TreeCodec(Codec):
             value = int.__index__(value) if kind is not int else value
             if _int_too_long(value):
                 raise EncodeError(
-                    f"{doc}: {where} is an integer of more than {_int_digits_limit()} digits, which Python cannot "
-                    "read back by default (sys.get_int_max_str_digits); store it as a string"
+                    f"{doc}: {_where(key, what)} is an integer of more than {_int_digits_limit()} digits, which "
+                    "Python cannot read back by default (sys.get_int_max_str_digits); store it as a string"
                 )
         else:
             value = float(value) if kind is not float else value

@@ -326,7 +326,11 @@ class Flusher(DocumentJournal):
         if stats is None:
             written = {doc: data for doc, data in files.items() if doc not in keep}
             self._written.update((doc, ids[doc]) for doc in written if doc in ids)
-            worktree.apply(self.path, written, fsync=self._fsync)
+            # Written before the commit (a process killed between the two leaves the newer file, which open
+            # commits as recovered state) but not fsynced: the commit below is the durable record, and a file
+            # that a power loss takes back to one of the store's own earlier versions is put back from HEAD on
+            # open (Ingester._stale_own_writes). 4 fsyncs per commit instead of 6.
+            worktree.apply(self.path, written, fsync=False)
             stats = dict.fromkeys(keep) if keep else None
         commit = self._repo.commit_files(
             parent, dict(files), message, author=author, extra_parents=extra_parents, fsync=self._fsync

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from . import docdiff, merging, messages, worktree
 from . import migrate as _migrate
@@ -34,6 +34,9 @@ from .repo import EMPTY_TREE, blob_id
 from .services import NO_EXPECTED_HEAD
 
 __all__ = ["Ingester", "human_author"]
+
+#: Library commits at the branch tip looked through for a work-tree file that a power loss took back.
+_STALE_WALK: Final = 20
 
 logger = logging.getLogger("gitstate.store")
 
@@ -509,6 +512,16 @@ class Ingester(Flusher):
                 logger.warning("%s; not read or committed", too_big(doc, size, self.max_doc_bytes))
                 self._oversized[doc] = size
                 quarantined[doc] = str(self.path / doc)  # its content stays where it is, uncommitted
+            stale = self._stale_own_writes(head, changes)
+            if stale and tree is not None:
+                worktree.apply(self.path, {d: self._repo.read_at(tree, d) for d in stale}, fsync=self._fsync)
+                logger.warning(
+                    "%s: put back %s from the last commit (the files showed an earlier version this store wrote, "
+                    "as after a power loss)",
+                    self.path,
+                    ", ".join(sorted(stale)),
+                )
+                changes = {d: c for d, c in changes.items() if d not in stale}
             for doc, data in sorted(changes.items()):
                 try:
                     validate_doc_path(doc)
@@ -574,6 +587,37 @@ class Ingester(Flusher):
             quarantined=quarantined,
             repaired=[repaired.describe()] if repaired else [],
         )
+
+    def _stale_own_writes(self, head: str | None, changes: Mapping[str, bytes | None]) -> builtins.set[str]:
+        """Documents of ``changes`` (work-tree files that differ from ``head``) whose file is an older version this
+        store wrote itself: flushes write files without fsync before the commit that is their durable record, so
+        a power loss can take a file back to the version before one of the last library commits (a rename not
+        yet on disk). Such a file equals the document before a library commit that changed it, along the run of
+        library commits at the tip of the branch, and was not modified after ``head`` was committed (a hand
+        edit back to an old version is newer than that; for a missing file, its directory's time counts)."""
+        out: builtins.set[str] = set()
+        if head is None or not changes:
+            return out
+        tip = cur = self._repo.commit_info(head)
+        for _ in range(_STALE_WALK):
+            if messages.actor(cur.message) != messages.LIBRARY or not cur.parents:
+                break
+            parent = self._repo.commit_info(cur.parents[0])
+            changed = self._repo.changed_paths(parent.tree, cur.tree)
+            for doc in changes.keys() & changed.keys() - out:
+                data = changes[doc]
+                if changed[doc][0] == (None if data is None else blob_id(data)):
+                    out.add(doc)
+            cur = parent
+        for doc in sorted(out):
+            path = self.path / doc
+            try:
+                mtime = os.lstat(path if changes[doc] is not None else path.parent).st_mtime
+            except OSError:
+                mtime = 0.0
+            if mtime > tip.commit_time + 1:
+                out.discard(doc)
+        return out
 
     def _open_during_git_operation(self, operation: str) -> Loaded:
         """Open without recovery while git is busy in the store: the files and the index are git's (conflicts,

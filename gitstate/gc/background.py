@@ -268,7 +268,7 @@ class BackgroundPacker:
 
     Example:
         >>> import gitstate, tempfile
-        >>> store = gitstate.open(tempfile.mkdtemp(), durability="immediate")
+        >>> store = gitstate.open(tempfile.mkdtemp(), durability="immediate", fsync=False)  # loose objects
         >>> packer = BackgroundPacker(store.services.repo, loose_threshold=3)
         >>> _ = store.services.add_after_commit(packer.notify); store.services.add_background(packer)
         >>> store.set("a.json", "x", 1)

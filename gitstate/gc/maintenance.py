@@ -110,7 +110,7 @@ def count_objects(path: str | os.PathLike[str]) -> dict[str, int]:
 
     Example:
         >>> import gitstate, tempfile
-        >>> with gitstate.open(tempfile.mkdtemp(), durability="immediate") as s:
+        >>> with gitstate.open(tempfile.mkdtemp(), durability="immediate", fsync=False) as s:  # loose objects
         ...     s.set("a.json", "x", 1)
         ...     count_objects(s.path)["loose_objects"]
         3
@@ -296,7 +296,7 @@ def pack_loose(
 
     Example:
         >>> import gitstate, tempfile
-        >>> with gitstate.open(tempfile.mkdtemp(), durability="immediate") as s:
+        >>> with gitstate.open(tempfile.mkdtemp(), durability="immediate", fsync=False) as s:  # loose objects
         ...     s.set("a.json", "x", 1)
         ...     pack_loose(s._repo)["packed"]
         3
