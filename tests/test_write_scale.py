@@ -3,7 +3,6 @@ that git reads."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -11,31 +10,6 @@ import pytest
 from helpers import make_store
 
 import gitstate
-
-
-def _count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    real = os.fsync
-
-    def counting(fd: int) -> None:
-        calls.append(fd)
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", counting)
-    return calls
-
-
-def test_an_immediate_small_set_costs_six_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # work-tree file + its directory (2), the pack + objects/pack (2: its index is made again from the pack on
-    # open if a power loss took it), the ref + refs/heads (2); as loose objects the blob, tree and commit cost
-    # 3 files and up to 4 directories instead (11 in all).
-    store = make_store(tmp_path / "s", durability="immediate", fsync=True)
-    store.set("a.json", None, {"x": "y" * 1000})
-    calls = _count_fsyncs(monkeypatch)
-    for i in range(3):
-        store.set("a.json", None, {"x": "z" * 1000, "i": i})
-    store.close()
-    assert len(calls) <= 3 * 6
 
 
 def test_a_durable_flush_is_one_pack_that_git_reads(tmp_path: Path) -> None:
