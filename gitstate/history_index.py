@@ -477,13 +477,14 @@ def index_for(repo: Repository) -> _IndexFile:
     return idx
 
 
-def meta_entry(repo: Repository, info: CommitInfo) -> dict[str, Any]:
+def meta_entry(repo: Repository, info: CommitInfo, parsed: messages.Message | None = None) -> dict[str, Any]:
     """The index entry of a commit, without its keys: read from the commit and its diff against its first
-    parent (changed paths only; no document is decoded)."""
+    parent (changed paths only; no document is decoded). ``parsed``: the commit's message, already parsed."""
     parent_tree = repo.commit_info(info.parents[0]).tree if info.parents else None
     docs = sorted(repo.changed_paths(parent_tree, info.tree))
     msg = info.message
-    parsed = messages.parse(msg)
+    if parsed is None:
+        parsed = messages.parse(msg)
     entry: dict[str, Any] = {
         "c": info.id,
         "p": list(info.parents),
@@ -702,8 +703,9 @@ def record(repo: Repository, commit_id: str, *, actor: str, changes: list[docdif
         >>> # called by the store after each commit: history.record(repo, cid, actor="library", changes=changes)
     """
     info = repo.commit_info(commit_id)
-    entry = meta_entry(repo, info)
-    if not messages.has_actor(info.message):
+    parsed = messages.parse(info.message)
+    entry = meta_entry(repo, info, parsed)
+    if parsed.trailer(messages.ACTOR_TRAILER) is None:
         entry["actor"] = actor
     if len(info.parents) <= 1:
         docs = entry["d"]

@@ -154,6 +154,8 @@ class Repository(RepositoryIndex, RepositoryLock):
         self._blob_cache_bytes = 0
         self._commit_cache: OrderedDict[str, CommitInfo] = OrderedDict()
         self._shallow_cache = None
+        self._shallow_serial = -1  # the lock hold in which .git/shallow was last checked (see _shallow_ids)
+        self._lock_serial = 0
         self.index = GitIndex(self.git_dir / "index")
         self._index_behind = False
         # Index updates not yet written (path -> (blob id, stat) or None for a removal): see sync_index().

@@ -157,6 +157,7 @@ class RepositoryLock:
     meta_dir: Path
     _write_mutex: threading.RLock
     _lock_owner: int | None
+    _lock_serial: int  # counts outermost acquisitions: caches checked once per hold key on it
     _lock_depth: int
     _lock_fd: int | None
     branch_ref: str
@@ -202,6 +203,7 @@ class RepositoryLock:
                     self._lock_fd = fd
                     self._lock_owner = me
                     self._lock_depth = 1
+                    self._lock_serial += 1
                     try:
                         yield
                     finally:

@@ -181,6 +181,9 @@ class RepositoryObjects:
     _blob_cache_bytes: int
     _commit_cache: OrderedDict[str, CommitInfo]
     _shallow_cache: tuple[tuple[int, int, int] | None, frozenset[str]] | None
+    _shallow_serial: int
+    _lock_serial: int
+    _lock_owner: int | None
     #: Write a durable commit's objects as one small pack instead of loose files (see :meth:`write_objects`);
     #: off only where a test needs one object of a commit alone in its own file.
     pack_writes: bool = True
@@ -689,13 +692,18 @@ class RepositoryObjects:
 
     def _shallow_ids(self) -> frozenset[str]:
         """``.git/shallow`` (re-read when the file changes; the commit cache is dropped then, since the parents
-        it shows change)."""
+        it shows change). Checked once per hold of the store's lock by the thread that holds it (a flush asks
+        for several commits; gitstate's own writers call :meth:`shallow_changed`), on every call otherwise."""
+        cached = self._shallow_cache
+        held = self._lock_owner is not None and self._lock_owner == threading.get_ident()
+        if held and cached is not None and self._shallow_serial == self._lock_serial:
+            return cached[1]
+        self._shallow_serial = self._lock_serial if held else -1
         try:
             st = os.stat(self.git_dir / "shallow")
             stamp: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
         except (FileNotFoundError, NotADirectoryError):
             stamp = None
-        cached = self._shallow_cache
         if cached is not None and cached[0] == stamp:
             return cached[1]
         ids: frozenset[str] = frozenset()
@@ -707,6 +715,10 @@ class RepositoryObjects:
             self._commit_cache.clear()
         self._shallow_cache = (stamp, ids)
         return ids
+
+    def shallow_changed(self) -> None:
+        """Say that ``.git/shallow`` was just written by this process: the next commit read checks it again."""
+        self._shallow_serial = -1
 
     def commit_info(self, sha: str) -> CommitInfo:
         """Parsed commit by id (cached). A commit listed in ``.git/shallow`` (history cut there by ``gitstate

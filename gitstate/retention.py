@@ -674,6 +674,7 @@ def _reachable_ids(repo: Repository) -> set[str]:
 
 
 def _write_shallow(repo: Repository, boundary: Iterable[str], *, fsync: bool) -> None:
+    repo.shallow_changed()
     ids = sorted(set(boundary))
     path = repo.git_dir / "shallow"
     if not ids:
@@ -681,6 +682,7 @@ def _write_shallow(repo: Repository, boundary: Iterable[str], *, fsync: bool) ->
             path.unlink()
         return
     _atomic_write(path, "".join(f"{i}\n" for i in ids).encode("ascii"), fsync=fsync)
+    repo.shallow_changed()
 
 
 def _prune_reflogs(repo: Repository, *, fsync: bool) -> None:

@@ -76,3 +76,31 @@ def test_the_cli_reads_across_the_cut(thinned: Path) -> None:
     assert r.exit_code == 0 and '"counter"' in r.output
     r = invoke(["-C", str(thinned), "diff", "20 days ago", "10 days ago", "--", "state.json"])
     assert r.exit_code == 0 and "counter" in r.output
+
+
+def test_shallow_is_checked_once_per_lock_hold_and_again_after_a_write(tmp_path: Path) -> None:
+    """A flush reads several commits with the lock held: ``.git/shallow`` is stat'd once for all of them, yet a
+    cut written meanwhile (by this process, or between two holds by anyone) shows at the next read."""
+    path = tmp_path / "store"
+    with gitstate.open(path, durability="immediate", fsync=False) as store:
+        for i in range(3):
+            store.set("s.json", "n", i)
+        repo = store.services.repo
+        head = repo.head()
+        assert head is not None
+        parent = repo.commit_info(head).parents[0]
+        shallow = repo.git_dir / "shallow"
+        with repo.lock():
+            assert repo.commit_info(parent).parents  # checked here: no shallow file yet
+            shallow.write_text(parent + "\n")
+            assert repo.commit_info(parent).parents  # same hold, file unseen: the once-per-hold promise
+            repo.shallow_changed()
+            assert repo.commit_info(parent).parents == ()  # told: the cut shows
+        shallow.unlink()
+        assert repo.commit_info(parent).parents  # outside the lock every read looks
+        with repo.lock():
+            assert repo.commit_info(parent).parents
+        shallow.write_text(parent + "\n")
+        with repo.lock():  # a new hold looks again
+            assert repo.commit_info(parent).parents == ()
+        shallow.unlink()

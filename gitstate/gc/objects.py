@@ -53,7 +53,7 @@ OFS_DELTA, REF_DELTA = 6, 7
 TYPE_NAMES: Final = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob", TAG: b"tag"}
 _TYPE_NUMS: Final = {v: k for k, v in TYPE_NAMES.items()}
 TYPE_RANK: Final = {COMMIT: 0, TAG: 1, TREE: 2, BLOB: 3}
-_HEX = frozenset("0123456789abcdef")
+_HEX_RUN = re.compile("[0-9a-f]*")
 HEX40 = re.compile(rb"^[0-9a-f]{40}$")
 
 
@@ -92,8 +92,8 @@ def object_id(type_num: int, data: bytes) -> bytes:
 
 
 def is_hex(name: str) -> bool:
-    """Whether ``name`` is made of lowercase hex digits only."""
-    return all(c in _HEX for c in name)
+    """Whether ``name`` is made of lowercase hex digits only (the packer asks it of every loose file name)."""
+    return _HEX_RUN.fullmatch(name) is not None
 
 
 # ===================================================================== deltas

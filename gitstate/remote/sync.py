@@ -438,6 +438,7 @@ def _record_shallow(repo: Repository, new_shallow: Any) -> None:
     if add:
         data = "".join(f"{s}\n" for s in sorted(current | add)).encode("ascii")
         atomic_write(repo.git_dir, "shallow", data, file_mode=0o644)
+        repo.shallow_changed()
 
 
 def _store_new_tags(repo: Repository, ep: Endpoint, refs: Mapping[bytes, bytes], local_tags: set[bytes]) -> None:
