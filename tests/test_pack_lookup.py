@@ -1,0 +1,82 @@
+"""Objects are looked up in the newest packs first (repo_objects.open_object_store): a durable flush writes one
+small pack, and the next flush (this handle's or another's) reads what it wrote, so with many packs (the packer
+off or not yet run) a read must not try every pack, nor list the pack directory again after each miss."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dulwich.pack import Pack
+from helpers import git, make_store
+
+
+def _count_pack_lookups(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    counts = {"tries": 0, "misses": 0}
+    real = Pack.get_raw
+
+    def counting(self: Pack, sha: Any) -> Any:
+        counts["tries"] += 1
+        try:
+            return real(self, sha)
+        except KeyError:
+            counts["misses"] += 1
+            raise
+
+    monkeypatch.setattr(Pack, "get_raw", counting)
+    return counts
+
+
+def _packs(path: Path) -> int:
+    return sum(name.endswith(".pack") for name in os.listdir(path / ".git" / "objects" / "pack"))
+
+
+def test_another_handles_new_commit_is_read_from_the_newest_pack_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s"
+    writer = make_store(path, fsync=True, auto_pack=False)
+    reader = make_store(path, auto_pack=False)
+    try:
+        for i in range(40):
+            writer.set("a.json", "n", i)
+            writer.flush()
+        reader.set("b.json", "n", 0)
+        reader.flush()
+        assert _packs(path) >= 40
+        writer.set("a.json", "n", "last")
+        writer.flush()
+        counts = _count_pack_lookups(monkeypatch)
+        reader.set("b.json", "n", 1)
+        reader.flush()  # catches up with the writer's commit: its commit and trees are in the newest pack
+        assert counts["tries"] > 0
+        assert counts["misses"] <= 2, counts
+        assert reader.get("a.json") == {"n": "last"}
+    finally:
+        writer.close()
+        reader.close()
+    git(path, "fsck", "--strict")  # raises on any fault
+
+
+def test_a_pack_that_lands_unseen_is_still_found(tmp_path: Path) -> None:
+    """Only the order of lookups changes: an object in a pack the cache has not seen yet (the directory's mtime
+    may not have moved within its clock tick) is found by dulwich's own rescan after a miss."""
+    path = tmp_path / "s"
+    writer = make_store(path, fsync=True, auto_pack=False)
+    reader = make_store(path, auto_pack=False)
+    try:
+        writer.set("a.json", "n", 0)
+        writer.flush()
+        assert reader.get("a.json") == {"n": 0}
+        objects = reader._repo._objects  # the reader's object store, already holding every pack it saw
+        writer.set("a.json", "n", 1)
+        writer.flush()
+        objects._pack_dir_stamp = objects._stamp()  # as if the directory's mtime had not moved
+        head = writer.head
+        assert head is not None
+        assert reader._repo.read_object(head).id.decode() == head
+    finally:
+        writer.close()
+        reader.close()
