@@ -476,6 +476,9 @@ def iter_log_entries(
         excluded = {e["c"] for e in hist.walk(hidden)} if hidden else set()
         unfiltered = not excluded and doc is None and probe is None
         for start in starts:
+            if unfiltered and limit is None:  # the whole log: no Python step per entry here
+                yield from hist.walk(start)
+                continue
             for e in hist.walk(start):
                 if not unfiltered and (
                     (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe)

@@ -333,7 +333,7 @@ class _IndexFile:
             fresh = {it["c"]: it for it in items}
         except (TypeError, KeyError):
             fresh = {}
-        if len(fresh) == len(items) and entries.keys().isdisjoint(fresh) and all(type(c) is str for c in fresh):
+        if len(fresh) == len(items) and entries.keys().isdisjoint(fresh) and all(map(str.__instancecheck__, fresh)):
             entries.update(fresh)
             return
         for it in reversed(items):
