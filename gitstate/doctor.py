@@ -131,8 +131,8 @@ def check(
     _check_git_operation(git_dir, out)
     head = _check_repository(root, git_dir, out)
     _check_locks(root, git_dir, out)
-    _check_quarantine(git_dir, out)
-    _check_worktree(root, out)
+    waiting = _check_quarantine(git_dir, out)
+    _check_worktree(root, out, waiting=waiting)
     _check_history(git_dir, head, out)
     _check_retention(root, out)
     if check_remotes:
@@ -594,7 +594,8 @@ def _check_locks(root: Path, git_dir: Path, out: list[Finding]) -> None:
 
 
 # ===================================================================== quarantine
-def _check_quarantine(git_dir: Path, out: list[Finding]) -> None:
+def _check_quarantine(git_dir: Path, out: list[Finding]) -> set[str]:
+    """Report the documents waiting in quarantine, and return their names."""
     from .quarantine import Quarantine
 
     waiting = Quarantine(git_dir / "gitstate").list()
@@ -612,6 +613,7 @@ def _check_quarantine(git_dir: Path, out: list[Finding]) -> None:
         )
     if not waiting:
         out.append(Finding("ok", "quarantine", "no edits waiting for a human"))
+    return {q.doc for q in waiting}
 
 
 # ===================================================================== retention
@@ -650,9 +652,10 @@ def _check_retention(root: Path, out: list[Finding]) -> None:
 
 
 # ===================================================================== work tree
-def _check_worktree(root: Path, out: list[Finding]) -> None:
+def _check_worktree(root: Path, out: list[Finding], *, waiting: set[str]) -> None:
     """Files edited but not committed that the next open cannot commit: over the size limit, or unreadable
-    (they will be quarantined). Reads only changed files, and none over the limit."""
+    (they will be quarantined). Reads only changed files, and none over the limit; the documents already
+    ``waiting`` in quarantine are reported by the quarantine check alone."""
     from .codecs import codec_for
     from .errors import DecodeError, EncodeError, GitStateError
     from .limits import default_max_doc_bytes, too_big
@@ -674,7 +677,7 @@ def _check_worktree(root: Path, out: list[Finding]) -> None:
     for doc, size in sorted(oversized.items()):
         out.append(Finding("warning", "worktree", f"{too_big(doc, size, limit)}; it is never read or committed"))
     for doc, data in sorted(edits.items()):
-        if data is None:
+        if data is None or doc in waiting:
             continue
         codec = codec_for(doc)
         try:

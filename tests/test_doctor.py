@@ -194,6 +194,8 @@ def test_quarantined_edit(tmp_path: Path) -> None:
     assert len(warns) == 1, findings
     assert warns[0].message.startswith("state.json:") and "quarantine" in warns[0].message
     assert "fix state.json by hand" in (warns[0].fix or "")
+    # The waiting file is named once, as waiting: not also as an edit "the next open quarantines".
+    assert not [f for f in findings if f.check == "worktree" and "state.json" in f.message], findings
 
 
 # ===================================================================== repository integrity
