@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,16 @@ def time_command(
     return time_call(run, repeat=repeat, warmup=warmup)
 
 
-def time_commands(commands: dict[str, Sequence[str]], *, repeat: int = 7, warmup: int = 1) -> dict[str, list[float]]:
+def time_commands(
+    commands: dict[str, Sequence[str]],
+    *,
+    repeat: int = 7,
+    warmup: int = 1,
+    prepare: Mapping[str, Callable[[], None]] | None = None,
+) -> dict[str, list[float]]:
     """Wall times (seconds) of several commands, interleaved: each round runs every command once, so a slow spell
-    on a shared machine lands on all of them alike and their ratio holds. Stdout is read through a pipe."""
+    on a shared machine lands on all of them alike and their ratio holds. Stdout is read through a pipe.
+    ``prepare``: a function per command name, run (untimed) before each of its runs."""
 
     cwd = tempfile.gettempdir()  # not the checkout: `python -c` would import gitstate from the current directory
 
@@ -95,6 +102,8 @@ def time_commands(commands: dict[str, Sequence[str]], *, repeat: int = 7, warmup
     out: dict[str, list[float]] = {name: [] for name in commands}
     for i in range(warmup + repeat):
         for name, argv in commands.items():
+            if prepare and name in prepare:
+                prepare[name]()
             elapsed = run(argv)
             if i >= warmup:
                 out[name].append(elapsed)

@@ -196,12 +196,8 @@ class StoreDirectory:
     # ----------------------------------------------------------------- status
     def uncommitted(self) -> list[dict[str, str]]:
         """Files edited but not committed, sorted: ``{"doc": path, "state": "new" | "modified" | "deleted"}``."""
-        from .repo import EMPTY_TREE
-
-        head = self.head
-        tree = self._repo.commit_info(head).tree if head else EMPTY_TREE
-        committed = self._repo.list_blobs(tree)
-        edits = self._repo.worktree_changes(tree, ignored=self._repo.ignore_matcher())
+        committed = self._repo.committed_listing(self.head)
+        edits = self._repo.worktree_changes(None, ignored=self._repo.ignore_matcher(), committed=committed)
         return [
             {"doc": p, "state": "deleted" if data is None else "modified" if p in committed else "new"}
             for p, data in sorted(edits.items())

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import difflib
 import json
 import logging
 import marshal
@@ -501,6 +500,8 @@ def _diff_list(old: Any, new: Any, key: tuple[Any, ...], doc: str, out: list[Cha
     while end_old > lo and end_new > lo and old_reprs[end_old - 1] == new_reprs[end_new - 1]:
         end_old -= 1
         end_new -= 1
+    import difflib  # here: reading history never aligns lists
+
     matcher = difflib.SequenceMatcher(None, old_reprs[lo:end_old], new_reprs[lo:end_new], autojunk=False)
     for tag, a1, a2, b1, b2 in matcher.get_opcodes():
         if tag == "equal":
@@ -723,6 +724,8 @@ def diff_text(old: str | None, new: str | None, *, doc: str = "", context_lines:
     """
     if old == new:
         return ""
+    import difflib
+
     from_file = "/dev/null" if old is None else f"a/{doc}"
     to_file = "/dev/null" if new is None else f"b/{doc}"
     lines = difflib.unified_diff(

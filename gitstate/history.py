@@ -545,9 +545,8 @@ def get_commit(repo: Repository, rev: str) -> Commit:
         'library'
     """
     cid = resolve(repo, rev)
-    idx = index_for(repo)
-    e = idx.entries.get(cid)  # in memory already (this process logged before), else straight from the commit
-    if e is None or "t" not in e:
+    e = index_for(repo).find_recent(cid)
+    if e is None:
         e = meta_entry(repo, repo.commit_info(cid))
     return Commit._from_entry(e, repo)
 

@@ -326,6 +326,20 @@ class _IndexFile:
             e = self.entries.get(cid)
         return e if e is not None and "t" in e else None
 
+    def find_recent(self, cid: str) -> dict[str, Any] | None:
+        """The entry of ``cid`` if it is in memory or near the file's newest end (HEAD and the commits just
+        before it are): what was appended is read, then at most one older block, so the cost never follows the
+        length of history. None: the caller reads the commit itself."""
+        with self.lock:
+            e = self.entries.get(cid)
+            if e is None or "t" not in e:
+                self.refresh()
+                e = self.entries.get(cid)
+                if (e is None or "t" not in e) and self.low > 0:
+                    self.load_older()
+                    e = self.entries.get(cid)
+        return e if e is not None and "t" in e else None
+
     def _merge_older(self, items: list[Any]) -> None:
         """Add lines read from before the loaded span: newer lines (already in memory) win over older ones."""
         entries = self.entries

@@ -38,9 +38,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from .docdiff import Change, format_key, format_value
+if TYPE_CHECKING:  # docdiff is imported where a change is described: `gitstate status` and `log` parse only
+    from .docdiff import Change
 
 __all__ = [
     "ACTORS",
@@ -114,9 +115,12 @@ def summary_line(change: Change) -> str:
     """One change as a line of a commit message (see :func:`summarize` for the forms).
 
     Example:
+        >>> from gitstate.docdiff import Change
         >>> summary_line(Change("state.json", ("services", "slack"), "change", False, True))
         'state.json: services.slack false -> true'
     """
+    from .docdiff import format_key, format_value
+
     prefix = f"{change.doc}: " if change.doc else ""
     if not change.key:
         if change.op == "add":
@@ -230,6 +234,7 @@ def change_message(
     ``extra_lines``, the actor trailer and one trailer per ``metadata`` item (names through :func:`trailer_name`).
 
     Example:
+        >>> from gitstate.docdiff import Change
         >>> change_message(None, [Change("state.json", ("a",), "change", 1, 2)], LIBRARY, {"run id": "42"})
         'state.json: a 1 -> 2\\n\\nGitstate-Actor: library\\nRun-id: 42\\n'
     """

@@ -16,7 +16,6 @@ an upgraded store still shows them, and are removed when the document is cleared
 from __future__ import annotations
 
 import builtins
-import calendar
 import contextlib
 import os
 import time
@@ -222,6 +221,8 @@ class Quarantine:
     def _legacy(self) -> dict[str, Quarantined]:
         out: dict[str, Quarantined] = {}
         for p in self._legacy_files():
+            import calendar  # here: only the older layout names files by time
+
             stamp, name, _ = p.name.split("--", 2)
             try:
                 since = float(calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ")))

@@ -38,9 +38,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .errors import BrokenRef, ObjectUnreadable, RepositoryError, RevisionNotFound
 from .paths import fsync_dir
-from .repo_index import GitIndex, RepositoryIndex, index_has_conflicts
+from .repo_index import OWN_EXCLUDE, GitIndex, RepositoryIndex, index_has_conflicts
 from .repo_lock import RepositoryLock
-from .repo_objects import EMPTY_TREE, FILE_MODE, HEX40, CommitInfo, TagInfo, blob_id, fmt_person, warn_once
+from .repo_objects import (
+    EMPTY_TREE,
+    FILE_MODE,
+    HEX40,
+    CommitInfo,
+    TagInfo,
+    blob_id,
+    fmt_person,
+    load_cache,
+    save_cache,
+    warn_once,
+)
 
 if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
     from dulwich.objects import ShaFile, Tree
@@ -62,6 +73,8 @@ __all__ = [
 
 logger = logging.getLogger("gitstate.repo")
 
+#: In ``.git/gitstate/``: what each tag object says, by object id (see Repository.tags).
+TAGS_FILE: Final = "tags.json"
 #: What HEAD may name (git's ref rules, narrowed): a repair writes this ref, so it must stay inside refs/heads/.
 _BRANCH_REF: Final = re.compile(r"refs/heads/[A-Za-z0-9_][A-Za-z0-9._/-]*")
 
@@ -208,7 +221,7 @@ class Repository(RepositoryIndex, RepositoryLock):
             "config": "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
             "\tlogallrefupdates = false\n",
             "description": "gitstate state store\n",
-            "info/exclude": "# gitstate's own temp files\n*.gitstate-tmp-*\n",
+            "info/exclude": "# gitstate's own temp files\n" + OWN_EXCLUDE.decode() + "\n",
         }
         for name, text in files.items():
             fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -564,10 +577,12 @@ class Repository(RepositoryIndex, RepositoryLock):
 
         ``base_tree`` overrides the tree the changes apply to (default: ``parent``'s tree).
         """
+        derived = base_tree is None  # the new tree is parent's with `changes`: its listing can be carried over
         if base_tree is None:
             base_tree = self.commit_info(parent).tree if parent else EMPTY_TREE
         new_objects: list[ShaFile] = []
-        tree = self.build_tree(base_tree, changes, new_objects)
+        blobs: dict[str, ShaFile] = {}
+        tree = self.build_tree(base_tree, changes, new_objects, blobs=blobs)
         parents = ([parent] if parent else []) + list(extra_parents)
         commit = self.make_commit(tree, parents, message, author=author, committer=committer, when=when)
         new_objects.append(commit)
@@ -588,6 +603,8 @@ class Repository(RepositoryIndex, RepositoryLock):
         )
         if move_branch:
             self.update_ref(self.branch_ref, cid, parent, fsync=fsync)
+            if derived:
+                self.listing_moved(parent, cid, {p: blobs[p].id.decode() if p in blobs else None for p in changes})
         return cid
 
     # ----------------------------------------------------------------- tags
@@ -607,26 +624,52 @@ class Repository(RepositoryIndex, RepositoryLock):
         tag.message = (message or f"gitstate snapshot {name}").encode() + b"\n"
         self.write_objects([tag])
         self.update_ref(ref, tag.id.decode(), None)
+        path = self.meta_dir / TAGS_FILE
+        saved = load_cache(path)
+        if isinstance(saved, dict):  # the next listing of snapshots reads no object for this one either
+            saved[tag.id.decode()] = [commit, tag.tag_time, tag.message.decode("utf-8", "replace").strip()]
+            save_cache(path, saved)
         return tag.id.decode()
 
     def tags(self) -> list[TagInfo]:
-        """Every tag, peeled to its commit, oldest first."""
-        from dulwich.objects import Commit, Tag
+        """Every tag, peeled to its commit, oldest first.
 
+        What each tag's object says is kept in ``.git/gitstate/tags.json`` by object id, so listing snapshots
+        reads only the objects of tags made since the last listing."""
+        path = self.meta_dir / TAGS_FILE
+        saved = load_cache(path)
+        known: dict[str, Any] = saved if isinstance(saved, dict) else {}
+        seen: dict[str, Any] = {}
         out = []
         for ref, sha in self.list_refs("refs/tags/").items():
             name = ref[len("refs/tags/") :]
-            try:
-                obj = self.read_object(sha)
-            except RepositoryError:
-                continue
-            if isinstance(obj, Tag):
-                target = obj.object[1].decode()
-                out.append(TagInfo(name, target, obj.tag_time, obj.message.decode("utf-8", "replace").strip()))
-            elif isinstance(obj, Commit):
-                out.append(TagInfo(name, sha, obj.commit_time))
+            about = known.get(sha)
+            if not (isinstance(about, list) and len(about) == 3):
+                about = self._tag_object(sha)
+                if about is None:
+                    continue
+            seen[sha] = about
+            target, when, message = about
+            out.append(TagInfo(name, str(target), int(when), str(message)))
+        if seen != known:
+            save_cache(path, seen)
         out.sort(key=lambda t: (t.time, t.name))
         return out
+
+    def _tag_object(self, sha: str) -> list[Any] | None:
+        """[commit, time, message] of a tag ref's object (an annotated tag, or a commit); None if it is neither
+        or cannot be read."""
+        from dulwich.objects import Commit, Tag
+
+        try:
+            obj = self.read_object(sha)
+        except RepositoryError:
+            return None
+        if isinstance(obj, Tag):
+            return [obj.object[1].decode(), obj.tag_time, obj.message.decode("utf-8", "replace").strip()]
+        if isinstance(obj, Commit):
+            return [sha, obj.commit_time, ""]
+        return None
 
     # ----------------------------------------------------------------- misc
     def config_get(self, section: str, name: str, subsection: str | None = None) -> str | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .paths import TEMP_MARKER, is_scratch_name, is_temp_name
-from .repo_objects import FILE_MODE, RepositoryObjects, blob_id, sha1
+from .repo_objects import EMPTY_TREE, FILE_MODE, RepositoryObjects, blob_id, load_cache, save_cache, sha1
 
 if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
     pass
@@ -36,6 +36,34 @@ logger = logging.getLogger("gitstate.repo")
 OWN_INDEX_FILE: Final = "index-written"
 #: Index size from which a flush defers the index write (see Repository.sync_index).
 DEFER_INDEX_ENTRIES: Final = 2000
+#: The ``info/exclude`` pattern of gitstate's own temp files (written by Repository.init).
+OWN_EXCLUDE: Final = b"*" + TEMP_MARKER.encode() + b"*"
+#: In ``.git/gitstate/``: the file listing of one commit's tree (see committed_listing).
+LISTING_FILE: Final = "head-listing.json"
+#: Trees with more files than this are listed from the objects each time (the cache file stays small).
+LISTING_MAX_FILES: Final = 4096
+
+
+def _file_dir_clash(path: str, files: Mapping[str, str]) -> bool:
+    """True when ``path`` (not a file of ``files``) is a directory there, or runs through one of its files."""
+    i = path.find("/")
+    while i >= 0:
+        if path[:i] in files:
+            return True
+        i = path.find("/", i + 1)
+    prefix = path + "/"
+    return any(p.startswith(prefix) for p in files)
+
+
+class _NoRules:
+    """An ignore-rule set that ignores nothing (the store's rules could not be read)."""
+
+    @staticmethod
+    def is_ignored(path: str) -> bool:
+        return False
+
+
+_NO_RULES: Final = _NoRules()
 
 
 class GitIndex:
@@ -220,6 +248,8 @@ class RepositoryIndex(RepositoryObjects):
     _deferred: dict[bytes, tuple[str, os.stat_result | None] | None]
     _conflicts_checked: tuple[int, int, int] | None
     _index_conflicts: bool
+    #: (commit, listing) of the last commit listed or carried over (see committed_listing, listing_moved).
+    _head_listing: tuple[str, dict[str, str]] | None = None
 
     if TYPE_CHECKING:  # given by Repository (repo.py) and RepositoryLock (repo_lock.py)
 
@@ -360,21 +390,81 @@ class RepositoryIndex(RepositoryObjects):
             self.index.set(path.encode("utf-8", "surrogateescape"), sha, st)
         self._write_index()
 
+    def committed_listing(self, commit: str | None) -> dict[str, str]:
+        """Every file of a commit's tree: path -> blob id (empty for None, no commit yet).
+
+        A commit's listing never changes, so the last one asked for is kept in ``.git/gitstate/`` under its
+        commit id: `gitstate status` of a small store then reads no object (and loads no object store) until
+        HEAD moves. Trees over :data:`LISTING_MAX_FILES` files are read from the objects each time.
+        """
+        if commit is None:
+            return {}
+        files = self._saved_listing(commit)
+        if files is not None:
+            return files
+        listing = self.list_blobs(self.commit_info(commit).tree)
+        if len(listing) <= LISTING_MAX_FILES:
+            self._head_listing = (commit, dict(listing))
+            save_cache(self.meta_dir / LISTING_FILE, {"commit": commit, "files": listing})
+        return listing
+
+    def _saved_listing(self, commit: str) -> dict[str, str] | None:
+        """The cached listing of ``commit`` (in memory, else from the file), or None."""
+        held = self._head_listing
+        if held is not None and held[0] == commit:
+            return held[1]
+        saved = load_cache(self.meta_dir / LISTING_FILE)
+        if isinstance(saved, dict) and saved.get("commit") == commit and isinstance(saved.get("files"), dict):
+            files: dict[str, str] = saved["files"]
+            self._head_listing = (commit, files)
+            return files
+        return None
+
+    def listing_moved(self, parent: str | None, commit: str, changes: Mapping[str, str | None]) -> None:
+        """The branch moved from ``parent`` to ``commit``, whose tree is ``parent``'s with ``changes`` (path ->
+        new blob id, None: deleted): carry the cached listing over, so the first `status` after a program's
+        write reads no object either. Nothing is done when no listing of ``parent`` is cached (nobody asked for
+        one), or when a change could turn a file into a directory or back (then the next look lists the tree)."""
+        if parent is None:
+            return
+        files = self._saved_listing(parent)
+        if files is None:
+            return
+        # A path the listing does not hold is a new file, or was a directory (then it is gone as a whole).
+        if any(_file_dir_clash(p, files) for p in changes if p not in files):
+            self._head_listing = None
+            return
+        files = dict(files)
+        for p, sha in changes.items():
+            if sha is None:
+                files.pop(p, None)
+            else:
+                files[p] = sha
+        if len(files) > LISTING_MAX_FILES:
+            self._head_listing = None
+            return
+        self._head_listing = (commit, files)
+        save_cache(self.meta_dir / LISTING_FILE, {"commit": commit, "files": files})
+
     def worktree_changes(
         self,
-        head_tree: str,
+        head_tree: str | None,
         *,
         ignored: Any = None,
         max_bytes: int | None = None,
         oversized: dict[str, int] | None = None,
+        committed: dict[str, str] | None = None,
     ) -> dict[str, bytes | None]:
         """Files whose content differs from ``head_tree``: path -> current bytes, or None if deleted.
 
         Unchanged files are recognised by the index's stat data without being read. Scratch files and what
         ``.gitignore`` ignores are skipped; gitstate's own stale temp files are removed. A changed file larger
         than ``max_bytes`` is not read: it goes into ``oversized`` (path -> size) instead of the result.
+        ``committed``: the listing of ``head_tree`` when the caller has it (:meth:`committed_listing`; then
+        ``head_tree`` may be None).
         """
-        committed = self.list_blobs(head_tree)
+        if committed is None:
+            committed = self.list_blobs(head_tree or EMPTY_TREE)
         index_ok = self.index.load()
         if index_ok:  # our own unwritten updates (deferred by sync_index) still count
             self._apply_deferred()
@@ -467,25 +557,52 @@ class RepositoryIndex(RepositoryObjects):
         return st.st_mtime_ns < index_mtime_ns
 
     def ignore_matcher(self) -> Any:
-        """A function ``path -> bool`` applying the store's ``.gitignore`` files and ``info/exclude``."""
-        from dulwich.ignore import IgnoreFilterManager
+        """A function ``path -> bool`` applying the store's ``.gitignore`` files and ``info/exclude``.
 
+        dulwich's rules are loaded on the first question a ``.gitignore`` (in the path's directory or above it)
+        or ``info/exclude`` could answer: a store without ignore rules never imports them (`gitstate status`)."""
+        exclude = self.git_dir / "info" / "exclude"
         try:
-            mgr = IgnoreFilterManager(str(self.root), [], False)
-            exclude = self.git_dir / "info" / "exclude"
-            if exclude.exists():
-                from dulwich.ignore import IgnoreFilter
+            excludes = [ln for ln in exclude.read_bytes().splitlines() if ln.strip() and not ln.startswith(b"#")]
+        except OSError:
+            excludes = []
+        # The pattern every store's info/exclude starts with (Repository.init) is answered without dulwich.
+        others = [ln for ln in excludes if ln.strip() != OWN_EXCLUDE]
+        has_rules: dict[str, bool] = {}  # directory ("" for the root, else "a/b/") -> holds a .gitignore
+        manager: list[Any] = []
 
-                with open(exclude, "rb") as f:
-                    mgr._global_filters.append(IgnoreFilter(f.readlines()))
-        except Exception as e:  # a broken .gitignore must not stop the store
-            logger.warning("cannot read .gitignore rules: %s", e)
-            return lambda path: False
+        def rules_apply(path: str) -> bool:
+            if others:
+                return True
+            parts = path.rstrip("/").split("/")[:-1]
+            for depth in range(len(parts) + 1):
+                d = "".join(p + "/" for p in parts[:depth])
+                known = has_rules.get(d)
+                if known is None:
+                    known = has_rules[d] = os.path.lexists(os.path.join(self.root, d, ".gitignore"))
+                if known:
+                    return True
+            return False
 
         def is_ignored(path: str) -> bool:
+            if not rules_apply(path):
+                return len(others) < len(excludes) and TEMP_MARKER in path.rstrip("/").rsplit("/", 1)[-1]
             try:
-                return bool(mgr.is_ignored(path))
-            except Exception:
+                if not manager:
+                    manager.append(self._ignore_rules(excludes))
+                return bool(manager[0].is_ignored(path))
+            except Exception as e:  # a broken .gitignore must not stop the store
+                if not manager:
+                    logger.warning("cannot read .gitignore rules: %s", e)
+                    manager.append(_NO_RULES)
                 return False
 
         return is_ignored
+
+    def _ignore_rules(self, excludes: list[bytes]) -> Any:
+        from dulwich.ignore import IgnoreFilter, IgnoreFilterManager
+
+        mgr = IgnoreFilterManager(str(self.root), [], False)
+        if excludes:
+            mgr._global_filters.append(IgnoreFilter(excludes))
+        return mgr

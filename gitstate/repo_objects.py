@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -57,8 +58,23 @@ REPAIR_ADVICE: Final = (
 )
 
 
-def sha1(data: bytes) -> hashlib._Hash:
-    """``hashlib.sha1``, imported on first use: OpenSSL's set-up is ~3 ms of the CLI's start-up."""
+#: Inputs under this size are hashed by CPython's own SHA-1 while OpenSSL's is not loaded yet (see sha1).
+SMALL_HASH_BYTES: Final = 64 << 10
+
+
+def sha1(data: bytes, *, total: int | None = None) -> hashlib._Hash:
+    """A SHA-1 of ``data`` (more may be fed with ``update``; ``total``: the whole input's size, if larger).
+
+    ``hashlib`` is imported on first use: loading OpenSSL is ~4 ms of the CLI's start-up. Until something has
+    loaded it, small inputs (`gitstate status` checks a small index's checksum) go through CPython's built-in
+    ``_sha1``, which loads in ~1.4 ms but hashes ~9x slower, so big inputs always use OpenSSL's."""
+    if "hashlib" not in sys.modules and (len(data) if total is None else total) < SMALL_HASH_BYTES:
+        try:
+            import _sha1  # type: ignore[import-not-found]
+
+            return cast("hashlib._Hash", _sha1.sha1(data))
+        except ImportError:  # an interpreter without it
+            pass
     import hashlib
 
     return hashlib.sha1(data)
@@ -66,7 +82,8 @@ def sha1(data: bytes) -> hashlib._Hash:
 
 def blob_id(data: bytes) -> str:
     """The Git object id of a blob holding ``data``."""
-    h = sha1(b"blob %d\x00" % len(data))
+    header = b"blob %d\x00" % len(data)
+    h = sha1(header, total=len(header) + len(data))
     h.update(data)
     return h.hexdigest()
 
@@ -103,6 +120,31 @@ class TagInfo:
     commit: str
     time: int
     message: str = ""
+
+
+def load_cache(path: Path) -> Any:
+    """The JSON value of a cache file under ``.git/gitstate/``, or None when it is missing or unreadable.
+
+    Such caches hold what was read from objects, keyed by the objects' ids (an object never changes), so a
+    value is right for as long as its key matches; a torn or foreign file is a miss."""
+    import orjson
+
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def save_cache(path: Path, value: Any) -> None:
+    """Replace the cache file ``path`` with ``value`` as JSON (mode 0600, no fsync: a lost or torn file is a
+    miss); a read-only store or a full disk leaves it as it was."""
+    import orjson
+
+    tmp = path.with_name(f"{path.name}{TEMP_MARKER}{os.urandom(6).hex()}")
+    try:
+        replace_with(tmp, path, orjson.dumps(value), mode=0o600, fsync=False)
+    except OSError as e:
+        logger.debug("cannot save the cache %s: %s", path, e)
 
 
 _warned: set[str] = set()
@@ -664,10 +706,18 @@ class RepositoryObjects:
             if fa != fb:
                 out[path] = (fa, fb)
 
-    def build_tree(self, base_tree: str | None, changes: dict[str, bytes | None], new_objects: list[ShaFile]) -> str:
+    def build_tree(
+        self,
+        base_tree: str | None,
+        changes: dict[str, bytes | None],
+        new_objects: list[ShaFile],
+        *,
+        blobs: dict[str, ShaFile] | None = None,
+    ) -> str:
         """A new root tree: ``base_tree`` with each path set to a blob of the given bytes, or removed (None).
 
-        Only trees on the changed paths are rebuilt. New objects are appended to ``new_objects`` (not written).
+        Only trees on the changed paths are rebuilt. New objects are appended to ``new_objects`` (not written);
+        ``blobs`` gets each written path's blob.
         """
         from dulwich.objects import Blob, Tree
 
@@ -679,7 +729,9 @@ class RepositoryObjects:
                 node = node.setdefault(part, {})
                 if not isinstance(node, dict):
                     raise RepositoryError(f"{path}: a parent is also a file in this change")
-            node[parts[-1]] = data if data is None else Blob.from_string(data)
+            node[parts[-1]] = blob = data if data is None else Blob.from_string(data)
+            if blobs is not None and blob is not None:
+                blobs[path] = blob
         sha = self._build(base_tree or EMPTY_TREE, nested, new_objects)
         if sha is None:  # everything was removed: the commit points at the empty tree, which must exist too
             new_objects.append(Tree())

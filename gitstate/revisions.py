@@ -166,6 +166,8 @@ def _peel_base(repo: Repository, hist: History, base: str, rev: str) -> str:
     if by_name is not None:
         return by_name
     if _HEX.match(base) and len(base) == 40:
+        if base.lower() == head:  # the branch's own commit: no object to look up (`status` asks for it)
+            return head
         return _by_full_id(repo, base.lower(), rev)
     if _HEX.match(base) and _MIN_PREFIX <= len(base) < 40:
         return _by_prefix(repo, hist, head, base.lower(), rev)

@@ -386,6 +386,35 @@ def test_worktree_changes(repo: Repository) -> None:
     assert not tmp.exists(), "stale gitstate temp files are removed under the lock"
 
 
+def test_ignore_rules_nested_excluded_and_absent(repo: Repository) -> None:
+    """A nested .gitignore covers its own directory and below; info/exclude covers everything; a path with no
+    rules on its way is never ignored."""
+    (repo.root / "a" / "b").mkdir(parents=True)
+    (repo.root / "a" / ".gitignore").write_text("*.tmp\n!keep.tmp\n")
+    ignored = repo.ignore_matcher()
+    assert ignored("a/x.tmp") and ignored("a/b/y.tmp") and not ignored("a/keep.tmp")
+    assert not ignored("x.tmp") and not ignored("a/") and not ignored("c/x.tmp")
+    with open(repo.git_dir / "info" / "exclude", "a") as f:  # after the store's own pattern
+        f.write("# comment\n\n*.bak\n")
+    ignored = repo.ignore_matcher()
+    assert ignored("x.bak") and ignored("deep/er/x.bak") and ignored("a/x.tmp") and not ignored("x.json")
+    assert ignored("a/.x.json.gitstate-tmp-1a2b") and ignored("b/.x.json.gitstate-tmp-1a2b")
+
+
+def test_no_ignore_rules_load_no_rule_code(tmp_path: Path) -> None:
+    """Without a .gitignore or info/exclude patterns, asking loads none of dulwich's ignore code (`gitstate
+    status` of a small store imports nothing it does not use)."""
+    code = (
+        "import sys; from gitstate.repo import Repository\n"
+        "r = Repository.open(sys.argv[1], create=False); m = r.ignore_matcher()\n"
+        "print(m('x.json'), m('sub/'), m('sub/y.json'), m('sub/.y.json.gitstate-tmp-1a2b'),\n"
+        "      'dulwich.ignore' in sys.modules)"
+    )
+    Repository.open(tmp_path / "r", create=True).close()
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r")], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "False", "True", "False"]
+
+
 def test_worktree_change_with_same_size_and_mtime_is_seen(repo: Repository) -> None:
     """A same-size edit within the same timestamp must not hide behind the index's stat cache."""
     _commit(repo, {"a.json": b'{"v": 1}\n'})
@@ -416,3 +445,17 @@ def test_deleting_a_packed_ref_goes_through_packed_refs_lock(repo: Repository) -
     assert "refs/tags/keep" in shown and "refs/tags/gone" not in shown
     fsck(repo.root)
     git(repo.root, "fsck", "--strict")
+
+
+def test_small_hashes_before_openssl_is_loaded_match_git(tmp_path: Path) -> None:
+    """Until hashlib is loaded, small inputs are hashed by CPython's built-in SHA-1 (`gitstate status` then never
+    loads OpenSSL): the ids are git's, and a big input loads hashlib as before."""
+    code = (
+        "import sys; from gitstate.repo_objects import blob_id\n"
+        "small = blob_id(b'hello\\n'); before = 'hashlib' in sys.modules\n"
+        "big = blob_id(b'x' * 100000); print(small, before, big, 'hashlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    small = git(tmp_path, "hash-object", "--stdin", input=b"hello\n").strip()
+    big = git(tmp_path, "hash-object", "--stdin", input=b"x" * 100000).strip()
+    assert out == [small, "False", big, "True"]

@@ -39,7 +39,6 @@ from ._common import (
     output,
     pass_ctx,
 )
-from .graph import DateCells, indexing_bar, json_array, stream_output
 
 if TYPE_CHECKING:
     from ..direct import StoreDirectory
@@ -236,6 +235,8 @@ def log_cmd(
         if key or as_json:
             _log_detailed(ctx, d, doc, key, limit, rev, as_json)
             return
+        from .graph import indexing_bar, stream_output  # here: `status` and `show` never load the log's output code
+
         colour = colour_enabled()
         make = _oneline_lines if oneline else _log_lines
         if not graph:  # streamed: each line is printed as the walk reaches its commit
@@ -293,6 +294,8 @@ def _log_detailed(
     as_json: bool,
 ) -> None:
     """``log --key`` (each commit with the changes it made to the key) and ``log --json``."""
+    from .graph import indexing_bar, json_array, stream_output
+
     if as_json and not key:  # a JSON array streamed item by item: commits hold only strings and lists
         stream = _entries(d, doc, limit, rev)
         stream_output(ctx, json_array(d.commit_from_entry(e).to_dict() for e in stream))
@@ -342,6 +345,8 @@ def _log_lines(d: StoreDirectory, entries: Iterable[dict[str, Any]], colour: boo
     now_s = int(now_ts)
     actor_cells: dict[str, str] = {}
     when_cells: dict[int, str] = {}  # ages over an hour, by the hour: one text serves many commits
+    from .graph import DateCells
+
     dates = DateCells()
     for e in entries:
         actor = e.get("actor", "human")
