@@ -228,11 +228,20 @@ def _makedirs(root: Path, rel_dir: str, dir_mode: int) -> list[Path]:
 
 
 def atomic_write(
-    root: Path, doc: str, data: bytes, *, file_mode: int = 0o600, dir_mode: int = 0o700, fsync: bool = True
+    root: Path,
+    doc: str,
+    data: bytes,
+    *,
+    file_mode: int = 0o600,
+    dir_mode: int = 0o700,
+    fsync: bool = True,
+    dirs: set[Path] | None = None,
 ) -> os.stat_result:
     """Write ``data`` to ``root/doc`` atomically and durably; return the new file's stat.
 
     An existing file keeps its permission bits. A crash at any point leaves the old content or the new one.
+    ``dirs``: the directories whose entries changed are added there for the caller to fsync once for a batch
+    (:func:`fsync_dirs`), instead of here.
     """
     check_no_symlinks(root, doc)
     rel_dir, _, name = doc.rpartition("/")
@@ -243,11 +252,24 @@ def atomic_write(
         file_mode = stat.S_IMODE(os.lstat(target).st_mode)
     tmp = directory / f".{name[:80]}{TEMP_MARKER}{os.urandom(6).hex()}"
     st = replace_with(tmp, target, data, mode=file_mode, fsync=fsync)
-    if fsync:
+    if fsync and dirs is not None:
+        dirs.add(directory)
+        dirs.update(created_in)
+    elif fsync:
         fsync_dir(directory)
         for parent in created_in:
             fsync_dir(parent)
     return st
+
+
+def fsync_dirs(dirs: set[Path]) -> None:
+    """fsync each directory of a batch once (see ``dirs`` of :func:`atomic_write` and :func:`remove_file`).
+    One removed by a later step of the batch is skipped: its removal was fsynced in the directory above it."""
+    for d in sorted(dirs, key=lambda p: (-len(p.parts), str(p))):
+        try:
+            fsync_dir(d)
+        except FileNotFoundError:
+            continue
 
 
 def replace_with(tmp: Path, target: Path, data: bytes, *, mode: int, fsync: bool = True) -> os.stat_result:
@@ -275,8 +297,9 @@ def replace_with(tmp: Path, target: Path, data: bytes, *, mode: int, fsync: bool
     return st
 
 
-def remove_file(root: Path, doc: str, *, fsync: bool = True) -> bool:
-    """Remove ``root/doc`` and the directories it leaves empty; True if a file was removed."""
+def remove_file(root: Path, doc: str, *, fsync: bool = True, dirs: set[Path] | None = None) -> bool:
+    """Remove ``root/doc`` and the directories it leaves empty; True if a file was removed. ``dirs``: as for
+    :func:`atomic_write`."""
     check_no_symlinks(root, doc)
     target = root / doc
     try:
@@ -290,7 +313,9 @@ def remove_file(root: Path, doc: str, *, fsync: bool = True) -> bool:
         except OSError:
             break
         directory = directory.parent
-    if fsync:
+    if fsync and dirs is not None:
+        dirs.add(directory)
+    elif fsync:
         fsync_dir(directory)
     return True
 

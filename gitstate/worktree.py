@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Final
 
 from .errors import InvalidPath, UnsafeTree
-from .paths import METADATA_DOCS, atomic_write, is_metadata_path, remove_file, validate_doc_path
+from .paths import METADATA_DOCS, atomic_write, fsync_dirs, is_metadata_path, remove_file, validate_doc_path
 from .repo import FILE_MODE, Repository
 
 __all__ = ["Content", "Entry", "apply", "check_path", "check_paths", "check_trees", "checkout", "tree_changes"]
@@ -212,11 +212,15 @@ def apply(
     except UnsafeTree as e:
         raise UnsafeTree(e.entry, e.reason, what=what) from e
     # Deletes first, deepest first: a file that becomes a directory (or the reverse) makes room for itself.
+    # Each file is fsynced as it is written; each directory once, at the end (a restore of many files in one
+    # directory: one directory fsync, not one per file).
+    dirs: set[Path] = set()
     for p in sorted(deleting, key=lambda d: (-d.count("/"), d)):
-        remove_file(root, p, fsync=fsync)
+        remove_file(root, p, fsync=fsync, dirs=dirs)
     for p, c in sorted(files.items()):
         if c is not None:
-            atomic_write(root, p, c if isinstance(c, bytes) else c(), fsync=fsync)
+            atomic_write(root, p, c if isinstance(c, bytes) else c(), fsync=fsync, dirs=dirs)
+    fsync_dirs(dirs)
 
 
 def checkout(

@@ -76,3 +76,46 @@ def test_a_hand_edit_back_to_an_old_version_is_committed(tmp_path: Path) -> None
     with gitstate.open(root, durability="manual", handle_signals=False) as again:
         assert again.get("a.json", "n") == 1
         assert again.log(limit=1)[0].actor == "human"
+
+
+def test_a_restore_fsyncs_each_file_and_each_directory_once_before_the_ref(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore writes its files durably before the branch moves: each file fsynced, each directory holding
+    them once for the batch (20 files in one directory: 20 + 1, not 20 + 20)."""
+    store = make_store(tmp_path / "s", durability="manual", fsync=True)
+    docs = [f"tasks/t{i:02d}.json" for i in range(20)]
+    for d in docs:
+        store.set(d, "status", "todo")
+    store.flush()
+    target = store.head
+    for d in docs:
+        store.set(d, "status", "done")
+    store.flush()
+    tasks = os.stat(tmp_path / "s" / "tasks")
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        is_dir = (st.st_dev, st.st_ino) == (tasks.st_dev, tasks.st_ino)
+        events.append("tasks-dir" if is_dir else "dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    def replace(src: object, dst: object) -> None:
+        if str(dst).endswith("refs/heads/main"):
+            events.append("ref")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    assert target is not None
+    store.restore(target)
+    monkeypatch.undo()
+    store.close()
+    ref_at = events.index("ref")
+    before_ref = events[:ref_at]
+    # The commit's pack and its directory, the 20 files, their directory once, then the ref file.
+    assert before_ref == ["file", "dir", *["file"] * 20, "tasks-dir", "file"], events
+    with gitstate.open(tmp_path / "s", durability="manual", handle_signals=False) as s:
+        assert {s.get(d, "status") for d in docs} == {"todo"}
