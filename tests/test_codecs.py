@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import math
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -326,3 +328,90 @@ def test_yaml_round_trip_is_exact_and_stable(value: Any) -> None:
     back = YAML.decode(out, "p.yaml")
     assert back == norm
     assert YAML.encode(back) == out
+
+
+# ----------------------------------------------------------------------------- normalize's C-speed copy
+class _Colour(enum.Enum):
+    RED = 1
+
+
+class _Tag(str):
+    pass
+
+
+class _Count(int):
+    pass
+
+
+_ODD_SCALARS = st.sampled_from(
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        -0.0,
+        True,
+        1,
+        1.0,
+        2**70,
+        "\udcff",
+        "é",
+        _Colour.RED,
+        _Tag("t"),
+        _Count(3),
+        uuid.UUID(int=1),
+        dt.date(2024, 5, 1),
+        dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC),
+        b"raw",
+    ]
+)
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5), _ODD_SCALARS)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(
+            st.one_of(st.text(max_size=4), st.integers(), st.sampled_from([_Tag("k"), True])), inner, max_size=4
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+def _exactly(v: Any) -> Any:
+    """A form of a normalized value in which every type shows (1, 1.0 and True differ; NaN equals itself)."""
+    if isinstance(v, dict):
+        return ("dict", [(type(k).__name__, k, _exactly(x)) for k, x in v.items()])
+    if isinstance(v, list):
+        return ("list", [_exactly(x) for x in v])
+    if isinstance(v, float) and math.isnan(v):
+        return ("nan",)
+    return (type(v).__name__, repr(v))
+
+
+@pytest.mark.parametrize("codec", [JSON, YAML], ids=["json", "yaml"])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.one_of(st.dictionaries(st.text(max_size=4), _VALUES, max_size=4), st.lists(_VALUES, max_size=4)))
+def test_normalize_fast_copy_equals_the_walk(codec: Any, value: Any) -> None:
+    """normalize's orjson copy gives exactly what the walk gives, or leaves the value to the walk (which then
+    accepts or refuses it with its own message)."""
+    try:
+        walked = codec._norm(value, "d", (), 0)
+    except EncodeError as e:
+        with pytest.raises(EncodeError) as got:
+            codec.normalize(value, "d")
+        assert str(got.value) == str(e)
+        return
+    fast = codecs._plain_copy(value, 0)
+    if fast is not None:
+        assert _exactly(fast) == _exactly(walked)
+    assert _exactly(codec.normalize(value, "d")) == _exactly(walked)
+
+
+def test_normalize_copy_is_private_and_plain() -> None:
+    value = {"a": [1, {"b": "c"}], "n": None, "f": -0.0}
+    out = JSON.normalize(value, "d.json")
+    assert out == value and out is not value and out["a"] is not value["a"] and out["a"][1] is not value["a"][1]
+    assert math.copysign(1.0, out["f"]) == -1.0
+    for odd in ({"x": math.nan}, {"x": (1, 2)}, {"x": _Colour.RED}, [uuid.UUID(int=1)]):
+        assert codecs._plain_copy(odd, 0) is None  # written by orjson, but not as the walk would keep them
