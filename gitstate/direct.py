@@ -116,14 +116,20 @@ class StoreDirectory:
         return history.log_entries(self._repo, self.head, doc=doc, key=_key(key), limit=limit, rev=rev)
 
     def iter_log_entries(
-        self, doc: str | None = None, key: object = None, limit: int | None = None, rev: str | None = None
+        self,
+        doc: str | None = None,
+        key: object = None,
+        limit: int | None = None,
+        rev: str | None = None,
+        *,
+        keys: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """:meth:`log_entries` one at a time, as the walk reaches them (see
         :func:`gitstate.history.iter_log_entries`): the first commits of a long history come out before the rest
-        of its index is read."""
+        of its index is read. ``keys``: with each entry's changed keys (for ``log --json``)."""
         from . import history
 
-        return history.iter_log_entries(self._repo, self.head, doc=doc, key=_key(key), limit=limit, rev=rev)
+        return history.iter_log_entries(self._repo, self.head, doc=doc, key=_key(key), limit=limit, rev=rev, keys=keys)
 
     def commit_from_entry(self, entry: dict[str, Any]) -> Commit:
         """The :class:`~gitstate.history.Commit` of one :meth:`log_entries` entry."""

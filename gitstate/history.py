@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported where used: `gitstate log` never diffs
     from . import docdiff
 
 from .history_index import (
+    FRONT,
     META_PREFIX,
     History,
     KeyProbe,
@@ -448,11 +449,16 @@ def iter_log_entries(
     key: Key | None = None,
     limit: int | None = None,
     rev: str | None = None,
+    keys: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """:func:`log_entries` as a generator: each entry is yielded as soon as the walk reaches it, and the history
     index is read from its newest end only as far as the walk goes, so the first commits of a long history come
     out before the rest is read and memory follows what the caller keeps. :class:`~gitstate.errors.KeyNotFound`
     (a ``doc`` or ``key`` no commit changed) is raised at the end, when nothing matched.
+
+    ``keys``: each entry comes with its changed keys (``log --json``), computed where the index has none (a
+    history made by plain git) and appended to the index in batches, oldest first and the walk's start after
+    them, so the index's end still holds the newest commits.
 
     Example:
         >>> import gitstate, tempfile
@@ -476,7 +482,7 @@ def iter_log_entries(
         excluded = {e["c"] for e in hist.walk(hidden)} if hidden else set()
         unfiltered = not excluded and doc is None and probe is None
         for start in starts:
-            if unfiltered and limit is None:  # the whole log: no Python step per entry here
+            if unfiltered and limit is None and not keys:  # the whole log: no Python step per entry here
                 yield from hist.walk(start)
                 continue
             for e in hist.walk(start):
@@ -485,12 +491,24 @@ def iter_log_entries(
                 ):
                     continue
                 found += 1
+                if len(hist.front) < FRONT:
+                    hist.front.append(e["c"])
+                if keys:
+                    hist.keys(e)
+                    if len(hist.new) >= _KEYS_BATCH:
+                        hist.save()
                 yield e
+                if keys:  # the caller has read them: the parsed form is not kept for every commit of the walk
+                    e.pop("_kp", None)
                 if limit is not None and found >= limit:
                     return
     if not found and head is not None and rev is None and (doc is not None or keyt):
         what = "no commit changed this key" if keyt else "no commit touched this document"
         raise KeyNotFound(doc or "*", keyt, f"{what} in the history of {repo.branch}")
+
+
+#: Entries whose keys ``iter_log_entries(keys=True)`` computes before it appends them to the index.
+_KEYS_BATCH = 1000
 
 
 def _kept_tip(repo: Repository) -> list[str]:

@@ -518,6 +518,10 @@ def meta_entry(repo: Repository, info: CommitInfo, parsed: messages.Message | No
     return entry
 
 
+#: How many of a walk's newest commits :meth:`History.save` writes again after lines it appends.
+FRONT: Final = 64
+
+
 class History:
     """One read session: the index plus the entries it had to compute (appended by :meth:`save`)."""
 
@@ -527,6 +531,7 @@ class History:
         self.loaded = False  # the index file is read on first use: resolving HEAD or an id never needs it
         self.new: dict[str, dict[str, Any]] = {}
         self.starts: dict[str, None] = {}  # where walks began (branch heads, mostly): see save()
+        self.front: list[str] = []  # the newest commits a walk met (at most FRONT), newest first: see save()
 
     def __enter__(self) -> History:
         return self
@@ -544,13 +549,16 @@ class History:
         the newest commit first, and the file's end must hold the newest commits (readers start there)."""
         if self.new:
             items = list(reversed(self.new.values()))
-            # A start the index already knew is now followed by the older commits just computed: its line is
-            # written again after them, so the next `log -n 20` finds it in the last block, not the first.
+            # The newest commits a walk met and its start, if the index already knew them, are now followed by
+            # the older commits (or the keys) just computed: their lines are written again after them, so the
+            # next `log -n 20` finds them in the last block, not the first.
             entries = self.idx.entries
-            for cid in self.starts:
-                e = entries.get(cid)
-                if cid not in self.new and e is not None and "t" in e:
-                    items.append({k: v for k, v in e.items() if k != "_kp"})
+            tail = [c for c in reversed(self.front) if c not in self.starts] + list(self.starts)
+            if [it.get("c") for it in items[-len(tail) :] if "t" in it] != tail:
+                for cid in tail:
+                    e = entries.get(cid)
+                    if e is not None and "t" in e:
+                        items.append({k: v for k, v in e.items() if k != "_kp"})
             self.new = {}
             self.idx.append(items)
 

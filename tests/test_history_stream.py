@@ -158,3 +158,36 @@ def test_ahead_behind_reads_the_graph_from_the_index(tmp_path: Path, monkeypatch
         assert history.ahead_behind(repo, head, None) == (200, 0)
     finally:
         repo.close()
+
+
+@pytest.mark.parametrize("how", ["cli", "commits"])
+def test_keys_of_a_whole_git_history_leave_the_head_at_the_file_end(tmp_path: Path, how: str) -> None:
+    """`log --json` of a history made by plain git computes every commit's keys: those lines are appended in
+    batches, oldest first, with the branch head's entry after them, so the next `log -n 20` still reads one
+    block from the end (they were appended newest first, one per commit, and `log -n 20` then read the file)."""
+    head = _plain_git_history(tmp_path / "s", 1500)
+    repo = Repository.open(tmp_path / "s", create=False)
+    try:
+        history.log_entries(repo, head)  # metadata indexed
+        _fresh_process()
+        if how == "cli":
+            out = invoke(["-C", str(tmp_path / "s"), "--no-pager", "log", "--json"])
+            assert out.exit_code == 0, out.output
+            items = orjson.loads(out.output)
+        else:
+            items = [
+                history.commit_from_entry(e, repo).to_dict() for e in history.iter_log_entries(repo, head, keys=True)
+            ]
+        assert len(items) == 1500 and items[0]["id"] == head and items[-1]["keys"]
+        lines = (tmp_path / "s" / ".git" / "gitstate" / history_index.INDEX_FILE).read_bytes().splitlines()
+        last = orjson.loads(lines[-1])
+        assert last["c"] == head and "t" in last
+        _fresh_process()
+        newest = [e["c"] for e in history.log_entries(repo, head, limit=20)]
+        assert newest == git(tmp_path / "s", "log", "-n", "20", "--format=%H").split()
+        idx = _index_reads(repo)
+        assert idx.reads == 1, idx.reads
+        _fresh_process()  # and the keys are there: no commit is diffed again
+        assert history.commit_from_entry(history.log_entries(repo, head)[-1], repo).keys
+    finally:
+        repo.close()

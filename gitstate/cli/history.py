@@ -256,10 +256,12 @@ def log_cmd(
     output(_with_graph(entries, heads, details))
 
 
-def _entries(d: StoreDirectory, doc: str | None, limit: int | None, rev: str | None) -> Iterator[dict[str, Any]]:
+def _entries(
+    d: StoreDirectory, doc: str | None, limit: int | None, rev: str | None, *, keys: bool = False
+) -> Iterator[dict[str, Any]]:
     """The log's entries one at a time (:meth:`StoreDirectory.iter_log_entries`), read from the first ``next``:
     inside :func:`~gitstate.cli.graph.stream_output`, so under its progress line."""
-    yield from d.iter_log_entries(doc, limit=limit, rev=rev)
+    yield from d.iter_log_entries(doc, limit=limit, rev=rev, keys=keys)
 
 
 def _details(d: StoreDirectory, e: dict[str, Any], stat: bool, name_only: bool) -> list[str]:
@@ -297,7 +299,7 @@ def _log_detailed(
     from .graph import indexing_bar, json_array, stream_output
 
     if as_json and not key:  # a JSON array streamed item by item: commits hold only strings and lists
-        stream = _entries(d, doc, limit, rev)
+        stream = _entries(d, doc, limit, rev, keys=True)
         stream_output(ctx, json_array(d.commit_from_entry(e).to_dict() for e in stream))
         return
     with indexing_bar():
