@@ -7,6 +7,9 @@ read, :meth:`~RepositoryObjects.write_objects`, trees read, compared and built p
 :class:`CommitInfo` and :class:`TagInfo`. What does not: refs and the branch (repo.py), the index (repo_index.py),
 ancestry (ancestry.py). Part of :class:`gitstate.repo.Repository`, split off by job (issue 12).
 
+dulwich's pack-index fan-out reader is replaced by one ``struct.unpack_from`` (:func:`_fan_out_in_one_call`: the
+same result, 25x faster; a second handle opens the index of each pack the other one writes).
+
 Loose objects are written here rather than with dulwich's ``add_object``, which fsyncs the file but never the
 fan-out directory that holds it (ARCHITECTURE.md); :mod:`gitstate.repo` promises both before a commit is reported.
 Packs of several objects are written by :class:`gitstate.gc.packwrite.PackWriter`.
@@ -225,9 +228,25 @@ def open_object_store(objects_dir: str) -> Any:
     return _recent_first_store_class()(objects_dir)
 
 
+def _fan_out_in_one_call(self: Any, start_offset: int) -> list[int]:
+    """dulwich's ``FilePackIndex._read_fan_out_table`` with one ``struct.unpack_from`` instead of 256 slices and
+    ``struct.unpack`` calls: the same 256 counts (the same ``struct.error`` on a short file), in 3 us instead of
+    77, which were two thirds of opening a small pack's index, done once for each pack another handle writes."""
+    return list(struct.unpack_from(">256L", self._contents, start_offset))
+
+
+def _faster_fan_out() -> None:
+    from dulwich.pack import FilePackIndex
+
+    if getattr(FilePackIndex, "_read_fan_out_table", None) is not None:  # the dulwich this module was measured on
+        FilePackIndex._read_fan_out_table = _fan_out_in_one_call  # type: ignore[method-assign]
+
+
 @functools.cache
 def _recent_first_store_class() -> Any:
     from dulwich.object_store import DiskObjectStore
+
+    _faster_fan_out()
 
     class RecentFirstObjectStore(DiskObjectStore):
         _pack_dir_stamp: tuple[int, int] | None = None

@@ -80,3 +80,34 @@ def test_a_pack_that_lands_unseen_is_still_found(tmp_path: Path) -> None:
     finally:
         writer.close()
         reader.close()
+
+
+def test_fan_out_table_in_one_call_reads_what_dulwich_reads(tmp_path: Path) -> None:
+    """The replacement of dulwich's fan-out reader gives the same 256 counts for gitstate's packs and git's, and
+    the same error for a cut-short index."""
+    import struct
+
+    from dulwich.object_format import SHA1
+    from dulwich.pack import FilePackIndex, load_pack_index
+
+    from gitstate import repo_objects
+
+    root = tmp_path / "s"
+    with make_store(root, durability="immediate", fsync=False) as s:
+        for i in range(40):
+            s.set(f"d{i}.json", "x", i)
+        assert s.head is not None
+        s.get("d0.json", "x")  # the object store is open: the reader is in place
+    assert FilePackIndex._read_fan_out_table is repo_objects._fan_out_in_one_call
+    git(root, "gc", "-q")
+    (idx,) = (root / ".git" / "objects" / "pack").glob("*.idx")
+    index = load_pack_index(str(idx), SHA1)
+    try:
+        data = idx.read_bytes()
+        by_slices = [struct.unpack(">L", data[8 + i * 4 : 12 + i * 4])[0] for i in range(256)]  # dulwich's way
+        assert index._fan_out_table == by_slices and by_slices[-1] == len(index) >= 80
+    finally:
+        index.close()
+    short = type("Short", (), {"_contents": data[:100]})()
+    with pytest.raises(struct.error):
+        repo_objects._fan_out_in_one_call(short, 8)
