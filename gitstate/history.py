@@ -438,6 +438,17 @@ def log_entries(
         >>> [(e["actor"], e["d"]) for e in log_entries(repo, repo.head())]
         [('library', ['state.json'])]
     """
+    if limit is None and rev is None and doc is None and not key:
+        # The whole history: its index in one read (not in growing blocks), the walk's entries straight into
+        # the list (no generator step per commit).
+        idx = index_for(repo)
+        idx.refresh()
+        idx.load_all()
+        out: list[dict[str, Any]] = []
+        with History(repo) as hist, gc_paused():
+            for start in [head, *(_kept_tip(repo) if head is not None else [])]:
+                out.extend(hist.walk(start))
+        return out
     return list(iter_log_entries(repo, head, doc=doc, key=key, limit=limit, rev=rev))
 
 

@@ -313,9 +313,13 @@ class _IndexFile:
             return False
 
     def load_all(self) -> None:
-        """Read the rest of the file (questions about every commit it knows)."""
-        while self.load_older():
-            pass
+        """Read the rest of the file (questions about every commit it knows): in one read when it is at most
+        :data:`_MAX_BLOCK`, else in the growing blocks of :meth:`load_older`."""
+        with self.lock:
+            if 0 < self.low <= _MAX_BLOCK:
+                self.block = self.low
+            while self.load_older():
+                pass
 
     def find(self, cid: str) -> dict[str, Any] | None:
         """The entry of ``cid`` with its metadata, reading older blocks until it turns up; None if the file
