@@ -94,6 +94,16 @@ def test_the_readme_starts_with_the_two_setup_commands() -> None:
     assert first_two[1] in ci, "CI must run the README's own test command"
 
 
+def test_ci_runs_nothing_the_readme_does_not_show() -> None:
+    """Every command of .ci/run (past its own set-up: shell options, cd) is a line of the README, so a step CI
+    needs is a step a new user is told to take."""
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = [ln.strip() for ln in ci if ln.strip() and not ln.startswith(("#", "set ", "cd "))]
+    readme_lines = {ln.split("  #")[0].strip() for block in _blocks("sh") for ln in block.splitlines()}
+    missing = [c for c in commands if c not in readme_lines]
+    assert not missing, f"in .ci/run but not in the README: {missing}"
+
+
 def test_the_readme_library_example_runs(tmp_path: Path) -> None:
     (code,) = [b for b in _blocks("python") if "gitstate.open(" in b][:1]
     code = code.replace('"/tmp/agent-state"', repr(str(tmp_path / "agent-state")))
