@@ -252,14 +252,17 @@ def atomic_write(
         file_mode = stat.S_IMODE(os.lstat(target).st_mode)
     tmp = directory / f".{name[:80]}{TEMP_MARKER}{os.urandom(6).hex()}"
     st = replace_with(tmp, target, data, mode=file_mode, fsync=fsync)
-    if fsync and dirs is not None:
-        dirs.add(directory)
-        dirs.update(created_in)
-    elif fsync:
-        fsync_dir(directory)
-        for parent in created_in:
-            fsync_dir(parent)
+    if fsync:
+        _sync_dirs_now_or_later({directory, *created_in}, dirs)
     return st
+
+
+def _sync_dirs_now_or_later(changed: set[Path], batch: set[Path] | None) -> None:
+    """fsync the directories whose entries changed now, or add them to the caller's ``batch``."""
+    if batch is None:
+        fsync_dirs(changed)
+    else:
+        batch.update(changed)
 
 
 def fsync_dirs(dirs: set[Path]) -> None:
@@ -313,10 +316,8 @@ def remove_file(root: Path, doc: str, *, fsync: bool = True, dirs: set[Path] | N
         except OSError:
             break
         directory = directory.parent
-    if fsync and dirs is not None:
-        dirs.add(directory)
-    elif fsync:
-        fsync_dir(directory)
+    if fsync:
+        _sync_dirs_now_or_later({directory}, dirs)
     return True
 
 
