@@ -55,17 +55,6 @@ def _file_dir_clash(path: str, files: Mapping[str, str]) -> bool:
     return any(p.startswith(prefix) for p in files)
 
 
-class _NoRules:
-    """An ignore-rule set that ignores nothing (the store's rules could not be read)."""
-
-    @staticmethod
-    def is_ignored(path: str) -> bool:
-        return False
-
-
-_NO_RULES: Final = _NoRules()
-
-
 class GitIndex:
     """The Git index (``.git/index``), kept in memory as pre-encoded entries in path order.
 
@@ -394,8 +383,9 @@ class RepositoryIndex(RepositoryObjects):
         """Every file of a commit's tree: path -> blob id (empty for None, no commit yet).
 
         A commit's listing never changes, so the last one asked for is kept in ``.git/gitstate/`` under its
-        commit id: `gitstate status` of a small store then reads no object (and loads no object store) until
-        HEAD moves. Trees over :data:`LISTING_MAX_FILES` files are read from the objects each time.
+        commit id, and :meth:`listing_moved` carries it over to each commit built on it: `gitstate status` of a
+        small store then reads no object (and loads no object store). Trees over :data:`LISTING_MAX_FILES` files
+        are read from the objects each time.
         """
         if commit is None:
             return {}
@@ -406,6 +396,8 @@ class RepositoryIndex(RepositoryObjects):
         if len(listing) <= LISTING_MAX_FILES:
             self._head_listing = (commit, dict(listing))
             save_cache(self.meta_dir / LISTING_FILE, {"commit": commit, "files": listing})
+        else:
+            self._drop_listing()
         return listing
 
     def _saved_listing(self, commit: str) -> dict[str, str] | None:
@@ -424,15 +416,12 @@ class RepositoryIndex(RepositoryObjects):
         """The branch moved from ``parent`` to ``commit``, whose tree is ``parent``'s with ``changes`` (path ->
         new blob id, None: deleted): carry the cached listing over, so the first `status` after a program's
         write reads no object either. Nothing is done when no listing of ``parent`` is cached (nobody asked for
-        one), or when a change could turn a file into a directory or back (then the next look lists the tree)."""
-        if parent is None:
-            return
-        files = self._saved_listing(parent)
-        if files is None:
-            return
+        one), or when a change could turn a file into a directory or back (then the next look lists the tree);
+        a cached listing that cannot be carried over is removed, so later commits do not read it again."""
+        files = self._saved_listing(parent) if parent is not None else None
         # A path the listing does not hold is a new file, or was a directory (then it is gone as a whole).
-        if any(_file_dir_clash(p, files) for p in changes if p not in files):
-            self._head_listing = None
+        if files is None or any(_file_dir_clash(p, files) for p in changes if p not in files):
+            self._drop_listing()
             return
         files = dict(files)
         for p, sha in changes.items():
@@ -441,10 +430,15 @@ class RepositoryIndex(RepositoryObjects):
             else:
                 files[p] = sha
         if len(files) > LISTING_MAX_FILES:
-            self._head_listing = None
+            self._drop_listing()
             return
         self._head_listing = (commit, files)
         save_cache(self.meta_dir / LISTING_FILE, {"commit": commit, "files": files})
+
+    def _drop_listing(self) -> None:
+        self._head_listing = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.meta_dir / LISTING_FILE)
 
     def worktree_changes(
         self,
@@ -568,15 +562,16 @@ class RepositoryIndex(RepositoryObjects):
             excludes = []
         # The pattern every store's info/exclude starts with (Repository.init) is answered without dulwich.
         others = [ln for ln in excludes if ln.strip() != OWN_EXCLUDE]
+        own_pattern = len(others) < len(excludes)
         has_rules: dict[str, bool] = {}  # directory ("" for the root, else "a/b/") -> holds a .gitignore
-        manager: list[Any] = []
+        rules: list[Any] = []  # dulwich's matcher once loaded (a function path -> bool)
 
         def rules_apply(path: str) -> bool:
             if others:
                 return True
-            parts = path.rstrip("/").split("/")[:-1]
-            for depth in range(len(parts) + 1):
-                d = "".join(p + "/" for p in parts[:depth])
+            d = ""
+            for part in ["", *path.rstrip("/").split("/")[:-1]]:
+                d += f"{part}/" if part else ""
                 known = has_rules.get(d)
                 if known is None:
                     known = has_rules[d] = os.path.lexists(os.path.join(self.root, d, ".gitignore"))
@@ -586,23 +581,24 @@ class RepositoryIndex(RepositoryObjects):
 
         def is_ignored(path: str) -> bool:
             if not rules_apply(path):
-                return len(others) < len(excludes) and TEMP_MARKER in path.rstrip("/").rsplit("/", 1)[-1]
+                return own_pattern and TEMP_MARKER in path.rstrip("/").rsplit("/", 1)[-1]
             try:
-                if not manager:
-                    manager.append(self._ignore_rules(excludes))
-                return bool(manager[0].is_ignored(path))
+                if not rules:
+                    rules.append(self._ignore_rules(excludes))
+                return bool(rules[0](path))
             except Exception as e:  # a broken .gitignore must not stop the store
-                if not manager:
+                if not rules:
                     logger.warning("cannot read .gitignore rules: %s", e)
-                    manager.append(_NO_RULES)
+                    rules.append(lambda _path: False)
                 return False
 
         return is_ignored
 
     def _ignore_rules(self, excludes: list[bytes]) -> Any:
+        """dulwich's matcher of the store's ``.gitignore`` files plus the ``info/exclude`` patterns."""
         from dulwich.ignore import IgnoreFilter, IgnoreFilterManager
 
         mgr = IgnoreFilterManager(str(self.root), [], False)
         if excludes:
             mgr._global_filters.append(IgnoreFilter(excludes))
-        return mgr
+        return mgr.is_ignored

@@ -265,3 +265,25 @@ def blob_id_of(data: bytes) -> str:
     from gitstate.repo import blob_id
 
     return blob_id(data)
+
+
+def test_a_listing_that_cannot_be_carried_over_is_removed(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit that cannot carry the cached listing over (it is of another commit, or the store outgrew the
+    limit) removes it, so later commits do not read and parse it again for nothing."""
+    import gitstate.repo_index
+
+    listing = store / ".git" / "gitstate" / "head-listing.json"
+    _status(store)
+    git(store, "commit", "-q", "--allow-empty", "-m", "by git")  # HEAD moves past the cached listing
+    with make_store(store) as s:
+        s.set("state.json", "mode", "after git")
+        s.flush()
+    assert not listing.exists()
+    _status(store)
+    assert listing.exists()
+    monkeypatch.setattr(gitstate.repo_index, "LISTING_MAX_FILES", 2)  # the store has 2 files: one more is over
+    with make_store(store) as s:
+        s.set("third.json", "x", 1)
+        s.flush()
+    assert not listing.exists()
+    assert _status(store)[1] == [] and not listing.exists()  # listed from the objects, not cached
