@@ -446,7 +446,7 @@ def log_entries(
         idx.load_all()
         out: list[dict[str, Any]] = []
         with History(repo) as hist, gc_paused():
-            for start in [head, *(_kept_tip(repo) if head is not None else [])]:
+            for start in _walk_starts(repo, head, rev):
                 out.extend(hist.walk(start))
         return out
     return list(iter_log_entries(repo, head, doc=doc, key=key, limit=limit, rev=rev))
@@ -487,8 +487,7 @@ def iter_log_entries(
     found = 0
     probe = KeyProbe(keyt) if keyt else None
     head, hidden = _log_span(repo, head, rev)
-    # After a forget, the branch's history ends at the cut: the kept points follow, oldest last.
-    starts = [head, *(_kept_tip(repo) if rev is None and head is not None else [])]
+    starts = _walk_starts(repo, head, rev)
     with History(repo) as hist, gc_paused():
         excluded = {e["c"] for e in hist.walk(hidden)} if hidden else set()
         unfiltered = not excluded and doc is None and probe is None
@@ -502,7 +501,7 @@ def iter_log_entries(
                 ):
                     continue
                 found += 1
-                if len(hist.front) < FRONT:
+                if unfiltered and len(hist.front) < FRONT:  # the branch's newest commits, not a filter's
                     hist.front.append(e["c"])
                 if keys:
                     hist.keys(e)
@@ -520,6 +519,12 @@ def iter_log_entries(
 
 #: Entries whose keys ``iter_log_entries(keys=True)`` computes before it appends them to the index.
 _KEYS_BATCH = 1000
+
+
+def _walk_starts(repo: Repository, head: str | None, rev: str | None) -> list[str | None]:
+    """Where a log walks from: ``head``, then, after a forget cut the branch's history (and with no ``rev``),
+    the newest kept point."""
+    return [head, *(_kept_tip(repo) if rev is None and head is not None else [])]
 
 
 def _kept_tip(repo: Repository) -> list[str]:

@@ -558,7 +558,7 @@ class History:
             # next `log -n 20` finds them in the last block, not the first.
             entries = self.idx.entries
             tail = [c for c in reversed(self.front) if c not in self.starts] + list(self.starts)
-            if [it.get("c") for it in items[-len(tail) :] if "t" in it] != tail:
+            if tail and [it.get("c") for it in items[-len(tail) :] if "t" in it] != tail:
                 for cid in tail:
                     e = entries.get(cid)
                     if e is not None and "t" in e:
