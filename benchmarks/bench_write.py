@@ -97,16 +97,22 @@ def bench_big(work: Path, size: int, rounds: int) -> None:
     seed.mkdir()
     values = [_big_value(size, s) for s in range(2)]
     store.set("big.json", None, values[0])
-    turn = [0]
+    # Each side alternates between the two values on its own count, so that every timed call writes a value
+    # that differs from the one it wrote before (one shared count made every gitstate call after the first
+    # write the value already committed: a set() that changes nothing, which commits nothing).
+    turns = {"gitstate": 0, "seed": 1}
 
-    def next_value() -> None:
-        turn[0] += 1
+    def next_value(side: str) -> Callable[[], None]:
+        def step() -> None:
+            turns[side] += 1
+
+        return step
 
     def set_big() -> None:
-        store.set("big.json", None, values[turn[0] % 2])
+        store.set("big.json", None, values[turns["gitstate"] % 2])
 
     def seed_save() -> None:
-        data = json.dumps(values[turn[0] % 2]).encode()
+        data = json.dumps(values[turns["seed"] % 2]).encode()
         tmp = seed / "state.json.tmp"
         with open(tmp, "wb") as f:
             f.write(data)
@@ -115,9 +121,15 @@ def bench_big(work: Path, size: int, rounds: int) -> None:
         os.replace(tmp, seed / "state.json")
 
     try:
-        t = _interleave({"gitstate": (next_value, set_big), "seed": (next_value, seed_save)}, rounds)
+        before = store.stats()["commits"]
+        t = _interleave(
+            {"gitstate": (next_value("gitstate"), set_big), "seed": (next_value("seed"), seed_save)}, rounds
+        )
+        made = store.stats()["commits"] - before
     finally:
         store.close()
+    if made != rounds:  # every timed set() must be a real commit, or the figure measures a no-op
+        raise SystemExit(f"bench_big: {rounds} timed set() calls made {made} commits")
     g, s = median(t["gitstate"]), median(t["seed"])
     mb = len(json.dumps(values[0])) / 1e6
     print_table(
