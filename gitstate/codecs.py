@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from .errors import DecodeError, EncodeError
+from .gcpause import gc_paused
 
 if TYPE_CHECKING:
     import yaml
@@ -333,6 +334,8 @@ class _TreeCodec(Codec):
 _PLAIN_ONLY: Final = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
+#: From this size on the private copy is built with the garbage collector paused.
+_BIG_COPY_BYTES: Final = 1 << 16
 #: orjson's nesting limit: a value this deep (plus where it goes) stays within MAX_DEPTH.
 _ORJSON_DEPTH: Final = 255
 
@@ -349,7 +352,12 @@ def _plain_copy(value: dict[Any, Any] | list[Any], depth: int) -> Any:
     if depth + _ORJSON_DEPTH > MAX_DEPTH:
         return None
     try:
-        copy = orjson.loads(orjson.dumps(value, option=_PLAIN_ONLY))
+        data = orjson.dumps(value, option=_PLAIN_ONLY)
+        if len(data) < _BIG_COPY_BYTES:
+            copy = orjson.loads(data)
+        else:
+            with gc_paused():  # hundreds of thousands of new containers, none in a cycle
+                copy = orjson.loads(data)
     except (TypeError, ValueError, RecursionError):  # orjson.JSONEncodeError is a TypeError
         return None
     try:

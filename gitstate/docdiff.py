@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import itertools
 import json
 import logging
 import marshal
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -661,6 +662,41 @@ def _same_value(value: Any) -> Any:
     return value
 
 
+def _rest_at_own_keys(
+    old: dict[Any, Any],
+    items: Iterator[tuple[Any, Any]],
+    key: Key,
+    doc: str,
+    out: list[Change],
+    copy: Callable[[Any], Any],
+) -> None:
+    """Past the budget, the rest of a mapping's keys (``items``, the new side's) each as one change at its own key,
+    without looking deeper: the loop a whole-document replace of 100,000 entries runs, so it is kept tight."""
+    append, absent, new_change, missing = out.append, _ABSENT_KEY, object.__new__, MISSING
+    for k, v in items:
+        o = old.get(k, absent)
+        if o is absent:
+            c = new_change(Change)
+            c.__dict__.update(doc=doc, key=(*key, k), op="add", old=missing, new=copy(v))
+            append(c)
+        elif type(o) is not type(v) or o != v:
+            c = new_change(Change)
+            c.__dict__.update(doc=doc, key=(*key, k), op="change", old=copy(o), new=copy(v))
+            append(c)
+
+
+_ABSENT_KEY: Final = object()
+
+
+def _made(doc: str, key: Key, op: str, old: Any, new: Any) -> Change:
+    """A :class:`Change` from parts known to be valid (``op`` one of the three, ``key`` a tuple), without the
+    frozen dataclass's ``__init__`` and its checks: a third of the time, which counts when a big document has
+    100,000 changed keys."""
+    change = object.__new__(Change)
+    change.__dict__.update(doc=doc, key=key, op=op, old=old, new=new)
+    return change
+
+
 def _quick(
     old: Any,
     new: Any,
@@ -674,27 +710,28 @@ def _quick(
     if old is MISSING or new is MISSING:
         if old is not new:
             op = "add" if old is MISSING else "remove"
-            out.append(Change(doc=doc, key=key, op=op, old=copy_json(old), new=copy_json(new)))
+            out.append(_made(doc, key, op, copy_json(old), copy_json(new)))
         return
     if type(old) is type(new) and old == new:
         return
     if isinstance(old, dict) and isinstance(new, dict) and len(out) < budget:
         for k, v in old.items():
             if k not in new:
-                out.append(Change(doc=doc, key=(*key, k), op="remove", old=copy_json(v)))
-        for k, v in new.items():
+                out.append(_made(doc, (*key, k), "remove", copy_json(v), MISSING))
+        items = iter(new.items())
+        for k, v in items:
+            if len(out) >= budget:
+                _rest_at_own_keys(old, itertools.chain(((k, v),), items), key, doc, out, copy_json)
+                break
             if k not in old:
-                out.append(Change(doc=doc, key=(*key, k), op="add", new=copy_json(v)))
-            elif len(out) >= budget:
-                if not (type(old[k]) is type(v) and old[k] == v):
-                    out.append(Change(doc=doc, key=(*key, k), op="change", old=copy_json(old[k]), new=copy_json(v)))
+                out.append(_made(doc, (*key, k), "add", MISSING, copy_json(v)))
             else:
                 _quick(old[k], v, (*key, k), doc, out, budget, max_items, copy_json)
         return
     if isinstance(old, list) and isinstance(new, list) and len(old) + len(new) <= max_items:
-        out.extend(Change(doc=doc, key=(*key, *c.key), op=c.op, old=c.old, new=c.new) for c in diff(old, new))
+        out.extend(_made(doc, (*key, *c.key), c.op, c.old, c.new) for c in diff(old, new))
         return
-    out.append(Change(doc=doc, key=key, op="change", old=copy_json(old), new=copy_json(new)))
+    out.append(_made(doc, key, "change", copy_json(old), copy_json(new)))
 
 
 def diff_text(old: str | None, new: str | None, *, doc: str = "", context_lines: int = 3) -> str:

@@ -23,6 +23,7 @@ from . import docdiff, messages, worktree
 from . import migrate as _migrate
 from .errors import GitBusy, GitStateError, SaveError, StoreClosed
 from .events import Committed, Event, GitOperationInProgress, SaveErrorEvent
+from .gcpause import gc_paused
 from .journal import CommittedVersion, DocumentJournal, PendingDocs, changes_of
 from .keys import ABSENT
 from .limits import too_big
@@ -188,6 +189,16 @@ class Flusher(DocumentJournal):
     def _flush_locked(
         self, message: str | None, metadata: Mapping[str, str] | None
     ) -> tuple[str | None, dict[str, bytes | None], list[Event], str, dict[str, Exception]]:
+        try:
+            return self._flush_under_repo_lock(message, metadata)
+        finally:
+            with self._lock:
+                self._in_flight.clear()
+                self._encoded_ids.clear()
+
+    def _flush_under_repo_lock(
+        self, message: str | None, metadata: Mapping[str, str] | None
+    ) -> tuple[str | None, dict[str, bytes | None], list[Event], str, dict[str, Exception]]:
         events: list[Event] = []
         msg = ""
         with self._repo.lock():
@@ -205,7 +216,8 @@ class Flusher(DocumentJournal):
                 seq_hi = self._seq
                 # Encode and describe under _lock, from the live views: no copy of whole documents, only of
                 # the values that changed (quick_diff prunes equal subtrees with C-level ==).
-                files, described, failed = self._encode_dirty(list(self._dirty))
+                with gc_paused():  # a big document's diff builds a change per key, none in a cycle
+                    files, described, failed = self._encode_dirty(list(self._dirty))
             # Outside _lock: readers and writers go on while we talk to the disk.
             if files:
                 human_events = self._take_unsaved_human_edits(files)
@@ -215,7 +227,8 @@ class Flusher(DocumentJournal):
                 if human_events:
                     events += human_events
                     with self._lock:  # the branch moved under a hand edit: encode and describe again
-                        files, described, failed_again = self._encode_dirty(list(files))
+                        with gc_paused():
+                            files, described, failed_again = self._encode_dirty(list(files))
                         failed.update(failed_again)
             commit = None
             if files:
@@ -234,6 +247,7 @@ class Flusher(DocumentJournal):
                 # The writes of a document that could not be encoded stay pending (and are reported).
                 self._journal = [op for op in self._journal if op.seq > seq_hi or op.doc in failed]
                 self._dirty = PendingDocs((d, s) for d, s in self._dirty.items() if s > seq_hi or d in failed)
+                self._unpin_flushed()
                 # Writes that arrived during this flush start their own max-delay clock.
                 self._first_pending = self._journal[0].t if self._journal else None
         return commit, files, events, msg, failed
@@ -261,7 +275,10 @@ class Flusher(DocumentJournal):
                 sha = None if data is None else blob_id(data)
                 if sha == old.id:
                     continue
-                changes = changes_of(codec, doc, old.value, docdiff.MISSING if view is ABSENT else view, copy=True)
+                # No copies of the changed values: the view stays in flight (writes copy it before changing it,
+                # see _unshare) until this flush is over, and the committed version is never changed in place.
+                changes = changes_of(codec, doc, old.value, docdiff.MISSING if view is ABSENT else view)
+                self._in_flight[doc] = view
             except Exception as e:  # an encoder fault or a value that slipped past normalize()
                 logger.debug("cannot encode %s", doc, exc_info=True)
                 failed[doc] = e
@@ -270,6 +287,7 @@ class Flusher(DocumentJournal):
             described[doc] = changes
             if data is not None and sha is not None:
                 self._remember_base(doc, sha, view, len(data))
+                self._encoded_ids[doc] = (data, sha)
         return files, described, failed
 
     def _encode_keeping_layout(self, codec: Any, value: Any, old: CommittedVersion) -> bytes:
@@ -322,7 +340,7 @@ class Flusher(DocumentJournal):
         state) and the given stats go into the index (None: unknown, Git re-reads the file). The files of
         ``keep`` (quarantined documents) are committed but not written: the index records no stat for them, so
         git sees that the file on disk differs from the commit."""
-        ids = {doc: blob_id(data) for doc, data in files.items() if data is not None}
+        ids = {doc: self._blob_id_of(doc, data) for doc, data in files.items() if data is not None}
         if stats is None:
             written = {doc: data for doc, data in files.items() if doc not in keep}
             self._written.update((doc, ids[doc]) for doc in written if doc in ids)
@@ -348,6 +366,12 @@ class Flusher(DocumentJournal):
             self._written.pop(doc, None)
         return commit
 
+    def _blob_id_of(self, doc: str, data: bytes) -> str:
+        """The blob id of ``data``, taken from the encode that made these very bytes when it did (hashing a 10 MB
+        document twice costs 15 ms)."""
+        known = self._encoded_ids.pop(doc, None)
+        return known[1] if known is not None and known[0] is data else blob_id(data)
+
     def _quarantined_docs(self) -> builtins.set[str]:
         """The documents waiting in quarantine (one directory listing; the ingester owns the quarantine)."""
         box: Any = getattr(self, "_box", None)
@@ -357,7 +381,8 @@ class Flusher(DocumentJournal):
         try:
             from . import history
 
-            history.record(self._repo, commit, actor=actor, changes=changes)
+            with gc_paused():
+                history.record(self._repo, commit, actor=actor, changes=changes)
         except Exception:  # the key index is a cache; history rebuilds what it misses
             logger.exception("could not record the key index entry of %s", commit)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import messages
 from .codecs import copy_value, registry_for
 from .errors import GitStateError, KeyNotFound, RevisionNotFound
+from .gcpause import gc_paused
 from .keys import MISSING_KEY, Key, get_in, parse_key
 from .paths import validate_doc_path
 from .repo import EMPTY_TREE, Repository
@@ -44,7 +45,6 @@ from .history_index import (
     decode,
     decode_bytes,
     doc_changes,
-    gc_paused,
     in_doc,
     index_for,
     indexed_commits,

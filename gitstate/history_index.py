@@ -28,7 +28,6 @@ prefixes, and a match on a collapsed key is confirmed by reading the two version
 from __future__ import annotations
 
 import datetime as _dt
-import gc
 import heapq
 import logging
 import os
@@ -45,6 +44,7 @@ import orjson
 from . import messages
 from .codecs import Codec, registry_for
 from .errors import DecodeError
+from .gcpause import gc_paused
 from .history_keys import (
     AMBIGUOUS,
     DEFINITE,
@@ -71,7 +71,6 @@ __all__ = [
     "decode",
     "decode_bytes",
     "doc_changes",
-    "gc_paused",
     "in_doc",
     "index_for",
     "indexed_commits",
@@ -197,38 +196,6 @@ def doc_changes(
 
 
 # ===================================================================== the index file
-_GC_PAUSE_LOCK = threading.Lock()
-
-
-_gc_pauses = 0
-
-
-_gc_was_enabled = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building thousands of acyclic objects (index entries, commits).
-
-    Every 700 new containers trigger a young collection, and the survivors are scanned again as they age into the
-    older generations, so building 10,000 entries collects dozens of times and finds nothing (they hold no
-    cycles). Nested and concurrent pauses count; the collector's previous state comes back when the last one ends.
-    """
-    global _gc_pauses, _gc_was_enabled
-    with _GC_PAUSE_LOCK:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _GC_PAUSE_LOCK:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
-
-
 class _IndexFile:
     """The in-memory image of one store's index file, read from its newest end and refreshed incrementally.
 

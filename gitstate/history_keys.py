@@ -107,21 +107,33 @@ def encode_changes(changes: list[docdiff.Change]) -> list[list[Any]]:
             items.append(item)
         else:
             return items
-    # Collapse: C-level set building over raw key tuples, then encode only the few keys kept.
+    # Collapse: the deepest level whose distinct prefixes fit the cap (each deeper level's count stops as soon as
+    # it passes the cap, so 100,000 keys cost one pass, not one per level), then encode only the few keys kept.
     keys = [(ch.doc, ch.key) for ch in changes]
-    depth = max((len(k) for _, k in keys), default=0)
-    while True:
-        seen = dict.fromkeys((d, k[:depth]) for d, k in keys)
-        if len(seen) <= _MAX_KEYS_PER_COMMIT or depth == 0:
-            break
+    depth = max(map(len, (k for _, k in keys)), default=0)
+    seen: dict[tuple[str, tuple[Any, ...]], None] | None = None
+    while depth > 0 and seen is None:
+        seen = _prefixes_within_cap(keys, depth)
         depth -= 1
-    if len(seen) > _MAX_KEYS_PER_COMMIT:  # more documents than the cap: whole documents, still exact per doc
-        seen = dict.fromkeys((d, ()) for d, _ in seen)
+    if seen is None:  # whole documents (more documents than the cap: still exact per document)
+        seen = dict.fromkeys((d, ()) for d in dict.fromkeys(ch.doc for ch in changes))
     out: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
     for d, k in seen:
         parts, _ = _encode_parts(k)
         out.setdefault((d, tuple(parts)), [d, parts, "*"])
     return list(out.values())
+
+
+def _prefixes_within_cap(
+    keys: list[tuple[str, tuple[Any, ...]]], depth: int
+) -> dict[tuple[str, tuple[Any, ...]], None] | None:
+    """The distinct ``(doc, key[:depth])`` of ``keys`` in order, or None as soon as there are more than the cap."""
+    seen: dict[tuple[str, tuple[Any, ...]], None] = {}
+    for d, k in keys:
+        seen[d, k[:depth]] = None
+        if len(seen) > _MAX_KEYS_PER_COMMIT:
+            return None
+    return seen
 
 
 def keys_json(items: list[list[Any]]) -> str:

@@ -294,6 +294,12 @@ class DocumentJournal:
         # its change from the value it already holds instead of reading and decoding the committed bytes again.
         self._bases: collections.OrderedDict[str, tuple[str, Any, int]] = collections.OrderedDict()
         self._bases_bytes = 0
+        # doc -> a view that something else holds and that no write may change in place (see _unshare): the
+        # journal's value of a whole-document set (the view IS that value, no second copy), or a view whose
+        # changes a running flush describes without copying them.
+        self._pinned: dict[str, Any] = {}
+        self._in_flight: dict[str, Any] = {}
+        self._encoded_ids: dict[str, tuple[bytes, str]] = {}  # doc -> (bytes, blob id) the running flush encoded
         self._closed = False
         self._stop = threading.Event()
         self._tx_depth = 0
@@ -367,12 +373,21 @@ class DocumentJournal:
             self._bases_bytes -= dropped[2]
 
     def _unshare(self, doc: str, view: Any, *, whole: bool) -> Any:
-        """The view to apply a write to: a private copy when the view is also a committed version this store
-        keeps (writes change views in place), unless the write replaces the document ``whole``."""
-        base = self._bases.get(doc)
-        if base is None or base[1] is not view or view is ABSENT or whole:
+        """The view to apply a write to: a private copy when something else holds the view (writes change views
+        in place): a committed version this store keeps, the journal's value of the whole-document set that made
+        it, or a running flush describing its changes. No copy when the write replaces the document ``whole``."""
+        if whole or view is ABSENT:
             return view
-        return copy_value(view)
+        base = self._bases.get(doc)
+        if (base is not None and base[1] is view) or self._pinned.get(doc) is view or self._in_flight.get(doc) is view:
+            return copy_value(view)
+        return view
+
+    def _unpin_flushed(self) -> None:
+        """Forget the pins of documents with no pending write left (their journal values are gone). Call with
+        ``_lock`` held."""
+        if self._pinned:
+            self._pinned = {d: v for d, v in self._pinned.items() if d in self._dirty}
 
     def _load(self, doc: str) -> Any:
         """The current value of ``doc`` (committed + pending ops). Call with ``_lock`` held."""
@@ -559,13 +574,18 @@ class DocumentJournal:
             self._seq += 1
             now = time.monotonic()
             op = Op(self._seq, doc, kind, keyt, value, now)
-            try:
-                self._views[doc] = apply_op(view, op)
-            except KeyPathError as e:
-                self._views.pop(doc, None)  # may be half-applied; reload from history + journal
-                raise KeyNotFound(doc, keyt, e.problem) from None
-            # The journal's value is check_write's normalized copy (Codec.normalize returns a private one) and
-            # apply_op gave the view a copy of its own: later in-place ops on the view never reach the journal.
+            if not keyt and kind == "set":
+                # The journal's value is check_write's normalized copy (Codec.normalize returns a private one):
+                # the view shares it, pinned, so a later keyed write copies the view before changing it.
+                self._views[doc] = value
+                self._pinned[doc] = value
+            else:
+                try:
+                    self._views[doc] = apply_op(view, op)
+                except KeyPathError as e:
+                    self._views.pop(doc, None)  # may be half-applied; reload from history + journal
+                    raise KeyNotFound(doc, keyt, e.problem) from None
+                # apply_op gave the view a copy of the value: later in-place ops never reach the journal.
             self._journal.append(op)
             self._dirty[doc] = self._seq
             self._last_write = now

@@ -371,6 +371,7 @@ class Store(Ingester):
                 touched = {op.doc for op in self._journal if op.seq > mark}
                 self._journal = [op for op in self._journal if op.seq <= mark]
                 self._dirty = PendingDocs((d, s) for d, s in self._dirty.items() if s <= mark)
+                self._unpin_flushed()
                 for doc in touched:
                     self._views.pop(doc, None)
                 if not self._journal:
@@ -688,6 +689,7 @@ class Store(Ingester):
             for doc in self._dirty:
                 self._views.pop(doc, None)
             self._journal, self._dirty, self._first_pending = [], PendingDocs(), None
+            self._unpin_flushed()
         return dropped
 
     def migrate(self, steps: Mapping[int, Callable[[Any], object]], *, dry_run: bool = False) -> list[str]:

@@ -64,7 +64,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "gitstate.paths",
         "gitstate.identity",
     ),
-    -10: ("gitstate.errors",),
+    -10: ("gitstate.errors", "gitstate.gcpause"),
 }
 PACKAGES = ("gitstate.cli", "gitstate.ui", "gitstate.remote", "gitstate.gc", "gitstate._hooks")
 
