@@ -6,6 +6,8 @@ Histories are made by plain git (``git fast-import``, explicit times, one commit
 * ``log -n 20``, ``log state.json --key mode -n 20``, ``show HEAD``, ``status`` at 100k vs the same at 1k:
   wall-time ratio (target 1.3x) and peak RSS ratio (target 1.5x);
 * ``gitstate log`` of the whole 100k history vs ``git log --oneline`` (target 1.2x);
+* peak RSS of the whole ``log`` and ``log --json`` (bounded by what is printed: next to ``git log --oneline``
+  and to ``log -n 20``);
 * ``status`` on the small store vs ``gitstate --version`` (target 1.5x);
 * library ``diff`` and ``restore`` between revisions 90k apart vs ``git diff`` and
   ``git checkout REV -- . && git commit`` (target 3x).
@@ -54,6 +56,8 @@ def _fixture(count: int) -> Path:
 
 
 def _run_rss(argv: Sequence[str], cwd: Path) -> tuple[float, int]:
+    """Wall time and peak RSS (KB) of one run. Linux counts a forked child's peak from the parent's size at the
+    fork, so this process must stay small (no captured output of big commands) for the figure to be the command's."""
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # child: exec with stdout to /dev/null (a pipe read by nobody would block on big output)
@@ -96,8 +100,11 @@ def main() -> None:
     small, big = _fixture(small_n), _fixture(big_n)
     cli, _, how = installed_cli()
     for path in (small, big):  # build the history index (made by plain git: indexed on first use), untimed
-        subprocess.run([*cli, "-C", str(path), "log", "-n", "1"], check=True, capture_output=True)
-        subprocess.run([*cli, "-C", str(path), "log"], check=True, capture_output=True)
+        subprocess.run([*cli, "-C", str(path), "log", "-n", "1"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*cli, "-C", str(path), "log"], check=True, stdout=subprocess.DEVNULL)
+    # The first `log --json` of a history made by plain git computes every commit's keys (once): untimed. Output
+    # goes to /dev/null, never into this process: a forked child's peak RSS starts at its parent's (see _run_rss).
+    subprocess.run([*cli, "-C", str(big), "--no-pager", "log", "--json"], check=True, stdout=subprocess.DEVNULL)
     cases = {
         "log -n 20": ["log", "-n", "20"],
         "log state.json --key mode -n 20": ["log", "state.json", "--key", "mode", "-n", "20"],
@@ -109,6 +116,7 @@ def main() -> None:
         commands[f"{name} @1k"] = ([*cli, "-C", str(small), *argv], small)
         commands[f"{name} @{big_n // 1000}k"] = ([*cli, "-C", str(big), *argv], big)
     commands["gitstate log (all)"] = ([*cli, "-C", str(big), "log"], big)
+    commands["gitstate log --json (all)"] = ([*cli, "-C", str(big), "--no-pager", "log", "--json"], big)
     commands["git log --oneline (all)"] = (["git", "log", "--oneline"], big)
     commands["gitstate --version"] = ([*cli, "--version"], small)
     results = _measure(commands, args.repeat)
@@ -150,6 +158,16 @@ def main() -> None:
         [
             [f"whole log, {big_n:,} commits", _ms(g), f"git log --oneline {_ms(o)}", f"{g / o:.2f}x", "1.2x"],
             ["status, small store", _ms(s), f"gitstate --version {_ms(v)}", f"{s / v:.2f}x", "1.5x"],
+        ],
+    )
+    print()
+    mb = {name: f"{peak / 1024:.0f} MB" for name, peak in rss.items()}
+    n20 = f"log -n 20 @{big_n // 1000}k"
+    print_table(
+        [f"peak RSS, whole history of {big_n:,} commits", "gitstate", "git log --oneline", f"gitstate {n20}"],
+        [
+            ["gitstate log", mb["gitstate log (all)"], mb["git log --oneline (all)"], mb[n20]],
+            ["gitstate log --json", mb["gitstate log --json (all)"], mb["git log --oneline (all)"], mb[n20]],
         ],
     )
     print()

@@ -489,13 +489,26 @@ def iter_log_entries(
     head, hidden = _log_span(repo, head, rev)
     starts = _walk_starts(repo, head, rev)
     with History(repo) as hist, gc_paused():
-        excluded = {e["c"] for e in hist.walk(hidden)} if hidden else set()
+        # A walk without a limit streams: entries the index's shared image does not hold are read into the walk's
+        # own buffer and let go once yielded, so memory follows what the caller keeps, not the length of history.
+        # A limited walk reads into the shared image (a long-lived process asks for the newest commits again).
+        need_keys = keys or probe is not None
+        spooling = need_keys and limit is None  # keys computed for a whole history: see History.spool
+        if spooling:
+            hist.spool()
+
+        def walk(start: str | None) -> Iterator[dict[str, Any]]:
+            return hist.stream(start, keys=need_keys) if limit is None else hist.walk(start)
+
+        excluded = {e["c"] for e in hist.stream(hidden)} if hidden else set()
         unfiltered = not excluded and doc is None and probe is None
         for start in starts:
             if unfiltered and limit is None and not keys:  # the whole log: no Python step per entry here
-                yield from hist.walk(start)
+                yield from walk(start)
                 continue
-            for e in hist.walk(start):
+            for e in walk(start):
+                if spooling and len(hist.new) >= _KEYS_BATCH:
+                    hist.save()
                 if not unfiltered and (
                     (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe)
                 ):
@@ -505,8 +518,6 @@ def iter_log_entries(
                     hist.front.append(e["c"])
                 if keys:
                     hist.keys(e)
-                    if len(hist.new) >= _KEYS_BATCH:
-                        hist.save()
                 yield e
                 if keys:  # the caller has read them: the parsed form is not kept for every commit of the walk
                     e.pop("_kp", None)

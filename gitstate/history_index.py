@@ -56,6 +56,7 @@ from .history_keys import (
     parsed_keys,
     relation,
 )
+from .history_stream import FIRST_BLOCK, Backwards, Spool, parse_lines, read_block_before
 from .keys import MISSING_KEY, Key, get_in
 from .repo import CommitInfo, Repository
 
@@ -94,10 +95,6 @@ META_PREFIX: Final = ".gitstate/"
 
 
 _MAX_MESSAGE_CHARS: Final = 4096
-
-
-#: The first block read backwards from the end of the index (doubling up to the second).
-_FIRST_BLOCK: Final = 32 * 1024
 
 
 _MAX_BLOCK: Final = 8 * 1024 * 1024
@@ -210,7 +207,7 @@ class _IndexFile:
         self.entries: dict[str, dict[str, Any]] = {}
         self.offset = 0
         self.low = 0
-        self.block = _FIRST_BLOCK
+        self.block = FIRST_BLOCK
         self.ino: int | None = None
         self.lock = threading.RLock()
         self.reads = 0  # blocks read backwards (tests assert on laziness with it)
@@ -225,7 +222,7 @@ class _IndexFile:
                     self.entries, self.offset, self.low, self.ino = {}, 0, 0, None
                 return
             if st.st_ino != self.ino or st.st_size < self.offset:
-                self.entries, self.ino, self.block = {}, st.st_ino, _FIRST_BLOCK
+                self.entries, self.ino, self.block = {}, st.st_ino, FIRST_BLOCK
                 self.offset = self.low = self._last_line_end(st.st_size)
                 return
             if st.st_size == self.offset:
@@ -255,29 +252,12 @@ class _IndexFile:
         """Read one more block of lines before :attr:`low` (the next block is twice as big); False when the
         whole file is already in memory."""
         with self.lock, gc_paused():
-            while self.low > 0:
-                start = max(0, self.low - self.block)
-                try:
-                    with open(self.path, "rb", buffering=0) as f:
-                        f.seek(start)
-                        data = f.read(self.low - start)
-                except OSError as e:
-                    logger.warning("cannot read the history index %s: %s", self.path, e)
-                    self.low = 0
-                    return False
-                self.reads += 1
-                self.block = min(self.block * 2, _MAX_BLOCK)
-                cut = 0
-                if start > 0:
-                    nl = data.find(b"\n")
-                    if nl < 0:
-                        continue  # one line longer than the block: read a bigger one
-                    cut = nl + 1
-                self.low = start + cut
-                items = _parse_lines(bytes(data[cut:]), self.path)
-                self._merge_older(items)
-                return True
-            return False
+            if self.low <= 0:
+                return False
+            self.reads += 1
+            self.low, self.block, items = read_block_before(self.path, self.low, self.block, _MAX_BLOCK)
+            self._merge_older(items)
+            return True
 
     def load_all(self) -> None:
         """Read the rest of the file (questions about every commit it knows): in one read when it is at most
@@ -366,19 +346,7 @@ class _IndexFile:
             return items
         except orjson.JSONDecodeError:  # an empty line (a writer's guard after a tear) or a damaged one
             pass
-        lines = [ln for ln in bytes(buf[1:end]).split(b"\n") if ln]
-        try:
-            items = orjson.loads(b"[" + b",".join(lines) + b"]")
-            return items
-        except orjson.JSONDecodeError:
-            pass
-        items = []
-        for ln in lines:
-            try:
-                items.append(orjson.loads(ln))
-            except orjson.JSONDecodeError:
-                logger.debug("skipping a damaged line of %s", self.path)
-        return items
+        return parse_lines(bytes(buf[1:end]), self.path)  # line by line (no trailing newline: no fast try)
 
     def _merge(self, items: list[Any]) -> None:
         """Add parsed lines to :attr:`entries`: a line for a known commit completes its entry (a key supplement
@@ -404,6 +372,11 @@ class _IndexFile:
         data = b"".join(orjson.dumps(it) + b"\n" for it in items)
         with self.lock:
             self._merge([dict(it) for it in items])
+            self.append_lines(data)
+
+    def append_lines(self, data: bytes) -> None:
+        """Append encoded lines (each ending in a newline) as they are, without taking them into the image."""
+        with self.lock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             except OSError as e:
@@ -421,29 +394,6 @@ class _IndexFile:
                 logger.warning("cannot append to the history index %s: %s", self.path, e)
             finally:
                 os.close(fd)
-
-
-def _parse_lines(data: bytes, path: Path) -> list[Any]:
-    """The JSON lines of ``data`` (complete lines only), skipping those that do not parse."""
-    if data.endswith(b"\n"):  # newlines become commas: one C call parses them all
-        try:
-            fast: list[Any] = orjson.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
-            return fast
-        except orjson.JSONDecodeError:  # an empty or damaged line: line by line below
-            pass
-    lines = [ln for ln in data.split(b"\n") if ln]
-    try:
-        items: list[Any] = orjson.loads(b"[" + b",".join(lines) + b"]")
-        return items
-    except orjson.JSONDecodeError:
-        pass
-    items = []
-    for ln in lines:
-        try:
-            items.append(orjson.loads(ln))
-        except orjson.JSONDecodeError:
-            logger.debug("skipping a damaged line of %s", path)
-    return items
 
 
 _INDEXES: dict[str, _IndexFile] = {}
@@ -489,6 +439,40 @@ def meta_entry(repo: Repository, info: CommitInfo, parsed: messages.Message | No
     return entry
 
 
+def _by_commit_time(head: str, get: Callable[[str], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``); ``get``
+    gives a commit's entry. A linear stretch takes no heap traffic."""
+    heap: list[tuple[int, int, dict[str, Any]]] = []
+    seen = {head}
+    counter = 0
+    cur: dict[str, Any] | None = get(head)
+    while cur is not None or heap:
+        if cur is None:
+            cur = heapq.heappop(heap)[2]
+        yield cur
+        parents: list[str] = cur.get("p") or []
+        nxt: dict[str, Any] | None = None
+        if len(parents) == 1 and not heap:  # the common linear case
+            p = parents[0]
+            if p not in seen:
+                seen.add(p)
+                nxt = get(p)
+        else:
+            for p in parents:
+                if p in seen:
+                    continue
+                seen.add(p)
+                pe = get(p)
+                counter += 1
+                heapq.heappush(heap, (-int(pe.get("ct", pe["t"])), counter, pe))
+        cur = nxt
+
+
+def _line(e: dict[str, Any]) -> dict[str, Any]:
+    """An entry as the index stores it (without the parsed keys kept in memory)."""
+    return {k: v for k, v in e.items() if k != "_kp"}
+
+
 #: How many of a walk's newest commits :meth:`History.save` writes again after lines it appends.
 FRONT: Final = 64
 
@@ -503,21 +487,44 @@ class History:
         self.new: dict[str, dict[str, Any]] = {}
         self.starts: dict[str, None] = {}  # where walks began (branch heads, mostly): see save()
         self.front: list[str] = []  # the newest commits a walk met (at most FRONT), newest first: see save()
+        self.met: dict[str, dict[str, Any]] = {}  # entries of the newest commits a stream met: see stream()
+        self._spool: Spool | None = None  # see spool()
 
     def __enter__(self) -> History:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.save()
+        if self._spool is not None:
+            spool, self._spool = self._spool, None
+            if spool.replay(self.idx):  # then the walk's newest commits and its start, complete, at the very end
+                tail = [c for c in reversed(self.front) if c not in self.starts] + list(self.starts)
+                lines = [self.idx.entries.get(c) or self.met.get(c) for c in tail]
+                self.idx.append_lines(
+                    b"".join(orjson.dumps(_line(e)) + b"\n" for e in lines if e is not None and "t" in e)
+                )
 
     def _load(self) -> None:
         if not self.loaded:
             self.idx.refresh()
             self.loaded = True
 
+    def spool(self) -> None:
+        """For a walk that computes many commits' keys (``log --json`` of a history made by plain git): each
+        :meth:`save` until the session ends goes to a temporary file instead of the index, as whole entries, and
+        the end of the session appends those batches to the index in the reverse order, so the index ends with
+        the newest commits, each line complete (a later walk from the newest end meets each commit once, in
+        order). Appending batch after batch while walking put the newest commits' keys furthest from the end."""
+        if self._spool is None:
+            self._spool = Spool(self.idx.path.parent)
+
     def save(self) -> None:
         """Append the entries this session computed, in the reverse of the order they were met: a walk meets
         the newest commit first, and the file's end must hold the newest commits (readers start there)."""
+        if self.new and self._spool is not None:
+            self._spool.add(list(reversed(self.new.values())))
+            self.new = {}
+            return
         if self.new:
             items = list(reversed(self.new.values()))
             # The newest commits a walk met and its start, if the index already knew them, are now followed by
@@ -527,9 +534,9 @@ class History:
             tail = [c for c in reversed(self.front) if c not in self.starts] + list(self.starts)
             if tail and [it.get("c") for it in items[-len(tail) :] if "t" in it] != tail:
                 for cid in tail:
-                    e = entries.get(cid)
+                    e = entries.get(cid) or self.met.get(cid)
                     if e is not None and "t" in e:
-                        items.append({k: v for k, v in e.items() if k != "_kp"})
+                        items.append(_line(e))
             self.new = {}
             self.idx.append(items)
 
@@ -539,7 +546,11 @@ class History:
             found = self.idx.find(cid)
         if found is not None:
             return found
-        e = self.idx.entries.get(cid)
+        return self._index_commit(cid, self.idx.entries.get(cid))
+
+    def _index_commit(self, cid: str, e: dict[str, Any] | None) -> dict[str, Any]:
+        """The entry of a commit the index file does not have, made from the commit (queued for :meth:`save`);
+        ``e``: a key supplement of it already read."""
         fresh = meta_entry(self.repo, self.repo.commit_info(cid))
         self.new.setdefault(cid, {}).update(fresh)
         report = _PROGRESS.get()
@@ -564,7 +575,10 @@ class History:
         k = encode_changes(changes)
         e["k"] = keys_json(k)
         e["_kp"] = k
-        self.new.setdefault(cid, {"c": cid})["k"] = e["k"]
+        if self._spool is not None and "t" in e:  # spooled lines are whole entries (see spool())
+            self.new[cid] = _line(e)
+        else:
+            self.new.setdefault(cid, {"c": cid})["k"] = e["k"]
         return k
 
     def message(self, e: dict[str, Any]) -> str:
@@ -579,34 +593,44 @@ class History:
         if head is None:
             return
         self.starts[head] = None
-        first = self.entry(head)
         entries = self.idx.entries
-        heap: list[tuple[int, int, dict[str, Any]]] = []
-        seen = {head}
-        counter = 0
-        cur: dict[str, Any] | None = first
-        while cur is not None or heap:
-            if cur is None:
-                cur = heapq.heappop(heap)[2]
-            yield cur
-            parents: list[str] = cur.get("p") or []
-            nxt: dict[str, Any] | None = None
-            if len(parents) == 1 and not heap:  # the common linear case: no heap traffic
-                p = parents[0]
-                if p not in seen:
-                    seen.add(p)
-                    pe = entries.get(p)
-                    nxt = pe if pe is not None and "t" in pe else self.entry(p)
-            else:
-                for p in parents:
-                    if p in seen:
-                        continue
-                    seen.add(p)
-                    pe = entries.get(p)
-                    pe = pe if pe is not None and "t" in pe else self.entry(p)
-                    counter += 1
-                    heapq.heappush(heap, (-int(pe.get("ct", pe["t"])), counter, pe))
-            cur = nxt
+        entry = self.entry
+
+        def get(cid: str) -> dict[str, Any]:
+            pe = entries.get(cid)
+            return pe if pe is not None and "t" in pe else entry(cid)
+
+        yield from _by_commit_time(head, get)
+
+    def stream(self, head: str | None, *, keys: bool = False) -> Iterator[dict[str, Any]]:
+        """:meth:`walk` for a caller that goes through the whole history once (``gitstate log``, ``log --json``):
+        the same entries in the same order, but what the shared image does not hold already is read into a
+        buffer of this walk's own (:class:`~gitstate.history_stream.Backwards`) and let go once yielded, so
+        memory follows one block of the index plus a set of commit ids, not every entry printed.
+
+        ``keys``: the caller reads the entries' keys, so key lines met before their commit's metadata line are
+        kept until the walk gets there (without it they are skipped: a plain ``log`` needs none)."""
+        if head is None:
+            return
+        self._load()
+        self.starts[head] = None
+        with self.idx.lock:
+            shared, back = self.idx.entries, Backwards(self.idx.path, self.idx.low, keys=keys)
+
+        def get(cid: str) -> dict[str, Any]:
+            e = shared.get(cid)
+            if e is not None and "t" in e:
+                return e
+            found = back.take(cid)
+            if found is not None:
+                return found
+            part = back.partial(cid)
+            return self._index_commit(cid, part if part is not None else e)
+
+        for n, e in enumerate(_by_commit_time(head, get)):
+            if n < FRONT:  # what save() may write again at the file's end (the shared image may not have them)
+                self.met[e["c"]] = e
+            yield e
 
     def graph_lookup(self) -> Callable[[str], tuple[int, tuple[str, ...]]]:
         """``lookup(commit id) -> (commit time, parents)`` for :mod:`gitstate.ancestry`: from the index where

@@ -3,6 +3,7 @@ end, ``log`` streamed, the progress line while indexing, and ahead/behind answer
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from fastimport import build_history
 from helpers import git, invoke
 
-from gitstate import history, history_index
+from gitstate import history, history_index, history_stream
 from gitstate.cli import graph
 from gitstate.cli._common import Context
 from gitstate.repo import Repository
@@ -63,7 +64,37 @@ def test_iter_log_entries_yields_before_the_history_is_read(tmp_path: Path) -> N
         idx = _index_reads(repo)
         assert idx.low > 0 and len(idx.entries) < 2000  # the first entry came before the older lines were read
         rest = list(stream)
-        assert len(rest) == 1999 and idx.low == 0
+        assert len(rest) == 1999
+        assert [e["c"] for e in rest[:5]] == git(tmp_path / "s", "log", "-n", "6", "--format=%H").split()[1:]
+    finally:
+        repo.close()
+
+
+def test_a_whole_log_holds_one_block_of_the_index_not_every_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory of a whole ``log`` follows the block it reads, not the history: the walk's buffer never holds more
+    than a block's entries, the shared image keeps none of them, and the output is git's order."""
+    head = _plain_git_history(tmp_path / "s", 2000)
+    repo = Repository.open(tmp_path / "s", create=False)
+    try:
+        history.log_entries(repo, head)  # index it
+        _fresh_process()
+        monkeypatch.setattr(history_stream, "STREAM_BLOCK", 8 * 1024)  # ~30 lines a block
+        most: list[int] = []
+        real_add = history_stream.Backwards._add
+
+        def add(self: history_stream.Backwards, items: list[Any]) -> None:
+            real_add(self, items)
+            most.append(len(self.pending))
+
+        monkeypatch.setattr(history_stream.Backwards, "_add", add)
+        ids = [e["c"] for e in history.iter_log_entries(repo, head)]
+        assert ids == git(tmp_path / "s", "log", "--format=%H").split()
+        assert len(most) > 20 and max(most) <= 80, (len(most), max(most))  # blocks of ~30 lines, 2,000 commits
+        assert len(_index_reads(repo).entries) < 200  # the newest end only (what HEAD's lookup read)
+        keyed = [e["c"] for e in history.iter_log_entries(repo, head, keys=True)]  # log --json streams too
+        assert keyed == ids and max(most) <= 80
     finally:
         repo.close()
 
@@ -189,5 +220,48 @@ def test_keys_of_a_whole_git_history_leave_the_head_at_the_file_end(tmp_path: Pa
         assert idx.reads == 1, idx.reads
         _fresh_process()  # and the keys are there: no commit is diffed again
         assert history.commit_from_entry(history.log_entries(repo, head)[-1], repo).keys
+    finally:
+        repo.close()
+
+
+def test_keys_computed_by_a_whole_log_json_end_the_index_newest_last_and_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`log --json` computes the keys of a history made by plain git in batches; they go to a spool and are
+    appended last batch first, as whole entries, so afterwards a key query reads one block from the end and a
+    second `log --json` holds about one block of entries (appended batch by batch while walking, the newest
+    commits' keys ended up furthest from the end: `log --key K -n 20` at 100k read the whole file, 130 MB)."""
+    head = _plain_git_history(tmp_path / "s", 2500)
+    repo = Repository.open(tmp_path / "s", create=False)
+    try:
+        history.log_entries(repo, head)  # metadata indexed
+        shutil.copytree(tmp_path / "s", tmp_path / "copy", symlinks=True)
+        other = Repository.open(tmp_path / "copy", create=False)  # the same query, keys diffed as it goes
+        try:
+            expected = [e["c"] for e in history.log_entries(other, head, doc="state.json", key=("mode",), limit=20)]
+        finally:
+            other.close()
+        _fresh_process()
+        monkeypatch.setattr(history, "_KEYS_BATCH", 300)  # several batches
+        first = [history.commit_from_entry(e, repo).to_dict() for e in history.iter_log_entries(repo, head, keys=True)]
+        assert len(first) == 2500 and all("keys" in c for c in first)
+        _fresh_process()
+        idle = [e["c"] for e in history.log_entries(repo, head, doc="state.json", key=("mode",), limit=20)]
+        assert idle == expected and len(idle) == 20
+        idx = _index_reads(repo)  # ~70 newest commits hold 20 changes of mode: the last block or two, not the file
+        assert idx.reads <= 2 and idx.low > 0, (idx.reads, idx.low)
+        _fresh_process()
+        most: list[int] = []
+        real_add = history_stream.Backwards._add
+
+        def add(self: history_stream.Backwards, items: list[Any]) -> None:
+            real_add(self, items)
+            most.append(len(self.pending))
+
+        monkeypatch.setattr(history_stream, "STREAM_BLOCK", 16 * 1024)
+        monkeypatch.setattr(history_stream.Backwards, "_add", add)
+        again = [history.commit_from_entry(e, repo).to_dict() for e in history.iter_log_entries(repo, head, keys=True)]
+        assert again == first
+        assert max(most) <= 120, max(most)  # ~one block of lines, not the 2,500 commits' keys
     finally:
         repo.close()

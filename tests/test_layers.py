@@ -23,6 +23,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "gitstate.history",
         "gitstate.history_index",
         "gitstate.history_keys",
+        "gitstate.history_stream",
         "gitstate.revisions",
         "gitstate.watcher",
         "gitstate.migrate",

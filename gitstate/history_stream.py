@@ -1,0 +1,172 @@
+"""Reading the history index file from its newest end for a walk that goes through all of it, and spooling the
+lines such a walk computes.
+
+What belongs here: reading one block of whole lines before an offset (:func:`read_block_before`, shared with the
+index's in-memory image), the walk's own buffer that lets each entry go once taken (:class:`Backwards`), and
+the temporary file that holds computed lines until they are appended, last batch first (:class:`Spool`). What
+does not: the in-memory image of the index and the walk order (:mod:`gitstate.history_index`), what the lines
+mean (:mod:`gitstate.history_keys`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import orjson
+
+__all__ = ["FIRST_BLOCK", "STREAM_BLOCK", "Backwards", "IndexLike", "Spool", "parse_lines", "read_block_before"]
+
+logger = logging.getLogger("gitstate.history")
+
+#: The first block read backwards from the end of the index (doubling up to the largest).
+FIRST_BLOCK: Final = 32 * 1024
+
+
+class IndexLike(Protocol):
+    """What :meth:`Spool.replay` appends to: the index file (``history_index._IndexFile``)."""
+
+    path: Path
+
+    def append_lines(self, data: bytes) -> None:
+        """Append encoded lines as they are."""
+
+
+def parse_lines(data: bytes, path: Path) -> list[Any]:
+    """The JSON lines of ``data`` (complete lines only), skipping those that do not parse."""
+    if data.endswith(b"\n"):  # newlines become commas: one C call parses them all
+        try:
+            fast: list[Any] = orjson.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+            return fast
+        except orjson.JSONDecodeError:  # an empty or damaged line: line by line below
+            pass
+    lines = [ln for ln in data.split(b"\n") if ln]
+    try:
+        items: list[Any] = orjson.loads(b"[" + b",".join(lines) + b"]")
+        return items
+    except orjson.JSONDecodeError:
+        pass
+    items = []
+    for ln in lines:
+        try:
+            items.append(orjson.loads(ln))
+        except orjson.JSONDecodeError:
+            logger.debug("skipping a damaged line of %s", path)
+    return items
+
+
+def read_block_before(path: Path, low: int, block: int, max_block: int) -> tuple[int, int, list[Any]]:
+    """The whole lines of the index file that end at ``low``, read in one block of about ``block`` bytes:
+    ``(new low, next block size, parsed lines)``. The next block is twice as big, up to ``max_block``; a line
+    longer than the block makes the read grow until it holds the line. A read error ends the file (low 0)."""
+    while True:
+        start = max(0, low - block)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                f.seek(start)
+                data = f.read(low - start)
+        except OSError as e:
+            logger.warning("cannot read the history index %s: %s", path, e)
+            return 0, block, []
+        block = min(block * 2, max_block) if block < max_block else block * 2
+        cut = 0
+        if start > 0:
+            nl = data.find(b"\n")
+            if nl < 0:
+                continue  # one line longer than the block: read a bigger one
+            cut = nl + 1
+        return start + cut, min(block, max_block), parse_lines(bytes(data[cut:]), path)
+
+
+class Backwards:
+    """The index file's lines below ``low`` read from the newest end into a buffer of this walk's own, never into
+    the shared image: an entry is dropped once the walk took it, so a walk of the whole history holds about one
+    block of entries (:data:`STREAM_BLOCK`), not every commit it printed."""
+
+    def __init__(self, path: Path, low: int, *, keys: bool) -> None:
+        self.path = path
+        self.low = low
+        self.keys = keys  # keep key lines that come before their commit's metadata (else they are skipped)
+        self.block = min(FIRST_BLOCK, STREAM_BLOCK)
+        self.pending: dict[str, dict[str, Any]] = {}  # read, not yet taken: newer lines win over older ones
+        self.taken: set[str] = set()
+
+    def take(self, cid: str) -> dict[str, Any] | None:
+        """The entry of ``cid`` with its metadata (older blocks read until it turns up), removed from the buffer;
+        None when the file has none. Later (older) lines of a taken commit are skipped."""
+        e = self.pending.get(cid)
+        while (e is None or "t" not in e) and self.low > 0:
+            self.low, self.block, items = read_block_before(self.path, self.low, self.block, STREAM_BLOCK)
+            self._add(items)
+            e = self.pending.get(cid)
+        if e is None or "t" not in e:
+            return None
+        del self.pending[cid]
+        self.taken.add(cid)
+        return e
+
+    def partial(self, cid: str) -> dict[str, Any] | None:
+        """What the buffer holds of ``cid`` without metadata (a key supplement whose metadata line is missing)."""
+        return self.pending.pop(cid, None)
+
+    def _add(self, items: list[Any]) -> None:
+        pending, taken, keys = self.pending, self.taken, self.keys
+        for it in reversed(items):  # newest line first
+            try:
+                cid = it["c"]
+                if type(cid) is not str or cid in taken:
+                    continue
+                have = pending.get(cid)
+            except (TypeError, KeyError):
+                continue
+            if have is None:
+                if keys or "t" in it:
+                    pending[cid] = it
+            else:
+                for k, v in it.items():
+                    have.setdefault(k, v)
+
+
+#: The largest block a streaming walk reads at once (see :class:`Backwards`): ~3,000 entries.
+STREAM_BLOCK: Final = 1 << 20
+
+
+class Spool:
+    """Batches of index lines kept in an unnamed temporary file beside the index until :meth:`replay` appends
+    them to it, the last batch first (see :meth:`gitstate.history_index.History.spool`). Memory holds one batch
+    at a time."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.file: Any = None
+        self.chunks: list[tuple[int, int]] = []  # (offset, length) of each batch in the file
+
+    def add(self, items: list[dict[str, Any]]) -> None:
+        data = b"".join(orjson.dumps(it) + b"\n" for it in items)
+        try:
+            if self.file is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                self.file = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 - closed by replay()
+            offset = self.file.seek(0, os.SEEK_END)
+            self.file.write(data)
+            self.chunks.append((offset, len(data)))
+        except OSError as e:  # the index is a cache: these keys are computed again by a later walk
+            logger.warning("cannot keep computed history index lines in %s: %s", self.directory, e)
+
+    def replay(self, idx: IndexLike) -> bool:
+        """Append the batches to ``idx``'s file, last batch first; True if there were any."""
+        if self.file is None:
+            return False
+        try:
+            self.file.flush()
+            for offset, length in reversed(self.chunks):
+                self.file.seek(offset)
+                idx.append_lines(self.file.read(length))
+        except OSError as e:
+            logger.warning("cannot append computed lines to the history index %s: %s", idx.path, e)
+        finally:
+            self.file.close()
+        return bool(self.chunks)
