@@ -2,7 +2,8 @@
 
 What belongs here: :func:`gc_paused`, shared by every layer (the codecs' private copy of a big value, the flush's
 diff of a big document, the history index's parse of thousands of entries). What does not: anything that decides
-*when* to pause (the callers do, around one bounded piece of work that holds no lock it could wait on).
+*when* to pause (the callers do, around one piece of work that builds many objects; while it lasts, no thread
+of the process collects cycles).
 """
 
 from __future__ import annotations

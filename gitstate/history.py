@@ -468,8 +468,8 @@ def iter_log_entries(
     (a ``doc`` or ``key`` no commit changed) is raised at the end, when nothing matched.
 
     ``keys``: each entry comes with its changed keys (``log --json``), computed where the index has none (a
-    history made by plain git) and appended to the index in batches, oldest first and the walk's start after
-    them, so the index's end still holds the newest commits.
+    history made by plain git). A walk without a limit spools them (:meth:`History.spool`) and appends them when
+    it ends, newest commits last and each line whole, so the index's end still holds the newest commits.
 
     Example:
         >>> import gitstate, tempfile
@@ -507,7 +507,7 @@ def iter_log_entries(
                 yield from walk(start)
                 continue
             for e in walk(start):
-                if spooling and len(hist.new) >= _KEYS_BATCH:
+                if len(hist.new) >= _KEYS_BATCH:  # computed entries leave memory in batches
                     hist.save()
                 if not unfiltered and (
                     (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe)

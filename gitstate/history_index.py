@@ -498,11 +498,7 @@ class History:
         if self._spool is not None:
             spool, self._spool = self._spool, None
             if spool.replay(self.idx):  # then the walk's newest commits and its start, complete, at the very end
-                tail = [c for c in reversed(self.front) if c not in self.starts] + list(self.starts)
-                lines = [self.idx.entries.get(c) or self.met.get(c) for c in tail]
-                self.idx.append_lines(
-                    b"".join(orjson.dumps(_line(e)) + b"\n" for e in lines if e is not None and "t" in e)
-                )
+                self.idx.append_lines(b"".join(orjson.dumps(e) + b"\n" for e in self._tail_lines()))
 
     def _load(self) -> None:
         if not self.loaded:
@@ -530,15 +526,20 @@ class History:
             # The newest commits a walk met and its start, if the index already knew them, are now followed by
             # the older commits (or the keys) just computed: their lines are written again after them, so the
             # next `log -n 20` finds them in the last block, not the first.
-            entries = self.idx.entries
-            tail = [c for c in reversed(self.front) if c not in self.starts] + list(self.starts)
+            tail = self._tail()
             if tail and [it.get("c") for it in items[-len(tail) :] if "t" in it] != tail:
-                for cid in tail:
-                    e = entries.get(cid) or self.met.get(cid)
-                    if e is not None and "t" in e:
-                        items.append(_line(e))
+                items += self._tail_lines()
             self.new = {}
             self.idx.append(items)
+
+    def _tail(self) -> list[str]:
+        """The walk's newest commits (oldest of them first) and where it started: what the file's end must hold."""
+        return [c for c in reversed(self.front) if c not in self.starts] + list(self.starts)
+
+    def _tail_lines(self) -> list[dict[str, Any]]:
+        """The lines of :meth:`_tail` this session knows whole (from the shared image or a stream)."""
+        found = [self.idx.entries.get(c) or self.met.get(c) for c in self._tail()]
+        return [_line(e) for e in found if e is not None and "t" in e]
 
     def entry(self, cid: str) -> dict[str, Any]:
         self._load()

@@ -71,12 +71,12 @@ def read_block_before(path: Path, low: int, block: int, max_block: int) -> tuple
         except OSError as e:
             logger.warning("cannot read the history index %s: %s", path, e)
             return 0, block, []
-        block = min(block * 2, max_block) if block < max_block else block * 2
+        block *= 2
         cut = 0
         if start > 0:
             nl = data.find(b"\n")
             if nl < 0:
-                continue  # one line longer than the block: read a bigger one
+                continue  # one line longer than the block: read a bigger one (past max_block if need be)
             cut = nl + 1
         return start + cut, min(block, max_block), parse_lines(bytes(data[cut:]), path)
 
