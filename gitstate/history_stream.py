@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -148,6 +147,8 @@ class Spool:
         data = b"".join(orjson.dumps(it) + b"\n" for it in items)
         try:
             if self.file is None:
+                import tempfile  # here: with shutil, bz2, lzma and random it costs every command ~8 ms to start
+
                 self.directory.mkdir(parents=True, exist_ok=True)
                 self.file = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 - closed by replay()
             offset = self.file.seek(0, os.SEEK_END)
