@@ -53,6 +53,7 @@ __all__ = [
     "Change",
     "Conflict",
     "Key",
+    "KeyRun",
     "MergeConflictError",
     "MergeResult",
     "apply_changes",
@@ -638,7 +639,14 @@ def split_lines(text: str) -> list[str]:
 
 
 def quick_diff(
-    old: Any, new: Any, *, doc: str = "", max_changes: int = 64, max_list_items: int = 2000, copy: bool = True
+    old: Any,
+    new: Any,
+    *,
+    doc: str = "",
+    max_changes: int = 64,
+    max_list_items: int = 2000,
+    copy: bool = True,
+    runs: list[KeyRun] | None = None,
 ) -> list[Change]:
     """Like :func:`diff`, but cheap on big documents: equal subtrees are skipped with Python's C-level ``==``,
     lists of up to ``max_list_items`` items are aligned like :func:`diff`, longer ones reported whole, and past
@@ -647,15 +655,63 @@ def quick_diff(
     Values in the result are private copies, unless ``copy=False`` (for values nobody else holds, such as
     freshly decoded documents).
 
+    ``runs``: past ``max_changes``, the rest of each mapping goes into this list as one :class:`KeyRun` (its
+    changed keys, counted) instead of one :class:`Change` per key: a flush that only counts and collapses them
+    (the commit message, the history index) skips building 100,000 objects. Only with ``copy=False``.
+
     Example:
         >>> [c.key for c in quick_diff({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}})]
         [('a', 'c')]
     """
+    if runs is not None and copy:
+        raise ValueError("quick_diff: runs are kept only with copy=False (a run holds the live values)")
     out: list[Change] = []
-    _quick(old, new, (), doc, out, max_changes, max_list_items, copy_json if copy else _same_value)
-    if not out and not same(old, new):
+    had = len(runs) if runs is not None else 0
+    _quick(old, new, (), doc, out, max_changes, max_list_items, copy_json if copy else _same_value, runs)
+    if not out and (runs is None or len(runs) == had) and not same(old, new):
         return diff(old, new, doc=doc)
     return out
+
+
+@dataclass(frozen=True)
+class KeyRun:
+    """The rest of one mapping's changes past :func:`quick_diff`'s budget, kept as the keys whose values differ
+    (added or changed; removals never reach a run) instead of one :class:`Change` each. It holds the two
+    mappings themselves: use it only while they cannot change (a flush keeps its views in flight until it ends).
+
+    Attributes:
+        doc: the document.
+        key: the mapping's key.
+        keys: the mapping's keys that changed, in the new mapping's order.
+        old: the old mapping.
+        new: the new mapping.
+
+    Example:
+        >>> runs: list[KeyRun] = []
+        >>> changes = quick_diff({}, {"a": 1, "b": 2, "c": 3}, max_changes=1, copy=False, runs=runs)
+        >>> [c.key for c in changes], runs[0].keys, [c.key for c in runs[0].changes()]
+        ([('a',)], ['b', 'c'], [('b',), ('c',)])
+    """
+
+    doc: str
+    key: Key
+    keys: list[Any]
+    old: dict[Any, Any]
+    new: dict[Any, Any]
+
+    def changes(self) -> list[Change]:
+        """The run as the :class:`Change` objects :func:`quick_diff` makes without ``runs`` (values not copied)."""
+        out: list[Change] = []
+        _rest_at_own_keys(self.old, ((k, self.new[k]) for k in self.keys), self.key, self.doc, out, _same_value)
+        return out
+
+
+def _key_run(old: dict[Any, Any], items: Iterator[tuple[Any, Any]], key: Key, doc: str, new: dict[Any, Any]) -> KeyRun:
+    """The run of ``items`` (the new side's rest): one tight loop that compares, and builds nothing per key."""
+    absent = _ABSENT_KEY
+    get = old.get
+    changed = [k for k, v in items if (o := get(k, absent)) is absent or type(o) is not type(v) or o != v]
+    return KeyRun(doc, key, changed, old, new)
 
 
 def _same_value(value: Any) -> Any:
@@ -706,6 +762,7 @@ def _quick(
     budget: int,
     max_items: int,
     copy_json: Callable[[Any], Any],
+    runs: list[KeyRun] | None = None,
 ) -> None:
     if old is MISSING or new is MISSING:
         if old is not new:
@@ -721,12 +778,18 @@ def _quick(
         items = iter(new.items())
         for k, v in items:
             if len(out) >= budget:
-                _rest_at_own_keys(old, itertools.chain(((k, v),), items), key, doc, out, copy_json)
+                rest = itertools.chain(((k, v),), items)
+                if runs is None:
+                    _rest_at_own_keys(old, rest, key, doc, out, copy_json)
+                else:
+                    run = _key_run(old, rest, key, doc, new)
+                    if run.keys:
+                        runs.append(run)
                 break
             if k not in old:
                 out.append(_made(doc, (*key, k), "add", MISSING, copy_json(v)))
             else:
-                _quick(old[k], v, (*key, k), doc, out, budget, max_items, copy_json)
+                _quick(old[k], v, (*key, k), doc, out, budget, max_items, copy_json, runs)
         return
     if isinstance(old, list) and isinstance(new, list) and len(old) + len(new) <= max_items:
         out.extend(_made(doc, (*key, *c.key), c.op, c.old, c.new) for c in diff(old, new))

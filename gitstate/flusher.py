@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
@@ -35,6 +35,14 @@ __all__ = ["Flusher", "oserror_text"]
 _LAYOUT_MAX_BYTES: Final = 1 << 20
 
 logger = logging.getLogger("gitstate.store")
+
+#: A document's changes in a flush: those listed one by one, then the counted rest of big mappings.
+_Described = tuple[list[docdiff.Change], list[docdiff.KeyRun]]
+
+
+def _count(runs: list[docdiff.KeyRun]) -> int:
+    return sum(len(r.keys) for r in runs)
+
 
 HEAD_POLL_S: Final = 0.5
 MAX_RETRY_DELAY_S: Final = 30.0
@@ -232,12 +240,20 @@ class Flusher(DocumentJournal):
                         failed.update(failed_again)
             commit = None
             if files:
-                changes = [c for doc in files for c in described[doc]]
-                msg = messages.change_message(message, changes, self.actor, metadata)
+                changes = [c for doc in files for c in described[doc][0]]
+                runs = [r for doc in files for r in described[doc][1]]
+                msg = messages.change_message(message, changes, self.actor, metadata, more=_count(runs))
                 # A quarantined document's file is the human's broken save: committed, never written over.
                 keep = self._quarantined_docs() & files.keys()
                 commit = self._commit(
-                    files, msg, author=self.author, actor=self.actor, changes=changes, parent=self._head, keep=keep
+                    files,
+                    msg,
+                    author=self.author,
+                    actor=self.actor,
+                    changes=changes,
+                    runs=runs,
+                    parent=self._head,
+                    keep=keep,
                 )
             with self._lock:
                 if commit is not None:
@@ -254,15 +270,16 @@ class Flusher(DocumentJournal):
 
     def _encode_dirty(
         self, docs: list[str]
-    ) -> tuple[dict[str, bytes | None], dict[str, list[docdiff.Change]], dict[str, Exception]]:
-        """Canonical bytes of the documents whose content differs from the head, their changes, and the documents
-        that could not be encoded (with why: an encoder fault, a document over ``max_doc_bytes``), which the flush
-        leaves pending so that one bad document never holds back the others. ``_lock`` held.
+    ) -> tuple[dict[str, bytes | None], dict[str, _Described], dict[str, Exception]]:
+        """Canonical bytes of the documents whose content differs from the head, their changes (past the budget
+        of a big mapping, counted runs of keys: no object per key), and the documents that could not be encoded
+        (with why: an encoder fault, a document over ``max_doc_bytes``), which the flush leaves pending so that
+        one bad document never holds back the others. ``_lock`` held.
 
         The committed version is the value this store committed last when it still is the head's
         (:meth:`_committed_version`): a flush after a flush neither reads nor decodes it again."""
         files: dict[str, bytes | None] = {}
-        described: dict[str, list[docdiff.Change]] = {}
+        described: dict[str, _Described] = {}
         failed: dict[str, Exception] = {}
         for doc in docs:
             try:
@@ -277,14 +294,15 @@ class Flusher(DocumentJournal):
                     continue
                 # No copies of the changed values: the view stays in flight (writes copy it before changing it,
                 # see _unshare) until this flush is over, and the committed version is never changed in place.
-                changes = changes_of(codec, doc, old.value, docdiff.MISSING if view is ABSENT else view)
+                runs: list[docdiff.KeyRun] = []
+                changes = changes_of(codec, doc, old.value, docdiff.MISSING if view is ABSENT else view, runs=runs)
                 self._in_flight[doc] = view
             except Exception as e:  # an encoder fault or a value that slipped past normalize()
                 logger.debug("cannot encode %s", doc, exc_info=True)
                 failed[doc] = e
                 continue
             files[doc] = data
-            described[doc] = changes
+            described[doc] = (changes, runs)
             if data is not None and sha is not None:
                 self._remember_base(doc, sha, view, len(data))
                 self._encoded_ids[doc] = (data, sha)
@@ -328,6 +346,7 @@ class Flusher(DocumentJournal):
         author: str,
         actor: str,
         changes: list[docdiff.Change],
+        runs: Sequence[docdiff.KeyRun] = (),
         parent: str | None,
         extra_parents: tuple[str, ...] = (),
         stats: Mapping[str, os.stat_result | None] | None = None,
@@ -361,7 +380,7 @@ class Flusher(DocumentJournal):
         except (OSError, GitStateError) as e:
             self._repo.index_fell_behind()
             logger.warning("committed %s but could not update the Git index (%s); it is rebuilt later", commit, e)
-        self._record(commit, actor, changes)
+        self._record(commit, actor, changes, runs)
         for doc in files:
             self._written.pop(doc, None)
         return commit
@@ -377,12 +396,14 @@ class Flusher(DocumentJournal):
         box: Any = getattr(self, "_box", None)
         return box.docs() if box is not None else set()
 
-    def _record(self, commit: str, actor: str, changes: list[docdiff.Change]) -> None:
+    def _record(
+        self, commit: str, actor: str, changes: list[docdiff.Change], runs: Sequence[docdiff.KeyRun] = ()
+    ) -> None:
         try:
             from . import history
 
             with gc_paused():
-                history.record(self._repo, commit, actor=actor, changes=changes)
+                history.record(self._repo, commit, actor=actor, changes=changes, runs=runs)
         except Exception:  # the key index is a cache; history rebuilds what it misses
             logger.exception("could not record the key index entry of %s", commit)
 

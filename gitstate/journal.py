@@ -189,11 +189,14 @@ def apply_op(view: Any, op: Op) -> Any:
     return apply_write(view, op.kind, op.key, op.value)
 
 
-def changes_of(codec: Codec, doc: str, old: Any, new: Any, *, copy: bool = False) -> list[docdiff.Change]:
+def changes_of(
+    codec: Codec, doc: str, old: Any, new: Any, *, copy: bool = False, runs: list[docdiff.KeyRun] | None = None
+) -> list[docdiff.Change]:
     """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change. With
-    ``copy`` the values are private copies (needed when ``new`` is a live view that later writes mutate)."""
+    ``copy`` the values are private copies (needed when ``new`` is a live view that later writes mutate).
+    ``runs``: see :func:`gitstate.docdiff.quick_diff`."""
     if codec.structured or old is docdiff.MISSING or new is docdiff.MISSING:
-        return docdiff.quick_diff(old, new, doc=doc, copy=copy)
+        return docdiff.quick_diff(old, new, doc=doc, copy=copy, runs=runs)
     return [] if old == new else [docdiff.Change(doc, (), "change", old, new)]
 
 

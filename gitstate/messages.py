@@ -58,6 +58,7 @@ __all__ = [
     "RESTORE",
     "SCHEMA_FROM_TRAILER",
     "SCHEMA_TO_TRAILER",
+    "SUMMARY_MAX_LINES",
     "TRAILER_PREFIX",
     "UNDO_TRAILER",
     "Message",
@@ -103,7 +104,8 @@ ACTORS: Final = (LIBRARY, HUMAN, RESTORE, MIGRATION, MERGE)
 
 #: Lines git itself writes into trailer blocks; one of them lets a block be only 25% trailers.
 _GIT_GENERATED: Final = ("Signed-off-by: ", "(cherry picked from commit ")
-_SUMMARY_MAX_LINES: Final = 50
+#: Change lines in a commit message's body (:func:`change_message`); the rest is counted in a final line.
+SUMMARY_MAX_LINES: Final = 50
 
 
 # ===================================================================== summary lines
@@ -138,7 +140,7 @@ def summary_line(change: Change) -> str:
     return f"{prefix}{key} {format_value(change.old)} -> {format_value(change.new)}"
 
 
-def summarize(changes: Sequence[Change], *, max_lines: int = 20) -> list[str]:
+def summarize(changes: Sequence[Change], *, max_lines: int = 20, more: int = 0) -> list[str]:
     """One line per change, as used in commit messages.
 
     Forms: ``state.json: services.slack false -> true`` (change), ``state.json: services.new = 3`` (add),
@@ -150,6 +152,9 @@ def summarize(changes: Sequence[Change], *, max_lines: int = 20) -> list[str]:
     Args:
         changes: the changes, e.g. from :func:`gitstate.docdiff.diff`.
         max_lines: most change lines to write (at least 0).
+        more: changes counted but not given (a big mapping's rest, :class:`gitstate.docdiff.KeyRun`): they come
+            after ``changes`` and count in the final line. A flush gives at least ``max_lines`` changes before
+            any it counts, so its lines are those of the full list.
 
     Returns:
         The lines, without newlines.
@@ -161,9 +166,9 @@ def summarize(changes: Sequence[Change], *, max_lines: int = 20) -> list[str]:
     """
     limit = max(0, max_lines)
     lines = [summary_line(c) for c in changes[:limit]]
-    more = len(changes) - limit
-    if more > 0:
-        lines.append(f"… and {more} more change{'s' if more != 1 else ''}")
+    rest = len(changes) + more - limit
+    if rest > 0:
+        lines.append(f"… and {rest} more change{'s' if rest != 1 else ''}")
     return lines
 
 
@@ -228,23 +233,26 @@ def change_message(
     actor: str,
     metadata: Mapping[str, object] | None = None,
     extra_lines: Sequence[str] | None = None,
+    *,
+    more: int = 0,
 ) -> str:
     """The message of a commit of ``changes``: the subject given (stripped), else the one change line (with
     ``(+N more)`` and all lines in the body when there are several), else ``no changes``; then the change lines,
     ``extra_lines``, the actor trailer and one trailer per ``metadata`` item (names through :func:`trailer_name`).
+    ``more``: changes counted after ``changes`` but not given (see :func:`summarize`).
 
     Example:
         >>> from gitstate.docdiff import Change
         >>> change_message(None, [Change("state.json", ("a",), "change", 1, 2)], LIBRARY, {"run id": "42"})
         'state.json: a 1 -> 2\\n\\nGitstate-Actor: library\\nRun-id: 42\\n'
     """
-    lines = summarize(changes, max_lines=_SUMMARY_MAX_LINES) if changes else []
+    lines = summarize(changes, max_lines=SUMMARY_MAX_LINES, more=more) if changes else []
     if subject:
         head, body = subject.strip(), lines
     elif lines:
-        more = len(changes) - 1
-        head = lines[0] if more == 0 else f"{lines[0]} (+{more} more)"
-        body = lines if more else []
+        others = len(changes) + more - 1
+        head = lines[0] if others == 0 else f"{lines[0]} (+{others} more)"
+        body = lines if others else []
     else:
         head, body = "no changes", []
     body = body + list(extra_lines or [])
