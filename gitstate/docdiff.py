@@ -5,9 +5,10 @@ Everything here is pure: no I/O and no imports from the rest of :mod:`gitstate`.
 ``str``, ``int``, ``float``, ``bool``, ``None`` and, in YAML, ``datetime.date``/``datetime.datetime``. Text
 documents are ``str`` and raw documents ``bytes``; both are compared as a whole.
 
-What belongs here: key-level diffs (:func:`diff`, :func:`quick_diff`, :class:`Change`, :func:`apply_changes`),
-strict equality and copies of values (:func:`same`, :func:`copy_json`, :func:`kind_of`), rendering keys and values
-(:func:`format_key`, :func:`format_value`, :func:`jsonable`) and text diffs (:func:`diff_text`). What does not:
+What belongs here: key-level diffs (:func:`diff`, :func:`quick_diff`, :class:`Change`, :class:`KeyRun`,
+:func:`apply_changes`), strict equality and copies of values (:func:`same`, :func:`copy_json`, :func:`kind_of`),
+rendering keys and values (:func:`format_key`, :func:`format_value`, :func:`jsonable`) and text diffs
+(:func:`diff_text`). What does not:
 three-way merges (:mod:`gitstate.merging`), commit messages (:mod:`gitstate.messages`), key paths and writes into
 values (:mod:`gitstate.keys`), encoding (:mod:`gitstate.codecs`), reading documents from history
 (:mod:`gitstate.history`).
@@ -673,7 +674,7 @@ def quick_diff(
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # two runs are never compared: == would walk both mappings
 class KeyRun:
     """The rest of one mapping's changes past :func:`quick_diff`'s budget, kept as the keys whose values differ
     (added or changed; removals never reach a run) instead of one :class:`Change` each. It holds the two

@@ -36,14 +36,6 @@ _LAYOUT_MAX_BYTES: Final = 1 << 20
 
 logger = logging.getLogger("gitstate.store")
 
-#: A document's changes in a flush: those listed one by one, then the counted rest of big mappings.
-_Described = tuple[list[docdiff.Change], list[docdiff.KeyRun]]
-
-
-def _count(runs: list[docdiff.KeyRun]) -> int:
-    return sum(len(r.keys) for r in runs)
-
-
 HEAD_POLL_S: Final = 0.5
 MAX_RETRY_DELAY_S: Final = 30.0
 #: While git is busy in the store (a merge...), the flusher looks again this often to resume soon after.
@@ -240,9 +232,10 @@ class Flusher(DocumentJournal):
                         failed.update(failed_again)
             commit = None
             if files:
-                changes = [c for doc in files for c in described[doc][0]]
-                runs = [r for doc in files for r in described[doc][1]]
-                msg = messages.change_message(message, changes, self.actor, metadata, more=_count(runs))
+                changes = [c for doc in files for c in described[doc]]
+                listed = [c for c in changes if isinstance(c, docdiff.Change)]  # the runs come after these
+                counted = sum(len(c.keys) for c in changes if isinstance(c, docdiff.KeyRun))
+                msg = messages.change_message(message, listed, self.actor, metadata, more=counted)
                 # A quarantined document's file is the human's broken save: committed, never written over.
                 keep = self._quarantined_docs() & files.keys()
                 commit = self._commit(
@@ -251,7 +244,6 @@ class Flusher(DocumentJournal):
                     author=self.author,
                     actor=self.actor,
                     changes=changes,
-                    runs=runs,
                     parent=self._head,
                     keep=keep,
                 )
@@ -270,7 +262,7 @@ class Flusher(DocumentJournal):
 
     def _encode_dirty(
         self, docs: list[str]
-    ) -> tuple[dict[str, bytes | None], dict[str, _Described], dict[str, Exception]]:
+    ) -> tuple[dict[str, bytes | None], dict[str, list[docdiff.Change | docdiff.KeyRun]], dict[str, Exception]]:
         """Canonical bytes of the documents whose content differs from the head, their changes (past the budget
         of a big mapping, counted runs of keys: no object per key), and the documents that could not be encoded
         (with why: an encoder fault, a document over ``max_doc_bytes``), which the flush leaves pending so that
@@ -279,7 +271,7 @@ class Flusher(DocumentJournal):
         The committed version is the value this store committed last when it still is the head's
         (:meth:`_committed_version`): a flush after a flush neither reads nor decodes it again."""
         files: dict[str, bytes | None] = {}
-        described: dict[str, _Described] = {}
+        described: dict[str, list[docdiff.Change | docdiff.KeyRun]] = {}
         failed: dict[str, Exception] = {}
         for doc in docs:
             try:
@@ -295,14 +287,14 @@ class Flusher(DocumentJournal):
                 # No copies of the changed values: the view stays in flight (writes copy it before changing it,
                 # see _unshare) until this flush is over, and the committed version is never changed in place.
                 runs: list[docdiff.KeyRun] = []
-                changes = changes_of(codec, doc, old.value, docdiff.MISSING if view is ABSENT else view, runs=runs)
+                listed = changes_of(codec, doc, old.value, docdiff.MISSING if view is ABSENT else view, runs=runs)
                 self._in_flight[doc] = view
             except Exception as e:  # an encoder fault or a value that slipped past normalize()
                 logger.debug("cannot encode %s", doc, exc_info=True)
                 failed[doc] = e
                 continue
             files[doc] = data
-            described[doc] = (changes, runs)
+            described[doc] = [*listed, *runs]  # where quick_diff would have listed the runs' changes
             if data is not None and sha is not None:
                 self._remember_base(doc, sha, view, len(data))
                 self._encoded_ids[doc] = (data, sha)
@@ -345,8 +337,7 @@ class Flusher(DocumentJournal):
         *,
         author: str,
         actor: str,
-        changes: list[docdiff.Change],
-        runs: Sequence[docdiff.KeyRun] = (),
+        changes: Sequence[docdiff.Change | docdiff.KeyRun],
         parent: str | None,
         extra_parents: tuple[str, ...] = (),
         stats: Mapping[str, os.stat_result | None] | None = None,
@@ -380,7 +371,7 @@ class Flusher(DocumentJournal):
         except (OSError, GitStateError) as e:
             self._repo.index_fell_behind()
             logger.warning("committed %s but could not update the Git index (%s); it is rebuilt later", commit, e)
-        self._record(commit, actor, changes, runs)
+        self._record(commit, actor, changes)
         for doc in files:
             self._written.pop(doc, None)
         return commit
@@ -396,14 +387,12 @@ class Flusher(DocumentJournal):
         box: Any = getattr(self, "_box", None)
         return box.docs() if box is not None else set()
 
-    def _record(
-        self, commit: str, actor: str, changes: list[docdiff.Change], runs: Sequence[docdiff.KeyRun] = ()
-    ) -> None:
+    def _record(self, commit: str, actor: str, changes: Sequence[docdiff.Change | docdiff.KeyRun]) -> None:
         try:
             from . import history
 
             with gc_paused():
-                history.record(self._repo, commit, actor=actor, changes=changes, runs=runs)
+                history.record(self._repo, commit, actor=actor, changes=changes)
         except Exception:  # the key index is a cache; history rebuilds what it misses
             logger.exception("could not record the key index entry of %s", commit)
 

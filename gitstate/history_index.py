@@ -711,19 +711,12 @@ class History:
 
 
 # ===================================================================== recording
-def record(
-    repo: Repository,
-    commit_id: str,
-    *,
-    actor: str,
-    changes: list[docdiff.Change],
-    runs: Sequence[docdiff.KeyRun] = (),
-) -> None:
+def record(repo: Repository, commit_id: str, *, actor: str, changes: Sequence[docdiff.Change | docdiff.KeyRun]) -> None:
     """Add a commit gitstate just made to the history index (call with the repository lock held).
 
-    ``changes`` are the commit's key-level changes against its first parent, and ``runs`` the rest of big
-    mappings' changes, counted (see :func:`~gitstate.history_keys.encode_changes`); for merge commits they are
-    recomputed lazily instead (against the first parent), whatever the caller passed.
+    ``changes`` are the commit's key-level changes against its first parent (with the counted rest of big
+    mappings: see :func:`~gitstate.history_keys.encode_changes`); for merge commits they are recomputed lazily
+    instead (against the first parent), whatever the caller passed.
 
     Example:
         >>> # called by the store after each commit: history.record(repo, cid, actor="library", changes=changes)
@@ -735,11 +728,7 @@ def record(
         entry["actor"] = actor
     if len(info.parents) <= 1:
         docs = entry["d"]
-        entry["k"] = keys_json(
-            encode_changes(
-                [c for c in changes if c.doc in docs or not c.doc], [r for r in runs if r.doc in docs or not r.doc]
-            )
-        )
+        entry["k"] = keys_json(encode_changes([c for c in changes if c.doc in docs or not c.doc]))
     entry["b"] = 1  # made on the branch by a store: the newest such entry is the branch's last known head
     index_for(repo).append([entry])
 

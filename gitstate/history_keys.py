@@ -9,8 +9,8 @@ file and the walks (:mod:`gitstate.history_index`), diffing documents (:mod:`git
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -91,25 +91,21 @@ def _encode_parts(key: tuple[Any, ...]) -> tuple[list[str | int], bool]:
     return parts, False
 
 
-def encode_changes(changes: list[docdiff.Change], runs: Sequence[docdiff.KeyRun] = ()) -> list[list[Any]]:
+def encode_changes(changes: Sequence[docdiff.Change | docdiff.KeyRun]) -> list[list[Any]]:
     """Index form of a commit's changes: ``[doc, parts, op]`` plus ``old, new`` when both are small.
 
     Past :data:`_MAX_KEYS_PER_COMMIT` changes, or with a huge key part, keys are collapsed to their shortest
     distinct prefixes that fit the cap (op ``"*"``: "something at or below this key changed").
 
-    ``runs``: the rest of big mappings, counted (:class:`~gitstate.docdiff.KeyRun`); each comes after the last
-    of ``changes`` in its document, as :func:`~gitstate.docdiff.quick_diff` would have listed its changes, and
-    the result is the same as for that full list."""
-    if runs and len(changes) + sum(len(r.keys) for r in runs) <= _MAX_KEYS_PER_COMMIT:  # few: list them all
-        from .docdiff import KeyRun  # loaded already: runs come from a flush's diff (status never loads docdiff)
+    ``changes`` may hold :class:`~gitstate.docdiff.KeyRun` items where :func:`~gitstate.docdiff.quick_diff` put
+    them (the counted rest of a big mapping): the result is the same as for the changes each stands for, and a
+    run past the cap is collapsed without building them."""
+    from .docdiff import KeyRun  # loaded by whoever made the changes (`status` never loads docdiff)
 
-        listed: list[docdiff.Change] = []
-        for p in _in_order(changes, runs):
-            listed += p.changes() if isinstance(p, KeyRun) else [p]
-        changes, runs = listed, ()
-    if not runs and len(changes) <= _MAX_KEYS_PER_COMMIT:
+    if sum(len(p.keys) if isinstance(p, KeyRun) else 1 for p in changes) <= _MAX_KEYS_PER_COMMIT:
+        listed = [c for p in changes for c in (p.changes() if isinstance(p, KeyRun) else (p,))]
         items: list[list[Any]] = []
-        for ch in changes:
+        for ch in listed:
             parts, cut = _encode_parts(ch.key)
             if cut:
                 break
@@ -121,45 +117,19 @@ def encode_changes(changes: list[docdiff.Change], runs: Sequence[docdiff.KeyRun]
             return items
     # Collapse: the deepest level whose distinct prefixes fit the cap (each deeper level's count stops as soon as
     # it passes the cap, so 100,000 keys cost one pass, not one per level), then encode only the few keys kept.
-    pieces = list(_in_order([(ch.doc, ch.key) for ch in changes], runs))
+    pieces = [p if isinstance(p, KeyRun) else (p.doc, p.key) for p in changes]
     depth = max((len(p[1]) if isinstance(p, tuple) else len(p.key) + 1 for p in pieces), default=0)
     seen: dict[tuple[str, tuple[Any, ...]], None] | None = None
     while depth > 0 and seen is None:
         seen = _prefixes_within_cap(pieces, depth)
         depth -= 1
     if seen is None:  # whole documents (more documents than the cap: still exact per document)
-        seen = dict.fromkeys((d, ()) for d in dict.fromkeys(p[0] if isinstance(p, tuple) else p.doc for p in pieces))
+        seen = dict.fromkeys((d, ()) for d in dict.fromkeys(p.doc for p in changes))
     out: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
     for d, k in seen:
         parts, _ = _encode_parts(k)
         out.setdefault((d, tuple(parts)), [d, parts, "*"])
     return list(out.values())
-
-
-_T = TypeVar("_T", "docdiff.Change", "tuple[str, tuple[Any, ...]]")
-
-
-def _doc_of(item: docdiff.Change | tuple[str, tuple[Any, ...]]) -> str:
-    return item[0] if isinstance(item, tuple) else item.doc
-
-
-def _in_order(items: list[_T], runs: Sequence[docdiff.KeyRun]) -> Iterator[_T | docdiff.KeyRun]:
-    """``items`` (changes, or their ``(doc, key)``) with each document's runs right after its last item."""
-    if not runs:
-        yield from items
-        return
-    by_doc: dict[str, list[docdiff.KeyRun]] = {}
-    for r in runs:
-        by_doc.setdefault(r.doc, []).append(r)
-    prev: str | None = None
-    for it in items:
-        d = _doc_of(it)
-        if d != prev and prev in by_doc:
-            yield from by_doc.pop(prev)
-        prev = d
-        yield it
-    for left in by_doc.values():
-        yield from left
 
 
 def _prefixes_within_cap(

@@ -135,9 +135,9 @@ def test_a_write_during_a_flush_does_not_change_the_changes_that_flush_records(
         writer.join()
         return real_commit_files(*args, **kwargs)  # type: ignore[arg-type]
 
-    def record(commit: str, actor: str, changes: list[object], runs: tuple[object, ...] = ()) -> None:
+    def record(commit: str, actor: str, changes: list[object]) -> None:
         recorded.extend(c.new for c in changes)  # type: ignore[attr-defined]
-        real_record(commit, actor, changes, runs)  # type: ignore[arg-type]
+        real_record(commit, actor, changes)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store._repo, "commit_files", commit_files)
     monkeypatch.setattr(store, "_record", record)
