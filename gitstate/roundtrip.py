@@ -370,8 +370,24 @@ class _Splice:
         """``new`` as text for one line in place of ``old_node`` (keeping a quoted scalar's quotes), or None when
         it needs lines of its own (a non-empty collection replacing block text, a multi-line string)."""
         y = self.yaml
-        if isinstance(new, str) and (not new.isprintable() or new != new.strip(" ")):
-            return None if not new.isprintable() else json.dumps(new, ensure_ascii=False)
+        if isinstance(new, str) and not new.isprintable():
+            # A literal block (``|``) where one can hold it; else YAML's double quotes with escapes on one line
+            # (a string of line breaks alone, say, which PyYAML writes as a block that needs the document end
+            # marker "..." after it, or as quotes over several lines: neither splices into a document).
+            block = self._block([new])
+            if block[0].startswith("- |") and "..." not in block:
+                return None
+            quoted: str = y.dump(
+                [new],
+                Dumper=_codecs.yaml_dumper(),
+                allow_unicode=True,
+                default_style='"',
+                default_flow_style=True,
+                width=_WIDTH,
+            ).strip()
+            return None if "\n" in quoted else quoted[1:-1]
+        if isinstance(new, str) and new != new.strip(" "):
+            return json.dumps(new, ensure_ascii=False)
         if isinstance(new, str) and isinstance(old_node, y.ScalarNode) and old_node.style == "'":
             return "'" + new.replace("'", "''") + "'"
         if isinstance(new, str) and isinstance(old_node, y.ScalarNode) and old_node.style == '"':
@@ -403,7 +419,12 @@ def _block_dumper() -> Any:
             """Multi-line strings as ``|`` blocks (PyYAML falls back to quotes where a block cannot hold one)."""
 
         def _str(dumper: Any, data: str) -> Any:
-            style = "|" if "\n" in data else None
+            style = None
+            if "\n" in data:
+                # A block that keeps trailing line breaks ("|+") would take in the blank lines after it once
+                # spliced into a document (and a lone one ends with the document end marker): those strings,
+                # and strings of line breaks alone, go in double quotes on one line instead.
+                style = "|" if data.strip() and not data.endswith("\n\n") else '"'
             return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
         _BlockDumper.add_representer(str, _str)

@@ -304,3 +304,24 @@ def test_one_edit_anywhere_keeps_the_comments_of_other_keys(old: dict[str, Any],
     assert YAML.decode(out) == new
     if new and len(where) > 1:  # an edit below the top level keeps every top-level header comment
         assert out.count(b"# header for the next key") == previous.count(b"# header for the next key")
+
+
+@pytest.mark.parametrize("value", ["\n", "\n\n", "\n\n  ", "a\n\n", "a\nb", "a\n"])
+@pytest.mark.parametrize("where", ["replace a list item", "append to a list", "new nested key", "new top key"])
+def test_strings_of_line_breaks_splice_without_losing_comments(value: str, where: str) -> None:
+    """Found by the property test below: a string of line breaks alone (or one ending in more than one) made
+    PyYAML write a keeping block (``|2+``, then the document end marker ``...``) or quotes over several lines,
+    which do not splice into a document, so the whole file went back to the canonical layout and lost every
+    comment. Such strings now go in double quotes on one line; other multi-line strings stay literal blocks."""
+    old = {"name": None, "port": [0, 0], "sub": {"a": 1}}
+    previous = _hand_format_4(old)
+    new = {
+        "replace a list item": {**old, "port": [value, 0]},
+        "append to a list": {**old, "port": [0, 0, value]},
+        "new nested key": {**old, "sub": {"a": 1, "b": value}},
+        "new top key": {**old, "zz": value},
+    }[where]
+    out = YAML.encode_over(new, previous)
+    assert YAML.decode(out) == new
+    assert out.count(b"# header for the next key") == previous.count(b"# header for the next key")
+    assert b"\n...\n" not in out
