@@ -439,16 +439,23 @@ def meta_entry(repo: Repository, info: CommitInfo, parsed: messages.Message | No
     return entry
 
 
-def _by_commit_time(head: str, get: Callable[[str], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _by_commit_time(
+    head: str, get: Callable[[str], dict[str, Any]], met: dict[str, dict[str, Any]] | None = None
+) -> Iterator[dict[str, Any]]:
     """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``); ``get``
-    gives a commit's entry. A linear stretch takes no heap traffic."""
+    gives a commit's entry. A linear stretch takes no heap traffic. ``met`` gets the first :data:`FRONT` entries
+    yielded, by commit id."""
     heap: list[tuple[int, int, dict[str, Any]]] = []
     seen = {head}
     counter = 0
+    front = FRONT if met is not None else 0
     cur: dict[str, Any] | None = get(head)
     while cur is not None or heap:
         if cur is None:
             cur = heapq.heappop(heap)[2]
+        if front:
+            front -= 1
+            met[cur["c"]] = cur  # type: ignore[index]
         yield cur
         parents: list[str] = cur.get("p") or []
         nxt: dict[str, Any] | None = None
@@ -612,7 +619,7 @@ class History:
         ``keys``: the caller reads the entries' keys, so key lines met before their commit's metadata line are
         kept until the walk gets there (without it they are skipped: a plain ``log`` needs none)."""
         if head is None:
-            return
+            return iter(())
         self._load()
         self.starts[head] = None
         with self.idx.lock:
@@ -628,10 +635,9 @@ class History:
             part = back.partial(cid)
             return self._index_commit(cid, part if part is not None else e)
 
-        for n, e in enumerate(_by_commit_time(head, get)):
-            if n < FRONT:  # what save() may write again at the file's end (the shared image may not have them)
-                self.met[e["c"]] = e
-            yield e
+        # The first entries are what save() may write again at the file's end (the shared image may not have
+        # them). A generator, not a loop here: a whole log's walk takes no extra Python step per entry.
+        return _by_commit_time(head, get, self.met)
 
     def graph_lookup(self) -> Callable[[str], tuple[int, tuple[str, ...]]]:
         """``lookup(commit id) -> (commit time, parents)`` for :mod:`gitstate.ancestry`: from the index where

@@ -70,6 +70,35 @@ def test_iter_log_entries_yields_before_the_history_is_read(tmp_path: Path) -> N
         repo.close()
 
 
+def test_a_short_whole_log_reads_the_index_in_few_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream's first block is big enough that a short history takes one or two reads (each read is an open,
+    a parse and a merge: four of them made a 1,000-commit ``log`` slower than the list it replaced), and still
+    smaller than a long history's index, whose first lines come out before the rest is read."""
+    head = _plain_git_history(tmp_path / "s", 1000)
+    repo = Repository.open(tmp_path / "s", create=False)
+    try:
+        history.log_entries(repo, head)  # index it
+        size = (tmp_path / "s" / ".git" / "gitstate" / history_index.INDEX_FILE).stat().st_size
+        assert history_stream.STREAM_FIRST_BLOCK < size <= 2 * history_stream.STREAM_FIRST_BLOCK, size
+        _fresh_process()
+        reads: list[int] = []
+        real = history_stream.read_block_before
+
+        def read(path: Path, low: int, block: int, max_block: int) -> tuple[int, int, list[Any]]:
+            reads.append(block)
+            return real(path, low, block, max_block)
+
+        monkeypatch.setattr(history_stream, "read_block_before", read)
+        stream = history.iter_log_entries(repo, head)
+        assert next(stream)["c"] == head
+        assert _index_reads(repo).low > 0 and len(reads) <= 1  # the first entry before the rest of the file
+        ids = [head, *(e["c"] for e in stream)]
+        assert ids == git(tmp_path / "s", "log", "--format=%H").split()
+        assert len(reads) <= 2, reads
+    finally:
+        repo.close()
+
+
 def test_a_whole_log_holds_one_block_of_the_index_not_every_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -99,16 +99,17 @@ def stream_output(ctx: Context, lines: Iterable[str]) -> None:
         return
     colour = True if colour_enabled() else None
     batch: list[str] = []
+    append, clock = batch.append, time.monotonic  # the loop runs once per line: no attribute lookups in it
     size = 32
-    last = time.monotonic()
+    due = clock() + 0.05
     with indexing_bar(active=not stdout_is_terminal()):  # on a terminal the log lines show the progress
         for line in lines:
-            batch.append(line)
-            if len(batch) >= size or time.monotonic() - last > 0.05:
+            append(line)
+            if len(batch) >= size or clock() > due:
                 click.echo("\n".join(batch), color=colour)
-                batch = []
+                batch.clear()
                 size = min(size * 4, 4096)
-                last = time.monotonic()
+                due = clock() + 0.05
     if batch:
         click.echo("\n".join(batch), color=colour)
 

@@ -259,9 +259,9 @@ def log_cmd(
 def _entries(
     d: StoreDirectory, doc: str | None, limit: int | None, rev: str | None, *, keys: bool = False
 ) -> Iterator[dict[str, Any]]:
-    """The log's entries one at a time (:meth:`StoreDirectory.iter_log_entries`), read from the first ``next``:
-    inside :func:`~gitstate.cli.graph.stream_output`, so under its progress line."""
-    yield from d.iter_log_entries(doc, limit=limit, rev=rev, keys=keys)
+    """The log's entries one at a time (:meth:`StoreDirectory.iter_log_entries`, a generator: nothing is read
+    before the first ``next``, inside :func:`~gitstate.cli.graph.stream_output`, so under its progress line)."""
+    return d.iter_log_entries(doc, limit=limit, rev=rev, keys=keys)
 
 
 def _details(d: StoreDirectory, e: dict[str, Any], stat: bool, name_only: bool) -> list[str]:
