@@ -38,7 +38,7 @@ from .events import Event, EventBus, ExternalChange
 from .keys import ABSENT, Key, KeyPathError, apply_write, check_target, check_write
 from .limits import DEFAULT_MAX_DOC_BYTES, size_text, too_big
 from .paths import META_PREFIX, SCHEMA_DOC, check_no_symlinks, validate_doc_path
-from .repo import Repository
+from .repo import Deflating, Repository
 from .services import NO_EXPECTED_HEAD, StoreServices
 
 if TYPE_CHECKING:
@@ -303,6 +303,7 @@ class DocumentJournal:
         self._pinned: dict[str, Any] = {}
         self._in_flight: dict[str, Any] = {}
         self._encoded_ids: dict[str, tuple[bytes, str]] = {}  # doc -> (bytes, blob id) the running flush encoded
+        self._deflating: dict[str, Deflating] = {}  # blob id -> its compression, started by the running flush
         self._closed = False
         self._stop = threading.Event()
         self._tx_depth = 0

@@ -32,7 +32,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -52,15 +52,18 @@ from .repo_objects import (
     save_cache,
     warn_once,
 )
+from .repo_packs import DEFLATE_AHEAD_BYTES, Deflating
 
 if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
     from dulwich.objects import ShaFile, Tree
 
 __all__ = [
+    "DEFLATE_AHEAD_BYTES",
     "EMPTY_TREE",
     "FILE_MODE",
     "BrokenRef",
     "CommitInfo",
+    "Deflating",
     "ObjectUnreadable",
     "Repository",
     "TagInfo",
@@ -571,22 +574,28 @@ class Repository(RepositoryIndex, RepositoryLock):
         fsync: bool = True,
         move_branch: bool = True,
         base_tree: str | None = None,
+        ids: Mapping[str, str] | None = None,
+        deflated: Mapping[str, Deflating] | None = None,
+        before_move: Callable[[], None] | None = None,
     ) -> str:
         """Write blobs, the changed trees and a commit on top of ``parent``, then move the branch from
         ``parent`` to it (compare-and-swap). Call with :meth:`lock` held. Returns the commit id.
 
-        ``base_tree`` overrides the tree the changes apply to (default: ``parent``'s tree).
+        ``base_tree`` overrides the tree the changes apply to (default: ``parent``'s tree). ``ids``: blob ids
+        already computed from the bytes of ``changes`` (not hashed again); ``deflated``: blobs (by id) already
+        being compressed (:class:`~gitstate.repo_packs.Deflating`). ``before_move`` runs once the objects
+        are written and before the branch moves; what it raises leaves the branch where it was.
         """
         derived = base_tree is None  # the new tree is parent's with `changes`: its listing can be carried over
         if base_tree is None:
             base_tree = self.commit_info(parent).tree if parent else EMPTY_TREE
         new_objects: list[ShaFile] = []
         blobs: dict[str, ShaFile] = {}
-        tree = self.build_tree(base_tree, changes, new_objects, blobs=blobs)
+        tree = self.build_tree(base_tree, changes, new_objects, blobs=blobs, ids=ids)
         parents = ([parent] if parent else []) + list(extra_parents)
         commit = self.make_commit(tree, parents, message, author=author, committer=committer, when=when)
         new_objects.append(commit)
-        self.write_objects(new_objects, fsync=fsync)
+        self.write_objects(new_objects, fsync=fsync, deflated=deflated)
         for obj in new_objects:  # written: the next flush reads these back as the committed versions
             if obj.type_name == b"blob":
                 self._remember_blob(obj.id.decode(), obj.as_raw_string())
@@ -601,6 +610,8 @@ class Repository(RepositoryIndex, RepositoryLock):
             message=message,
             commit_time=commit.commit_time,
         )
+        if before_move is not None:
+            before_move()
         if move_branch:
             self.update_ref(self.branch_ref, cid, parent, fsync=fsync)
             if derived:

@@ -12,7 +12,8 @@ same result, 25x faster; a second handle opens the index of each pack the other 
 
 Loose objects are written here rather than with dulwich's ``add_object``, which fsyncs the file but never the
 fan-out directory that holds it (ARCHITECTURE.md); :mod:`gitstate.repo` promises both before a commit is reported.
-Packs of several objects are written by :class:`gitstate.gc.packwrite.PackWriter`.
+A durable flush's objects go into one small pack (:mod:`gitstate.repo_packs`); the packer's packs of many
+objects are written by :class:`gitstate.gc.packwrite.PackWriter`.
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ import struct
 import sys
 import threading
 import time
-import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate lo
     import hashlib
 
     from dulwich.objects import Commit, ShaFile, Tree
+
+    from .repo_packs import Deflating
 
 logger = logging.getLogger("gitstate.repo")
 
@@ -170,48 +172,6 @@ def describe_fault(e: BaseException) -> str:
 
 def fmt_person(ident: str) -> bytes:
     return ident.encode("utf-8")
-
-
-#: Pack indexes up to this size are checked in full on open (the ones a flush writes without fsync).
-SMALL_IDX_BYTES: Final = 64 << 10
-
-
-def _pack_entry_header(type_num: int, size: int) -> bytes:
-    """A pack entry's header: the type and the size, 4 bits then 7 bits a byte, little end first."""
-    out = bytearray([type_num << 4 | size & 0x0F])
-    size >>= 4
-    while size:
-        out[-1] |= 0x80
-        out.append(size & 0x7F)
-        size >>= 7
-    return bytes(out)
-
-
-def _index_is_sound(idx: Path, pack: Path) -> bool:
-    """True when ``idx`` is a whole version-2 index of ``pack`` (small ones checksummed in full; a big one by
-    its size and the pack checksum it names)."""
-    try:
-        size = idx.stat().st_size
-        with open(pack, "rb") as f:
-            f.seek(-20, os.SEEK_END)
-            pack_sum = f.read(20)
-        with open(idx, "rb") as f:
-            if size > SMALL_IDX_BYTES:
-                head = f.read(8 + 1024)
-                f.seek(-40, os.SEEK_END)
-                tail = f.read(40)
-                ok = head[:8] == b"\xfftOc\x00\x00\x00\x02" and len(head) == 1032
-                count = struct.unpack(">I", head[-4:])[0] if ok else 0
-                return ok and size >= 8 + 1024 + 28 * count + 40 and tail[:20] == pack_sum
-            data = f.read()
-    except (OSError, ValueError):
-        return False
-    return (
-        len(data) >= 8 + 1024 + 40
-        and data[:8] == b"\xfftOc\x00\x00\x00\x02"
-        and sha1(data[:-20]).digest() == data[-20:]
-        and data[-40:-20] == pack_sum
-    )
 
 
 def open_object_store(objects_dir: str) -> Any:
@@ -423,7 +383,9 @@ class RepositoryObjects:
                 _, old = self._blob_cache.popitem(last=False)
                 self._blob_cache_bytes -= len(old)
 
-    def write_objects(self, objs: Iterable[ShaFile], *, fsync: bool = True) -> None:
+    def write_objects(
+        self, objs: Iterable[ShaFile], *, fsync: bool = True, deflated: Mapping[str, Deflating] | None = None
+    ) -> None:
         """Write objects durably (``fsync``): two or more go into one small pack (two fsyncs: pack, directory),
         which the packer's geometric roll-up absorbs later; a single one, or any number without
         ``fsync``, as loose files (temp file, rename; with ``fsync`` each file and each touched directory once).
@@ -433,51 +395,19 @@ class RepositoryObjects:
         ``.idx`` last, so no reader ever sees half of it (unless :attr:`pack_writes` is off)."""
         objs = list(objs)
         if fsync and self.pack_writes and len(objs) >= 2:
-            self._write_pack(objs)
+            self._write_pack(objs, deflated or {})
             return
         self._write_loose(objs, fsync=fsync)
 
-    def _write_pack(self, objs: list[ShaFile]) -> None:
+    def _write_pack(self, objs: list[ShaFile], deflated: Mapping[str, Deflating]) -> None:
         """Write ``objs`` as one new pack (built in memory, without deltas: a flush's few objects) and make the
         object store see it. The ``.pack`` is fsynced before it is renamed into place, the ``.idx`` is not:
         it is made from the pack alone, and :meth:`repair_pack_indexes` makes it again on open if a power loss
-        took it. One directory fsync covers both names: two fsyncs for the whole commit's objects."""
-        from .gc.packwrite import index_v2
+        took it. One directory fsync covers both names: two fsyncs for the whole commit's objects. ``deflated``:
+        blobs (by id) compressed ahead of time (:class:`Deflating`)."""
+        from .repo_packs import write_small_pack
 
-        entries: list[tuple[bytes, int, int]] = []
-        chunks = [b""]
-        offset = 12
-        seen: set[bytes] = set()
-        for obj in objs:
-            sha = obj.sha().digest()
-            if sha in seen:
-                continue
-            seen.add(sha)
-            raw = obj.as_raw_string()
-            header = _pack_entry_header(obj.type_num, len(raw))
-            packed = zlib.compress(raw, 1)
-            entries.append((sha, offset, zlib.crc32(packed, zlib.crc32(header))))
-            chunks += (header, packed)
-            offset += len(header) + len(packed)
-        chunks[0] = b"PACK" + struct.pack(">II", 2, len(entries))
-        body = b"".join(chunks)
-        checksum = sha1(body).digest()
-        pack_dir = self.git_dir / "objects" / "pack"
-        pack_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        final = pack_dir / f"pack-{checksum.hex()}"
-        if not (os.path.exists(f"{final}.pack") and os.path.exists(f"{final}.idx")):
-            token = os.urandom(8).hex()
-            # .pack first, .idx last: git and dulwich only use a pack once its index exists.
-            tmp = pack_dir / f"tmp-{token}{TEMP_MARKER}"
-            replace_with(Path(f"{tmp}pack"), Path(f"{final}.pack"), body + checksum, mode=0o400)
-            try:
-                idx = index_v2(entries, checksum)
-                replace_with(Path(f"{tmp}idx"), Path(f"{final}.idx"), idx, mode=0o400, fsync=False)
-            except BaseException:
-                with contextlib.suppress(OSError):  # a pack without its index is never used: take it back
-                    os.unlink(f"{final}.pack")
-                raise
-            fsync_dir(pack_dir)
+        write_small_pack(self.git_dir / "objects" / "pack", objs, deflated)
         if self._object_store is not None:
             with self._mutex, contextlib.suppress(Exception):
                 self._object_store._update_pack_cache()
@@ -487,6 +417,8 @@ class RepositoryObjects:
         indexes without fsync; see :meth:`_write_pack`) from the pack itself, when the pack is whole. Only
         indexes of up to :data:`SMALL_IDX_BYTES` are checked in full (bigger ones were fsynced by whoever wrote
         them). Call on open with the store lock held; returns the packs repaired."""
+        from .repo_packs import index_is_sound
+
         pack_dir = self.git_dir / "objects" / "pack"
         try:
             names = os.listdir(pack_dir)
@@ -497,7 +429,7 @@ class RepositoryObjects:
             if not (name.startswith("pack-") and name.endswith(".pack")):
                 continue
             base = pack_dir / name[: -len(".pack")]
-            if _index_is_sound(Path(f"{base}.idx"), Path(f"{base}.pack")):
+            if index_is_sound(Path(f"{base}.idx"), Path(f"{base}.pack")):
                 continue
             if self._reindex(base):
                 repaired.append(str(base))
@@ -508,6 +440,8 @@ class RepositoryObjects:
 
     def _reindex(self, base: Path) -> bool:
         """Write ``base``'s ``.idx`` from its ``.pack`` (fsynced); False when the pack itself is not whole."""
+        from .repo_packs import SMALL_IDX_BYTES
+
         pack = Path(f"{base}.pack")
         try:
             size = pack.stat().st_size
@@ -732,13 +666,15 @@ class RepositoryObjects:
         new_objects: list[ShaFile],
         *,
         blobs: dict[str, ShaFile] | None = None,
+        ids: Mapping[str, str] | None = None,
     ) -> str:
         """A new root tree: ``base_tree`` with each path set to a blob of the given bytes, or removed (None).
 
         Only trees on the changed paths are rebuilt. New objects are appended to ``new_objects`` (not written);
-        ``blobs`` gets each written path's blob.
+        ``blobs`` gets each written path's blob. ``ids`` gives blob ids already computed from these very bytes
+        (:func:`blob_id`), so a big document is not hashed a second time.
         """
-        from dulwich.objects import Blob, Tree
+        from dulwich.objects import Blob, ObjectID, Tree
 
         nested: dict[str, Any] = {}
         for path, data in changes.items():
@@ -748,7 +684,13 @@ class RepositoryObjects:
                 node = node.setdefault(part, {})
                 if not isinstance(node, dict):
                     raise RepositoryError(f"{path}: a parent is also a file in this change")
-            node[parts[-1]] = blob = data if data is None else Blob.from_string(data)
+            known = None if ids is None or data is None else ids.get(path)
+            if data is None:
+                blob = None
+            else:
+                blob = Blob()
+                blob.set_raw_string(data, None if known is None else ObjectID(known.encode()))
+            node[parts[-1]] = blob
             if blobs is not None and blob is not None:
                 blobs[path] = blob
         sha = self._build(base_tree or EMPTY_TREE, nested, new_objects)

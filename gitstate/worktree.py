@@ -25,7 +25,8 @@ objects stay (they are what was fetched, not what the store holds). The cost fol
 on both sides are skipped without being read.
 
 What belongs here: the entry checks (:func:`check_path`, :func:`check_paths`, :func:`check_trees`,
-:func:`tree_changes`), :func:`apply` (the writer of work-tree files) and :func:`checkout` from one tree to another.
+:func:`tree_changes`), :func:`apply` (the writer of work-tree files; :func:`start_apply` runs it beside other
+work) and :func:`checkout` from one tree to another.
 What does not: path syntax and the atomic file write (:mod:`gitstate.paths`), reading trees and the Git index
 (:mod:`gitstate.repo`), deciding what to write: the flusher, ingest, history (restore, undo) and remotes (pull,
 clone) call in.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -221,6 +223,51 @@ def apply(
         if c is not None:
             atomic_write(root, p, c if isinstance(c, bytes) else c(), fsync=fsync, dirs=dirs)
     fsync_dirs(dirs)
+
+
+#: From this many bytes on, :func:`start_apply` writes in a thread of its own.
+BACKGROUND_BYTES: Final = 1 << 20
+
+
+class Applying:
+    """A :func:`apply` that :func:`start_apply` started: :meth:`wait` for its outcome, :meth:`join` to be sure
+    it is over (whatever its outcome)."""
+
+    def __init__(self, thread: threading.Thread | None, outcome: list[BaseException]) -> None:
+        self._thread = thread
+        self._outcome = outcome
+
+    def join(self) -> None:
+        """Return once the write is over; raises nothing."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def wait(self) -> None:
+        """Return once the write is over; raise what :func:`apply` raised."""
+        self.join()
+        if self._outcome:
+            raise self._outcome[0]
+
+
+def start_apply(root: Path, files: Mapping[str, bytes | None], *, fsync: bool = True) -> Applying:
+    """:func:`apply` of ``files``, in a thread when they hold at least :data:`BACKGROUND_BYTES` (writing a big
+    file releases the interpreter's lock, so a flush compresses and hashes the commit's objects meanwhile), else
+    right here. A write in a thread raises what it raises from :meth:`Applying.wait`; one made here raises it
+    from this call, as :func:`apply` does."""
+    if sum(len(c) for c in files.values() if c is not None) < BACKGROUND_BYTES:
+        apply(root, files, fsync=fsync)
+        return Applying(None, [])
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            apply(root, files, fsync=fsync)
+        except BaseException as e:  # handed to wait(), in the caller's thread
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, name="gitstate-worktree", daemon=True)
+    thread.start()
+    return Applying(thread, outcome)
 
 
 def checkout(

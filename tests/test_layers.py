@@ -56,6 +56,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "gitstate.ancestry",
         "gitstate.repo",
         "gitstate.repo_objects",
+        "gitstate.repo_packs",
         "gitstate.repo_index",
         "gitstate.repo_lock",
         "gitstate.gc.objects",
