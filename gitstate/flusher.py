@@ -285,7 +285,12 @@ class Flusher(DocumentJournal):
                 sha = None if data is None else blob_id(data)
                 if sha == old.id:
                     continue
-                if data is not None and sha is not None and len(data) >= DEFLATE_AHEAD_BYTES:
+                if (
+                    data is not None
+                    and sha is not None
+                    and len(data) >= DEFLATE_AHEAD_BYTES
+                    and self._repo.writes_packs(fsync=self._fsync)  # loose objects compress their own way
+                ):
                     self._deflating[sha] = Deflating(data)  # compressed while the changes are described
                 # No copies of the changed values: the view stays in flight (writes copy it before changing it,
                 # see _unshare) until this flush is over, and the committed version is never changed in place.

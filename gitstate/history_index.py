@@ -453,9 +453,9 @@ def _by_commit_time(
     while cur is not None or heap:
         if cur is None:
             cur = heapq.heappop(heap)[2]
-        if front:
+        if front and met is not None:
             front -= 1
-            met[cur["c"]] = cur  # type: ignore[index]
+            met[cur["c"]] = cur
         yield cur
         parents: list[str] = cur.get("p") or []
         nxt: dict[str, Any] | None = None

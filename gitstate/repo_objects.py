@@ -394,17 +394,19 @@ class RepositoryObjects:
         for a one-document commit); as a pack they cost two, and the pack is installed ``.pack`` first,
         ``.idx`` last, so no reader ever sees half of it (unless :attr:`pack_writes` is off)."""
         objs = list(objs)
-        if fsync and self.pack_writes and len(objs) >= 2:
+        if len(objs) >= 2 and self.writes_packs(fsync=fsync):
             self._write_pack(objs, deflated or {})
             return
         self._write_loose(objs, fsync=fsync)
 
+    def writes_packs(self, *, fsync: bool) -> bool:
+        """Whether :meth:`write_objects` puts a commit's objects (two or more) in a pack: when they are written
+        durably and :attr:`pack_writes` is on. Only then does a blob compressed ahead (``deflated``) serve."""
+        return fsync and self.pack_writes
+
     def _write_pack(self, objs: list[ShaFile], deflated: Mapping[str, Deflating]) -> None:
-        """Write ``objs`` as one new pack (built in memory, without deltas: a flush's few objects) and make the
-        object store see it. The ``.pack`` is fsynced before it is renamed into place, the ``.idx`` is not:
-        it is made from the pack alone, and :meth:`repair_pack_indexes` makes it again on open if a power loss
-        took it. One directory fsync covers both names: two fsyncs for the whole commit's objects. ``deflated``:
-        blobs (by id) compressed ahead of time (:class:`Deflating`)."""
+        """Write ``objs`` as one new pack (:func:`gitstate.repo_packs.write_small_pack`) and make the object
+        store see it; :meth:`repair_pack_indexes` makes its index again on open if a power loss took it."""
         from .repo_packs import write_small_pack
 
         write_small_pack(self.git_dir / "objects" / "pack", objs, deflated)

@@ -45,14 +45,14 @@ class Deflating:
     compresses the bytes itself)."""
 
     def __init__(self, data: bytes) -> None:
-        self.data = data
+        self._data = data
         self._out: list[bytes] = []
         self._thread = threading.Thread(target=self._run, name="gitstate-deflate", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         with contextlib.suppress(Exception):  # MemoryError and the like: the pack writer compresses it again
-            self._out.append(zlib.compress(self.data, 1))
+            self._out.append(zlib.compress(self._data, 1))
 
     def result(self) -> bytes | None:
         """The compressed bytes, once the thread is done."""
@@ -120,8 +120,8 @@ def write_small_pack(pack_dir: Path, objs: list[ShaFile], deflated: Mapping[str,
         seen.add(sha)
         raw = obj.as_raw_string()
         header = pack_entry_header(obj.type_num, len(raw))
-        ahead = deflated.get(sha.hex()) if deflated else None
-        packed = ahead.result() if ahead is not None and ahead.data is raw else None
+        ahead = deflated.get(sha.hex()) if deflated else None  # the id hashes the content: the same bytes
+        packed = ahead.result() if ahead is not None else None
         if packed is None:
             packed = zlib.compress(raw, 1)
         entries.append((sha, offset, zlib.crc32(packed, zlib.crc32(header))))

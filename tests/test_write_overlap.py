@@ -18,6 +18,7 @@ import pytest
 from helpers import commit_ids, fsck, git, make_store, status_porcelain
 
 import gitstate
+import gitstate.flusher
 from gitstate import codecs, repo_packs, worktree
 from gitstate import repo as gs_repo
 from gitstate.paths import TEMP_MARKER
@@ -155,3 +156,25 @@ def test_a_failed_compression_ahead_is_done_by_the_pack_writer(tmp_path: Path, m
     assert json.loads(git(path, "show", "HEAD:big.json")) == _big(0)
     fsck(path)
     assert status_porcelain(path) == ""
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_only_a_flush_that_writes_a_pack_compresses_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fsync: bool
+) -> None:
+    """Without fsync a commit's objects are loose files, each compressed with its header inside the stream: a
+    compression made ahead for a pack entry would be thrown away, so none is started."""
+    started: list[int] = []
+
+    class Counting(repo_packs.Deflating):
+        def __init__(self, data: bytes) -> None:
+            started.append(len(data))
+            super().__init__(data)
+
+    monkeypatch.setattr(gitstate.flusher, "Deflating", Counting)
+    with make_store(tmp_path / "s", fsync=fsync, auto_pack=False) as s:
+        s.set("big.json", None, _big(0))
+        s.flush()
+    assert len(started) == (1 if fsync else 0)
+    assert json.loads(git(tmp_path / "s", "show", "HEAD:big.json")) == _big(0)
+    fsck(tmp_path / "s")
