@@ -440,13 +440,19 @@ def meta_entry(repo: Repository, info: CommitInfo, parsed: messages.Message | No
 
 
 def _by_commit_time(
-    head: str, get: Callable[[str], dict[str, Any]], met: dict[str, dict[str, Any]] | None = None
+    head: str,
+    get: Callable[[str], dict[str, Any]],
+    met: dict[str, dict[str, Any]] | None = None,
+    seen: set[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``); ``get``
     gives a commit's entry. A linear stretch takes no heap traffic. ``met`` gets the first :data:`FRONT` entries
-    yielded, by commit id."""
+    yielded, by commit id. ``seen``: the set to keep the ids of the commits asked of ``get`` in (each is added
+    before it is asked for)."""
     heap: list[tuple[int, int, dict[str, Any]]] = []
-    seen = {head}
+    if seen is None:
+        seen = set()
+    seen.add(head)
     counter = 0
     front = FRONT if met is not None else 0
     cur: dict[str, Any] | None = get(head)
@@ -622,13 +628,20 @@ class History:
             return iter(())
         self._load()
         self.starts[head] = None
+        seen: set[str] = set()  # the walk's: what the buffer may skip (see Backwards.asked)
         with self.idx.lock:
-            shared, back = self.idx.entries, Backwards(self.idx.path, self.idx.low, keys=keys)
+            shared, back = self.idx.entries, Backwards(self.idx.path, self.idx.low, keys=keys, asked=seen)
+        pending = back.pending
 
         def get(cid: str) -> dict[str, Any]:
             e = shared.get(cid)
             if e is not None and "t" in e:
                 return e
+            found = pending.pop(cid, None)  # Backwards.take without its call, when the entry is read already
+            if found is not None and "t" in found:
+                return found
+            if found is not None:
+                pending[cid] = found
             found = back.take(cid)
             if found is not None:
                 return found
@@ -637,7 +650,7 @@ class History:
 
         # The first entries are what save() may write again at the file's end (the shared image may not have
         # them). A generator, not a loop here: a whole log's walk takes no extra Python step per entry.
-        return _by_commit_time(head, get, self.met)
+        return _by_commit_time(head, get, self.met, seen)
 
     def graph_lookup(self) -> Callable[[str], tuple[int, tuple[str, ...]]]:
         """``lookup(commit id) -> (commit time, parents)`` for :mod:`gitstate.ancestry`: from the index where

@@ -11,7 +11,9 @@ mean (:mod:`gitstate.history_keys`).
 from __future__ import annotations
 
 import logging
+import operator
 import os
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -85,7 +87,7 @@ class Backwards:
     the shared image: an entry is dropped once the walk took it, so a walk of the whole history holds about one
     block of entries (:data:`STREAM_BLOCK`), not every commit it printed."""
 
-    def __init__(self, path: Path, low: int, *, keys: bool) -> None:
+    def __init__(self, path: Path, low: int, *, keys: bool, asked: set[str] | None = None) -> None:
         self.path = path
         self.low = low
         self.keys = keys  # keep key lines that come before their commit's metadata (else they are skipped)
@@ -93,20 +95,25 @@ class Backwards:
         # reads, not four, and a long one still prints its first lines before the rest is read.
         self.block = min(STREAM_FIRST_BLOCK, STREAM_BLOCK)
         self.pending: dict[str, dict[str, Any]] = {}  # read, not yet taken: newer lines win over older ones
-        self.taken: set[str] = set()
+        # Commits the walk has asked for (its own set of met ids, shared): a line of one read later is older
+        # than what the walk got, and is skipped, except those of the commit take() is looking for.
+        self.asked: set[str] = set() if asked is None else asked
+        self.want: str | None = None
 
     def take(self, cid: str) -> dict[str, Any] | None:
         """The entry of ``cid`` with its metadata (older blocks read until it turns up), removed from the buffer;
         None when the file has none. Later (older) lines of a taken commit are skipped."""
         e = self.pending.get(cid)
+        self.want = cid
         while (e is None or "t" not in e) and self.low > 0:
             self.low, self.block, items = read_block_before(self.path, self.low, self.block, STREAM_BLOCK)
             self._add(items)
             e = self.pending.get(cid)
+        self.want = None
         if e is None or "t" not in e:
             return None
         del self.pending[cid]
-        self.taken.add(cid)
+        self.asked.add(cid)
         return e
 
     def partial(self, cid: str) -> dict[str, Any] | None:
@@ -114,11 +121,13 @@ class Backwards:
         return self.pending.pop(cid, None)
 
     def _add(self, items: list[Any]) -> None:
-        pending, taken, keys = self.pending, self.taken, self.keys
+        if self._add_whole(items):
+            return
+        pending, asked, want, keys = self.pending, self.asked, self.want, self.keys
         for it in reversed(items):  # newest line first
             try:
                 cid = it["c"]
-                if type(cid) is not str or cid in taken:
+                if type(cid) is not str or (cid in asked and cid != want):
                     continue
                 have = pending.get(cid)
             except (TypeError, KeyError):
@@ -130,6 +139,30 @@ class Backwards:
                 for k, v in it.items():
                     have.setdefault(k, v)
 
+    def _add_whole(self, items: list[Any]) -> bool:
+        """The common block in C calls, no Python step per line: every line a whole entry (an object with a
+        string ``c`` and a ``t``) of a commit met nowhere else (not in the block twice, not pending, not
+        asked for but the one :meth:`take` wants). False, with nothing added, when the block is not like that:
+        :meth:`_add` merges it line by line."""
+        try:
+            ids = list(map(_commit_id, items))
+        except (TypeError, KeyError):  # a line that is not an object, or has no "c"
+            return False
+        if set(map(type, ids)) - {str}:  # an id that is not a string (it may not even be hashable)
+            return False
+        block = dict(zip(ids, items, strict=True))
+        if (
+            len(block) != len(items)
+            or not all(map(operator.contains, items, repeat("t")))
+            or not (block.keys() & self.asked) <= {self.want}
+            or not self.pending.keys().isdisjoint(block)
+        ):
+            return False
+        self.pending.update(block)
+        return True
+
+
+_commit_id = operator.itemgetter("c")
 
 #: The largest block a streaming walk reads at once (see :class:`Backwards`): ~3,000 entries.
 STREAM_BLOCK: Final = 1 << 20

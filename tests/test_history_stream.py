@@ -12,6 +12,8 @@ import orjson
 import pytest
 from fastimport import build_history
 from helpers import git, invoke
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitstate import history, history_index, history_stream
 from gitstate.cli import graph
@@ -137,6 +139,71 @@ def test_stream_output_prints_batches_as_they_come(capsys: pytest.CaptureFixture
     with pytest.raises(RuntimeError):
         graph.stream_output(Context(None, no_pager=True), lines())
     assert capsys.readouterr().out.splitlines() == [f"line {i}" for i in range(32)]  # the first batch is out
+
+
+def test_stream_output_prints_a_slow_producers_first_lines_after_50_ms(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines that take 10 ms each (a history being indexed): the first batch is out once 50 ms have passed, not
+    after its 32 lines, and each later batch too; a fast producer's lines go in batches of 32, 128, ..."""
+    now = [0.0]
+    monkeypatch.setattr(graph.time, "monotonic", lambda: now[0])
+    out: list[str] = []
+    printed: dict[int, int] = {}  # line number -> how many lines were out when the producer made it
+
+    def lines() -> Iterator[str]:
+        for i in range(40):
+            out.extend(capsys.readouterr().out.splitlines())
+            printed[i] = len(out)
+            now[0] += 0.01
+            yield f"line {i}"
+
+    graph.stream_output(Context(None, no_pager=True), lines())
+    out.extend(capsys.readouterr().out.splitlines())
+    assert out == [f"line {i}" for i in range(40)]
+    # Each line is out within 50 ms and one line of its batch's first line (5 lines of 10 ms, plus one).
+    assert all(printed[i] >= i - 6 for i in range(40)), printed
+    fast_batches: list[int] = []
+    monkeypatch.setattr(graph.click, "echo", lambda text, **kw: fast_batches.append(len(text.splitlines())))
+    graph.stream_output(Context(None, no_pager=True), (f"line {i}" for i in range(1000)))
+    assert fast_batches == [32, 128, 512, 328]
+
+
+_ids = st.sampled_from("abcd")
+_line = st.one_of(
+    st.fixed_dictionaries(
+        {"c": _ids, "t": st.integers(0, 9)}, optional={"k": st.integers(0, 9), "m": st.text(max_size=3)}
+    ),
+    st.fixed_dictionaries({"c": _ids, "k": st.integers(0, 9)}),  # a key line without metadata
+    st.sampled_from([[1, 2], "x", {"t": 1}, {"c": 7, "t": 1}, {"c": [1], "t": 1}]),  # what a damaged index may hold
+)
+
+
+@settings(
+    max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture], deadline=None
+)
+@given(st.lists(_line, max_size=30), st.permutations("abcd"), st.integers(8, 400), st.booleans())
+def test_the_buffer_adds_a_whole_block_as_it_adds_line_by_line(
+    tmp_path: Path, lines: list[Any], order: list[str], block: int, keys: bool
+) -> None:
+    """Backwards._add_whole (a block in C calls) is a shortcut of the line-by-line merge: for any index lines,
+    block sizes and walk order, the walk gets the same entries with it as without it."""
+    path = tmp_path / "index.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(ln) + b"\n" for ln in lines))
+
+    def walk(whole: bool) -> list[Any]:
+        asked: set[str] = set()
+        back = history_stream.Backwards(path, path.stat().st_size, keys=keys, asked=asked)
+        back.block = block
+        if not whole:
+            back._add_whole = lambda items: False  # type: ignore[method-assign]
+        got: list[Any] = []
+        for cid in order:
+            asked.add(cid)
+            got.append(back.take(cid) or back.partial(cid))
+        return [got, back.pending]  # and what the buffer still holds (nothing of a commit already asked)
+
+    assert walk(True) == walk(False)
 
 
 def test_log_and_log_json_stream_the_same_text_as_before(tmp_path: Path) -> None:

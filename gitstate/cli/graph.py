@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import click
@@ -91,27 +92,42 @@ def graph_rows(commits: Iterable[tuple[str, list[str]]]) -> Iterator[GraphRow]:
 def stream_output(ctx: Context, lines: Iterable[str]) -> None:
     """Print lines as they come (``gitstate log`` of a long history starts printing at once), in batches that
     grow from 32 lines to 4,096, or after 50 ms, whichever comes first. On a terminal with a pager, the
-    pager gets the whole text (see :func:`~gitstate.cli._common.output`)."""
+    pager gets the whole text (see :func:`~gitstate.cli._common.output`).
+
+    Lines are pulled in chunks (no Python step per line for a fast producer) and the clock is read after each:
+    a chunk grows to :data:`STREAM_CHUNK` lines while lines come fast and shrinks while they come slowly, so a
+    batch is out about 50 ms after its first line even when each line takes milliseconds."""
     if pager_command(os.environ, terminal=stdout_is_terminal(), no_pager=ctx.no_pager) is not None:
         with indexing_bar():
             text = list(lines)
         output(text)
         return
     colour = True if colour_enabled() else None
+    source = iter(lines)
     batch: list[str] = []
-    append, clock = batch.append, time.monotonic  # the loop runs once per line: no attribute lookups in it
-    size = 32
+    extend, clock = batch.extend, time.monotonic
+    size, step = 32, 1
     due = clock() + 0.05
     with indexing_bar(active=not stdout_is_terminal()):  # on a terminal the log lines show the progress
-        for line in lines:
-            append(line)
-            if len(batch) >= size or clock() > due:
+        while True:
+            start, had = clock(), len(batch)
+            want = min(step, size - had)  # a batch ends at its size, as with a look after each line
+            extend(islice(source, want))
+            if len(batch) - had < want:  # the producer is done
+                break
+            now = clock()
+            step = min(step * 2, STREAM_CHUNK) if now - start < 0.005 else max(step // 2, 1)
+            if len(batch) >= size or now > due:
                 click.echo("\n".join(batch), color=colour)
                 batch.clear()
                 size = min(size * 4, 4096)
                 due = clock() + 0.05
     if batch:
         click.echo("\n".join(batch), color=colour)
+
+
+#: The most lines :func:`stream_output` pulls between two looks at the clock.
+STREAM_CHUNK = 32
 
 
 #: Indexing that takes longer than this shows a progress line on stderr (a terminal only).

@@ -356,7 +356,7 @@ def _log_lines(d: StoreDirectory, entries: Iterable[dict[str, Any]], colour: boo
         if cell is None:
             cell = actor_cells[actor] = _paint(f"{actor:<9}", colour, fg=_ACTOR_COLOURS.get(actor))
         cid = e["c"]
-        short = _paint(cid[:8], colour, fg="yellow")
+        short = click.style(cid[:8], fg="yellow") if colour else cid[:8]
         t = e["t"]
         age = now_s - t if type(t) is int else -1
         if age >= AGE_TEXT_LIMIT_S:
