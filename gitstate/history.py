@@ -502,6 +502,7 @@ def iter_log_entries(
 
         excluded = {e["c"] for e in hist.stream(hidden)} if hidden else set()
         unfiltered = not excluded and doc is None and probe is None
+        may_match = probe.may_match if probe is not None else None
         for start in starts:
             if unfiltered and limit is None and not keys:  # the whole log: no Python step per entry here
                 yield from walk(start)
@@ -509,6 +510,8 @@ def iter_log_entries(
             for e in walk(start):
                 if len(hist.new) >= _KEYS_BATCH:  # computed entries leave memory in batches
                     hist.save()
+                if may_match is not None and not may_match(e):  # nearly every commit, for a key: one call
+                    continue
                 if not unfiltered and (
                     (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe)
                 ):

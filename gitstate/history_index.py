@@ -56,7 +56,7 @@ from .history_keys import (
     parsed_keys,
     relation,
 )
-from .history_stream import FIRST_BLOCK, Backwards, Spool, parse_lines, read_block_before
+from .history_stream import FIRST_BLOCK, Backwards, Spool, load_lines, read_block_before, read_into
 from .keys import MISSING_KEY, Key, get_in
 from .repo import CommitInfo, Repository
 
@@ -317,36 +317,16 @@ class _IndexFile:
     def _read_new_lines(self, size: int) -> list[Any]:
         """Parse the complete lines past :attr:`offset` (and move it past them); ``[]`` if there are none yet.
 
-        The lines are read into a buffer just after a ``[`` and their newlines become commas in one copy, so
-        orjson parses 10,000 lines in one C call. Each extra copy of a 3 MB buffer costs ~5 ms of page faults in
-        a fresh process (the CLI), so there is only the one.
+        The lines are read into a buffer just after a spare byte and parsed with one copy of it
+        (:func:`~gitstate.history_stream.load_lines`).
         """
-        buf = bytearray(size - self.offset + 1)
-        buf[0] = 0x5B  # "["
-        got = 1
-        try:
-            with open(self.path, "rb", buffering=0) as f, memoryview(buf) as view:
-                f.seek(self.offset)
-                while got < len(buf):
-                    n = f.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-        except OSError as e:
-            logger.warning("cannot read the history index %s: %s", self.path, e)
-            return []
-        end = buf.rfind(b"\n", 0, got)  # buf[i] is the file's byte at offset + i - 1
+        buf = bytearray(size - self.offset + 1)  # buf[i] is the file's byte at offset + i - 1
+        got = read_into(self.path, self.offset, buf, 1)
+        end = buf.rfind(b"\n", 0, got) if got > 0 else -1
         if end < 1:
-            return []  # only a partial line so far
+            return []  # only a partial line so far (or the file cannot be read)
         self.offset += end
-        arr = buf.replace(b"\n", b",")
-        arr[end] = 0x5D  # "]" over the last line's newline
-        try:
-            items: list[Any] = orjson.loads(memoryview(arr)[: end + 1])
-            return items
-        except orjson.JSONDecodeError:  # an empty line (a writer's guard after a tear) or a damaged one
-            pass
-        return parse_lines(bytes(buf[1:end]), self.path)  # line by line (no trailing newline: no fast try)
+        return load_lines(buf, 0, end, self.path)
 
     def _merge(self, items: list[Any]) -> None:
         """Add parsed lines to :attr:`entries`: a line for a known commit completes its entry (a key supplement

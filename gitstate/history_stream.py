@@ -19,7 +19,17 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-__all__ = ["FIRST_BLOCK", "STREAM_BLOCK", "Backwards", "IndexLike", "Spool", "parse_lines", "read_block_before"]
+__all__ = [
+    "FIRST_BLOCK",
+    "STREAM_BLOCK",
+    "Backwards",
+    "IndexLike",
+    "Spool",
+    "load_lines",
+    "parse_lines",
+    "read_block_before",
+    "read_into",
+]
 
 logger = logging.getLogger("gitstate.history")
 
@@ -62,24 +72,61 @@ def parse_lines(data: bytes, path: Path) -> list[Any]:
 def read_block_before(path: Path, low: int, block: int, max_block: int) -> tuple[int, int, list[Any]]:
     """The whole lines of the index file that end at ``low``, read in one block of about ``block`` bytes:
     ``(new low, next block size, parsed lines)``. The next block is twice as big, up to ``max_block``; a line
-    longer than the block makes the read grow until it holds the line. A read error ends the file (low 0)."""
+    longer than the block makes the read grow until it holds the line. A read error ends the file (low 0).
+
+    The block is read just after a spare byte and parsed with one copy (see :func:`load_lines`)."""
     while True:
         start = max(0, low - block)
-        try:
-            with open(path, "rb", buffering=0) as f:
-                f.seek(start)
-                data = f.read(low - start)
-        except OSError as e:
-            logger.warning("cannot read the history index %s: %s", path, e)
+        buf = bytearray(low - start + 1)  # buf[i] is the file's byte at start + i - 1
+        got = read_into(path, start, buf, 1)
+        if got < 0:
             return 0, block, []
         block *= 2
-        cut = 0
+        begin = 0
         if start > 0:
-            nl = data.find(b"\n")
-            if nl < 0:
-                continue  # one line longer than the block: read a bigger one (past max_block if need be)
-            cut = nl + 1
-        return start + cut, min(block, max_block), parse_lines(bytes(data[cut:]), path)
+            # The end of the partial line the block starts in (not the newline that ends the block's last line).
+            begin = buf.find(b"\n", 1, got - 1)
+            if begin < 0:
+                continue  # no whole line in the block: read a bigger one (past max_block if need be)
+        if got - 1 > begin and buf[got - 1] != 0x0A:  # no newline at the end (low is not a line's end)
+            return start + begin, min(block, max_block), parse_lines(bytes(buf[begin + 1 : got]), path)
+        return start + begin, min(block, max_block), load_lines(buf, begin, got - 1, path)
+
+
+def read_into(path: Path, offset: int, buf: bytearray, at: int) -> int:
+    """Read the file from ``offset`` into ``buf[at:]`` until it is full or the file ends: the end of what was
+    read in ``buf`` (-1, logged, when the file cannot be read)."""
+    got = at
+    try:
+        with open(path, "rb", buffering=0) as f, memoryview(buf) as view:
+            f.seek(offset)
+            while got < len(buf):
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+    except OSError as e:
+        logger.warning("cannot read the history index %s: %s", path, e)
+        return -1
+    return got
+
+
+def load_lines(buf: bytearray, begin: int, end: int, path: Path) -> list[Any]:
+    """The JSON lines of ``buf[begin + 1 : end + 1]``, where ``buf[begin]`` is a spare byte (or the newline
+    before the first line) and ``buf[end]`` the last line's newline: the newlines become commas and the two ends
+    the brackets of one array, in one copy, so orjson parses thousands of lines in one C call (each extra copy
+    of a 3 MB buffer costs ~5 ms of page faults in a fresh process). A damaged or empty line: line by line."""
+    if end <= begin:
+        return []
+    arr = buf.replace(b"\n", b",")
+    arr[begin] = 0x5B  # "["
+    arr[end] = 0x5D  # "]"
+    try:
+        items: list[Any] = orjson.loads(memoryview(arr)[begin : end + 1])
+        return items
+    except orjson.JSONDecodeError:  # an empty line (a writer's guard after a tear) or a damaged one
+        pass
+    return parse_lines(bytes(buf[begin + 1 : end]), path)  # line by line (no trailing newline: no fast try)
 
 
 class Backwards:

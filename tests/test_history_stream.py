@@ -206,6 +206,34 @@ def test_the_buffer_adds_a_whole_block_as_it_adds_line_by_line(
     assert walk(True) == walk(False)
 
 
+_raw_line = st.one_of(
+    st.builds(lambda c, n: orjson.dumps({"c": c, "t": n}), st.text(max_size=40), st.integers(0, 9)),
+    st.sampled_from([b"", b"{damaged", b"[1,", b"7"]),  # an empty line (a guard after a tear), damaged lines
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_raw_line, max_size=25), st.integers(1, 120), st.booleans())
+def test_blocks_read_backwards_hold_every_line_once(lines: list[bytes], block: int, torn: bool) -> None:
+    """read_block_before from the file's end down to 0, for any lines and block size: the blocks hold every
+    line that parses, once and in order, however the blocks fall (a line longer than a block included)."""
+    import tempfile
+
+    data = b"".join(ln + b"\n" for ln in lines) + (b'{"c": "torn' if torn else b"")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "index.jsonl"
+        path.write_bytes(data)
+        low = len(data) - (len(b'{"c": "torn') if torn else 0)  # a walk starts at the end of a whole line
+        blocks: list[list[Any]] = []
+        while low > 0:
+            new_low, block, items = history_stream.read_block_before(path, low, block, 64)
+            assert new_low < low
+            low = new_low
+            blocks.append(items)
+    got = [it for items in reversed(blocks) for it in items]
+    assert got == history_stream.parse_lines(b"".join(ln + b"\n" for ln in lines), path)
+
+
 def test_log_and_log_json_stream_the_same_text_as_before(tmp_path: Path) -> None:
     _plain_git_history(tmp_path / "s", 150)
     path = str(tmp_path / "s")
