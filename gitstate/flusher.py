@@ -247,6 +247,7 @@ class Flusher(DocumentJournal):
                     changes=changes,
                     parent=self._head,
                     keep=keep,
+                    differ=True,  # _encode_dirty kept only documents whose bytes differ from the head's
                 )
             with self._lock:
                 if commit is not None:
@@ -350,6 +351,7 @@ class Flusher(DocumentJournal):
         extra_parents: tuple[str, ...] = (),
         stats: Mapping[str, os.stat_result | None] | None = None,
         keep: AbstractSet[str] = frozenset(),
+        differ: bool = False,
     ) -> str:
         """Write work-tree files, then the commit, move the branch, sync the index and record the change keys.
         Call with the repository lock held and ``parent`` equal to the branch head.
@@ -357,7 +359,9 @@ class Flusher(DocumentJournal):
         With ``stats`` the files are NOT written: their content is already on disk (a human's edit, recovered
         state) and the given stats go into the index (None: unknown, Git re-reads the file). The files of
         ``keep`` (quarantined documents) are committed but not written: the index records no stat for them, so
-        git sees that the file on disk differs from the commit."""
+        git sees that the file on disk differs from the commit. ``differ``: every document of ``files`` differs
+        from ``parent``'s (a flush's), so they are the commit's changed paths and the history index takes them
+        as they are instead of comparing the two trees."""
         ids = {doc: self._blob_id_of(doc, data) for doc, data in files.items() if data is not None}
         if stats is None:
             written = {doc: data for doc, data in files.items() if doc not in keep}
@@ -394,7 +398,7 @@ class Flusher(DocumentJournal):
         except (OSError, GitStateError) as e:
             self._repo.index_fell_behind()
             logger.warning("committed %s but could not update the Git index (%s); it is rebuilt later", commit, e)
-        self._record(commit, actor, changes)
+        self._record(commit, actor, changes, docs=sorted(files) if differ and not extra_parents else None)
         for doc in files:
             self._written.pop(doc, None)
         return commit
@@ -410,12 +414,19 @@ class Flusher(DocumentJournal):
         box: Any = getattr(self, "_box", None)
         return box.docs() if box is not None else set()
 
-    def _record(self, commit: str, actor: str, changes: Sequence[docdiff.Change | docdiff.KeyRun]) -> None:
+    def _record(
+        self,
+        commit: str,
+        actor: str,
+        changes: Sequence[docdiff.Change | docdiff.KeyRun],
+        *,
+        docs: list[str] | None = None,
+    ) -> None:
         try:
             from . import history
 
             with gc_paused():
-                history.record(self._repo, commit, actor=actor, changes=changes)
+                history.record(self._repo, commit, actor=actor, changes=changes, docs=docs)
         except Exception:  # the key index is a cache; history rebuilds what it misses
             logger.exception("could not record the key index entry of %s", commit)
 

@@ -392,11 +392,15 @@ def index_for(repo: Repository) -> _IndexFile:
     return idx
 
 
-def meta_entry(repo: Repository, info: CommitInfo, parsed: messages.Message | None = None) -> dict[str, Any]:
+def meta_entry(
+    repo: Repository, info: CommitInfo, parsed: messages.Message | None = None, docs: list[str] | None = None
+) -> dict[str, Any]:
     """The index entry of a commit, without its keys: read from the commit and its diff against its first
-    parent (changed paths only; no document is decoded). ``parsed``: the commit's message, already parsed."""
-    parent_tree = repo.commit_info(info.parents[0]).tree if info.parents else None
-    docs = sorted(repo.changed_paths(parent_tree, info.tree))
+    parent (changed paths only; no document is decoded). ``parsed``: the commit's message, already parsed.
+    ``docs``: the changed paths, sorted, when the caller knows them (the two trees are not compared)."""
+    if docs is None:
+        parent_tree = repo.commit_info(info.parents[0]).tree if info.parents else None
+        docs = sorted(repo.changed_paths(parent_tree, info.tree))
     msg = info.message
     if parsed is None:
         parsed = messages.parse(msg)
@@ -710,19 +714,28 @@ class History:
 
 
 # ===================================================================== recording
-def record(repo: Repository, commit_id: str, *, actor: str, changes: Sequence[docdiff.Change | docdiff.KeyRun]) -> None:
+def record(
+    repo: Repository,
+    commit_id: str,
+    *,
+    actor: str,
+    changes: Sequence[docdiff.Change | docdiff.KeyRun],
+    docs: list[str] | None = None,
+) -> None:
     """Add a commit gitstate just made to the history index (call with the repository lock held).
 
     ``changes`` are the commit's key-level changes against its first parent (with the counted rest of big
     mappings: see :func:`~gitstate.history_keys.encode_changes`); for merge commits they are recomputed lazily
-    instead (against the first parent), whatever the caller passed.
+    instead (against the first parent), whatever the caller passed. ``docs``: the paths the commit changed
+    against its first parent, sorted, when the caller knows them (a flush does: comparing the two trees costs
+    about half a millisecond at 10,000 files); else they are read from the trees.
 
     Example:
         >>> # called by the store after each commit: history.record(repo, cid, actor="library", changes=changes)
     """
     info = repo.commit_info(commit_id)
     parsed = messages.parse(info.message)
-    entry = meta_entry(repo, info, parsed)
+    entry = meta_entry(repo, info, parsed, docs)
     if parsed.trailer(messages.ACTOR_TRAILER) is None:
         entry["actor"] = actor
     if len(info.parents) <= 1:

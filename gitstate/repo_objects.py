@@ -724,7 +724,7 @@ class RepositoryObjects:
                 new_objects.append(change)
                 keep_exec = mode == EXEC_MODE
                 tree[bname] = (EXEC_MODE if keep_exec else FILE_MODE, change.id)
-        if not tree.items():
+        if not len(tree):
             return None
         new_objects.append(tree)
         tid = tree.id.decode()

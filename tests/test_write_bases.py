@@ -4,6 +4,7 @@ committed bytes after its own flush, and the kept version never sees later write
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import git_show, make_store
@@ -135,9 +136,9 @@ def test_a_write_during_a_flush_does_not_change_the_changes_that_flush_records(
         writer.join()
         return real_commit_files(*args, **kwargs)  # type: ignore[arg-type]
 
-    def record(commit: str, actor: str, changes: list[object]) -> None:
+    def record(commit: str, actor: str, changes: list[object], **kw: Any) -> None:
         recorded.extend(c.new for c in changes)  # type: ignore[attr-defined]
-        real_record(commit, actor, changes)  # type: ignore[arg-type]
+        real_record(commit, actor, changes, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store._repo, "commit_files", commit_files)
     monkeypatch.setattr(store, "_record", record)
