@@ -33,7 +33,8 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -56,7 +57,15 @@ from .history_keys import (
     parsed_keys,
     relation,
 )
-from .history_stream import FIRST_BLOCK, Backwards, Spool, load_lines, read_block_before, read_into
+from .history_stream import (
+    FIRST_BLOCK,
+    Backwards,
+    Spool,
+    load_lines,
+    read_block_before,
+    read_into,
+    rewrite_without,
+)
 from .keys import MISSING_KEY, Key, get_in
 from .repo import CommitInfo, Repository
 
@@ -353,6 +362,13 @@ class _IndexFile:
         with self.lock:
             self._merge([dict(it) for it in items])
             self.append_lines(data)
+
+    def rewrite_without(self, drop: AbstractSet[str], tail: Iterable[bytes]) -> bool:
+        """Replace the file with its lines minus those of the commits in ``drop``, then ``tail``
+        (:func:`~gitstate.history_stream.rewrite_without`). The image starts over at the next :meth:`refresh`
+        (the file is a new one)."""
+        with self.lock:
+            return rewrite_without(self.path, drop, tail)
 
     def append_lines(self, data: bytes) -> None:
         """Append encoded lines (each ending in a newline) as they are, without taking them into the image."""

@@ -3,6 +3,7 @@ end, ``log`` streamed, the progress line while indexing, and ahead/behind answer
 
 from __future__ import annotations
 
+import errno
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -389,3 +390,112 @@ def test_keys_computed_by_a_whole_log_json_end_the_index_newest_last_and_complet
         assert max(most) <= 120, max(most)  # ~one block of lines, not the 2,500 commits' keys
     finally:
         repo.close()
+
+
+def _index_lines(path: Path) -> list[dict[str, Any]]:
+    data = (path / ".git" / "gitstate" / history_index.INDEX_FILE).read_bytes()
+    return [orjson.loads(ln) for ln in data.splitlines() if ln]
+
+
+def test_keys_computed_for_a_whole_git_history_replace_the_lines_they_complete(tmp_path: Path) -> None:
+    """`log` then `log --json` of a history made by plain git: the whole entries with keys replace the
+    metadata lines the first walk wrote (appending them doubled the file: 33 to 65 MB at 100,000 commits), and
+    lines of commits the walk did not meet (another branch) stay."""
+    path = tmp_path / "s"
+    head = _plain_git_history(path, 1200)
+    git(path, "checkout", "-q", "-b", "side", "HEAD~600")
+    git(path, "commit", "-q", "--allow-empty", "-m", "on the side")
+    side = git(path, "rev-parse", "HEAD").strip()
+    git(path, "checkout", "-q", "-")
+    repo = Repository.open(path, create=False)
+    try:
+        history.log_entries(repo, side, limit=3)  # the side commit and two of main's, metadata only
+        history.log_entries(repo, head)  # main's metadata
+        before = _index_lines(path)
+        assert len(before) >= 1201 and not any("k" in e for e in before if e["c"] != side)
+        _fresh_process()
+        out = invoke(["-C", str(path), "--no-pager", "log", "--json"])
+        assert out.exit_code == 0, out.output
+        assert len(orjson.loads(out.output)) == 1200
+        after = _index_lines(path)
+        ids = git(path, "log", "--format=%H").split()
+        assert {e["c"] for e in after} == {*ids, side}
+        assert all("k" in e and "t" in e for e in after if e["c"] != side)
+        assert [e for e in after if e["c"] == side] == [e for e in before if e["c"] == side]  # kept as it was
+        assert len(after) <= 1201 + history_index.FRONT + 1, len(after)  # one line a commit, plus the tail
+        assert after[-1]["c"] == head
+        assert not [p for p in (path / ".git" / "gitstate").iterdir() if ".gitstate-tmp-" in p.name]
+        _fresh_process()
+        assert [e["c"] for e in history.iter_log_entries(repo, head)] == ids
+        assert invoke(["-C", str(path), "log", "-n", "1", "--json"]).exit_code == 0
+    finally:
+        repo.close()
+
+
+def test_a_rewrite_keeps_the_lines_another_process_appends_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "index.jsonl"
+    old = [{"c": f"{i:040x}", "t": i} for i in range(5)]
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in old))
+    late = orjson.dumps({"c": "f" * 40, "t": 9}) + b"\n"
+    real_copy = history_stream._copy_lines_without
+
+    def copy(src: Any, out: Any, drop: Any) -> int:
+        done = real_copy(src, out, drop)
+        with open(path, "ab") as f:  # another store records a commit now
+            f.write(late)
+        return done
+
+    monkeypatch.setattr(history_stream, "_copy_lines_without", copy)
+    tail = [orjson.dumps({"c": f"{1:040x}", "t": 1, "k": "[]"}) + b"\n"]
+    assert history_stream.rewrite_without(path, {f"{1:040x}"}, tail)
+    got = [orjson.loads(ln) for ln in path.read_bytes().splitlines()]
+    assert [e["c"][-1] for e in got] == ["0", "2", "3", "4", "1", "f"]  # the kept lines, ours, then theirs
+    assert got[4]["k"] == "[]"
+
+
+def test_a_rewrite_gives_way_when_the_file_is_replaced_or_cannot_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process replaced the index meanwhile, or the directory is read-only: the file is left as it
+    is (False), and Spool.replay appends its batches instead."""
+    path = tmp_path / "index.jsonl"
+    path.write_bytes(orjson.dumps({"c": "a" * 40, "t": 1}) + b"\n")
+    real_copy = history_stream._copy_lines_without
+
+    def copy(src: Any, out: Any, drop: Any) -> int:
+        done = real_copy(src, out, drop)
+        replacement = tmp_path / "other"
+        replacement.write_bytes(orjson.dumps({"c": "b" * 40, "t": 2}) + b"\n")
+        replacement.replace(path)
+        return done
+
+    monkeypatch.setattr(history_stream, "_copy_lines_without", copy)
+    assert not history_stream.rewrite_without(path, {"a" * 40}, [b""])
+    assert orjson.loads(path.read_bytes())["c"] == "b" * 40
+    monkeypatch.setattr(history_stream, "_copy_lines_without", real_copy)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.jsonl"]  # no temporary file left
+
+    class Index:
+        def __init__(self) -> None:
+            self.path = path
+            self.appended: list[bytes] = []
+
+        def append_lines(self, data: bytes) -> None:
+            self.appended.append(data)
+
+        def rewrite_without(self, drop: Any, tail: Any) -> bool:
+            return history_stream.rewrite_without(self.path, drop, tail)
+
+    def full(src: Any, out: Any, drop: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(history_stream, "_copy_lines_without", full)
+    spool = history_stream.Spool(tmp_path / "spool")
+    spool.add([{"c": f"{i:040x}", "t": i, "k": "[]"} for i in range(history_stream.REWRITE_MIN)])
+    idx = Index()
+    assert spool.replay(idx)
+    assert len(b"".join(idx.appended).splitlines()) == history_stream.REWRITE_MIN  # appended instead
+    assert orjson.loads(path.read_bytes())["c"] == "b" * 40
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.jsonl", "spool"]  # no temporary file left
