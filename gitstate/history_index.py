@@ -488,6 +488,8 @@ def _line(e: dict[str, Any]) -> dict[str, Any]:
 
 #: How many of a walk's newest commits :meth:`History.save` writes again after lines it appends.
 FRONT: Final = 64
+#: A streaming walk that indexes commits saves them (to its spool) in batches of this many.
+SAVE_BATCH: Final = 1000
 
 
 class History:
@@ -498,6 +500,7 @@ class History:
         self.idx = index_for(repo)
         self.loaded = False  # the index file is read on first use: resolving HEAD or an id never needs it
         self.new: dict[str, dict[str, Any]] = {}
+        self.indexed = 0  # commits this session indexed (for indexing_progress): self.new is saved in batches
         self.starts: dict[str, None] = {}  # where walks began (branch heads, mostly): see save()
         self.front: list[str] = []  # the newest commits a walk met (at most FRONT), newest first: see save()
         self.met: dict[str, dict[str, Any]] = {}  # entries of the newest commits a stream met: see stream()
@@ -562,18 +565,21 @@ class History:
             return found
         return self._index_commit(cid, self.idx.entries.get(cid))
 
-    def _index_commit(self, cid: str, e: dict[str, Any] | None) -> dict[str, Any]:
+    def _index_commit(self, cid: str, e: dict[str, Any] | None, *, share: bool = True) -> dict[str, Any]:
         """The entry of a commit the index file does not have, made from the commit (queued for :meth:`save`);
-        ``e``: a key supplement of it already read."""
+        ``e``: a key supplement of it already read. ``share``: also put it in the shared image (a stream does
+        not: it lets each entry go once yielded)."""
         fresh = meta_entry(self.repo, self.repo.commit_info(cid))
         self.new.setdefault(cid, {}).update(fresh)
+        self.indexed += 1
         report = _PROGRESS.get()
         if report is not None:
-            report(len(self.new))
+            report(self.indexed)
         if e is not None:  # a key supplement arrived before its metadata line
             fresh.update({x: e[x] for x in ("k", "_kp") if x in e})
-        with self.idx.lock:
-            self.idx.entries[cid] = fresh
+        if share:
+            with self.idx.lock:
+                self.idx.entries[cid] = fresh
         return fresh
 
     def keys(self, e: dict[str, Any]) -> list[list[Any]]:
@@ -628,6 +634,9 @@ class History:
             return iter(())
         self._load()
         self.starts[head] = None
+        # What the walk indexes (a history made by plain git) leaves memory in batches, through the spool, so
+        # the file still ends with the newest commits; with ``keys`` the caller saves, once it read the keys.
+        self.spool()
         seen: set[str] = set()  # the walk's: what the buffer may skip (see Backwards.asked)
         with self.idx.lock:
             shared, back = self.idx.entries, Backwards(self.idx.path, self.idx.low, keys=keys, asked=seen)
@@ -646,7 +655,10 @@ class History:
             if found is not None:
                 return found
             part = back.partial(cid)
-            return self._index_commit(cid, part if part is not None else e)
+            found = self._index_commit(cid, part if part is not None else e, share=False)
+            if not keys and len(self.new) >= SAVE_BATCH:
+                self.save()
+            return found
 
         # The first entries are what save() may write again at the file's end (the shared image may not have
         # them). A generator, not a loop here: a whole log's walk takes no extra Python step per entry.
