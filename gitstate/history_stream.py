@@ -287,9 +287,16 @@ def rewrite_without(path: Path, drop: AbstractSet[str], tail: Iterable[bytes]) -
     cannot be done (it is a cache: the caller appends instead). Only whole lines are copied; lines that do not
     name a commit are kept as they are. A line appended by another process in the moment between the last look
     and the rename is lost, and indexed again by the next walk that needs it."""
+    try:
+        src = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        return False  # nothing to rewrite: the caller's append makes the file
+    except OSError as e:
+        logger.warning("cannot rewrite the history index %s: %s", path, e)
+        return False
     tmp = path.with_name(f".{path.name}{TEMP_MARKER}{os.urandom(6).hex()}")
     try:
-        with open(path, "rb") as src, open(tmp, "xb") as out:
+        with src, open(tmp, "xb") as out:
             done = _copy_lines_without(src, out, drop)
             for data in tail:
                 out.write(data)

@@ -4,6 +4,7 @@ end, ``log`` streamed, the progress line while indexing, and ahead/behind answer
 from __future__ import annotations
 
 import errno
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -501,12 +502,17 @@ def test_a_rewrite_gives_way_when_the_file_is_replaced_or_cannot_be(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index.jsonl", "spool"]  # no temporary file left
 
 
-def test_the_first_log_of_a_git_history_indexes_it_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_first_log_of_a_git_history_indexes_it_in_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """The first whole `log` of a history made by plain git indexes every commit: the entries leave memory in
     batches through the spool (they stayed in the session and in the shared image, 170 MB at 100,000 commits),
-    and the file still ends with the newest commits."""
+    and the file still ends with the newest commits. With no index file yet, there is nothing to rewrite, and
+    nothing to warn about."""
     path = tmp_path / "s"
     head = _plain_git_history(path, 2500)
+    index_file = path / ".git" / "gitstate" / history_index.INDEX_FILE
+    index_file.unlink(missing_ok=True)
     monkeypatch.setattr(history_index, "SAVE_BATCH", 300)
     most = [0]
     real_save = history_index.History.save
@@ -525,6 +531,7 @@ def test_the_first_log_of_a_git_history_indexes_it_in_batches(tmp_path: Path, mo
         lines = _index_lines(path)
         assert {e["c"] for e in lines} == set(ids) and len(lines) <= 2500 + history_index.FRONT + 1
         assert lines[-1]["c"] == head
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
         _fresh_process()
         assert [e["c"] for e in history.log_entries(repo, head, limit=20)] == ids[:20]
         assert _index_reads(repo).reads == 1  # the newest commits are at the end: one block
