@@ -131,6 +131,23 @@ def test_blob_cache_serves_committed_blobs_and_stays_bounded(repo: Repository, m
     assert blob_id(big) not in repo._blob_cache
 
 
+def test_blob_cache_counts_what_each_entry_costs_not_only_its_content(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiny blobs (a history of small documents read whole): the budget counts each entry's own cost, so it
+    holds ~budget / (size + BLOB_ENTRY_BYTES) of them, not budget / size (102,000 blobs of ~50 bytes were 35 MB
+    under an 8 MB budget)."""
+    import gitstate.repo_objects as repo_mod
+
+    monkeypatch.setattr(repo_mod, "BLOB_CACHE_BYTES", 16_000)
+    for i in range(400):
+        repo._remember_blob(f"{i:040x}", b"%05d" % i)  # 5 bytes each
+    per_entry = 5 + repo_mod.BLOB_ENTRY_BYTES
+    assert len(repo._blob_cache) == 16_000 // per_entry
+    assert repo._blob_cache_bytes == len(repo._blob_cache) * per_entry <= 16_000
+    assert f"{399:040x}" in repo._blob_cache and f"{0:040x}" not in repo._blob_cache  # the oldest went first
+
+
 def test_commit_files_is_real_git(repo: Repository) -> None:
     c1 = _commit(
         repo,
