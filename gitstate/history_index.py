@@ -522,11 +522,13 @@ class History:
             self.loaded = True
 
     def spool(self) -> None:
-        """For a walk that computes many commits' keys (``log --json`` of a history made by plain git): each
-        :meth:`save` until the session ends goes to a temporary file instead of the index, as whole entries, and
-        the end of the session appends those batches to the index in the reverse order, so the index ends with
-        the newest commits, each line complete (a later walk from the newest end meets each commit once, in
-        order). Appending batch after batch while walking put the newest commits' keys furthest from the end."""
+        """For a walk through a whole history (:meth:`stream`: the first ``log`` of a history made by plain
+        git indexes every commit, ``log --json`` computes every commit's keys): each :meth:`save` until the
+        session ends goes to a temporary file instead of the index, as whole entries, and the end of the session
+        writes those batches to the index in the reverse order (rewriting the file without the lines they
+        complete, see :meth:`Spool.replay`), so the index ends with the newest commits, each line complete (a
+        later walk from the newest end meets each commit once, in order). Appending batch after batch while
+        walking put the newest commits furthest from the end."""
         if self._spool is None:
             self._spool = Spool(self.idx.path.parent)
 
