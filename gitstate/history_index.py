@@ -572,13 +572,13 @@ class History:
         ``e``: a key supplement of it already read. ``share``: also put it in the shared image (a stream does
         not: it lets each entry go once yielded)."""
         fresh = meta_entry(self.repo, self.repo.commit_info(cid))
-        self.new.setdefault(cid, {}).update(fresh)
+        if e is not None:  # a key supplement arrived before its metadata line: saved with it
+            fresh.update({x: e[x] for x in ("k", "_kp") if x in e})
+        self.new.setdefault(cid, {}).update(_line(fresh))
         self.indexed += 1
         report = _PROGRESS.get()
         if report is not None:
             report(self.indexed)
-        if e is not None:  # a key supplement arrived before its metadata line
-            fresh.update({x: e[x] for x in ("k", "_kp") if x in e})
         if share:
             with self.idx.lock:
                 self.idx.entries[cid] = fresh

@@ -235,7 +235,7 @@ class Spool:
         self.directory = directory
         self.file: Any = None
         self.chunks: list[tuple[int, int]] = []  # (offset, length) of each batch in the file
-        self.ids: set[str] = set()  # the commits whose whole entries are spooled
+        self.ids: set[str] = set()  # the commits spooled whole, keys included (their other lines can go)
 
     def add(self, items: list[dict[str, Any]]) -> None:
         data = b"".join(orjson.dumps(it) + b"\n" for it in items)
@@ -248,7 +248,7 @@ class Spool:
             offset = self.file.seek(0, os.SEEK_END)
             self.file.write(data)
             self.chunks.append((offset, len(data)))
-            self.ids.update(it["c"] for it in items)
+            self.ids.update(it["c"] for it in items if "k" in it)  # only an entry with keys supersedes others
         except OSError as e:  # the index is a cache: these keys are computed again by a later walk
             logger.warning("cannot keep computed history index lines in %s: %s", self.directory, e)
 

@@ -539,3 +539,30 @@ def test_the_first_log_of_a_git_history_indexes_it_in_batches(
         assert [e["c"] for e in history.iter_log_entries(repo, head)] == ids
     finally:
         repo.close()
+
+
+def test_only_entries_with_keys_make_a_spool_rewrite_the_index(tmp_path: Path) -> None:
+    """A spool of metadata alone (the first `log` of a git history) supersedes nothing: it is appended, and a
+    key line already in the file for one of its commits stays (a rewrite would have dropped those keys)."""
+    path = tmp_path / "index.jsonl"
+    key_line = orjson.dumps({"c": f"{1:040x}", "k": "[]"}) + b"\n"
+    path.write_bytes(key_line)
+    calls: list[str] = []
+
+    class Index:
+        def __init__(self) -> None:
+            self.path = path
+
+        def append_lines(self, data: bytes) -> None:
+            calls.append("append")
+            with open(path, "ab") as f:
+                f.write(data)
+
+        def rewrite_without(self, drop: Any, tail: Any) -> bool:
+            calls.append("rewrite")
+            return history_stream.rewrite_without(path, drop, tail)
+
+    spool = history_stream.Spool(tmp_path / "spool")
+    spool.add([{"c": f"{i:040x}", "t": i} for i in range(history_stream.REWRITE_MIN)])
+    assert spool.replay(Index())
+    assert calls == ["append"] and path.read_bytes().startswith(key_line)
