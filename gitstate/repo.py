@@ -139,6 +139,72 @@ def git_operation_advice(operation: str) -> str:
     return "resolve the conflicts and 'git add' the files (or 'git checkout -- FILE' to drop them)"
 
 
+class RefUpdate:
+    """A ref's lock file taken and written by :meth:`Repository.lock_ref`: :meth:`install` moves the ref to the new
+    id (rename, then the directory's fsync), :meth:`abandon` removes the lock. One of the two must be called."""
+
+    def __init__(
+        self, repo: Repository, ref: str, path: Path, lock: Path, fd: int, new: str | None, *, fsync: bool
+    ) -> None:
+        self._repo, self.ref, self._path, self._lock, self._fd, self.new = repo, ref, path, lock, fd, new
+        self._fsync = fsync
+        self._syncing: threading.Thread | None = None
+        self._sync_error: list[BaseException] = []
+
+    def write(self) -> None:
+        """Write the new id into the lock file and start its fsync in a thread."""
+        if self.new is None:
+            return
+        os.write(self._fd, f"{self.new}\n".encode())
+        if self._fsync:
+            self._syncing = threading.Thread(target=self._sync, name="gitstate-ref-fsync", daemon=True)
+            self._syncing.start()
+
+    def _sync(self) -> None:
+        try:
+            os.fsync(self._fd)
+        except BaseException as e:  # handed to install(), which raises it in the caller's thread
+            self._sync_error.append(e)
+
+    def _close(self) -> None:
+        if self._syncing is not None:
+            self._syncing.join()
+            self._syncing = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def install(self) -> None:
+        """Move the ref (once the lock file is on disk): rename the lock over it, fsync the directory; a deletion
+        removes the loose ref and its line in ``packed-refs``."""
+        try:
+            self._close()
+            if self._sync_error:
+                raise self._sync_error[0]
+            if self.new is None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._path)
+                os.unlink(self._lock)
+                self._repo._remove_packed_ref(self.ref)
+            else:
+                if self.ref == self._repo.branch_ref:
+                    self._repo.last_branch_write = self.new
+                os.replace(self._lock, self._path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self._lock)
+            raise
+        if self._fsync:
+            fsync_dir(self._path.parent)
+
+    def abandon(self) -> None:
+        """Give the lock back without moving the ref."""
+        with contextlib.suppress(OSError):
+            self._close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._lock)
+
+
 class Repository(RepositoryIndex, RepositoryLock):
     """A Git repository used as a state store. Thread-safe; use :meth:`lock` around read-modify-write.
 
@@ -165,6 +231,7 @@ class Repository(RepositoryIndex, RepositoryLock):
             raise RepositoryError(f"{root}: cannot open the Git object store: {self.git_dir / 'objects'} is missing")
         self._object_store: Any = None  # opened on first object access (see _objects)
         self._tree_cache: OrderedDict[str, Tree] = OrderedDict()
+        self._tree_offsets: OrderedDict[str, dict[bytes, int]] = OrderedDict()  # see _patched_tree
         self._paths_cache: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._blob_cache: OrderedDict[str, bytes] = OrderedDict()  # blob id -> content (see BLOB_CACHE_BYTES)
         self._blob_cache_bytes = 0
@@ -455,6 +522,20 @@ class Repository(RepositoryIndex, RepositoryLock):
         Raises:
             RepositoryError: the ref is not at ``expected`` (someone else moved it) or is locked by a live git.
         """
+        self.lock_ref(ref, new, expected, fsync=fsync, force=force).install()
+
+    def lock_ref(
+        self, ref: str, new: str | None, expected: str | None, *, fsync: bool = True, force: bool = False
+    ) -> RefUpdate:
+        """The first half of :meth:`update_ref`: take ``ref``'s lock file, check that the ref is at ``expected``
+        and write ``new`` into the lock; the returned :class:`RefUpdate` moves the ref (``install``) or gives the
+        lock back (``abandon``). The lock file's fsync runs in a thread meanwhile, so a commit overlaps it with
+        the fsyncs of its objects (one fsync's wait less per durable commit); no one sees ``new`` before
+        ``install``, which waits for it.
+
+        Raises:
+            RepositoryError: as :meth:`update_ref`.
+        """
         path = self._ref_path(ref)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock = path.with_name(path.name + ".lock")
@@ -474,32 +555,16 @@ class Repository(RepositoryIndex, RepositoryLock):
                         f"{lock} is held by another git process; if none is running, remove it or run 'gitstate doctor'"
                     ) from None
                 time.sleep(0.005)  # a real git holds ref locks for milliseconds
+        update = RefUpdate(self, ref, path, lock, fd, new, fsync=fsync)
         try:
-            try:
-                current = None if force else self.read_ref(ref)
-                if current != expected and not force:
-                    raise RepositoryError(f"{ref} moved to {current} (expected {expected}); retry")
-                if new is not None:
-                    os.write(fd, f"{new}\n".encode())
-                    if fsync:
-                        os.fsync(fd)
-            finally:
-                os.close(fd)
-            if new is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                os.unlink(lock)
-                self._remove_packed_ref(ref)
-            else:
-                if ref == self.branch_ref:
-                    self.last_branch_write = new
-                os.replace(lock, path)
+            current = None if force else self.read_ref(ref)
+            if current != expected and not force:
+                raise RepositoryError(f"{ref} moved to {current} (expected {expected}); retry")
+            update.write()
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(lock)
+            update.abandon()
             raise
-        if fsync:
-            fsync_dir(path.parent)
+        return update
 
     def _remove_packed_ref(self, ref: str, *, timeout: float = 5.0) -> None:
         """Drop ``ref`` (and its peeled line) from ``packed-refs`` through git's ``packed-refs.lock``.
@@ -595,11 +660,20 @@ class Repository(RepositoryIndex, RepositoryLock):
         parents = ([parent] if parent else []) + list(extra_parents)
         commit = self.make_commit(tree, parents, message, author=author, committer=committer, when=when)
         new_objects.append(commit)
-        self.write_objects(new_objects, fsync=fsync, deflated=deflated)
+        cid = commit.id.decode()
+        # The ref's lock is taken and written first, so that its fsync (in a thread) overlaps the objects' own.
+        moving = self.lock_ref(self.branch_ref, cid, parent, fsync=fsync) if move_branch else None
+        try:
+            self.write_objects(new_objects, fsync=fsync, deflated=deflated)
+            if before_move is not None:
+                before_move()
+        except BaseException:
+            if moving is not None:
+                moving.abandon()
+            raise
         for obj in new_objects:  # written: the next flush reads these back as the committed versions
             if obj.type_name == b"blob":
                 self._remember_blob(obj.id.decode(), obj.as_raw_string())
-        cid = commit.id.decode()
         self._commit_cache[cid] = CommitInfo(
             id=cid,
             tree=tree,
@@ -610,10 +684,8 @@ class Repository(RepositoryIndex, RepositoryLock):
             message=message,
             commit_time=commit.commit_time,
         )
-        if before_move is not None:
-            before_move()
-        if move_branch:
-            self.update_ref(self.branch_ref, cid, parent, fsync=fsync)
+        if moving is not None:
+            moving.install()
             if derived:
                 self.listing_moved(parent, cid, {p: blobs[p].id.decode() if p in blobs else None for p in changes})
         return cid

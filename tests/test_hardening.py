@@ -610,7 +610,7 @@ def _enospc_at(monkeypatch: pytest.MonkeyPatch, target: str) -> Callable[[], Non
     where = {
         "work tree file": (os, "write"),
         "objects": (gs_repo.Repository, "write_objects"),
-        "ref": (gs_repo.Repository, "update_ref"),
+        "ref": (gs_repo.RefUpdate, "write"),  # the new id into the ref's lock file
         "index": (gs_repo._Index, "write"),
     }[target]
     original = getattr(*where)

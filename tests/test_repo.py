@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import GIT_ENV, commit_ids, fsck, git, status_porcelain
@@ -205,6 +207,74 @@ def test_update_ref_is_compare_and_swap(repo: Repository) -> None:
     with repo.lock(), pytest.raises(RepositoryError, match="moved"):
         repo.update_ref(repo.branch_ref, EMPTY_TREE, None, fsync=False)
     assert repo.head() == c1
+    assert not (repo.git_dir / "refs" / "heads" / "main.lock").exists()
+
+
+def test_a_durable_commit_overlaps_the_ref_locks_fsync_with_the_objects(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The branch's lock file is written before the objects, its fsync runs in a thread while they are
+    fsynced, and the branch moves only after both: no reader sees the new id before its objects and the lock
+    are on disk."""
+    c1 = _commit(repo, {"a.json": b"1\n"})
+    log: list[str] = []
+    real_fsync = os.fsync
+    lock_path = repo.git_dir / "refs" / "heads" / "main.lock"
+    both = threading.Barrier(2, timeout=10)
+
+    def fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        kind = "lock" if target == str(lock_path) else "pack" if target.endswith("tmp-pack") else "other"
+        if kind in ("lock", "pack"):
+            both.wait()  # deadlocks (and times out) unless the two run at the same time
+        real_fsync(fd)
+        log.append(kind)
+
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if str(src) == str(lock_path):
+            log.append("ref moved")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with repo.lock():
+        (repo.root / "a.json").write_bytes(b"2\n")
+        c2 = repo.commit_files(c1, {"a.json": b"2\n"}, "m\n", author=AUTHOR, fsync=True)
+    assert sorted(log[:2]) == ["lock", "pack"]
+    assert log.index("ref moved") > max(log.index("lock"), log.index("pack"))
+    assert repo.head() == c2 and not lock_path.exists()
+    fsck(repo.root)
+
+
+def test_a_failed_fsync_of_the_ref_lock_leaves_the_branch(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    c1 = _commit(repo, {"a.json": b"1\n"})
+    lock_path = repo.git_dir / "refs" / "heads" / "main.lock"
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(lock_path):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with repo.lock(), pytest.raises(OSError, match="Input/output"):
+        repo.commit_files(c1, {"a.json": b"2\n"}, "m\n", author=AUTHOR, fsync=True)
+    assert repo.head() == c1 and not lock_path.exists()
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert _commit(repo, {"a.json": b"3\n"}) == repo.head()
+    fsck(repo.root)
+
+
+def test_a_moved_branch_is_refused_before_any_object_is_written(repo: Repository) -> None:
+    c1 = _commit(repo, {"a.json": b"1\n"})
+    c2 = _commit(repo, {"a.json": b"2\n"})
+    packs = sorted((repo.git_dir / "objects" / "pack").glob("*.pack"))
+    with repo.lock(), pytest.raises(RepositoryError, match="moved"):
+        repo.commit_files(c1, {"a.json": b"stale\n"}, "m\n", author=AUTHOR, fsync=True)
+    assert repo.head() == c2
+    assert sorted((repo.git_dir / "objects" / "pack").glob("*.pack")) == packs
     assert not (repo.git_dir / "refs" / "heads" / "main.lock").exists()
 
 

@@ -48,14 +48,14 @@ def test_thresholds_are_below_the_test_document() -> None:
 def test_the_branch_moves_only_once_the_big_file_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "s"
     seen: list[Any] = []
-    original = gs_repo.Repository.update_ref
+    original = gs_repo.RefUpdate.install
 
-    def update_ref(self: gs_repo.Repository, ref: str, *a: Any, **k: Any) -> None:
-        if ref == self.branch_ref:
+    def install(self: gs_repo.RefUpdate) -> None:  # the moment the branch moves
+        if self.ref == self._repo.branch_ref:
             seen.append(json.loads((path / "big.json").read_bytes()))
-        original(self, ref, *a, **k)
+        original(self)
 
-    monkeypatch.setattr(gs_repo.Repository, "update_ref", update_ref)
+    monkeypatch.setattr(gs_repo.RefUpdate, "install", install)
     with _open(path) as s:
         for salt in (0, 1):
             s.set("big.json", None, _big(salt))
