@@ -27,7 +27,8 @@ from .gcpause import gc_paused
 from .journal import CommittedVersion, DocumentJournal, PendingDocs, changes_of
 from .keys import ABSENT
 from .limits import too_big
-from .repo import DEFLATE_AHEAD_BYTES, Deflating, blob_id, git_operation_advice
+from .repo import blob_id, git_operation_advice
+from .repo_packs import DEFLATE_AHEAD_BYTES, Deflating
 
 __all__ = ["Flusher", "oserror_text"]
 

@@ -38,7 +38,8 @@ from .events import Event, EventBus, ExternalChange
 from .keys import ABSENT, Key, KeyPathError, apply_write, check_target, check_write
 from .limits import DEFAULT_MAX_DOC_BYTES, size_text, too_big
 from .paths import META_PREFIX, SCHEMA_DOC, check_no_symlinks, validate_doc_path
-from .repo import Deflating, Repository
+from .repo import Repository
+from .repo_packs import Deflating
 from .services import NO_EXPECTED_HEAD, StoreServices
 
 if TYPE_CHECKING:

@@ -52,18 +52,18 @@ from .repo_objects import (
     save_cache,
     warn_once,
 )
-from .repo_packs import DEFLATE_AHEAD_BYTES, Deflating
+from .repo_trees import TreePatcher
 
 if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate log` reads refs and the index only
     from dulwich.objects import ShaFile, Tree
 
+    from .repo_packs import Deflating  # and zlib: loaded by the first durable flush, not by `gitstate log`
+
 __all__ = [
-    "DEFLATE_AHEAD_BYTES",
     "EMPTY_TREE",
     "FILE_MODE",
     "BrokenRef",
     "CommitInfo",
-    "Deflating",
     "ObjectUnreadable",
     "Repository",
     "TagInfo",
@@ -231,7 +231,7 @@ class Repository(RepositoryIndex, RepositoryLock):
             raise RepositoryError(f"{root}: cannot open the Git object store: {self.git_dir / 'objects'} is missing")
         self._object_store: Any = None  # opened on first object access (see _objects)
         self._tree_cache: OrderedDict[str, Tree] = OrderedDict()
-        self._tree_offsets: OrderedDict[str, dict[bytes, int]] = OrderedDict()  # see _patched_tree
+        self._tree_patcher = TreePatcher()
         self._paths_cache: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._blob_cache: OrderedDict[str, bytes] = OrderedDict()  # blob id -> content (see BLOB_CACHE_BYTES)
         self._blob_cache_bytes = 0

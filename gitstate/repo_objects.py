@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # dulwich is imported where objects are touched: `gitstate lo
     from dulwich.objects import Commit, ShaFile, Tree
 
     from .repo_packs import Deflating
+    from .repo_trees import TreePatcher
 
 logger = logging.getLogger("gitstate.repo")
 
@@ -73,23 +74,6 @@ REPAIR_ADVICE: Final = (
 
 #: Inputs under this size are hashed by CPython's own SHA-1 while OpenSSL's is not loaded yet (see sha1).
 SMALL_HASH_BYTES: Final = 64 << 10
-
-
-#: Trees whose entries' places in the raw bytes are kept (:meth:`RepositoryObjects._patched_tree`): the ones the
-#: last flushes made, each one entry per name.
-OFFSET_CACHE_TREES: Final = 16
-
-
-def _entry_offsets(raw: bytes) -> dict[bytes, int]:
-    """Where each entry's 20-byte id starts in a tree's raw bytes (``<mode> <name>\\0<id>``, one after another)."""
-    offsets: dict[bytes, int] = {}
-    find = raw.find
-    pos, end = 0, len(raw)
-    while pos < end:
-        nul = find(b"\x00", pos)
-        offsets[raw[find(b" ", pos) + 1 : nul]] = nul + 1
-        pos = nul + 21
-    return offsets
 
 
 def sha1(data: bytes, *, total: int | None = None) -> hashlib._Hash:
@@ -278,7 +262,7 @@ class RepositoryObjects:
     _mutex: threading.RLock
     _object_store: Any
     _tree_cache: OrderedDict[str, Tree]
-    _tree_offsets: OrderedDict[str, dict[bytes, int]]
+    _tree_patcher: TreePatcher
     _paths_cache: OrderedDict[str, dict[str, str]]
     _blob_cache: OrderedDict[str, bytes]
     _blob_cache_bytes: int
@@ -749,7 +733,7 @@ class RepositoryObjects:
             else:
                 new_objects.append(change)
                 entries[bname] = (EXEC_MODE if mode == EXEC_MODE else FILE_MODE, change.id)
-        patched = self._patched_tree(tree_sha, base, entries)
+        patched = self._tree_patcher.patch(tree_sha, base, entries)
         if patched is None:
             patched = cast("Tree", base.copy())
             for bname, entry in entries.items():
@@ -764,45 +748,6 @@ class RepositoryObjects:
         tid = tree.id.decode()
         self._tree_cache[tid] = tree
         return tid
-
-    def _patched_tree(self, tree_sha: str, base: Tree, entries: dict[bytes, tuple[int, bytes] | None]) -> Tree | None:
-        """``base`` with ``entries`` put in, made by writing the new ids over the old ones in its raw bytes, when
-        every entry replaces one of the same name and mode (a flush that updates documents): a tree of 10,000
-        entries is then not re-serialized a Python step per entry. None when it cannot be (an entry added,
-        removed or changing mode): the caller edits a copy with dulwich."""
-        if not entries:
-            return None
-        old = base._entries  # dulwich's name -> (mode, hex id); read only
-        for bname, entry in entries.items():
-            if entry is None or old.get(bname, (None,))[0] != entry[0]:
-                return None
-        raw = base.as_raw_string()
-        offsets = self._tree_offsets.get(tree_sha)
-        if offsets is None:
-            offsets = self._tree_offsets[tree_sha] = _entry_offsets(raw)
-        buf = bytearray(raw)
-        new = dict(old)
-        for bname, entry in entries.items():
-            at = offsets[bname]
-            buf[at : at + 20] = bytes.fromhex(entry[1].decode())  # type: ignore[index]
-            new[bname] = cast(Any, entry)
-        from dulwich.objects import FixedSha, Tree
-
-        data = bytes(buf)
-        tid = sha1(b"tree %d\x00" % len(data) + data).hexdigest()
-        # What set_raw_string would make, without parsing the bytes again: dulwich's entries, raw text and id
-        # (dulwich is pinned below 1.3; a test checks the object against dulwich's own serialization).
-        tree = Tree()
-        tree._entries = new
-        tree._chunked_text = [data]
-        tree._sha = FixedSha(tid)
-        tree._needs_serialization = False
-        for key in (tree_sha, tid):  # the same names at the same places
-            self._tree_offsets[key] = offsets
-            self._tree_offsets.move_to_end(key)
-        while len(self._tree_offsets) > OFFSET_CACHE_TREES:
-            self._tree_offsets.popitem(last=False)
-        return tree
 
     # ----------------------------------------------------------------- commits
     def make_commit(

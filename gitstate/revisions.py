@@ -8,6 +8,7 @@ the rule that snapshot names cannot be read as revisions. What does not: reading
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
 import re
 import time
@@ -27,6 +28,13 @@ logger = logging.getLogger("gitstate.history")
 
 
 _MIN_PREFIX: Final = 4
+
+
+@functools.cache
+def _re(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """``pattern`` compiled on first use: compiling this module's six at import cost every command's start (a
+    plain ``gitstate log`` never resolves a revision) about a millisecond."""
+    return re.compile(pattern, flags)
 
 
 # ===================================================================== revisions
@@ -57,18 +65,18 @@ def split_range(rev: str) -> tuple[str, str] | None:
     return a.strip() or "HEAD", b.strip() or "HEAD"
 
 
-_REV_SUFFIX = re.compile(r"^(.*?)((?:[~^]\d*)*)$", re.S)
+_REV_SUFFIX: Final = r"^(.*?)((?:[~^]\d*)*)$"  # with re.S
 
 
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_HEX: Final = r"^[0-9a-fA-F]+$"
 
 
-_FULL_ID = re.compile(r"^[0-9a-f]{40}$")
+_FULL_ID: Final = r"^[0-9a-f]{40}$"
 
 
 def _ref_name_ok(name: str) -> bool:
     return not (
-        _BAD_REF_CHARS.search(name)
+        _re(_BAD_REF_CHARS).search(name)
         or ".." in name
         or "//" in name
         or name.startswith(("/", "."))
@@ -110,10 +118,10 @@ _UNITS: Final = {
 }
 
 
-_AGO = re.compile(r"^((?:\s*(?:\d+(?:\.\d+)?|an?)\s*[a-z]+\s*,?\s*(?:and\s+)?)+)ago$", re.I)
+_AGO: Final = r"^((?:\s*(?:\d+(?:\.\d+)?|an?)\s*[a-z]+\s*,?\s*(?:and\s+)?)+)ago$"  # with re.I
 
 
-_AGO_PART = re.compile(r"(\d+(?:\.\d+)?|an?)\s*([a-z]+)", re.I)
+_AGO_PART: Final = r"(\d+(?:\.\d+)?|an?)\s*([a-z]+)"  # with re.I
 
 
 def parse_time(text: str, *, now: float | None = None) -> float | None:
@@ -135,10 +143,10 @@ def parse_time(text: str, *, now: float | None = None) -> float | None:
         return current
     if low == "yesterday":
         return current - 86400
-    m = _AGO.match(s)
+    m = _re(_AGO, re.I).match(s)
     if m:
         total = 0.0
-        for num, unit in _AGO_PART.findall(m.group(1)):
+        for num, unit in _re(_AGO_PART, re.I).findall(m.group(1)):
             size = _UNITS.get(unit.lower())
             if size is None:
                 return None
@@ -165,11 +173,11 @@ def _peel_base(repo: Repository, hist: History, base: str, rev: str) -> str:
     by_name = _by_ref_name(repo, base)
     if by_name is not None:
         return by_name
-    if _HEX.match(base) and len(base) == 40:
+    if _re(_HEX).match(base) and len(base) == 40:
         if base.lower() == head:  # the branch's own commit: no object to look up (`status` asks for it)
             return head
         return _by_full_id(repo, base.lower(), rev)
-    if _HEX.match(base) and _MIN_PREFIX <= len(base) < 40:
+    if _re(_HEX).match(base) and _MIN_PREFIX <= len(base) < 40:
         return _by_prefix(repo, hist, head, base.lower(), rev)
     when = parse_time(base)
     if when is not None:
@@ -191,7 +199,7 @@ def _by_ref_name(repo: Repository, base: str) -> str | None:
     for ref in (f"refs/heads/{base}", f"refs/remotes/{base}", base if base.startswith("refs/") else ""):
         if ref:
             sha = repo.read_ref(ref)
-            if sha is not None and _FULL_ID.match(sha):
+            if sha is not None and _re(_FULL_ID).match(sha):
                 return sha
     return None
 
@@ -262,7 +270,7 @@ def resolve(repo: Repository, rev: str) -> str:
     text = rev.strip()
     with History(repo) as hist:
         # Whole-string matches first: a snapshot or a time expression may not be split on ~ and ^.
-        m = _REV_SUFFIX.match(text)
+        m = _re(_REV_SUFFIX, re.S).match(text)
         assert m is not None
         base, suffix = m.group(1), m.group(2)
         if not suffix:
@@ -296,7 +304,7 @@ def resolve(repo: Repository, rev: str) -> str:
 
 
 # ===================================================================== snapshots
-_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_BAD_REF_CHARS: Final = r"[\x00-\x20\x7f~^:?*\[\\]"
 
 
 def check_snapshot_name(name: str) -> None:
@@ -304,7 +312,7 @@ def check_snapshot_name(name: str) -> None:
     problem = None
     if not isinstance(name, str) or not name:
         problem = "it is empty"
-    elif _BAD_REF_CHARS.search(name):
+    elif _re(_BAD_REF_CHARS).search(name):
         problem = "spaces, control characters and ~ ^ : ? * [ \\ are not allowed"
     elif ".." in name or "@{" in name or "//" in name:
         problem = "'..', '@{' and '//' are not allowed"
@@ -314,7 +322,7 @@ def check_snapshot_name(name: str) -> None:
         problem = "no part may start with '.' or end with '.lock'"
     elif name in ("HEAD", "now", "yesterday") or parse_time(name, now=0.0) is not None:
         problem = "it would read as a revision or a time"
-    elif _HEX.match(name) and len(name) >= _MIN_PREFIX:
+    elif _re(_HEX).match(name) and len(name) >= _MIN_PREFIX:
         problem = "it looks like a commit id"
     if problem:
         raise GitStateError(f"invalid snapshot name {name!r}: {problem}")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gitstate import history, history_index, history_stream
-from gitstate.cli import graph
+from gitstate.cli import stream
 from gitstate.cli._common import Context
 from gitstate.repo import Repository
 
@@ -139,7 +139,7 @@ def test_stream_output_prints_batches_as_they_come(capsys: pytest.CaptureFixture
         raise RuntimeError("the walk failed")
 
     with pytest.raises(RuntimeError):
-        graph.stream_output(Context(None, no_pager=True), lines())
+        stream.stream_output(Context(None, no_pager=True), lines())
     assert capsys.readouterr().out.splitlines() == [f"line {i}" for i in range(32)]  # the first batch is out
 
 
@@ -149,7 +149,7 @@ def test_stream_output_prints_a_slow_producers_first_lines_after_50_ms(
     """Lines that take 10 ms each (a history being indexed): the first batch is out once 50 ms have passed, not
     after its 32 lines, and each later batch too; a fast producer's lines go in batches of 32, 128, ..."""
     now = [0.0]
-    monkeypatch.setattr(graph.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(stream.time, "monotonic", lambda: now[0])
     out: list[str] = []
     printed: dict[int, int] = {}  # line number -> how many lines were out when the producer made it
 
@@ -160,14 +160,14 @@ def test_stream_output_prints_a_slow_producers_first_lines_after_50_ms(
             now[0] += 0.01
             yield f"line {i}"
 
-    graph.stream_output(Context(None, no_pager=True), lines())
+    stream.stream_output(Context(None, no_pager=True), lines())
     out.extend(capsys.readouterr().out.splitlines())
     assert out == [f"line {i}" for i in range(40)]
     # Each line is out within 50 ms and one line of its batch's first line (5 lines of 10 ms, plus one).
     assert all(printed[i] >= i - 6 for i in range(40)), printed
     fast_batches: list[int] = []
-    monkeypatch.setattr(graph.click, "echo", lambda text, **kw: fast_batches.append(len(text.splitlines())))
-    graph.stream_output(Context(None, no_pager=True), (f"line {i}" for i in range(1000)))
+    monkeypatch.setattr(stream.click, "echo", lambda text, **kw: fast_batches.append(len(text.splitlines())))
+    stream.stream_output(Context(None, no_pager=True), (f"line {i}" for i in range(1000)))
     assert fast_batches == [32, 128, 512, 328]
 
 
@@ -255,8 +255,8 @@ def test_log_and_log_json_stream_the_same_text_as_before(tmp_path: Path) -> None
 
 def test_indexing_shows_a_progress_line_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _plain_git_history(tmp_path / "s", 300)
-    monkeypatch.setattr(graph, "BAR_DELAY_S", 0.0)
-    monkeypatch.setattr(graph, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(stream, "BAR_DELAY_S", 0.0)
+    monkeypatch.setattr(stream, "stderr_is_terminal", lambda: True)
     result = invoke(["-C", str(tmp_path / "s"), "log"])
     assert result.exit_code == 0
     assert "\rIndexing the history: " in result.stderr and result.stderr.rstrip(" \n").endswith("300 commits, done.")
@@ -267,7 +267,7 @@ def test_indexing_shows_a_progress_line_on_a_terminal(tmp_path: Path, monkeypatc
 
 def test_indexing_is_silent_when_stderr_is_not_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _plain_git_history(tmp_path / "s", 300)
-    monkeypatch.setattr(graph, "BAR_DELAY_S", 0.0)
+    monkeypatch.setattr(stream, "BAR_DELAY_S", 0.0)
     result = invoke(["-C", str(tmp_path / "s"), "log", "--json"])
     assert result.exit_code == 0 and result.stderr == ""
 

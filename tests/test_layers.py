@@ -57,6 +57,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "gitstate.repo",
         "gitstate.repo_objects",
         "gitstate.repo_packs",
+        "gitstate.repo_trees",
         "gitstate.repo_index",
         "gitstate.repo_lock",
         "gitstate.gc.objects",

@@ -12,7 +12,7 @@ from helpers import fsck, git
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitstate import repo_objects
+from gitstate import repo_trees
 from gitstate.repo import EMPTY_TREE, Repository
 
 AUTHOR = "tester <tester@example.invalid>"
@@ -49,7 +49,7 @@ def test_patched_trees_are_byte_for_byte_dulwichs(tmp_path_factory: pytest.TempP
     root = tmp_path_factory.mktemp("trees")
     patched = Repository.open(root / "p", create=True)
     plain = Repository.open(root / "d", create=True)
-    plain._patched_tree = lambda *a: None  # type: ignore[method-assign]  # dulwich's copy-and-edit every time
+    plain._tree_patcher.patch = lambda *a: None  # type: ignore[method-assign]  # dulwich's copy-and-edit every time
     try:
         base_p: str | None = EMPTY_TREE
         base_d: str | None = EMPTY_TREE
@@ -83,8 +83,8 @@ def test_a_flush_of_one_document_in_a_big_flat_directory_patches_the_tree(
             (repo.root / path).write_bytes(data)
         head = repo.commit_files(None, dict(files), "all\n", author=AUTHOR, fsync=False)
     scans: list[int] = []
-    real = repo_objects._entry_offsets
-    monkeypatch.setattr(repo_objects, "_entry_offsets", lambda raw: scans.append(len(raw)) or real(raw))
+    real = repo_trees.entry_offsets
+    monkeypatch.setattr(repo_trees, "entry_offsets", lambda raw: scans.append(len(raw)) or real(raw))
     serialized: list[int] = []
     real_serialize = Tree._serialize
     monkeypatch.setattr(Tree, "_serialize", lambda self: serialized.append(1) or real_serialize(self))

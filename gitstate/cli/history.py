@@ -8,7 +8,8 @@ Commands that write open the store.
 What belongs here: the history commands' arguments (revisions before ``--``, documents after), their text and
 JSON output (log lines, ``--stat``, coloured diffs, status lines). What does not: reading the history
 (:mod:`gitstate.history` through :class:`gitstate.direct.StoreDirectory` or the Store), the graph columns of
-``log --graph`` (:mod:`gitstate.cli.graph`), output rules shared by every command (:mod:`gitstate.cli._common`).
+``log --graph`` (:mod:`gitstate.cli.graph`), getting log lines out (:mod:`gitstate.cli.stream`), output rules
+shared by every command (:mod:`gitstate.cli._common`).
 
 Library modules are imported inside the commands so that ``gitstate --help`` and ``gitstate status`` start fast.
 """
@@ -235,7 +236,7 @@ def log_cmd(
         if key or as_json:
             _log_detailed(ctx, d, doc, key, limit, rev, as_json)
             return
-        from .graph import indexing_bar, stream_output  # here: `status` and `show` never load the log's output code
+        from .stream import indexing_bar, stream_output  # here: `status` and `show` never load the log's output code
 
         colour = colour_enabled()
         make = _oneline_lines if oneline else _log_lines
@@ -260,7 +261,7 @@ def _entries(
     d: StoreDirectory, doc: str | None, limit: int | None, rev: str | None, *, keys: bool = False
 ) -> Iterator[dict[str, Any]]:
     """The log's entries one at a time (:meth:`StoreDirectory.iter_log_entries`, a generator: nothing is read
-    before the first ``next``, inside :func:`~gitstate.cli.graph.stream_output`, so under its progress line)."""
+    before the first ``next``, inside :func:`~gitstate.cli.stream.stream_output`, so under its progress line)."""
     return d.iter_log_entries(doc, limit=limit, rev=rev, keys=keys)
 
 
@@ -296,7 +297,7 @@ def _log_detailed(
     as_json: bool,
 ) -> None:
     """``log --key`` (each commit with the changes it made to the key) and ``log --json``."""
-    from .graph import indexing_bar, json_array, stream_output
+    from .stream import indexing_bar, json_array, stream_output
 
     if as_json and not key:  # a JSON array streamed item by item: commits hold only strings and lists
         stream = _entries(d, doc, limit, rev, keys=True)
@@ -347,7 +348,7 @@ def _log_lines(d: StoreDirectory, entries: Iterable[dict[str, Any]], colour: boo
     now_s = int(now_ts)
     actor_cells: dict[str, str] = {}
     when_cells: dict[int, str] = {}  # ages over an hour, by the hour: one text serves many commits
-    from .graph import DateCells
+    from .stream import DateCells
 
     dates = DateCells()
     for e in entries:
