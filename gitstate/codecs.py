@@ -492,7 +492,12 @@ def yaml_expanded_size(node: yaml.Node) -> int:
         memo[nid] = total
         return total
 
-    return size(node)
+    try:
+        return size(node)
+    finally:
+        # `size` refers to itself through its closure: unbound here, the function, its cell and the memo go at
+        # once instead of waiting for the cyclic collector (paused while a history walk decodes documents).
+        size = None  # type: ignore[assignment]
 
 
 class _YamlCodec(_TreeCodec):

@@ -98,3 +98,20 @@ def test_indexing_a_git_made_history_leaves_no_garbage_per_commit(tmp_path: Path
 
     small, big = garbage_after(150), garbage_after(600)
     assert big <= small + 200, (small, big)
+
+
+def test_decoding_yaml_makes_no_reference_cycles() -> None:
+    """The alias-bomb guard's counter is a recursive inner function: it must not leave a cycle (with its memo
+    of every node) per decoded document."""
+    from gitstate.codecs import YAML
+
+    data = b"a: &x [1, 2, {b: c}]\nd: *x\ne: [*x, *x]\n"
+    YAML.decode(data, "s.yaml")
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            YAML.decode(data, "s.yaml")
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
