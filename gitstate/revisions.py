@@ -8,7 +8,6 @@ the rule that snapshot names cannot be read as revisions. What does not: reading
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import logging
 import re
 import time
@@ -28,13 +27,6 @@ logger = logging.getLogger("gitstate.history")
 
 
 _MIN_PREFIX: Final = 4
-
-
-@functools.cache
-def _re(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    """``pattern`` compiled on first use: compiling this module's six at import cost every command's start (a
-    plain ``gitstate log`` never resolves a revision) about a millisecond."""
-    return re.compile(pattern, flags)
 
 
 # ===================================================================== revisions
@@ -65,7 +57,9 @@ def split_range(rev: str) -> tuple[str, str] | None:
     return a.strip() or "HEAD", b.strip() or "HEAD"
 
 
-_REV_SUFFIX: Final = r"^(.*?)((?:[~^]\d*)*)$"  # with re.S
+#: Revision patterns, compiled by ``re`` on first use (and cached there): compiling them at import cost every
+#: command's start about a millisecond, and a plain ``gitstate log`` resolves no revision. Flags are inline.
+_REV_SUFFIX: Final = r"(?s)^(.*?)((?:[~^]\d*)*)$"
 
 
 _HEX: Final = r"^[0-9a-fA-F]+$"
@@ -76,7 +70,7 @@ _FULL_ID: Final = r"^[0-9a-f]{40}$"
 
 def _ref_name_ok(name: str) -> bool:
     return not (
-        _re(_BAD_REF_CHARS).search(name)
+        re.search(_BAD_REF_CHARS, name)
         or ".." in name
         or "//" in name
         or name.startswith(("/", "."))
@@ -118,10 +112,10 @@ _UNITS: Final = {
 }
 
 
-_AGO: Final = r"^((?:\s*(?:\d+(?:\.\d+)?|an?)\s*[a-z]+\s*,?\s*(?:and\s+)?)+)ago$"  # with re.I
+_AGO: Final = r"(?i)^((?:\s*(?:\d+(?:\.\d+)?|an?)\s*[a-z]+\s*,?\s*(?:and\s+)?)+)ago$"
 
 
-_AGO_PART: Final = r"(\d+(?:\.\d+)?|an?)\s*([a-z]+)"  # with re.I
+_AGO_PART: Final = r"(?i)(\d+(?:\.\d+)?|an?)\s*([a-z]+)"
 
 
 def parse_time(text: str, *, now: float | None = None) -> float | None:
@@ -143,10 +137,10 @@ def parse_time(text: str, *, now: float | None = None) -> float | None:
         return current
     if low == "yesterday":
         return current - 86400
-    m = _re(_AGO, re.I).match(s)
+    m = re.match(_AGO, s)
     if m:
         total = 0.0
-        for num, unit in _re(_AGO_PART, re.I).findall(m.group(1)):
+        for num, unit in re.findall(_AGO_PART, m.group(1)):
             size = _UNITS.get(unit.lower())
             if size is None:
                 return None
@@ -173,11 +167,11 @@ def _peel_base(repo: Repository, hist: History, base: str, rev: str) -> str:
     by_name = _by_ref_name(repo, base)
     if by_name is not None:
         return by_name
-    if _re(_HEX).match(base) and len(base) == 40:
+    if re.match(_HEX, base) and len(base) == 40:
         if base.lower() == head:  # the branch's own commit: no object to look up (`status` asks for it)
             return head
         return _by_full_id(repo, base.lower(), rev)
-    if _re(_HEX).match(base) and _MIN_PREFIX <= len(base) < 40:
+    if re.match(_HEX, base) and _MIN_PREFIX <= len(base) < 40:
         return _by_prefix(repo, hist, head, base.lower(), rev)
     when = parse_time(base)
     if when is not None:
@@ -199,7 +193,7 @@ def _by_ref_name(repo: Repository, base: str) -> str | None:
     for ref in (f"refs/heads/{base}", f"refs/remotes/{base}", base if base.startswith("refs/") else ""):
         if ref:
             sha = repo.read_ref(ref)
-            if sha is not None and _re(_FULL_ID).match(sha):
+            if sha is not None and re.match(_FULL_ID, sha):
                 return sha
     return None
 
@@ -270,7 +264,7 @@ def resolve(repo: Repository, rev: str) -> str:
     text = rev.strip()
     with History(repo) as hist:
         # Whole-string matches first: a snapshot or a time expression may not be split on ~ and ^.
-        m = _re(_REV_SUFFIX, re.S).match(text)
+        m = re.match(_REV_SUFFIX, text)
         assert m is not None
         base, suffix = m.group(1), m.group(2)
         if not suffix:
@@ -312,7 +306,7 @@ def check_snapshot_name(name: str) -> None:
     problem = None
     if not isinstance(name, str) or not name:
         problem = "it is empty"
-    elif _re(_BAD_REF_CHARS).search(name):
+    elif re.search(_BAD_REF_CHARS, name):
         problem = "spaces, control characters and ~ ^ : ? * [ \\ are not allowed"
     elif ".." in name or "@{" in name or "//" in name:
         problem = "'..', '@{' and '//' are not allowed"
@@ -322,7 +316,7 @@ def check_snapshot_name(name: str) -> None:
         problem = "no part may start with '.' or end with '.lock'"
     elif name in ("HEAD", "now", "yesterday") or parse_time(name, now=0.0) is not None:
         problem = "it would read as a revision or a time"
-    elif _re(_HEX).match(name) and len(name) >= _MIN_PREFIX:
+    elif re.match(_HEX, name) and len(name) >= _MIN_PREFIX:
         problem = "it looks like a commit id"
     if problem:
         raise GitStateError(f"invalid snapshot name {name!r}: {problem}")
