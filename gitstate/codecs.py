@@ -466,38 +466,33 @@ def _refuse_constant(name: str) -> Any:
 def yaml_expanded_size(node: yaml.Node) -> int:
     """Number of nodes ``node`` (a PyYAML node) expands to with aliases resolved; stops counting past
     :data:`MAX_YAML_NODES` (the alias-bomb guard)."""
-    yaml_mod = _yaml_api()[0]
-    memo: dict[int, int] = {}
-    on_stack: set[int] = set()
+    return _expanded(node, _yaml_api()[0], {}, set())
 
-    def size(n: yaml.Node) -> int:
-        nid = id(n)
-        if nid in memo:
-            return memo[nid]
-        if nid in on_stack:  # recursive alias: infinite expansion
-            return MAX_YAML_NODES + 1
-        on_stack.add(nid)
-        total = 1
-        if isinstance(n, yaml_mod.SequenceNode):
-            for child in n.value:
-                total += size(child)
-                if total > MAX_YAML_NODES:
-                    break
-        elif isinstance(n, yaml_mod.MappingNode):
-            for k, v in n.value:
-                total += size(k) + size(v)
-                if total > MAX_YAML_NODES:
-                    break
-        on_stack.discard(nid)
-        memo[nid] = total
-        return total
 
-    try:
-        return size(node)
-    finally:
-        # `size` refers to itself through its closure: unbound here, the function, its cell and the memo go at
-        # once instead of waiting for the cyclic collector (paused while a history walk decodes documents).
-        size = None  # type: ignore[assignment]
+def _expanded(n: yaml.Node, yaml_mod: Any, memo: dict[int, int], on_stack: set[int]) -> int:
+    """:func:`yaml_expanded_size` of ``n``, counted once per node (``memo``). A module function, not a recursive
+    inner one: that would refer to itself through its closure and leave a reference cycle (with the memo) per
+    decoded document for the cyclic collector, which a history walk pauses."""
+    nid = id(n)
+    if nid in memo:
+        return memo[nid]
+    if nid in on_stack:  # recursive alias: infinite expansion
+        return MAX_YAML_NODES + 1
+    on_stack.add(nid)
+    total = 1
+    if isinstance(n, yaml_mod.SequenceNode):
+        for child in n.value:
+            total += _expanded(child, yaml_mod, memo, on_stack)
+            if total > MAX_YAML_NODES:
+                break
+    elif isinstance(n, yaml_mod.MappingNode):
+        for k, v in n.value:
+            total += _expanded(k, yaml_mod, memo, on_stack) + _expanded(v, yaml_mod, memo, on_stack)
+            if total > MAX_YAML_NODES:
+                break
+    on_stack.discard(nid)
+    memo[nid] = total
+    return total
 
 
 class _YamlCodec(_TreeCodec):
