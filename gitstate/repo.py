@@ -151,14 +151,19 @@ class RefUpdate:
         self._syncing: threading.Thread | None = None
         self._sync_error: list[BaseException] = []
 
-    def write(self) -> None:
-        """Write the new id into the lock file and start its fsync in a thread."""
+    def write(self, *, in_thread: bool = False) -> None:
+        """Write the new id into the lock file and fsync it, here or (``in_thread``) in a thread that
+        :meth:`install` waits for."""
         if self.new is None:
             return
         os.write(self._fd, f"{self.new}\n".encode())
-        if self._fsync:
+        if not self._fsync:
+            return
+        if in_thread:
             self._syncing = threading.Thread(target=self._sync, name="gitstate-ref-fsync", daemon=True)
             self._syncing.start()
+        else:
+            os.fsync(self._fd)
 
     def _sync(self) -> None:
         try:
@@ -525,13 +530,20 @@ class Repository(RepositoryIndex, RepositoryLock):
         self.lock_ref(ref, new, expected, fsync=fsync, force=force).install()
 
     def lock_ref(
-        self, ref: str, new: str | None, expected: str | None, *, fsync: bool = True, force: bool = False
+        self,
+        ref: str,
+        new: str | None,
+        expected: str | None,
+        *,
+        fsync: bool = True,
+        force: bool = False,
+        sync_in_thread: bool = False,
     ) -> RefUpdate:
         """The first half of :meth:`update_ref`: take ``ref``'s lock file, check that the ref is at ``expected``
         and write ``new`` into the lock; the returned :class:`RefUpdate` moves the ref (``install``) or gives the
-        lock back (``abandon``). The lock file's fsync runs in a thread meanwhile, so a commit overlaps it with
-        the fsyncs of its objects (one fsync's wait less per durable commit); no one sees ``new`` before
-        ``install``, which waits for it.
+        lock back (``abandon``). With ``sync_in_thread`` the lock file's fsync runs in a thread meanwhile, so a
+        commit overlaps it with the fsyncs of its objects (one fsync's wait less per durable commit); no one sees
+        ``new`` before ``install``, which waits for it.
 
         Raises:
             RepositoryError: as :meth:`update_ref`.
@@ -560,7 +572,7 @@ class Repository(RepositoryIndex, RepositoryLock):
             current = None if force else self.read_ref(ref)
             if current != expected and not force:
                 raise RepositoryError(f"{ref} moved to {current} (expected {expected}); retry")
-            update.write()
+            update.write(in_thread=sync_in_thread)
         except BaseException:
             update.abandon()
             raise
@@ -662,7 +674,7 @@ class Repository(RepositoryIndex, RepositoryLock):
         new_objects.append(commit)
         cid = commit.id.decode()
         # The ref's lock is taken and written first, so that its fsync (in a thread) overlaps the objects' own.
-        moving = self.lock_ref(self.branch_ref, cid, parent, fsync=fsync) if move_branch else None
+        moving = self.lock_ref(self.branch_ref, cid, parent, fsync=fsync, sync_in_thread=True) if move_branch else None
         try:
             self.write_objects(new_objects, fsync=fsync, deflated=deflated)
             if before_move is not None:

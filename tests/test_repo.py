@@ -248,6 +248,26 @@ def test_a_durable_commit_overlaps_the_ref_locks_fsync_with_the_objects(
     fsck(repo.root)
 
 
+def test_a_ref_update_alone_fsyncs_its_lock_in_the_callers_thread(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a commit has objects to overlap the lock's fsync with: update_ref starts no thread to wait on."""
+    c1 = _commit(repo, {"a.json": b"1\n"})
+    lock_path = str(repo.git_dir / "refs" / "heads" / "main.lock")
+    threads: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == lock_path:
+            threads.append(threading.get_ident())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with repo.lock():
+        repo.update_ref(repo.branch_ref, c1, c1, fsync=True)
+    assert threads == [threading.get_ident()]
+
+
 def test_a_failed_fsync_of_the_ref_lock_leaves_the_branch(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
     c1 = _commit(repo, {"a.json": b"1\n"})
     lock_path = repo.git_dir / "refs" / "heads" / "main.lock"
