@@ -441,44 +441,79 @@ def meta_entry(
 
 def _by_commit_time(
     head: str,
+    shared: dict[str, dict[str, Any]],
     get: Callable[[str], dict[str, Any]],
     met: dict[str, dict[str, Any]] | None = None,
     seen: set[str] | None = None,
+    pending: dict[str, dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``); ``get``
-    gives a commit's entry. A linear stretch takes no heap traffic. ``met`` gets the first :data:`FRONT` entries
-    yielded, by commit id. ``seen``: the set to keep the ids of the commits asked of ``get`` in (each is added
-    before it is asked for)."""
+    """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``).
+
+    A commit's entry comes from ``shared`` (the index's shared image) where that holds it whole, else from
+    ``pending`` (a streaming walk's read-ahead buffer, ``Backwards.pending``) where that does, taken out of it,
+    else from ``get``. The first two are looked up here, not through a call: a whole log takes no Python call
+    per commit. A linear stretch takes no heap traffic. ``met`` gets the first :data:`FRONT` entries yielded, by
+    commit id. ``seen``: the set to keep the ids of the commits asked for in (each is added before it is asked
+    for)."""
     heap: list[tuple[int, int, dict[str, Any]]] = []
     if seen is None:
         seen = set()
     seen.add(head)
     counter = 0
     front = FRONT if met is not None else 0
-    cur: dict[str, Any] | None = get(head)
+    record = met if met is not None else {}
+    lookup = shared.get
+    ahead = pending if pending is not None else {}
+    take = ahead.pop
+
+    cur: dict[str, Any] | None = _fetch(head, shared, ahead, get)
     while cur is not None or heap:
         if cur is None:
             cur = heapq.heappop(heap)[2]
-        if front and met is not None:
+        if front:
             front -= 1
-            met[cur["c"]] = cur
+            record[cur["c"]] = cur
         yield cur
         parents: list[str] = cur.get("p") or []
         nxt: dict[str, Any] | None = None
-        if len(parents) == 1 and not heap:  # the common linear case
+        if len(parents) == 1 and not heap:  # the common linear case: _fetch() inlined
             p = parents[0]
             if p not in seen:
                 seen.add(p)
-                nxt = get(p)
+                nxt = lookup(p)
+                if nxt is None or "t" not in nxt:
+                    nxt = take(p, None)
+                    if nxt is None or "t" not in nxt:
+                        if nxt is not None:  # a key line read before its commit's metadata: left for get
+                            ahead[p] = nxt
+                        nxt = get(p)
         else:
             for p in parents:
                 if p in seen:
                     continue
                 seen.add(p)
-                pe = get(p)
+                pe = _fetch(p, shared, ahead, get)
                 counter += 1
                 heapq.heappush(heap, (-int(pe.get("ct", pe["t"])), counter, pe))
         cur = nxt
+
+
+def _fetch(
+    cid: str,
+    shared: dict[str, dict[str, Any]],
+    pending: dict[str, dict[str, Any]],
+    get: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
+    """A commit's entry for :func:`_by_commit_time`: whole from ``shared``, else whole from ``pending`` (taken
+    out), else from ``get`` (a partial line of ``pending`` is left there for it)."""
+    e = shared.get(cid)
+    if e is None or "t" not in e:
+        e = pending.pop(cid, None)
+        if e is None or "t" not in e:
+            if e is not None:
+                pending[cid] = e
+            e = get(cid)
+    return e
 
 
 def _line(e: dict[str, Any]) -> dict[str, Any]:
@@ -613,16 +648,9 @@ class History:
     def walk(self, head: str | None) -> Iterator[dict[str, Any]]:
         """Entries of every commit reachable from ``head``, newest first by commit time (like ``git log``)."""
         if head is None:
-            return
+            return iter(())
         self.starts[head] = None
-        entries = self.idx.entries
-        entry = self.entry
-
-        def get(cid: str) -> dict[str, Any]:
-            pe = entries.get(cid)
-            return pe if pe is not None and "t" in pe else entry(cid)
-
-        yield from _by_commit_time(head, get)
+        return _by_commit_time(head, self.idx.entries, self.entry)
 
     def stream(self, head: str | None, *, keys: bool = False) -> Iterator[dict[str, Any]]:
         """:meth:`walk` for a caller that goes through the whole history once (``gitstate log``, ``log --json``):
@@ -642,29 +670,20 @@ class History:
         seen: set[str] = set()  # the walk's: what the buffer may skip (see Backwards.asked)
         with self.idx.lock:
             shared, back = self.idx.entries, Backwards(self.idx.path, self.idx.low, keys=keys, asked=seen)
-        pending = back.pending
 
-        def get(cid: str) -> dict[str, Any]:
-            e = shared.get(cid)
-            if e is not None and "t" in e:
-                return e
-            found = pending.pop(cid, None)  # Backwards.take without its call, when the entry is read already
-            if found is not None and "t" in found:
-                return found
-            if found is not None:
-                pending[cid] = found
+        def get(cid: str) -> dict[str, Any]:  # what neither the shared image nor the buffer holds whole
             found = back.take(cid)
             if found is not None:
                 return found
             part = back.partial(cid)
-            found = self._index_commit(cid, part if part is not None else e, share=False)
+            found = self._index_commit(cid, part if part is not None else shared.get(cid), share=False)
             if not keys and len(self.new) >= SAVE_BATCH:
                 self.save()
             return found
 
         # The first entries are what save() may write again at the file's end (the shared image may not have
         # them). A generator, not a loop here: a whole log's walk takes no extra Python step per entry.
-        return _by_commit_time(head, get, self.met, seen)
+        return _by_commit_time(head, shared, get, self.met, seen, back.pending)
 
     def graph_lookup(self) -> Callable[[str], tuple[int, tuple[str, ...]]]:
         """``lookup(commit id) -> (commit time, parents)`` for :mod:`gitstate.ancestry`: from the index where

@@ -132,6 +132,37 @@ def test_a_whole_log_holds_one_block_of_the_index_not_every_entry(
         repo.close()
 
 
+def test_a_key_line_read_before_its_commits_metadata_joins_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key lines appended after their commits' metadata (as a later ``log --key`` appends them) are read blocks
+    before that metadata by a walk from the file's end: the walk keeps them until it reaches the commit, and the
+    entry it yields carries those keys instead of computing them again."""
+    head = _plain_git_history(tmp_path / "s", 600)
+    repo = Repository.open(tmp_path / "s", create=False)
+    try:
+        history.log_entries(repo, head)  # metadata lines only, newest last
+        ids = git(tmp_path / "s", "log", "--format=%H").split()
+        chosen = set(ids[:450])  # from the head: the walk meets them while their metadata is still unread
+        marker = '[["marker.json",["marker"],"change",0,1]]'
+        with (tmp_path / "s" / ".git" / "gitstate" / history_index.INDEX_FILE).open("ab") as f:
+            f.write(b"".join(orjson.dumps({"c": cid, "k": marker}) + b"\n" for cid in sorted(chosen)))
+        _fresh_process()
+        monkeypatch.setattr(history_stream, "STREAM_BLOCK", 8 * 1024)  # ~30 lines a block: many blocks
+        computed: list[str] = []
+        real_trees = history_index.History._trees
+
+        def trees(self: history_index.History, e: dict[str, Any]) -> tuple[str | None, str]:
+            computed.append(e["c"])
+            return real_trees(self, e)
+
+        monkeypatch.setattr(history_index.History, "_trees", trees)
+        got = {e["c"]: e.get("k") for e in history.iter_log_entries(repo, head, keys=True)}
+        assert list(got) == ids
+        assert {cid for cid, k in got.items() if k == marker} == chosen
+        assert len(computed) == len(ids) - len(chosen) and not chosen & set(computed)
+    finally:
+        repo.close()
+
+
 def test_stream_output_prints_batches_as_they_come(capsys: pytest.CaptureFixture[str]) -> None:
     def lines() -> Iterator[str]:
         for i in range(40):
