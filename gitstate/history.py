@@ -507,11 +507,11 @@ def iter_log_entries(
             if unfiltered and limit is None and not keys:  # the whole log: no Python step per entry here
                 yield from walk(start)
                 continue
-            for e in walk(start):
+            # For a key, nearly every commit fails may_match: a C-level filter, no step of this loop for them. An
+            # entry that may match includes every one without keys yet, so what the walk computes is still saved.
+            for e in walk(start) if may_match is None else filter(may_match, walk(start)):
                 if len(hist.new) >= _KEYS_BATCH:  # computed entries leave memory in batches
                     hist.save()
-                if may_match is not None and not may_match(e):  # nearly every commit, for a key: one call
-                    continue
                 if not unfiltered and (
                     (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe)
                 ):
