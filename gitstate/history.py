@@ -507,11 +507,13 @@ def iter_log_entries(
             if unfiltered and limit is None and not keys:  # the whole log: no Python step per entry here
                 yield from walk(start)
                 continue
-            # For a key, nearly every commit fails may_match: a C-level filter, no step of this loop for them. An
-            # entry that may match includes every one without keys yet, so what the walk computes is still saved.
-            for e in walk(start) if may_match is None else filter(may_match, walk(start)):
+            for e in walk(start):
                 if len(hist.new) >= _KEYS_BATCH:  # computed entries leave memory in batches
                     hist.save()
+                # For a key, nearly every commit fails may_match. A call from this loop, not filter(may_match, ...):
+                # a call from C into Python took more instruction-cache misses than the loop's steps saved.
+                if may_match is not None and not may_match(e):
+                    continue
                 if not unfiltered and (
                     (excluded and e["c"] in excluded) or not _entry_matches(hist, e, doc, keyt, probe)
                 ):
