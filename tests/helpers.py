@@ -219,3 +219,16 @@ def invoke(args: list[str], *, input: str | None = None, env: Mapping[str, str] 
     from gitstate.cli import main
 
     return CliRunner().invoke(main, args, input=input, env=dict(env) if env else None)
+
+
+def load_benchmark(script: str, name: str) -> Any:
+    """The module of ``benchmarks/<script>``, loaded under ``name`` (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / script
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from helpers import load_benchmark
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
-_spec = importlib.util.spec_from_file_location("bench_compare", _PATH)
-assert _spec is not None and _spec.loader is not None
-compare = importlib.util.module_from_spec(_spec)
-sys.modules["bench_compare"] = compare
-_spec.loader.exec_module(compare)
+compare = load_benchmark("compare.py", "bench_compare")
 
 TABLES = """
 ## Size after 800 flushes (quick)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
+from helpers import load_benchmark
+
 import gitstate
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "compare_calls.py"
-_spec = importlib.util.spec_from_file_location("bench_compare_calls", _PATH)
-assert _spec is not None and _spec.loader is not None
-calls = importlib.util.module_from_spec(_spec)
-sys.modules["bench_compare_calls"] = calls
-_spec.loader.exec_module(calls)
+calls = load_benchmark("compare_calls.py", "bench_compare_calls")
 
 
 def test_sides_alternate_abba_across_pairs_and_calls() -> None:
