@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -65,14 +67,29 @@ def start_worker(*args: str, env: dict[str, str] | None = None) -> subprocess.Po
     return proc
 
 
-def worker_stderr(proc: subprocess.Popen[str]) -> str:
-    """What a worker started by :func:`start_worker` wrote to stderr so far (the last 4000 characters)."""
+def worker_stderr(proc: subprocess.Popen[str], limit: int = 4000) -> str:
+    """What a worker started by :func:`start_worker` wrote to stderr so far (the last ``limit`` characters)."""
     err = _ERR_FILES.get(proc.pid)
     if err is None:
         return ""
     err.seek(0)
     data: bytes = err.read()
-    return data.decode("utf-8", "replace")[-4000:]
+    return data.decode("utf-8", "replace")[-limit:]
+
+
+def wait_exit(proc: subprocess.Popen[str], timeout_s: float) -> int:
+    """Wait for a worker to exit; if it overstays ``timeout_s``, fail with the stacks of all its threads (the
+    worker dumps them on SIGUSR1 through :mod:`faulthandler`) and the rest of its stderr."""
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5.0
+        while "most recent call first" not in worker_stderr(proc) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling for the dump, with a deadline
+        raise AssertionError(
+            f"the worker did not exit within {timeout_s}s; its threads and stderr:\n{worker_stderr(proc, 20_000)}"
+        ) from None
 
 
 @contextlib.contextmanager

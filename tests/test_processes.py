@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TORTURE, WORKERS, reaped, start_worker, worker, worker_stderr
+from conftest import TORTURE, WORKERS, reaped, start_worker, wait_exit, worker, worker_stderr
 from helpers import commit_ids, fsck, git, git_show, status_porcelain
 
 import gitstate
@@ -151,7 +151,7 @@ def test_sigterm_flushes_and_dies_by_the_signal(tmp_path: Path) -> None:
     with reaped(start_worker("pending", str(path), "--then", "wait", "--value", "from-sigterm")) as proc:
         assert Lines(proc).next() == "ready 4"
         proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(20)
+        rc = wait_exit(proc, 20)
     assert rc == -signal.SIGTERM, worker_stderr(proc)
     assert json.loads(git_show(path, "HEAD", "state.json"))["n"] == "from-sigterm"
     assert status_porcelain(path) == ""
@@ -163,7 +163,7 @@ def test_sigint_flushes(tmp_path: Path) -> None:
     with reaped(start_worker("pending", str(path), "--then", "wait", "--value", "from-sigint")) as proc:
         assert Lines(proc).next() == "ready 4"
         proc.send_signal(signal.SIGINT)
-        rc = proc.wait(20)
+        rc = wait_exit(proc, 20)
         err = worker_stderr(proc)
     assert rc in (-signal.SIGINT, 1, 130), (rc, err)
     assert "KeyboardInterrupt" in err or rc == -signal.SIGINT
@@ -192,10 +192,7 @@ def test_sigterm_while_the_main_thread_is_writing(tmp_path: Path) -> None:
             assert Lines(proc).next() == "ready 4"
             time.sleep(rng.uniform(0.25, 0.5))  # a random point in the write loop, flushes under way
             proc.send_signal(signal.SIGTERM)
-            try:
-                rc = proc.wait(6)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"attempt {attempt}: the worker hung after SIGTERM") from None
+            rc = wait_exit(proc, 6)  # fails with the worker's stacks if it hung after SIGTERM
         assert rc == -signal.SIGTERM
         loaded: list[Loaded] = []
         with gitstate.open(path, durability="manual", fsync=False, on={"loaded": loaded.append}) as s:

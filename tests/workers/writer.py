@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pad", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # conftest.wait_exit asks for the stacks of a hang
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
 
     store = gitstate.open(
