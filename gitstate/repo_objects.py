@@ -415,14 +415,13 @@ class RepositoryObjects:
         return fsync and self.pack_writes
 
     def _write_pack(self, objs: list[ShaFile], deflated: Mapping[str, Deflating]) -> None:
-        """Write ``objs`` as one new pack (:func:`gitstate.repo_packs.write_small_pack`) and make the object
-        store see it; :meth:`repair_pack_indexes` makes its index again on open if a power loss took it."""
+        """Write ``objs`` as one new pack (:func:`gitstate.repo_packs.write_small_pack`); :meth:`repair_pack_indexes`
+        makes its index again on open if a power loss took it. The object store is not told: a flush reads nothing
+        back, and the next lookup finds the pack directory changed and lists it once (listing it after every
+        flush cost ~0.5 ms of a ~4 ms durable flush at 10,000 files)."""
         from .repo_packs import write_small_pack
 
         write_small_pack(self.git_dir / "objects" / "pack", objs, deflated)
-        if self._object_store is not None:
-            with self._mutex, contextlib.suppress(Exception):
-                self._object_store._update_pack_cache()
 
     def repair_pack_indexes(self) -> list[str]:
         """Make again the index of a pack whose ``.idx`` is missing or damaged (a flush writes small packs'

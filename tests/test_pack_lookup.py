@@ -111,3 +111,39 @@ def test_fan_out_table_in_one_call_reads_what_dulwich_reads(tmp_path: Path) -> N
     short = type("Short", (), {"_contents": data[:100]})()
     with pytest.raises(struct.error):
         repo_objects._fan_out_in_one_call(short, 8)
+
+
+def test_a_handle_reads_what_its_own_flushes_packed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush does not list the pack directory after writing its pack (it reads nothing back); a later read of
+    an object in one of those packs lists it once, not once per pack written, nor once per miss."""
+    path = tmp_path / "s"
+    other = make_store(path, fsync=True, auto_pack=False)
+    for i in range(40):
+        other.set("b.json", "n", i)
+        other.flush()
+    other.close()
+    pack_dir = os.fspath(path / ".git" / "objects" / "pack")
+    listings = [0]
+    real_listdir = os.listdir
+
+    def counting_listdir(p: Any = ".") -> list[str]:
+        if os.fspath(p) == pack_dir:
+            listings[0] += 1
+        return real_listdir(p)
+
+    store = make_store(path, fsync=True, auto_pack=False)
+    try:
+        assert store.at("HEAD~1").get("b.json") == {"n": 38}  # read from a pack: the object store is open
+        monkeypatch.setattr(os, "listdir", counting_listdir)
+        for i in range(40):
+            store.set("a.json", "n", i)
+            store.flush()
+        assert listings[0] == 0
+        assert _packs(path) >= 80
+        counts = _count_pack_lookups(monkeypatch)
+        assert store.at("HEAD~42").get("b.json") == {"n": 37}  # not in its caches: read from a pack
+        assert counts["tries"] > 0
+        assert listings[0] <= 2  # the new packs once; dulwich lists again before reading a loose object
+    finally:
+        store.close()
+    git(path, "fsck", "--strict")
