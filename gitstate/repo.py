@@ -26,6 +26,7 @@ What it does, and the traps it avoids (see ARCHITECTURE.md):
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -115,14 +116,23 @@ def git_operation_in_progress(git_dir: Path) -> str | None:
 
 def _git_state_files(git_dir: Path) -> str | None:
     """The operation git's state files in ``git_dir`` name (markers, then a detached HEAD), or None."""
-    for name, op in _GIT_OPERATION_MARKERS:
-        if os.path.lexists(git_dir / name):
+    markers, head_path = _state_file_paths(os.fspath(git_dir))
+    for path, op in markers:
+        if os.path.lexists(path):
             return op
     try:
-        head = (git_dir / "HEAD").read_bytes()
+        with open(head_path, "rb") as f:
+            head = f.read()
     except OSError:
         head = b"ref: "
     return None if head.startswith(b"ref: ") else "detached HEAD"
+
+
+@functools.lru_cache(maxsize=64)
+def _state_file_paths(git_dir: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The marker files' paths in ``git_dir`` and HEAD's, joined once (every flush checks them)."""
+    markers = tuple((os.path.join(git_dir, name), op) for name, op in _GIT_OPERATION_MARKERS)
+    return markers, os.path.join(git_dir, "HEAD")
 
 
 def git_operation_advice(operation: str) -> str:
