@@ -179,14 +179,20 @@ def check_no_symlinks(root: Path, doc: str) -> None:
     Raises:
         InvalidPath: a component of ``doc`` is a symlink, or the final file is not a regular file.
     """
-    current = root
+    _checked_path(root, doc)
+
+
+def _checked_path(root: Path, doc: str) -> tuple[bool, os.stat_result | None]:
+    """:func:`check_no_symlinks`, returning what it saw: whether every directory of ``doc`` exists, and the
+    file's own ``lstat`` (None when it does not exist)."""
+    current = os.fspath(root)
     parts = doc.split("/")
     for i, part in enumerate(parts):
-        current = current / part
+        current = os.path.join(current, part)
         try:
             st = os.lstat(current)
         except FileNotFoundError:
-            return
+            return i == len(parts) - 1, None
         except NotADirectoryError as e:
             raise InvalidPath(doc, f"{'/'.join(parts[:i])!r} is not a directory") from e
         if stat.S_ISLNK(st.st_mode):
@@ -196,6 +202,7 @@ def check_no_symlinks(root: Path, doc: str) -> None:
             raise InvalidPath(doc, f"{'/'.join(parts[: i + 1])!r} is not a directory")
         if last and not stat.S_ISREG(st.st_mode):
             raise InvalidPath(doc, "exists and is not a regular file")
+    return True, st
 
 
 def fsync_dir(path: Path) -> None:
@@ -243,13 +250,13 @@ def atomic_write(
     ``dirs``: the directories whose entries changed are added there for the caller to fsync once for a batch
     (:func:`fsync_dirs`), instead of here.
     """
-    check_no_symlinks(root, doc)
+    dirs_exist, existing = _checked_path(root, doc)
     rel_dir, _, name = doc.rpartition("/")
-    created_in = _makedirs(root, rel_dir, dir_mode)
+    created_in = [] if dirs_exist else _makedirs(root, rel_dir, dir_mode)
     directory = root / rel_dir if rel_dir else root
     target = directory / name
-    with contextlib.suppress(FileNotFoundError):
-        file_mode = stat.S_IMODE(os.lstat(target).st_mode)
+    if existing is not None:
+        file_mode = stat.S_IMODE(existing.st_mode)
     tmp = directory / f".{name[:80]}{TEMP_MARKER}{os.urandom(6).hex()}"
     st = replace_with(tmp, target, data, mode=file_mode, fsync=fsync)
     if fsync:
