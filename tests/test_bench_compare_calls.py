@@ -42,6 +42,11 @@ def test_a_worker_times_every_call_on_its_own_copy(tmp_path: Path) -> None:
     python = tree / ".venv" / "bin" / "python"
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # this venv's python (a symlink would lose it)
     python.chmod(0o755)
+
+    def files(root: Path) -> list[tuple[str, int, int]]:
+        return sorted((str(p.relative_to(root)), p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*"))
+
+    fixture_before = files(store_path)
     worker = calls._Worker(tree, store_path, tmp_path / "work" / "store", distance=2, key=calls.KEY)
     try:
         got = [worker.batch(i, 2) for i in range(len(calls.OPS))]
@@ -49,4 +54,5 @@ def test_a_worker_times_every_call_on_its_own_copy(tmp_path: Path) -> None:
         worker.close()
     assert all(t > 0 for t in got), got
     assert worker.proc.returncode == 0
-    assert (tmp_path / "work" / "store" / "state.json").exists()  # a copy: the fixture is not written
+    assert (tmp_path / "work" / "store" / "state.json").exists()
+    assert files(store_path) == fixture_before  # the worker read and indexed its copy, not the shared fixture
