@@ -454,7 +454,7 @@ class Flusher(DocumentJournal):
                 now = time.monotonic()
                 due = self._due_in(now)
                 wait = min(due if due is not None else HEAD_POLL_S, max(0.0, next_poll - now))
-                # close() sets _stop, then notifies under _cv: checked here, under _cv, that wake-up is never lost.
+                # close() sets _stop, then notifies under _cv: checking _stop here, under _cv, cannot miss it.
                 if wait > 0 and not self._stop.is_set():
                     self._cv.wait(wait)
                     now = time.monotonic()

@@ -418,7 +418,7 @@ class RepositoryObjects:
         """Write ``objs`` as one new pack (:func:`gitstate.repo_packs.write_small_pack`); :meth:`repair_pack_indexes`
         makes its index again on open if a power loss took it. The object store is not told: a flush reads nothing
         back, and the next lookup finds the pack directory changed and lists it once (listing it after every
-        flush cost ~0.5 ms of a ~4 ms durable flush at 10,000 files)."""
+        flush took 0.77 of 9.1 ms of a profiled durable flush at 10,000 files)."""
         from .repo_packs import write_small_pack
 
         write_small_pack(self.git_dir / "objects" / "pack", objs, deflated)
