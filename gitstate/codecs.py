@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from .encoded import Encoded
 from .errors import DecodeError, EncodeError
 from .gcpause import gc_paused
 
@@ -396,6 +397,8 @@ class _JsonCodec(_TreeCodec):
     name = "json"
 
     def encode(self, value: Any) -> bytes:
+        if type(value) is Encoded:  # a big document set whole, kept as these very bytes
+            return value.data
         try:
             return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
         except TypeError:

@@ -42,7 +42,7 @@ import json
 import logging
 import marshal
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -697,8 +697,8 @@ class KeyRun:
     doc: str
     key: Key
     keys: list[Any]
-    old: dict[Any, Any]
-    new: dict[Any, Any]
+    old: Mapping[Any, Any]
+    new: Mapping[Any, Any]
 
     def changes(self) -> list[Change]:
         """The run as the :class:`Change` objects :func:`quick_diff` makes without ``runs`` (values not copied)."""
@@ -720,7 +720,7 @@ def _same_value(value: Any) -> Any:
 
 
 def _rest_at_own_keys(
-    old: dict[Any, Any],
+    old: Mapping[Any, Any],
     items: Iterator[tuple[Any, Any]],
     key: Key,
     doc: str,

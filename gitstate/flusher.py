@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from . import docdiff, messages, worktree
 from . import migrate as _migrate
+from .encoded import plain
 from .errors import GitBusy, GitStateError, SaveError, StoreClosed
 from .events import Committed, Event, GitOperationInProgress, SaveErrorEvent
 from .gcpause import gc_paused
@@ -278,7 +279,7 @@ class Flusher(DocumentJournal):
         failed: dict[str, Exception] = {}
         for doc in docs:
             try:
-                view = self._load(doc)
+                view = self._load(doc, encoded=True)  # a document set whole and kept encoded commits its bytes
                 codec = self._codecs.for_doc(doc)
                 old = self._committed_version(doc, codec)
                 data = None if view is ABSENT else self._encode_keeping_layout(codec, view, old)
@@ -320,7 +321,7 @@ class Flusher(DocumentJournal):
         if self._layout_is_canonical(codec, old):
             data: bytes = codec.encode(value)
         else:
-            data = codec.encode_over(value, old.data())
+            data = codec.encode_over(plain(value), old.data())
             self._remember_layout(blob_id(data), canonical=data == codec.encode(value))
             return data
         self._remember_layout(blob_id(data), canonical=True)

@@ -33,6 +33,7 @@ from . import docdiff, merging, messages
 from .codecs import DEFAULT as DEFAULT_CODECS
 from .codecs import Codec, Codecs, copy_value
 from .codecs import bind as bind_codecs
+from .encoded import Encoded, describe, encoded_from, plain
 from .errors import DecodeError, EncodeError, InvalidPath, KeyNotFound, SaveError, StoreClosed
 from .events import Event, EventBus, ExternalChange
 from .keys import ABSENT, Key, KeyPathError, apply_write, check_target, check_write
@@ -187,6 +188,8 @@ def default_author() -> str:
 
 def apply_op(view: Any, op: Op) -> Any:
     """Apply one journal operation to a private document value; returns the new value."""
+    if type(op.value) is Encoded:  # a whole-document set kept encoded: its decoded value is already a new one
+        return op.value.value()
     return apply_write(view, op.kind, op.key, op.value)
 
 
@@ -195,10 +198,26 @@ def changes_of(
 ) -> list[docdiff.Change]:
     """Structured changes of a document (``docdiff.MISSING`` for absent); text and bytes as one change. With
     ``copy`` the values are private copies (needed when ``new`` is a live view that later writes mutate).
-    ``runs``: see :func:`gitstate.docdiff.quick_diff`."""
+    ``runs``: see :func:`gitstate.docdiff.quick_diff`. A side kept :class:`~gitstate.encoded.Encoded` is compared
+    entry by entry in its bytes when ``runs`` is given (:func:`gitstate.encoded.describe`), else decoded."""
+    if type(old) is Encoded or type(new) is Encoded:
+        if runs is not None and not copy:
+            described = _describe_encoded(old, new, doc, runs)
+            if described is not None:
+                return described
+        old, new = plain(old), plain(new)
     if codec.structured or old is docdiff.MISSING or new is docdiff.MISSING:
         return docdiff.quick_diff(old, new, doc=doc, copy=copy, runs=runs)
     return [] if old == new else [docdiff.Change(doc, (), "change", old, new)]
+
+
+def _describe_encoded(old: Any, new: Any, doc: str, runs: list[docdiff.KeyRun]) -> list[docdiff.Change] | None:
+    """:func:`gitstate.encoded.describe` of two mappings, at least one of them kept encoded (the other is encoded
+    for the comparison); None when they are not two mappings or do not split into entries."""
+    old_doc, new_doc = encoded_from(old), encoded_from(new)
+    if old_doc is None or new_doc is None:
+        return None
+    return describe(old_doc, new_doc, doc=doc, runs=runs)
 
 
 def ops_between(old: Any, new: Any, prefix: Key = ()) -> list[tuple[str, Key, Any]]:
@@ -394,9 +413,15 @@ class DocumentJournal:
         if self._pinned:
             self._pinned = {d: v for d, v in self._pinned.items() if d in self._dirty}
 
-    def _load(self, doc: str) -> Any:
-        """The current value of ``doc`` (committed + pending ops). Call with ``_lock`` held."""
+    def _load(self, doc: str, *, encoded: bool = False) -> Any:
+        """The current value of ``doc`` (committed + pending ops). Call with ``_lock`` held.
+
+        A document set whole and kept :class:`~gitstate.encoded.Encoded` is decoded here, once, into a view of its
+        own (nothing else holds it, so writes change it in place), unless the caller takes it ``encoded``."""
         view = self._views.get(doc, None)
+        if type(view) is Encoded and not encoded:
+            view = self._views[doc] = view.value()
+            return view
         if view is not None or doc in self._views:
             return view
         data = self._committed_bytes(doc)
@@ -556,7 +581,7 @@ class DocumentJournal:
         if self.read_only:
             raise SaveError(f"{self.path} is on a read-only file system or not writable: the store is open read-only")
         # First: it refuses .gitstate/ before any file check.
-        keyt, value = check_write(doc, kind, key, value, codec=self._codecs.for_doc(doc))
+        keyt, value = check_write(doc, kind, key, value, codec=self._codecs.for_doc(doc), keep_encoded=True)
         doc = self._doc(doc)
         if doc in self._oversized:
             self._check_not_oversized(doc, EncodeError)
@@ -565,9 +590,10 @@ class DocumentJournal:
             size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8"))
             if size > self.max_doc_bytes and not self._codecs.for_doc(doc).structured:
                 raise too_big(doc, size, self.max_doc_bytes, "would be")
+        whole = not keyt and kind in ("set", "delete")
         with self._lock:
             try:
-                view = self._load(doc)
+                view = self._load(doc, encoded=whole)  # a whole-document write reads nothing of the old value
             except DecodeError:
                 if keyt or kind not in ("set", "delete"):
                     raise
@@ -575,7 +601,7 @@ class DocumentJournal:
             if view is ABSENT and kind != "delete":
                 self._check_doc_slot(doc)
             check_target(doc, kind, keyt, view)
-            view = self._unshare(doc, view, whole=not keyt and kind in ("set", "delete"))
+            view = self._unshare(doc, view, whole=whole)
             self._seq += 1
             now = time.monotonic()
             op = Op(self._seq, doc, kind, keyt, value, now)

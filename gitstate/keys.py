@@ -21,7 +21,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .codecs import Codec, check_str, codec_for, copy_value
+from .codecs import JSON, Codec, check_str, codec_for, copy_value
+from .encoded import encode_whole
 from .errors import EncodeError, InvalidPath, KeyNotFound
 from .paths import META_PREFIX, is_metadata_path, validate_doc_path
 
@@ -287,7 +288,9 @@ class _Absent:
 ABSENT: Final = _Absent()
 
 
-def check_write(doc: str, kind: str, key: object, value: Any, *, codec: Codec | None = None) -> tuple[Key, Any]:
+def check_write(
+    doc: str, kind: str, key: object, value: Any, *, codec: Codec | None = None, keep_encoded: bool = False
+) -> tuple[Key, Any]:
     """The checks a write (``kind``: set, delete, update, append) passes before the document is looked at: returns
     the parsed key and the value as the document's codec stores it (``codec``: the store's codec for ``doc``;
     default: the default registry's).
@@ -295,6 +298,9 @@ def check_write(doc: str, kind: str, key: object, value: Any, *, codec: Codec | 
     Documents under ``.gitstate/`` (in any spelling a file system may alias to it) are gitstate's own metadata:
     only gitstate writes them (the schema version, through migrations), so every write to them is refused here.
     Reading them stays allowed (``get(".gitstate/schema.json")`` shows the schema version).
+
+    ``keep_encoded``: a whole-document set of a big plain JSON mapping may come back as an
+    :class:`~gitstate.encoded.Encoded` instead of a private copy (the caller decodes it where it reads it).
 
     Raises:
         InvalidPath: an unsafe path, or one under ``.gitstate/``.
@@ -323,6 +329,8 @@ def check_write(doc: str, kind: str, key: object, value: Any, *, codec: Codec | 
         if not isinstance(value, Mapping):
             raise EncodeError(f"{doc}: update() takes a mapping, not {type(value).__name__}")
         value = codec.normalize(dict(value), doc, keyt)
+    elif kind == "set" and keep_encoded and not keyt and codec is JSON and (kept := encode_whole(value)) is not None:
+        value = kept
     elif kind in ("set", "append"):
         value = codec.normalize(value, doc, keyt)
     return keyt, value

@@ -268,7 +268,7 @@ class Store(Ingester):
         with self._lock:
             paths = set(self._repo.list_blobs(self._head_tree)) if self._head_tree else set()
             for doc in self._dirty:
-                if self._load(doc) is ABSENT:
+                if self._load(doc, encoded=True) is ABSENT:
                     paths.discard(doc)
                 else:
                     paths.add(doc)

@@ -44,6 +44,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "gitstate.docdiff",
         "gitstate.merging",
         "gitstate.codecs",
+        "gitstate.encoded",
         "gitstate.roundtrip",
         "gitstate.keys",
         "gitstate.events",
