@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from . import encoded
 from .encoded import Encoded
 from .errors import DecodeError, EncodeError
 from .gcpause import gc_paused
@@ -268,8 +269,13 @@ class _TreeCodec(Codec):
     allow_dates = False
 
     def normalize(self, value: Any, doc: str = "", key: tuple[Any, ...] = ()) -> Any:
+        return self._normalize(value, doc, key)
+
+    def _normalize(self, value: Any, doc: str, key: tuple[Any, ...], *, keep_encoded: bool = False) -> Any:
+        """:meth:`normalize`; with ``keep_encoded`` (JSON, a whole document) a big plain mapping comes back as an
+        :class:`~gitstate.encoded.Encoded` of the bytes its check wrote."""
         if type(value) is dict or type(value) is list:
-            fast = _plain_copy(value, len(key))
+            fast = _plain_copy(value, len(key), keep_encoded=keep_encoded)
             if fast is not None:
                 return fast
         try:
@@ -341,7 +347,7 @@ _BIG_COPY_BYTES: Final = 1 << 16
 _ORJSON_DEPTH: Final = 255
 
 
-def _plain_copy(value: dict[Any, Any] | list[Any], depth: int) -> Any:
+def _plain_copy(value: dict[Any, Any] | list[Any], depth: int, *, keep_encoded: bool = False) -> Any:
     """The private copy :meth:`Codec.normalize` returns, made at C speed when ``value`` is plain JSON already
     (a 10 MB document: ~3x faster than the walk); None sends the caller to the walk, which also names the place
     of any fault.
@@ -349,11 +355,18 @@ def _plain_copy(value: dict[Any, Any] | list[Any], depth: int) -> Any:
     orjson writes what it can and refuses the rest: non-``str`` keys, subclasses, dates, dataclasses, integers
     beyond 64 bits, lone surrogates, nesting past 255. What it writes but the walk refuses or changes (NaN and
     infinities, which it writes as null; tuples, UUIDs, enums) makes the copy differ from ``value``: the deep
-    ``==`` (also C) catches each, and orjson keeps ``True`` apart from ``1`` and ``1`` apart from ``1.0``."""
+    ``==`` (also C) catches each, and orjson keeps ``True`` apart from ``1`` and ``1`` apart from ``1.0``.
+
+    ``keep_encoded``: a mapping whose bytes here are :data:`gitstate.encoded.MIN_BYTES` or more is kept as the
+    bytes ``JSON.encode`` writes (:func:`gitstate.encoded.keep`) instead of copied; smaller ones pay nothing more."""
     if depth + _ORJSON_DEPTH > MAX_DEPTH:
         return None
     try:
         data = orjson.dumps(value, option=_PLAIN_ONLY)
+        if keep_encoded and type(value) is dict and len(data) >= encoded.MIN_BYTES:
+            kept = encoded.keep(value, orjson.dumps(value, option=encoded.OPTIONS))
+            if kept is not None:
+                return kept
         if len(data) < _BIG_COPY_BYTES:
             copy = orjson.loads(data)
         else:
@@ -599,7 +612,21 @@ class _BytesCodec(Codec):
         return bytes(value)
 
 
-JSON: Final[Codec] = _JsonCodec()
+_JSON: Final = _JsonCodec()
+JSON: Final[Codec] = _JSON
+
+
+def normalize_whole_json(value: Any, doc: str = "") -> Any:
+    """``JSON.normalize(value, doc)`` for a whole document, except that a plain mapping of
+    :data:`gitstate.encoded.MIN_BYTES` or more comes back as an :class:`~gitstate.encoded.Encoded` of its bytes
+    instead of a private copy (what a store's whole-document ``set()`` keeps).
+
+    Raises:
+        EncodeError: as :meth:`Codec.normalize`.
+    """
+    return _JSON._normalize(value, doc, (), keep_encoded=True)
+
+
 YAML: Final[Codec] = _YamlCodec()
 TEXT: Final[Codec] = _TextCodec()
 BYTES: Final[Codec] = _BytesCodec()

@@ -13,9 +13,10 @@ and a flush describes the change between two such documents by comparing the byt
 (:func:`describe`), decoding only the entries it lists: a whole-document replace of a 10 MB document skips the
 private copy, the deep ``==`` that checks it, and a walk of 100,000 pairs of mappings.
 
-What belongs here: :class:`Encoded`, the checks that let a value be kept so (:func:`encode_whole`), and the
-comparison of two encoded mappings (:func:`describe`). What does not: where an encoded document lives and when it is
-decoded (the journal, ``journal.py``), the diff of values (``docdiff.py``), codecs (``codecs.py``).
+What belongs here: :class:`Encoded`, the checks that let a value be kept so (:func:`keep`, which
+``codecs.normalize_whole_json`` calls), and the comparison of two encoded mappings (:func:`describe`). What does
+not: where an encoded document lives and when it is decoded (the journal, ``journal.py``), the diff of values
+(``docdiff.py``), codecs (``codecs.py``).
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ import orjson
 from .docdiff import MISSING, Change, KeyRun, quick_diff
 from .gcpause import gc_paused
 
-#: From this size of encoding on, a whole-document set of a plain JSON mapping is kept encoded.
+#: From this size of compact encoding on, a whole-document set of a plain JSON mapping is kept encoded.
 MIN_BYTES: Final = 1 << 20
 
 #: The options of ``JSON.encode`` (its exact bytes) with orjson's native types sent to ``default`` (none: an error).
-_OPTIONS: Final = (
+OPTIONS: Final = (
     orjson.OPT_INDENT_2
     | orjson.OPT_APPEND_NEWLINE
     | orjson.OPT_PASSTHROUGH_DATETIME
@@ -96,17 +97,10 @@ def _entry_value(key: str, part: bytes) -> Any:
     return orjson.loads(part[len(orjson.dumps(key)) + 1 :])
 
 
-def encode_whole(value: Any) -> Encoded | None:
-    """``value`` kept encoded when it is a plain JSON mapping of at least :data:`MIN_BYTES`, else None (the caller
-    normalizes it as usual, which also says what is wrong with it)."""
-    if type(value) is not dict:
-        return None
-    try:
-        data = orjson.dumps(value, option=_OPTIONS)
-    except (TypeError, ValueError, RecursionError):  # orjson.JSONEncodeError is a TypeError
-        return None
-    if len(data) < MIN_BYTES:
-        return None
+def keep(value: dict[str, Any], data: bytes) -> Encoded | None:
+    """``value`` kept as ``data`` (what orjson wrote with :data:`OPTIONS`, so it holds nothing orjson refuses) when
+    it holds nothing else orjson would have written, else None (the caller makes its private copy as usual, or its
+    walk says what is wrong with the value)."""
     try:
         types = marshal.dumps(value, 4)  # refuses any type but the builtins (subclasses included)
     except (ValueError, TypeError, RecursionError):
@@ -134,7 +128,7 @@ def encoded_from(value: Any) -> Encoded | None:
     if type(value) is not dict:
         return None
     try:
-        return Encoded(orjson.dumps(value, option=_OPTIONS), list(value))
+        return Encoded(orjson.dumps(value, option=OPTIONS), list(value))
     except (TypeError, ValueError, RecursionError):
         return None
 
@@ -191,7 +185,6 @@ def describe(old: Encoded, new: Encoded, *, doc: str, max_changes: int = 64, run
         if olds[at] is None:
             out.append(Change(doc, (key,), "add", MISSING, new.entry(at)))
             continue
-        assert old_at is None or key in old_at
         before = old.entry(at if old_at is None else old_at[key])
         inner: list[KeyRun] = []
         listed = quick_diff(before, new.entry(at), doc=doc, max_changes=max_changes - len(out), copy=False, runs=inner)
@@ -200,4 +193,4 @@ def describe(old: Encoded, new: Encoded, *, doc: str, max_changes: int = 64, run
     return out
 
 
-__all__ = ["MIN_BYTES", "Encoded", "describe", "encode_whole", "encoded_from", "plain"]
+__all__ = ["MIN_BYTES", "OPTIONS", "Encoded", "describe", "encoded_from", "keep", "plain"]

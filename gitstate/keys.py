@@ -21,8 +21,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .codecs import JSON, Codec, check_str, codec_for, copy_value
-from .encoded import encode_whole
+from .codecs import JSON, Codec, check_str, codec_for, copy_value, normalize_whole_json
 from .errors import EncodeError, InvalidPath, KeyNotFound
 from .paths import META_PREFIX, is_metadata_path, validate_doc_path
 
@@ -329,8 +328,8 @@ def check_write(
         if not isinstance(value, Mapping):
             raise EncodeError(f"{doc}: update() takes a mapping, not {type(value).__name__}")
         value = codec.normalize(dict(value), doc, keyt)
-    elif kind == "set" and keep_encoded and not keyt and codec is JSON and (kept := encode_whole(value)) is not None:
-        value = kept
+    elif kind == "set" and keep_encoded and not keyt and codec is JSON:
+        value = normalize_whole_json(value, doc)
     elif kind in ("set", "append"):
         value = codec.normalize(value, doc, keyt)
     return keyt, value

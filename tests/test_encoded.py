@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 import gitstate
 from gitstate import docdiff, encoded
-from gitstate.codecs import JSON
+from gitstate.codecs import JSON, normalize_whole_json
 from gitstate.docdiff import Change, KeyRun, quick_diff
-from gitstate.encoded import Encoded, describe, encode_whole, encoded_from
+from gitstate.encoded import Encoded, describe, encoded_from
 from gitstate.errors import EncodeError
 
 PROPS = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -97,15 +97,20 @@ def test_describe_finds_what_python_equality_hides(old: Any, new: Any) -> None:
     assert sorted(map(repr, listed)) == sorted(map(repr, exact))
 
 
-def test_a_run_decodes_only_the_entries_it_is_asked_for() -> None:
+def test_a_flush_decodes_only_the_entries_it_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     old = {f"k{i}": {"n": i} for i in range(200)}
     new = {f"k{i}": {"n": i + 1} for i in range(200)}
+    decoded: list[bytes] = []
+    real = encoded._entry_value
+    monkeypatch.setattr(encoded, "_entry_value", lambda key, part: decoded.append(part) or real(key, part))
     runs: list[KeyRun] = []
     listed = describe(_encoded(old), _encoded(new), doc="d.json", runs=runs)
     assert listed is not None and len(listed) == 64
     assert [(r.key, len(r.keys)) for r in runs] == [((), 136)]
+    assert len(decoded) == 2 * 64  # both sides of each listed entry; none of the 136 counted in the run
     run = runs[0]
     assert run.new["k199"] == {"n": 200} and run.old.get("nope") is None and len(run.old) == 200
+    assert len(decoded) == 2 * 64 + 1  # a run decodes an entry when asked for it
     assert [c.key for c in run.changes()][:2] == [("k64",), ("k65",)]
 
 
@@ -132,6 +137,15 @@ def _big(extra: Any) -> dict[str, Any]:
     return {"pad": "x" * 64, "deep": {"list": [1, 2, {"here": extra}]}}
 
 
+def _kept(value: Any) -> Encoded | None:
+    """What a whole-document set keeps: the Encoded, or None for a private copy (or a refusal)."""
+    try:
+        got = normalize_whole_json(value, "s.json")
+    except EncodeError:
+        return None
+    return got if isinstance(got, Encoded) else None
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -153,15 +167,16 @@ def _big(extra: Any) -> dict[str, Any]:
 )
 def test_only_plain_json_is_kept_encoded(monkeypatch: pytest.MonkeyPatch, extra: Any) -> None:
     monkeypatch.setattr(encoded, "MIN_BYTES", 0)
-    assert encode_whole(_big(extra)) is None
-    assert encode_whole(_big("fine")) is not None
+    assert _kept(_big(extra)) is None
+    assert _kept(_big("fine")) is not None
 
 
 def test_small_values_and_lists_take_the_usual_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert encode_whole(_big("fine")) is None  # under MIN_BYTES
+    assert _kept(_big("fine")) is None  # under MIN_BYTES
+    assert normalize_whole_json(_big("fine")) == _big("fine")  # the private copy
     monkeypatch.setattr(encoded, "MIN_BYTES", 0)
-    assert encode_whole([1, 2]) is None and encode_whole("text") is None
-    tupled = encode_whole(_big((1, 2)))  # a tuple is written as a list, as normalize makes it
+    assert _kept([1, 2]) is None and _kept("text") is None
+    tupled = _kept(_big((1, 2)))  # a tuple is written as a list, as normalize makes it
     assert tupled is not None and tupled.value() == _big([1, 2])
 
 
@@ -170,7 +185,7 @@ def test_the_float_scan_lets_every_finite_float_through(monkeypatch: pytest.Monk
     """NaN and the infinities are the doubles whose 11 exponent bits are all set; the largest finite ones have
     all but the last."""
     monkeypatch.setattr(encoded, "MIN_BYTES", 0)
-    kept = encode_whole(_big(number))
+    kept = _kept(_big(number))
     assert kept is not None and kept.value() == _big(number)
 
 
